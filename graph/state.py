@@ -1,0 +1,85 @@
+"""The conversation's state: what every checkpoint holds.
+
+Kept to JSON-shaped values (messages aside) so checkpoints stay readable in Studio and
+replayable after any code change that does not rename a field.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, NotRequired, TypedDict
+
+from langchain_core.messages import AnyMessage, HumanMessage
+from langgraph.graph.message import add_messages
+
+
+class TextReply(TypedDict):
+    kind: Literal["text"]
+    text: str
+
+
+class MenuRow(TypedDict):
+    id: str
+    title: str
+    description: NotRequired[str]
+
+
+class MenuSection(TypedDict):
+    title: str
+    rows: list[MenuRow]
+
+
+class MenuReply(TypedDict):
+    """An interactive list: how the bot offers choices without free text."""
+
+    kind: Literal["menu"]
+    body: str
+    button: str
+    sections: list[MenuSection]
+
+
+Reply = TextReply | MenuReply
+
+
+class ConversationState(TypedDict):
+    """One WhatsApp conversation; `thread_id` is the conversation's id."""
+
+    messages: Annotated[list[AnyMessage], add_messages]
+    # What this turn sends back. Replaced, not appended, by each turn: the outbox
+    # turns it into WhatsApp messages once the run is complete.
+    replies: NotRequired[list[Reply]]
+    # The run that produced the latest checkpoint; a retried job compares it with its
+    # own to know whether to resume, or only to deliver what was already decided.
+    run_id: NotRequired[str]
+
+
+def text_reply(text: str) -> TextReply:
+    return {"kind": "text", "text": text}
+
+
+def customer_message(
+    text: str, *, wamid: str, kind: str, supported: bool = True, reply_id: str | None = None
+) -> HumanMessage:
+    """A customer's WhatsApp message as the graph sees it.
+
+    The message id is the wamid, so a message fed twice (a retried run) is merged by
+    `add_messages` instead of appearing twice in the history.
+    """
+    meta: dict[str, object] = {"kind": kind, "supported": supported}
+    if reply_id is not None:
+        meta["reply_id"] = reply_id
+    return HumanMessage(content=text, id=wamid, additional_kwargs={"whatsapp": meta})
+
+
+def whatsapp_meta(message: AnyMessage) -> dict[str, object]:
+    meta = message.additional_kwargs.get("whatsapp")
+    return meta if isinstance(meta, dict) else {}
+
+
+def latest_customer_messages(messages: list[AnyMessage]) -> list[HumanMessage]:
+    """The customer's messages since the bot last spoke: this turn's request."""
+    turn: list[HumanMessage] = []
+    for message in reversed(messages):
+        if not isinstance(message, HumanMessage):
+            break
+        turn.append(message)
+    return list(reversed(turn))

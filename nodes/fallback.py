@@ -1,0 +1,46 @@
+"""Rule-based answers: the customer always hears back, even with no model at all."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langchain_core.messages import AIMessage
+
+from graph.prompts import FallbackTexts
+from graph.state import ConversationState, Reply, latest_customer_messages, whatsapp_meta
+
+
+def fallback_reply(texts: FallbackTexts, state: ConversationState) -> Reply:
+    """Acknowledge a tapped topic, else offer the topic menu."""
+    for message in reversed(latest_customer_messages(state["messages"])):
+        reply_id = whatsapp_meta(message).get("reply_id")
+        topic = texts.topic_title(reply_id) if isinstance(reply_id, str) else None
+        if topic is not None:
+            return {"kind": "text", "text": texts.topic_acknowledgement.format(topic=topic)}
+    return texts.menu
+
+
+def _as_history(reply: Reply) -> AIMessage:
+    text = reply["text"] if reply["kind"] == "text" else reply["body"]
+    return AIMessage(content=text, name="fallback")
+
+
+def fallback_update(texts: FallbackTexts, state: ConversationState) -> dict[str, Any]:
+    """The state update of a rule-based turn; the reply is kept in the history too."""
+    reply = fallback_reply(texts, state)
+    return {"messages": [_as_history(reply)], "replies": [reply]}
+
+
+def make_fallback_node(texts: FallbackTexts) -> Any:
+    async def answer_with_menu(state: ConversationState) -> dict[str, Any]:
+        return fallback_update(texts, state)
+
+    return answer_with_menu
+
+
+def make_unsupported_node(texts: FallbackTexts) -> Any:
+    async def ask_for_text(state: ConversationState) -> dict[str, Any]:
+        reply: Reply = {"kind": "text", "text": texts.unsupported}
+        return {"messages": [_as_history(reply)], "replies": [reply]}
+
+    return ask_for_text

@@ -1,0 +1,30 @@
+"""The FastAPI application: webhook, health, and the lifespan that opens services."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from graph.settings import Settings, get_settings
+from server import health, webhook
+from server.services import open_services
+
+
+def create_app(settings: Settings | None = None, *, run_worker_here: bool | None = None) -> FastAPI:
+    """`serve` runs an in-process worker by default (`WA_AGENT_IN_PROCESS_WORKER`);
+    `wa-agent worker` processes can be added beside it or instead of it."""
+    settings = settings or get_settings()
+    with_worker = settings.in_process_worker if run_worker_here is None else run_worker_here
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_services(settings, run_worker_here=with_worker) as services:
+            app.state.services = services
+            yield
+
+    app = FastAPI(title="wa-agent", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.include_router(webhook.router)
+    app.include_router(health.router)
+    return app

@@ -1,0 +1,117 @@
+"""`wa-agent serve | worker | migrate | chat`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+import uuid
+from collections.abc import Sequence
+
+import structlog
+import uvicorn
+from langchain_core.runnables import RunnableConfig
+
+from graph.persistence import apply_migrations, resolve_database_url
+from graph.settings import Settings, get_settings
+from graph.state import Reply, customer_message
+from server.app import create_app
+from server.logging import configure_logging
+from server.services import open_services
+
+log = structlog.get_logger(__name__)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="wa-agent", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="webhook + admin API (+ an in-process worker)")
+    serve.add_argument("--no-worker", action="store_true", help="leave jobs to `wa-agent worker`")
+    commands.add_parser("worker", help="run conversation jobs from the queue")
+    commands.add_parser("migrate", help="apply pending database migrations")
+    chat = commands.add_parser("chat", help="talk to the graph in this terminal")
+    chat.add_argument("--as", dest="customer", default="developer", help="conversation name")
+    args = parser.parse_args(argv)
+
+    settings = get_settings()
+    configure_logging(settings)
+    if args.command == "serve":
+        return serve_http(settings, with_worker=not args.no_worker)
+    if args.command == "worker":
+        return asyncio.run(run_worker_process(settings))
+    if args.command == "migrate":
+        return asyncio.run(migrate(settings))
+    return asyncio.run(chat_in_terminal(settings, args.customer))
+
+
+def serve_http(settings: Settings, *, with_worker: bool) -> int:
+    app = create_app(settings, run_worker_here=with_worker and settings.in_process_worker)
+    log.info("serve.start", host=settings.host, port=settings.port, worker=with_worker)
+    uvicorn.run(app, host=settings.host, port=settings.port, access_log=False, log_level="warning")
+    return 0
+
+
+async def run_worker_process(settings: Settings) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with open_services(settings, run_worker_here=True) as services:
+        log.info("worker.start", pid=os.getpid(), concurrency=settings.worker_concurrency)
+        assert services.worker_task is not None
+        done = asyncio.create_task(stop.wait())
+        await asyncio.wait({done, services.worker_task}, return_when=asyncio.FIRST_COMPLETED)
+        if services.worker_task.done() and services.worker_task.exception():
+            log.error("worker.crashed", error=str(services.worker_task.exception()))
+            return 1
+    log.info("worker.stopped")
+    return 0
+
+
+async def migrate(settings: Settings) -> int:
+    database_url = await asyncio.to_thread(resolve_database_url, settings)
+    applied = await apply_migrations(database_url)
+    print(f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else ""))
+    return 0
+
+
+async def chat_in_terminal(settings: Settings, customer: str) -> int:
+    """The same graph and checkpointer as production, with the terminal as WhatsApp.
+    Each conversation name is its own thread, so history survives between sessions."""
+    thread_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"wa-agent-chat:{customer}"))
+    config: RunnableConfig = {"configurable": {"thread_id": thread_id}, "tags": ["chat"]}
+    async with open_services(settings, run_worker_here=False) as services:
+        print(f"Talking to wa-agent as '{customer}'. Ctrl-D to leave.", file=sys.stderr)
+        async with services.runner.graphs.borrow() as graph:
+            while (line := await asyncio.to_thread(_prompt)) is not None:
+                if not line.strip():
+                    continue
+                reply_id = line.strip() if line.strip().startswith("menu:") else None
+                message = customer_message(
+                    line, wamid=f"chat-{uuid.uuid4().hex}", kind="text", reply_id=reply_id
+                )
+                turn = {"messages": [message], "run_id": str(uuid.uuid4()), "replies": []}
+                result = await graph.ainvoke(turn, config)
+                for reply in result.get("replies", []):
+                    print(render_reply(reply), flush=True)
+    return 0
+
+
+def _prompt() -> str | None:
+    try:
+        return input("you> " if sys.stdin.isatty() else "")
+    except EOFError:
+        return None
+
+
+def render_reply(reply: Reply) -> str:
+    if reply["kind"] == "text":
+        return f"bot> {reply['text']}"
+    rows = [f"    [{row['id']}] {row['title']}" for s in reply["sections"] for row in s["rows"]]
+    return "\n".join([f"bot> {reply['body']}", *rows])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

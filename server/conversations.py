@@ -1,0 +1,228 @@
+"""One job = one turn of one conversation: wait for the customer to finish typing, claim
+the waiting messages, run the graph, stage the replies in the outbox, send them.
+
+Each step is written so that a job killed at any point and retried does the right
+thing: claimed messages belong to a run, the run resumes from its last checkpoint,
+and the outbox sends each part at most once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from langchain_core.messages import HumanMessage
+from langchain_core.runnables import RunnableConfig
+
+from graph.context import ConversationContext
+from graph.persistence import Pool
+from graph.runtime import GraphPool
+from graph.settings import Settings
+from graph.state import Reply, customer_message, text_reply
+from server.outbox import deliver_parts, reply_parts, stage_parts
+from server.whatsapp.client import WhatsAppClient
+
+log = structlog.get_logger(__name__)
+
+APOLOGY = (
+    "Sorry, something went wrong on our side and I could not answer. "
+    "Please write again in a few minutes."
+)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The messages a run answers. `resumed`: a previous attempt of it died."""
+
+    run_id: str
+    conversation_id: str
+    wa_id: str
+    customer_name: str | None
+    messages: list[HumanMessage]
+    attempts: int
+    resumed: bool
+
+
+class ConversationRunner:
+    def __init__(
+        self,
+        pool: Pool,
+        graphs: GraphPool,
+        whatsapp: WhatsAppClient | None,
+        settings: Settings,
+    ) -> None:
+        self.pool = pool
+        self.graphs = graphs
+        self.whatsapp = whatsapp
+        self.settings = settings
+
+    async def answer(self, conversation_id: str, job_id: int | None = None) -> None:
+        await self._wait_until_quiet(conversation_id)
+        claim = await self._claim(conversation_id, job_id)
+        if claim is None:
+            return  # an earlier job already answered these messages
+        structlog.contextvars.bind_contextvars(run_id=claim.run_id)
+        try:
+            if not claim.resumed:
+                await self._show_typing(claim)
+            try:
+                replies = await self._run_graph(claim)
+            except Exception:
+                if claim.attempts < self.settings.job_max_attempts:
+                    raise  # the queue retries; the run resumes from its checkpoint
+                log.exception("run.gave_up", attempts=claim.attempts)
+                replies = [text_reply(APOLOGY)]
+            await stage_parts(
+                self.pool,
+                conversation_id=claim.conversation_id,
+                run_id=claim.run_id,
+                wa_id=claim.wa_id,
+                parts=reply_parts(replies),
+            )
+            await deliver_parts(self.pool, self.whatsapp, claim.run_id)
+            await self._finish(claim)
+        finally:
+            structlog.contextvars.unbind_contextvars("run_id")
+
+    async def _wait_until_quiet(self, conversation_id: str) -> None:
+        """Let a customer who sends three texts in a row finish: answer once, after the
+        newest waiting message is `coalesce_window_ms` old (bounded, so a flood still
+        gets answered)."""
+        window = self.settings.coalesce_window_ms / 1000
+        deadline = asyncio.get_running_loop().time() + 10 * window
+        while window > 0 and asyncio.get_running_loop().time() < deadline:
+            async with self.pool.connection() as conn:
+                cur = await conn.execute(
+                    "SELECT EXTRACT(EPOCH FROM max(received_at) - clock_timestamp())::float8"
+                    " + %s AS wait FROM inbound_messages"
+                    " WHERE conversation_id = %s AND run_id IS NULL",
+                    (window, conversation_id),
+                )
+                row = await cur.fetchone()
+            wait = row["wait"] if row else None
+            if wait is None or wait <= 0:
+                return
+            await asyncio.sleep(min(wait, window))
+
+    async def _claim(self, conversation_id: str, job_id: int | None) -> Claim | None:
+        """Resume this conversation's unfinished run, or claim the waiting messages.
+
+        The conversation row lock is the one the webhook holds while it inserts, so no
+        message can be committed unseen between this read and a job's end.
+        """
+        async with self.pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                "SELECT c.wa_id, k.profile_name FROM agent_conversations c"
+                " JOIN contacts k USING (wa_id) WHERE c.id = %s FOR UPDATE OF c",
+                (conversation_id,),
+            )
+            conversation = await cur.fetchone()
+            if conversation is None:
+                return None  # erased since the job was queued
+            cur = await conn.execute(
+                "UPDATE conversation_runs SET attempts = attempts + 1, job_id = %s"
+                " WHERE conversation_id = %s AND status = 'running' RETURNING id, attempts",
+                (job_id, conversation_id),
+            )
+            open_run = await cur.fetchone()
+            if open_run is not None:
+                run_id, attempts = str(open_run["id"]), open_run["attempts"]
+                cur = await conn.execute(_CLAIMED_ROWS, (run_id,))
+            else:
+                run_id, attempts = str(uuid.uuid4()), 1
+                cur = await conn.execute(_CLAIM_WAITING, (run_id, conversation_id))
+            rows = sorted(await cur.fetchall(), key=lambda r: (r["sent_at"], r["id"]))
+            if open_run is None:
+                if not rows:
+                    return None
+                await self._open_run(conn, run_id, conversation_id, job_id, rows)
+        return Claim(
+            run_id=run_id,
+            conversation_id=conversation_id,
+            wa_id=conversation["wa_id"],
+            customer_name=conversation["profile_name"],
+            messages=[_as_customer_message(row) for row in rows],
+            attempts=attempts,
+            resumed=open_run is not None,
+        )
+
+    async def _open_run(
+        self,
+        conn: Any,
+        run_id: str,
+        conversation_id: str,
+        job_id: int | None,
+        rows: list[dict[str, Any]],
+    ) -> None:
+        await conn.execute(
+            "INSERT INTO conversation_runs (id, conversation_id, job_id) VALUES (%s, %s, %s)",
+            (run_id, conversation_id, job_id),
+        )
+        async with conn.cursor() as cur:
+            await cur.executemany(
+                "INSERT INTO agent_messages (conversation_id, run_id, role, content)"
+                " VALUES (%s, %s, 'customer', %s)",
+                [(conversation_id, run_id, row["text"] or f"[{row['kind']}]") for row in rows],
+            )
+
+    async def _show_typing(self, claim: Claim) -> None:
+        """Blue ticks and "typing…" on the newest message; cosmetic, so never fatal."""
+        if self.whatsapp is None or not claim.messages:
+            return
+        try:
+            await self.whatsapp.mark_read(str(claim.messages[-1].id), typing=True)
+        except Exception as exc:
+            log.warning("whatsapp.mark_read_failed", error=str(exc)[:200])
+
+    async def _run_graph(self, claim: Claim) -> list[Reply]:
+        config: RunnableConfig = {
+            "configurable": {"thread_id": claim.conversation_id},
+            "metadata": {"run_id": claim.run_id, "conversation_id": claim.conversation_id},
+            "tags": ["whatsapp"],
+        }
+        context = ConversationContext(
+            conversation_id=claim.conversation_id, customer_name=claim.customer_name
+        )
+        async with self.graphs.borrow() as graph:
+            snapshot = await graph.aget_state(config)
+            if snapshot.values.get("run_id") == claim.run_id:
+                if not snapshot.next:
+                    return list(snapshot.values.get("replies", []))  # only delivery was left
+                result = await graph.ainvoke(None, config, context=context)
+            else:
+                turn = {"messages": claim.messages, "run_id": claim.run_id, "replies": []}
+                result = await graph.ainvoke(turn, config, context=context)
+        return list(result.get("replies", []))
+
+    async def _finish(self, claim: Claim) -> None:
+        async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute(
+                "UPDATE conversation_runs SET status = 'done', finished_at = now() WHERE id = %s",
+                (claim.run_id,),
+            )
+            await conn.execute(
+                "UPDATE inbound_messages SET processed_at = now() WHERE run_id = %s",
+                (claim.run_id,),
+            )
+
+
+_MESSAGE_COLUMNS = "id, wamid, kind, text, supported, reply_id, sent_at"
+_CLAIMED_ROWS = f"SELECT {_MESSAGE_COLUMNS} FROM inbound_messages WHERE run_id = %s"
+_CLAIM_WAITING = (
+    "UPDATE inbound_messages SET run_id = %s"
+    " WHERE conversation_id = %s AND run_id IS NULL AND processed_at IS NULL"
+    f" RETURNING {_MESSAGE_COLUMNS}"
+)
+
+
+def _as_customer_message(row: dict[str, Any]) -> HumanMessage:
+    return customer_message(
+        row["text"],
+        wamid=row["wamid"],
+        kind=row["kind"],
+        supported=row["supported"],
+        reply_id=row["reply_id"],
+    )

@@ -1,0 +1,156 @@
+"""The outbox: a run's replies become numbered parts, each sent at most once.
+
+A part is written before anything is sent, claimed (`pending` → `sending`) in its own
+committed statement just before its HTTP call, and settled after. A retryable refusal
+(429/5xx after the client's own retries) puts the part back to `pending` and fails the
+job, so the queue retries it later. A worker that dies in between leaves the part
+`sending`; the retried run marks it `unknown` and never sends it
+again — a duplicate reply is worse than a log line an operator can act on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+from psycopg.types.json import Jsonb
+
+from graph.persistence import Pool
+from graph.state import Reply
+from server.whatsapp.client import WhatsAppClient, WhatsAppError, split_text
+
+log = structlog.get_logger(__name__)
+
+
+def reply_parts(replies: Sequence[Reply]) -> list[Reply]:
+    """One WhatsApp message per part: long texts cut at paragraph/sentence boundaries."""
+    parts: list[Reply] = []
+    for reply in replies:
+        if reply["kind"] == "text":
+            parts.extend({"kind": "text", "text": chunk} for chunk in split_text(reply["text"]))
+        else:
+            parts.append(reply)
+    return parts
+
+
+def reply_transcript(parts: Sequence[Reply]) -> str:
+    return "\n\n".join(p["text"] if p["kind"] == "text" else p["body"] for p in parts)
+
+
+async def stage_parts(
+    pool: Pool,
+    *,
+    conversation_id: str,
+    run_id: str,
+    wa_id: str,
+    parts: Sequence[Reply],
+    agent: str | None = None,
+) -> None:
+    """Write every part, once per (run, part); the transcript line goes with the first write."""
+    async with pool.connection() as conn, conn.transaction():
+        inserted = 0
+        for index, part in enumerate(parts):
+            cur = await conn.execute(
+                """
+                INSERT INTO outbound_messages (conversation_id, run_id, part, wa_id, kind, payload)
+                VALUES (%s, %s, %s, %s, %s, %s)
+                ON CONFLICT (run_id, part) DO NOTHING
+                """,
+                (conversation_id, run_id, index, wa_id, part["kind"], Jsonb(part)),
+            )
+            inserted += cur.rowcount
+        if inserted:
+            await conn.execute(
+                "INSERT INTO agent_messages (conversation_id, run_id, role, agent, content)"
+                " VALUES (%s, %s, 'agent', %s, %s)",
+                (conversation_id, run_id, agent, reply_transcript(parts)),
+            )
+
+
+async def deliver_parts(pool: Pool, client: WhatsAppClient | None, run_id: str) -> int:
+    """Send the run's pending parts in order; returns how many were sent."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "UPDATE outbound_messages SET status = 'unknown', updated_at = now()"
+            " WHERE run_id = %s AND status = 'sending' RETURNING part",
+            (run_id,),
+        )
+        for row in await cur.fetchall():
+            log.error("outbox.part_state_unknown", run_id=run_id, part=row["part"])
+        cur = await conn.execute(
+            "SELECT id, wa_id, payload FROM outbound_messages"
+            " WHERE run_id = %s AND status = 'pending' ORDER BY part",
+            (run_id,),
+        )
+        pending = await cur.fetchall()
+    sent = 0
+    for row in pending:
+        if await _claim(pool, row["id"]):
+            sent += await _send_one(pool, client, row)
+    return sent
+
+
+async def _claim(pool: Pool, outbound_id: int) -> bool:
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "UPDATE outbound_messages SET status = 'sending', updated_at = now()"
+            " WHERE id = %s AND status = 'pending'",
+            (outbound_id,),
+        )
+        return cur.rowcount == 1
+
+
+async def _send_one(pool: Pool, client: WhatsAppClient | None, row: dict[str, Any]) -> int:
+    try:
+        if client is None:
+            raise WhatsAppError(title="WhatsApp is not configured", status_code=0)
+        result = await _send_reply(client, row["wa_id"], row["payload"])
+    except WhatsAppError as exc:
+        if exc.retryable:
+            await _release(pool, row["id"])
+            raise  # Meta refused for now (429/5xx after retries): the job retries later
+        await _settle_failed(pool, row["id"], exc)
+        return 0
+    except ValueError as exc:
+        await _settle_failed(pool, row["id"], exc)
+        return 0
+    async with pool.connection() as conn:
+        await conn.execute(
+            "UPDATE outbound_messages SET status = 'sent', wamid = %s, sent_at = now(),"
+            " updated_at = now() WHERE id = %s AND status = 'sending'",
+            (result, row["id"]),
+        )
+    return 1
+
+
+async def _send_reply(client: WhatsAppClient, to: str, reply: Reply) -> str:
+    if reply["kind"] == "text":
+        return (await client.send_text(to, reply["text"])).wamid
+    sections = [
+        (s["title"], [(r["id"], r["title"], r.get("description")) for r in s["rows"]])
+        for s in reply["sections"]
+    ]
+    return (await client.send_list(to, reply["body"], reply["button"], sections)).wamid
+
+
+async def _release(pool: Pool, outbound_id: int) -> None:
+    """Meta answered with a retryable error, so the part was not accepted: send it later."""
+    async with pool.connection() as conn:
+        await conn.execute(
+            "UPDATE outbound_messages SET status = 'pending', updated_at = now() WHERE id = %s",
+            (outbound_id,),
+        )
+
+
+async def _settle_failed(pool: Pool, outbound_id: int, exc: Exception) -> None:
+    code = exc.code if isinstance(exc, WhatsAppError) else None
+    title = exc.title if isinstance(exc, WhatsAppError) else type(exc).__name__
+    details = exc.details if isinstance(exc, WhatsAppError) else str(exc)
+    log.error("outbox.send_failed", outbound_id=outbound_id, code=code, title=title)
+    async with pool.connection() as conn:
+        await conn.execute(
+            "UPDATE outbound_messages SET status = 'failed', error_code = %s, error_title = %s,"
+            " error_details = %s, updated_at = now() WHERE id = %s",
+            (code, title, details[:1000], outbound_id),
+        )

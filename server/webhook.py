@@ -1,0 +1,120 @@
+"""`/webhook`: Meta's verification handshake and its signed message deliveries.
+
+The POST path checks, parses and stores, then answers 200: no model call, no outbound
+HTTP, so it stays fast under Meta's retries and bursts. Once it has answered 200 the
+message is committed together with the job that will answer it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from typing import Annotated
+
+import structlog
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from pydantic import ValidationError
+
+from server.inbox import record_inbound, record_status
+from server.services import Services
+from server.whatsapp.models import WebhookPayload
+
+log = structlog.get_logger(__name__)
+
+router = APIRouter()
+
+
+def signature_is_valid(body: bytes, header: str | None, app_secret: str) -> bool:
+    """`X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the raw body>`, compared in
+    constant time."""
+    if not header or not header.startswith("sha256="):
+        return False
+    expected = hmac.new(app_secret.encode(), body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, header.removeprefix("sha256="))
+
+
+def _services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+@router.get("/webhook")
+async def verify_subscription(
+    request: Request,
+    mode: Annotated[str | None, Query(alias="hub.mode")] = None,
+    token: Annotated[str | None, Query(alias="hub.verify_token")] = None,
+    challenge: Annotated[str | None, Query(alias="hub.challenge")] = None,
+) -> Response:
+    expected = _services(request).settings.whatsapp_verify_token
+    if (
+        mode == "subscribe"
+        and expected is not None
+        and token is not None
+        and hmac.compare_digest(token.encode(), expected.get_secret_value().encode())
+    ):
+        return PlainTextResponse(challenge or "")
+    log.warning("webhook.verify_refused")
+    return PlainTextResponse("verification failed", status_code=403)
+
+
+@router.post("/webhook")
+async def receive_webhook(request: Request) -> Response:
+    services = _services(request)
+    settings = services.settings
+    body = await _read_limited(request, settings.max_body_bytes)
+    if body is None:
+        return _error(413, "body too large")
+    secret = settings.whatsapp_app_secret
+    if secret is None:
+        log.error("webhook.no_app_secret", behaviour="refusing every delivery")
+        return _error(403, "webhook signature cannot be checked: WHATSAPP_APP_SECRET unset")
+    signature = request.headers.get("x-hub-signature-256")
+    if not signature:
+        log.warning("webhook.signature_missing")
+        return _error(401, "missing X-Hub-Signature-256")
+    if not signature_is_valid(body, signature, secret.get_secret_value()):
+        log.warning("webhook.signature_invalid")
+        return _error(403, "invalid signature")
+    try:
+        payload = WebhookPayload.model_validate(json.loads(body))
+    except (ValueError, ValidationError) as exc:
+        log.warning("webhook.malformed", error=str(exc)[:300])
+        return _error(400, "malformed payload")
+    return JSONResponse(await _store(services, payload))
+
+
+async def _store(services: Services, payload: WebhookPayload) -> dict[str, int]:
+    counts = {"stored": 0, "duplicates": 0, "enqueued": 0, "statuses": 0}
+    for event in payload.iter_messages():
+        if not event.sender_id:
+            log.warning("webhook.message_without_sender", kind=event.message.kind)
+            continue
+        async with services.pool.connection() as conn, conn.transaction():
+            stored, enqueued = await record_inbound(conn, services.queue, event)
+        counts["stored" if stored else "duplicates"] += 1
+        counts["enqueued"] += int(enqueued)
+    for _, status in payload.iter_statuses():
+        async with services.pool.connection() as conn:
+            counts["statuses"] += int(await record_status(conn, status))
+    return counts
+
+
+async def _read_limited(request: Request, limit: int) -> bytes | None:
+    """The raw body (the signature covers raw bytes), or None past `limit`."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
