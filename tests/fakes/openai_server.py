@@ -1,0 +1,333 @@
+"""A local OpenAI chat-completions/embeddings server for tests and benchmarks.
+
+Why an HTTP fake rather than langchain_core's fake chat models: those raise on
+`bind_tools` and misbehave under `stream_mode="messages"` (see /work/shared/STACK.md, "Models in
+tests"), and worker subprocesses cannot share an in-process fake. Pointing the real
+`ChatOpenAI(base_url=server.base_url + "/v1", api_key="sk-test")` at this server exercises
+the real SDK path (retries, SSE parsing, tool-call deltas, usage) with no network.
+
+All behaviour is driven from the `FakeOpenAIServer` object in the test process, so it also
+applies to requests coming from other processes. Typical use::
+
+    with FakeOpenAIServer() as server:
+        server.script(ToolCall("lookup", {"q": "x"}), "done")
+        llm = ChatOpenAI(base_url=server.base_url + "/v1", api_key="sk-test")
+        ...
+        assert server.requests[-1]["messages"][-1]["role"] == "tool"
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+
+from tests.fakes.openai_stream import (
+    JSON,
+    Error,
+    Reply,
+    Scripted,
+    ToolCall,
+    completion_body,
+    default_reply,
+    embeddings_body,
+    error_body,
+    stream_events,
+)
+
+__all__ = ["Error", "FakeOpenAIServer", "ToolCall"]
+
+_POLL = 0.05  # how often a held/delayed request checks that its client is still there
+
+
+class FakeOpenAIServer:
+    """Scriptable OpenAI-compatible server on 127.0.0.1:<ephemeral port>.
+
+    Scripted responses are consumed one per chat request, *after* any `hold()` gate and
+    `delay`, and a request whose client disconnected while waiting consumes nothing: a
+    test that kills a worker mid-"thinking" still gets its scripted reply on the retry.
+    Embeddings are never held, delayed, failed or scripted.
+    """
+
+    def __init__(self, api_key: str | None = "sk-test", retry_after_ms: float | None = 5.0):
+        self.api_key = api_key  # None disables the Authorization check
+        # Sent as `retry-after-ms` on scripted errors so SDK retries take ms, not ~1 s.
+        self.retry_after_ms = retry_after_ms
+        self.delay: float = 0.0
+        self.requests: list[JSON] = []
+        self.embedding_requests: list[JSON] = []
+        self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)
+        self._gate = threading.Event()
+        self._gate.set()
+        self._queue: collections.deque[Scripted] = collections.deque()
+        self._fail_remaining = 0
+        self._fail_status = 500
+        self._waiting = 0
+        self._seq = itertools.count(1)
+        self._httpd: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def start(self) -> FakeOpenAIServer:
+        """Bind an ephemeral port and serve from a daemon thread; idempotent."""
+        if self._httpd is None:
+            self._httpd = _HTTPServer(("127.0.0.1", 0), _Handler)
+            self._httpd.fake = self
+            self._thread = threading.Thread(
+                target=self._httpd.serve_forever,
+                kwargs={"poll_interval": 0.05},
+                name="fake-openai",
+                daemon=True,
+            )
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Release held requests, stop accepting, and close the listening socket."""
+        self._gate.set()
+        httpd, self._httpd = self._httpd, None
+        if httpd is not None:
+            httpd.shutdown()
+            httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> FakeOpenAIServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        """`http://127.0.0.1:PORT`, without `/v1` (clients append it)."""
+        if self._httpd is None:
+            raise RuntimeError("FakeOpenAIServer is not started")
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+
+    # -- scripting -------------------------------------------------------------------
+
+    def script(self, *responses: str | ToolCall | list[ToolCall] | Error) -> None:
+        """Queue replies, one per chat request: text, tool call(s), or an HTTP error."""
+        normalised: list[Scripted] = []
+        for response in responses:
+            if isinstance(response, ToolCall):
+                normalised.append([response])
+            elif isinstance(response, list | tuple):
+                if not all(isinstance(item, ToolCall) for item in response):
+                    raise TypeError(f"a scripted list must hold only ToolCall: {response!r}")
+                normalised.append(list(response))
+            elif isinstance(response, str | Error):
+                normalised.append(response)
+            else:
+                raise TypeError(f"cannot script {type(response).__name__}: {response!r}")
+        with self._lock:
+            self._queue.extend(normalised)
+
+    def fail_next(self, n: int = 1, status: int = 500) -> None:
+        """Answer the next `n` chat requests with `status`, before any scripted reply."""
+        with self._lock:
+            self._fail_remaining = n
+            self._fail_status = status
+
+    def hold(self) -> None:
+        """Make chat requests wait (after being recorded) until `release()`."""
+        self._gate.clear()
+
+    def release(self) -> None:
+        """Let held and future chat requests through."""
+        self._gate.set()
+
+    @property
+    def waiting(self) -> int:
+        """How many chat requests are currently blocked by `hold()`."""
+        with self._lock:
+            return self._waiting
+
+    @property
+    def pending(self) -> int:
+        """Scripted replies not consumed yet (assert 0 to prove a script was used up)."""
+        with self._lock:
+            return len(self._queue)
+
+    def wait_for_requests(self, n: int, timeout: float = 5.0) -> None:
+        """Block until at least `n` chat requests arrived (held ones count)."""
+        with self._arrived:
+            if not self._arrived.wait_for(lambda: len(self.requests) >= n, timeout):
+                raise AssertionError(
+                    f"expected {n} chat requests within {timeout}s, got {len(self.requests)}"
+                )
+
+    def reset(self) -> None:
+        """Forget script, failures, delay, hold and recorded requests (for shared servers)."""
+        self._gate.set()
+        with self._lock:
+            self._queue.clear()
+            self._fail_remaining = 0
+            self.delay = 0.0
+            self.requests.clear()
+            self.embedding_requests.clear()
+
+    # -- used by the request handler threads -----------------------------------------
+
+    def _authorized(self, header: str | None) -> bool:
+        return self.api_key is None or header == f"Bearer {self.api_key}"
+
+    def _record(self, body: JSON) -> int:
+        with self._arrived:
+            self.requests.append(body)
+            self._arrived.notify_all()
+            return next(self._seq)
+
+    def _record_embedding(self, body: JSON) -> None:
+        with self._lock:
+            self.embedding_requests.append(body)
+
+    def _wait_turn(self, client_gone: Callable[[], bool]) -> bool:
+        """Apply hold() and delay; False when the client hung up meanwhile."""
+        waited = False
+        if not self._gate.is_set():
+            waited = True
+            with self._lock:
+                self._waiting += 1
+            try:
+                while not self._gate.wait(_POLL):
+                    if client_gone():
+                        return False
+            finally:
+                with self._lock:
+                    self._waiting -= 1
+        if self.delay > 0:
+            waited = True
+            time.sleep(self.delay)
+        return not (waited and client_gone())
+
+    def _next_reply(self, body: JSON) -> Reply | Error:
+        with self._lock:
+            if self._fail_remaining > 0:
+                self._fail_remaining -= 1
+                return Error(status=self._fail_status)
+            scripted = self._queue.popleft() if self._queue else None
+        return default_reply(body) if scripted is None else scripted
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    """Thread per request (held requests never block others), deep accept backlog."""
+
+    daemon_threads = True
+    request_queue_size = 512
+    fake: FakeOpenAIServer
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Clients hanging up (killed workers, timeouts) is expected; stay quiet."""
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """HTTP/1.1 keep-alive handler: every response has a length or is chunked."""
+
+    protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes; with Nagle on, delayed ACKs cap a
+    # keep-alive connection at ~25 requests/s.
+    disable_nagle_algorithm = True
+    server: _HTTPServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Per-request stderr logging would swamp benchmark output."""
+
+    def do_GET(self) -> None:
+        self._read_body()
+        self._send_json(404, error_body(Error(404, f"Unknown path {self.path}")))
+
+    def do_POST(self) -> None:
+        try:
+            raw = self._read_body()
+            fake = self.server.fake
+            path = self.path.split("?", 1)[0].removeprefix("/v1")
+            if not fake._authorized(self.headers.get("Authorization")):
+                err = Error(401, "Incorrect API key provided.", code="invalid_api_key")
+                self._send_json(401, error_body(err))
+                return
+            try:
+                body = json.loads(raw or b"{}")
+            except ValueError:
+                self._send_json(400, error_body(Error(400, "Request body is not JSON.")))
+                return
+            if path == "/chat/completions":
+                self._chat(fake, body)
+            elif path == "/embeddings":
+                fake._record_embedding(body)
+                self._send_json(200, embeddings_body(body))
+            else:
+                self._send_json(404, error_body(Error(404, f"Unknown path {self.path}")))
+        except OSError:
+            self.close_connection = True
+
+    def _chat(self, fake: FakeOpenAIServer, body: JSON) -> None:
+        seq = fake._record(body)
+        if not fake._wait_turn(self._client_gone):
+            self.close_connection = True
+            return
+        reply = fake._next_reply(body)
+        if isinstance(reply, Error):
+            headers = {}
+            if fake.retry_after_ms is not None:
+                headers["retry-after-ms"] = str(fake.retry_after_ms)
+            self._send_json(reply.status, error_body(reply), headers)
+        elif body.get("stream"):
+            self._send_stream(stream_events(body, reply, seq))
+        else:
+            self._send_json(200, completion_body(body, reply, seq))
+
+    def _read_body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def _send_json(self, status: int, payload: JSON, headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(payload, separators=(",", ":")).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _send_stream(self, events: list[bytes]) -> None:
+        """SSE over chunked transfer encoding, one HTTP chunk (one write) per event."""
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for event in events:
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
+        self.wfile.write(b"0\r\n\r\n")
+
+    def _client_gone(self) -> bool:
+        """Peek at the socket: EOF or reset means the client hung up while we waited."""
+        sock: socket.socket = self.connection
+        previous = sock.gettimeout()
+        try:
+            sock.settimeout(0)
+            return sock.recv(1, socket.MSG_PEEK) == b""
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            return True
+        finally:
+            sock.settimeout(previous)
