@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,25 +144,40 @@ def create_checkpointer(pool: Pool) -> AsyncPostgresSaver:
 
 # --- migrations --------------------------------------------------------------------
 
-
-def migration_files(directory: Path = MIGRATIONS_DIR) -> list[Path]:
-    """Numbered `NNNN_name.sql` files, in the order they must be applied."""
-    return sorted(p for p in directory.glob("*.sql") if p.name[:4].isdigit())
+_REQUIRES = "-- requires extension:"
 
 
-def expected_migrations(directory: Path = MIGRATIONS_DIR) -> list[str]:
-    return [PROCRASTINATE_MIGRATION, *(p.stem for p in migration_files(directory))]
+@dataclass(frozen=True)
+class Migration:
+    version: str
+    sql: str
+    requires_extension: str | None = None
+
+
+def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+    """Numbered `NNNN_name.sql` files in order, after the queue's own schema.
+
+    The queue's schema ships with procrastinate itself, so it is applied from the
+    installed package as step 0000 rather than copied into this repository. A file whose
+    first line is `-- requires extension: NAME` waits until that extension is available.
+    """
+    from procrastinate.schema import SchemaManager
+
+    steps = [Migration(PROCRASTINATE_MIGRATION, SchemaManager.get_schema())]
+    for path in sorted(p for p in directory.glob("*.sql") if p.name[:4].isdigit()):
+        sql = path.read_text(encoding="utf-8")
+        first = sql.split("\n", 1)[0]
+        needs = first.removeprefix(_REQUIRES).strip() if first.startswith(_REQUIRES) else None
+        steps.append(Migration(path.stem, sql, needs))
+    return steps
 
 
 async def apply_migrations(database_url: str, directory: Path = MIGRATIONS_DIR) -> list[str]:
     """Apply what is missing, each step once, in its own transaction; return what ran.
 
-    The queue's schema ships with procrastinate itself, so it is applied from the
-    installed package as step 0000 rather than copied into this repository. The
+    An advisory lock makes concurrent starts (serve and workers) take turns. The
     checkpointer's tables are created by its own `setup()`, which tracks its versions.
     """
-    from procrastinate.schema import SchemaManager
-
     applied_now: list[str] = []
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
         await conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK_KEY,))
@@ -172,18 +187,24 @@ async def apply_migrations(database_url: str, directory: Path = MIGRATIONS_DIR) 
                 " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
             )
             done = await _applied_versions(conn)
-            steps: list[tuple[str, str]] = [(PROCRASTINATE_MIGRATION, SchemaManager.get_schema())]
-            steps += [(p.stem, p.read_text(encoding="utf-8")) for p in migration_files(directory)]
-            for version, sql in steps:
-                if version in done:
+            available = await _available_extensions(conn)
+            for step in load_migrations(directory):
+                if step.version in done:
+                    continue
+                if step.requires_extension and step.requires_extension not in available:
+                    log.warning(
+                        "migration.waiting_for_extension",
+                        version=step.version,
+                        extension=step.requires_extension,
+                    )
                     continue
                 async with conn.transaction():
-                    await conn.execute(sql.encode())
+                    await conn.execute(step.sql.encode())
                     await conn.execute(
-                        "INSERT INTO schema_migrations (version) VALUES (%s)", (version,)
+                        "INSERT INTO schema_migrations (version) VALUES (%s)", (step.version,)
                     )
-                applied_now.append(version)
-                log.info("migration.applied", version=version)
+                applied_now.append(step.version)
+                log.info("migration.applied", version=step.version)
             async with AsyncPostgresSaver.from_conn_string(database_url) as saver:
                 await saver.setup()
         finally:
@@ -191,19 +212,33 @@ async def apply_migrations(database_url: str, directory: Path = MIGRATIONS_DIR) 
     return applied_now
 
 
-async def pending_migrations(pool: Pool, expected: Sequence[str] | None = None) -> list[str]:
-    """Steps not yet applied; `/readyz` is not ready while this is non-empty."""
-    wanted = list(expected if expected is not None else expected_migrations())
+@dataclass(frozen=True)
+class MigrationStatus:
+    pending: list[str]
+    waiting_for_extension: list[str]
+
+
+async def migration_status(pool: Pool, directory: Path = MIGRATIONS_DIR) -> MigrationStatus:
+    """What is not applied yet; `/readyz` is not ready while `pending` is non-empty."""
     async with pool.connection() as conn:
-        exists = await (
-            await conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL AS ok")
-        ).fetchone()
-        if not exists or not exists["ok"]:
-            return wanted
-        done = await _applied_versions(conn)
-    return [v for v in wanted if v not in done]
+        cur = await conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL AS ok")
+        exists = await cur.fetchone()
+        done = await _applied_versions(conn) if exists and exists["ok"] else set()
+        available = await _available_extensions(conn)
+    pending, waiting = [], []
+    for step in load_migrations(directory):
+        if step.version in done:
+            continue
+        blocked = step.requires_extension and step.requires_extension not in available
+        (waiting if blocked else pending).append(step.version)
+    return MigrationStatus(pending, waiting)
 
 
 async def _applied_versions(conn: psycopg.AsyncConnection[Any]) -> set[str]:
     cur = await conn.execute("SELECT version FROM schema_migrations")
     return {row["version"] if isinstance(row, dict) else row[0] for row in await cur.fetchall()}
+
+
+async def _available_extensions(conn: psycopg.AsyncConnection[Any]) -> set[str]:
+    cur = await conn.execute("SELECT name FROM pg_available_extensions")
+    return {row["name"] if isinstance(row, dict) else row[0] for row in await cur.fetchall()}

@@ -7,7 +7,7 @@ from dataclasses import asdict
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from graph.persistence import PoolStats, pending_migrations
+from graph.persistence import PoolStats, migration_status
 from server.services import Services
 
 router = APIRouter()
@@ -25,9 +25,12 @@ async def readyz(request: Request) -> JSONResponse:
     services: Services = request.app.state.services
     checks: dict[str, object] = {}
     try:
-        missing = await pending_migrations(services.pool)
+        status = await migration_status(services.pool)
+        missing = status.pending
         checks["database"] = "ok"
         checks["migrations"] = "ok" if not missing else {"pending": missing}
+        if status.waiting_for_extension:
+            checks["waiting_for_extension"] = status.waiting_for_extension
     except Exception as exc:
         checks["database"] = f"error: {type(exc).__name__}"
         missing = ["unknown"]

@@ -119,12 +119,10 @@ async def record_status(conn: psycopg.AsyncConnection[Any], status: MessageStatu
     rank = STATUS_RANK.get(status.status)
     if rank is None:
         return False
+    behind = [name for name, r in STATUS_RANK.items() if r < rank]
     cur = await conn.execute(
-        """
-        UPDATE outbound_messages SET status = %s, updated_at = now()
-        WHERE wamid = %s AND status <> 'failed'
-          AND COALESCE((%s::jsonb ->> status)::int, 0) < %s
-        """,
-        (status.status, Jsonb(STATUS_RANK), status.id, rank),
+        "UPDATE outbound_messages SET status = %s, updated_at = now()"
+        " WHERE wamid = %s AND status = ANY(%s)",
+        (status.status, status.id, behind),
     )
     return cur.rowcount > 0
