@@ -1,0 +1,343 @@
+"""WhatsApp Cloud API client: sends replies, marks messages read, downloads media.
+
+Everything WhatsApp would reject is checked first (lengths, counts; see
+:mod:`server.whatsapp.outbound`) so a bad reply fails fast with a ValueError instead of a
+round trip and an opaque Graph error, and nothing is sent. Calls that
+fail for reasons that pass with time (429, 5xx, network, Meta's rate-limit codes) are
+retried with bounded exponential backoff; everything else surfaces as a WhatsAppError
+that carries Meta's code so the caller can decide (e.g. 131047: send a template instead).
+The access token never appears in an exception message or a log line.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import math
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import structlog
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+
+from server.whatsapp.outbound import buttons_payload, list_payload, split_text, text_payload
+
+__all__ = ["MediaFile", "SendResult", "WhatsAppClient", "WhatsAppError", "split_text"]
+
+log = structlog.get_logger(__name__)
+
+RETRYABLE_ERROR_CODES = frozenset({1, 2, 4, 80007, 130429, 131000, 131016, 131056, 133004})
+"""Meta error codes that mean "try again later": transient failures and rate limits,
+including 131056 (too many messages to one user). Others, like 131047 (outside the
+24-hour window) or 100/131026 (bad request, undeliverable), will fail again unchanged."""
+
+
+class WhatsAppError(Exception):
+    """A call to the Cloud API failed; ``retryable`` says whether waiting could help."""
+
+    def __init__(
+        self,
+        *,
+        title: str,
+        status_code: int,
+        code: int | None = None,
+        details: str = "",
+        retryable: bool = False,
+        subcode: int | None = None,
+        fbtrace_id: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.title = title
+        self.status_code = status_code
+        self.code = code
+        self.details = details
+        self.retryable = retryable
+        self.subcode = subcode
+        self.fbtrace_id = fbtrace_id
+        self.retry_after = retry_after
+        where = f"HTTP {status_code}" if status_code else "no HTTP response"
+        label = f"WhatsApp API error {code}" if code is not None else "WhatsApp API error"
+        super().__init__(f"{label} ({where}): {title}" + (f" — {details}" if details else ""))
+
+
+@dataclass(frozen=True)
+class SendResult:
+    wamid: str
+
+
+@dataclass(frozen=True)
+class MediaFile:
+    content: bytes
+    mime_type: str
+    sha256: str | None
+    filename: str | None = None
+
+
+class WhatsAppClient:
+    """One business phone number's view of the Cloud API."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        access_token: str,
+        phone_number_id: str,
+        api_version: str = "v23.0",
+        timeout: float = 10.0,
+        max_attempts: int = 4,
+        backoff_base: float = 0.5,
+        max_wait: float = 30.0,
+        http: httpx.AsyncClient | None = None,
+    ) -> None:
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        self._base_url = base_url.rstrip("/")
+        self._token = access_token
+        self.phone_number_id = phone_number_id
+        self.api_version = api_version
+        self._timeout = timeout
+        self._max_attempts = max_attempts
+        self._backoff_base = backoff_base
+        self._max_wait = max_wait
+        self._owns_http = http is None
+        self._http = http if http is not None else httpx.AsyncClient(timeout=timeout)
+
+    def __repr__(self) -> str:
+        return f"WhatsAppClient({self._base_url!r}, phone_number_id={self.phone_number_id!r})"
+
+    async def __aenter__(self) -> WhatsAppClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool, unless the caller lent us theirs."""
+        if self._owns_http:
+            await self._http.aclose()
+
+    # ------------------------------------------------------------------ sending
+
+    async def send_text(
+        self, to: str, text: str, *, reply_to: str | None = None, preview_url: bool = False
+    ) -> SendResult:
+        payload = text_payload(to, text, reply_to=reply_to, preview_url=preview_url)
+        return await self.send_message(payload)
+
+    async def send_buttons(
+        self,
+        to: str,
+        body: str,
+        buttons: Sequence[tuple[str, str]],
+        *,
+        header: str | None = None,
+        footer: str | None = None,
+    ) -> SendResult:
+        """Reply buttons, given as (id, title) pairs; the id comes back in the reply."""
+        payload = buttons_payload(to, body, buttons, header=header, footer=footer)
+        return await self.send_message(payload)
+
+    async def send_list(
+        self,
+        to: str,
+        body: str,
+        button: str,
+        sections: Sequence[tuple[str, Sequence[tuple[str, str, str | None]]]],
+        *,
+        header: str | None = None,
+        footer: str | None = None,
+    ) -> SendResult:
+        """A list menu: sections of (id, title, description) rows behind one button."""
+        payload = list_payload(to, body, button, sections, header=header, footer=footer)
+        return await self.send_message(payload)
+
+    async def send_message(self, payload: Mapping[str, Any]) -> SendResult:
+        """Send any message object (template, media, ...); ``messaging_product`` is added."""
+        if not payload.get("to") and not payload.get("recipient"):
+            raise ValueError("message payload needs a recipient ('to')")
+        if not payload.get("type"):
+            raise ValueError("message payload needs a 'type'")
+        body = {"messaging_product": "whatsapp", "recipient_type": "individual", **payload}
+        data = await self._post_messages(body)
+        try:
+            wamid = data["messages"][0]["id"]
+        except (KeyError, IndexError, TypeError):
+            wamid = None
+        if not isinstance(wamid, str) or not wamid:
+            raise WhatsAppError(title="send response has no message id", status_code=200)
+        return SendResult(wamid=wamid)
+
+    async def mark_read(self, message_id: str, *, typing: bool = True) -> None:
+        """Blue ticks for the customer, plus "typing…" for up to 25 s while we think."""
+        body: dict[str, Any] = {
+            "messaging_product": "whatsapp",
+            "status": "read",
+            "message_id": message_id,
+        }
+        if typing:
+            body["typing_indicator"] = {"type": "text"}
+        await self._post_messages(body)
+
+    # ------------------------------------------------------------------ media
+
+    async def download_media(self, media_id: str) -> MediaFile:
+        """Resolve a media id to its short-lived URL, then fetch the bytes (both need the
+        bearer token). The URL expires after five minutes, so it is never stored."""
+        meta_response = await self._request("GET", f"{self._version_url()}/{media_id}")
+        info = _json_object(meta_response)
+        url = info.get("url")
+        if not isinstance(url, str) or not url:
+            raise WhatsAppError(title="media lookup returned no url", status_code=200)
+        file_response = await self._request("GET", url)
+        content = file_response.content
+        expected_sha = info.get("sha256") if isinstance(info.get("sha256"), str) else None
+        if expected_sha and not _sha256_matches(content, expected_sha):
+            raise WhatsAppError(
+                title="media checksum mismatch", status_code=file_response.status_code
+            )
+        mime_type = info.get("mime_type") or file_response.headers.get("content-type", "")
+        filename = info.get("filename") if isinstance(info.get("filename"), str) else None
+        return MediaFile(
+            content=content, mime_type=str(mime_type), sha256=expected_sha, filename=filename
+        )
+
+    # ------------------------------------------------------------------ transport
+
+    def _version_url(self) -> str:
+        return f"{self._base_url}/{self.api_version}"
+
+    async def _post_messages(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        url = f"{self._version_url()}/{self.phone_number_id}/messages"
+        return _json_object(await self._request("POST", url, json=body))
+
+    async def _request(
+        self, method: str, url: str, *, json: Mapping[str, Any] | None = None
+    ) -> httpx.Response:
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self._max_attempts),
+            wait=self._wait_before_retry,
+            retry=retry_if_exception(_is_retryable),
+            before_sleep=_log_retry,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                return await self._request_once(method, url, json)
+        raise AssertionError("unreachable: tenacity either returns or re-raises")
+
+    async def _request_once(
+        self, method: str, url: str, json: Mapping[str, Any] | None
+    ) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self._token}"}
+        try:
+            response = await self._http.request(
+                method,
+                url,
+                json=json,
+                headers=headers,
+                timeout=self._timeout,
+                follow_redirects=True,
+            )
+        except httpx.TransportError as exc:
+            raise WhatsAppError(
+                title=f"transport error: {type(exc).__name__}",
+                status_code=0,
+                details=self._redact(str(exc)),
+                retryable=True,
+            ) from None
+        if response.is_success:
+            return response
+        raise self._error_from(response)
+
+    def _error_from(self, response: httpx.Response) -> WhatsAppError:
+        """Turn Graph's ``{"error": {...}}`` into a WhatsAppError, deciding retryability."""
+        error = _dict_at(_json_or_none(response), "error")
+        code = _int_or_none(error.get("code"))
+        retryable = (
+            response.status_code == 429
+            or response.status_code >= 500
+            or code in RETRYABLE_ERROR_CODES
+        )
+        return WhatsAppError(
+            title=self._redact(str(error.get("message") or response.reason_phrase or "error")),
+            status_code=response.status_code,
+            code=code,
+            details=self._redact(str(_dict_at(error, "error_data").get("details") or "")),
+            retryable=retryable,
+            subcode=_int_or_none(error.get("error_subcode")),
+            fbtrace_id=str(error["fbtrace_id"]) if error.get("fbtrace_id") else None,
+            retry_after=_retry_after_seconds(response.headers.get("retry-after")),
+        )
+
+    def _wait_before_retry(self, state: RetryCallState) -> float:
+        """Meta's Retry-After when given, else exponential backoff with jitter; capped."""
+        error = state.outcome.exception() if state.outcome else None
+        if isinstance(error, WhatsAppError) and error.retry_after is not None:
+            return min(error.retry_after, self._max_wait)
+        backoff = self._backoff_base * 2.0 ** (state.attempt_number - 1)
+        return min(backoff + random.uniform(0, self._backoff_base), self._max_wait)
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self._token, "***") if self._token else text
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _is_retryable(error: BaseException) -> bool:
+    return isinstance(error, WhatsAppError) and error.retryable
+
+
+def _log_retry(state: RetryCallState) -> None:
+    error = state.outcome.exception() if state.outcome else None
+    log.warning(
+        "whatsapp.retry",
+        attempt=state.attempt_number,
+        wait_s=round(state.upcoming_sleep, 3),
+        status=getattr(error, "status_code", None),
+        code=getattr(error, "code", None),
+    )
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _retry_after_seconds(header: str | None) -> float | None:
+    """Seconds form only; an HTTP-date Retry-After falls back to our own backoff."""
+    if header is None:
+        return None
+    try:
+        seconds = float(header.strip())
+    except ValueError:
+        return None
+    return max(seconds, 0.0) if math.isfinite(seconds) else None
+
+
+def _json_or_none(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _dict_at(container: Any, key: str) -> dict[str, Any]:
+    """``container[key]`` if both are JSON objects, else ``{}``: error bodies vary."""
+    value = container.get(key) if isinstance(container, dict) else None
+    return value if isinstance(value, dict) else {}
+
+
+def _json_object(response: httpx.Response) -> dict[str, Any]:
+    data = _json_or_none(response)
+    if not isinstance(data, dict):
+        raise WhatsAppError(title="response is not a JSON object", status_code=response.status_code)
+    return data
+
+
+def _sha256_matches(content: bytes, expected: str) -> bool:
+    """Meta's docs do not pin the digest encoding; accept hex or base64."""
+    digest = hashlib.sha256(content).digest()
+    return expected.lower() == digest.hex() or expected == base64.b64encode(digest).decode()

@@ -1,0 +1,205 @@
+"""Outbound message objects, checked against WhatsApp's limits before they leave.
+
+Meta rejects an oversized button title or a twelfth list row with a generic error after a
+network round trip; checking here turns that into a ValueError that names the field, and
+nothing is sent. The builders return the message object without ``messaging_product``,
+which :meth:`WhatsAppClient.send_message` adds.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+TEXT_LIMIT = 4096
+INTERACTIVE_BODY_LIMIT = 1024
+HEADER_FOOTER_LIMIT = 60
+MAX_BUTTONS = 3
+BUTTON_TITLE_LIMIT = 20
+BUTTON_ID_LIMIT = 256
+LIST_BUTTON_LIMIT = 20
+MAX_LIST_ROWS = 10
+MAX_LIST_SECTIONS = 10
+SECTION_TITLE_LIMIT = 24
+ROW_ID_LIMIT = 200
+ROW_TITLE_LIMIT = 24
+ROW_DESCRIPTION_LIMIT = 72
+
+Button = tuple[str, str]
+"""(id, title): the id comes back in the customer's reply, the title is what they see."""
+ListRow = tuple[str, str, str | None]
+"""(id, title, description)."""
+ListSection = tuple[str, Sequence[ListRow]]
+"""(section title, rows)."""
+
+
+def text_payload(
+    to: str, text: str, *, reply_to: str | None = None, preview_url: bool = False
+) -> dict[str, Any]:
+    check_text("text", text, TEXT_LIMIT, hint="split it with split_text() first")
+    payload: dict[str, Any] = {
+        "to": to,
+        "type": "text",
+        "text": {"body": text, "preview_url": preview_url},
+    }
+    if reply_to:
+        payload["context"] = {"message_id": reply_to}
+    return payload
+
+
+def buttons_payload(
+    to: str,
+    body: str,
+    buttons: Sequence[Button],
+    *,
+    header: str | None = None,
+    footer: str | None = None,
+) -> dict[str, Any]:
+    if not 1 <= len(buttons) <= MAX_BUTTONS:
+        raise ValueError(f"reply buttons: need 1 to {MAX_BUTTONS}, got {len(buttons)}")
+    _check_unique_ids("button", [button_id for button_id, _ in buttons])
+    for button_id, title in buttons:
+        check_text("button id", button_id, BUTTON_ID_LIMIT)
+        check_text("button title", title, BUTTON_TITLE_LIMIT)
+    action = {
+        "buttons": [
+            {"type": "reply", "reply": {"id": button_id, "title": title}}
+            for button_id, title in buttons
+        ]
+    }
+    interactive = _interactive("button", body, action, header=header, footer=footer)
+    return {"to": to, "type": "interactive", "interactive": interactive}
+
+
+def list_payload(
+    to: str,
+    body: str,
+    button: str,
+    sections: Sequence[ListSection],
+    *,
+    header: str | None = None,
+    footer: str | None = None,
+) -> dict[str, Any]:
+    check_text("list button", button, LIST_BUTTON_LIMIT)
+    _check_list_sections(sections)
+    action = {
+        "button": button,
+        "sections": [
+            {
+                "title": section_title,
+                "rows": [_list_row(row_id, title, desc) for row_id, title, desc in rows],
+            }
+            for section_title, rows in sections
+        ],
+    }
+    interactive = _interactive("list", body, action, header=header, footer=footer)
+    return {"to": to, "type": "interactive", "interactive": interactive}
+
+
+def check_text(label: str, value: str, limit: int, *, hint: str = "") -> None:
+    """Reject empty (or blank) and over-long strings, naming the field and the limit."""
+    if not value or not value.strip():
+        raise ValueError(f"{label} must not be empty")
+    if len(value) > limit:
+        extra = f"; {hint}" if hint else ""
+        raise ValueError(f"{label} is {len(value)} characters, WhatsApp allows {limit}{extra}")
+
+
+def _check_optional_text(label: str, value: str | None, limit: int) -> None:
+    if value is not None:
+        check_text(label, value, limit)
+
+
+def _check_unique_ids(label: str, ids: Sequence[str]) -> None:
+    # Duplicate ids would make two options indistinguishable when the reply comes back.
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"{label} ids must be unique, got {list(ids)}")
+
+
+def _check_list_sections(sections: Sequence[ListSection]) -> None:
+    if not 1 <= len(sections) <= MAX_LIST_SECTIONS:
+        raise ValueError(f"list sections: need 1 to {MAX_LIST_SECTIONS}, got {len(sections)}")
+    if any(not rows for _, rows in sections):
+        raise ValueError("list sections must each have at least one row")
+    rows = [row for _, section_rows in sections for row in section_rows]
+    if len(rows) > MAX_LIST_ROWS:
+        raise ValueError(f"list rows: WhatsApp allows {MAX_LIST_ROWS} in total, got {len(rows)}")
+    for section_title, _ in sections:
+        # Meta requires section titles only when there is more than one section.
+        if len(sections) > 1 or section_title:
+            check_text("list section title", section_title, SECTION_TITLE_LIMIT)
+    _check_unique_ids("list row", [row_id for row_id, _, _ in rows])
+    for row_id, title, description in rows:
+        check_text("list row id", row_id, ROW_ID_LIMIT)
+        check_text("list row title", title, ROW_TITLE_LIMIT)
+        _check_optional_text("list row description", description, ROW_DESCRIPTION_LIMIT)
+
+
+def _list_row(row_id: str, title: str, description: str | None) -> dict[str, str]:
+    row = {"id": row_id, "title": title}
+    if description:
+        row["description"] = description
+    return row
+
+
+def _interactive(
+    kind: str, body: str, action: dict[str, Any], *, header: str | None, footer: str | None
+) -> dict[str, Any]:
+    check_text("interactive body", body, INTERACTIVE_BODY_LIMIT)
+    _check_optional_text("header", header, HEADER_FOOTER_LIMIT)
+    _check_optional_text("footer", footer, HEADER_FOOTER_LIMIT)
+    interactive: dict[str, Any] = {"type": kind, "body": {"text": body}, "action": action}
+    if header:
+        interactive["header"] = {"type": "text", "text": header}
+    if footer:
+        interactive["footer"] = {"text": footer}
+    return interactive
+
+
+# ---------------------------------------------------------------------- splitting
+
+_PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
+_SENTENCE_END = re.compile(r"[.!?…。！？][\"'”’)\]]*(?=\s)")
+_WHITESPACE = re.compile(r"\s+")
+_BOUNDARIES: tuple[tuple[re.Pattern[str], bool], ...] = (
+    (_PARAGRAPH_BREAK, False),
+    (_SENTENCE_END, True),  # keep the punctuation with its sentence: cut after the match
+    (_WHITESPACE, False),
+)
+
+
+def split_text(text: str, limit: int = TEXT_LIMIT) -> list[str]:
+    """Cut a long reply into WhatsApp-sized parts where a person would cut it.
+
+    Prefers a paragraph break, then a sentence end, then a space, within the second half
+    of the window (so no part is needlessly short: every extra part is one more message
+    against the per-user pacing limit); only an unbroken run longer than ``limit`` is
+    hard-cut. Whitespace at a cut is dropped; nothing else is. Blank input gives ``[]``.
+    """
+    if limit < 1:
+        raise ValueError("limit must be positive")
+    parts: list[str] = []
+    remaining = text.strip()
+    while len(remaining) > limit:
+        cut = _best_cut(remaining[: limit + 1], limit)
+        head, remaining = remaining[:cut].rstrip(), remaining[cut:].lstrip()
+        if head:
+            parts.append(head)
+    if remaining:
+        parts.append(remaining)
+    return parts
+
+
+def _best_cut(window: str, limit: int) -> int:
+    """How many characters of ``window`` the next part keeps (1..limit)."""
+    fallback = 0
+    for pattern, cut_after_match in _BOUNDARIES:
+        ends = [m.end() if cut_after_match else m.start() for m in pattern.finditer(window)]
+        ends = [end for end in ends if 0 < end <= limit]
+        if not ends:
+            continue
+        if ends[-1] >= limit // 2:
+            return ends[-1]
+        fallback = max(fallback, ends[-1])
+    return fallback or limit
