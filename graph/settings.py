@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     worker_heartbeat_seconds: float = Field(
         default=10.0, gt=0, validation_alias="WA_AGENT_WORKER_HEARTBEAT_S"
     )
+    # Retried and rescheduled jobs raise no notification: workers poll for them.
+    queue_poll_seconds: float = Field(default=1.0, gt=0, validation_alias="WA_AGENT_QUEUE_POLL_S")
     stalled_job_seconds: float = Field(
         default=30.0, gt=0, validation_alias="WA_AGENT_STALLED_JOB_S"
     )

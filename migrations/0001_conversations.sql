@@ -50,6 +50,7 @@ CREATE TABLE conversation_runs (
     id               uuid PRIMARY KEY,
     conversation_id  uuid NOT NULL REFERENCES agent_conversations (id) ON DELETE CASCADE,
     job_id           bigint,
+    worker           text,                      -- host:pid of the last attempt
     status           text NOT NULL DEFAULT 'running',   -- running | done | failed
     attempts         integer NOT NULL DEFAULT 1,
     error            text,

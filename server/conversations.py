@@ -9,6 +9,8 @@ and the outbox sends each part at most once.
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +28,8 @@ from server.outbox import deliver_parts, reply_parts, stage_parts
 from server.whatsapp.client import WhatsAppClient
 
 log = structlog.get_logger(__name__)
+
+WORKER_NAME = f"{socket.gethostname()}:{os.getpid()}"
 
 APOLOGY = (
     "Sorry, something went wrong on our side and I could not answer. "
@@ -123,9 +127,9 @@ class ConversationRunner:
             if conversation is None:
                 return None  # erased since the job was queued
             cur = await conn.execute(
-                "UPDATE conversation_runs SET attempts = attempts + 1, job_id = %s"
+                "UPDATE conversation_runs SET attempts = attempts + 1, job_id = %s, worker = %s"
                 " WHERE conversation_id = %s AND status = 'running' RETURNING id, attempts",
-                (job_id, conversation_id),
+                (job_id, WORKER_NAME, conversation_id),
             )
             open_run = await cur.fetchone()
             if open_run is not None:
@@ -158,8 +162,9 @@ class ConversationRunner:
         rows: list[dict[str, Any]],
     ) -> None:
         await conn.execute(
-            "INSERT INTO conversation_runs (id, conversation_id, job_id) VALUES (%s, %s, %s)",
-            (run_id, conversation_id, job_id),
+            "INSERT INTO conversation_runs (id, conversation_id, job_id, worker)"
+            " VALUES (%s, %s, %s, %s)",
+            (run_id, conversation_id, job_id, WORKER_NAME),
         )
         async with conn.cursor() as cur:
             await cur.executemany(

@@ -113,6 +113,7 @@ async def run_worker(queue: procrastinate.App, settings: Settings, *, name: str)
         await queue.run_worker_async(
             name=name,
             concurrency=settings.worker_concurrency,
+            fetch_job_polling_interval=settings.queue_poll_seconds,
             update_heartbeat_interval=settings.worker_heartbeat_seconds,
             stalled_worker_timeout=settings.stalled_job_seconds,
             install_signal_handlers=False,
