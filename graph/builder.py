@@ -1,9 +1,9 @@
 """`build_graph`: the conversation state machine, in one readable place.
 
-    START ─▶ route_turn ─┬─▶ agent        (a model is configured, the customer wrote)
-                         ├─▶ unsupported  (only kinds the bot cannot read this turn)
-                         └─▶ fallback     (no model: the rule-based menu)
-             every branch ─▶ END
+START ─▶ route_turn ─┬─▶ agent        (a model is configured, the customer wrote)
+                     ├─▶ unsupported  (only kinds the bot cannot read this turn)
+                     └─▶ fallback     (no model: the rule-based menu)
+         every branch ─▶ END
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def build_graph(
     builder = StateGraph(ConversationState, context_schema=ConversationContext)
     builder.add_node("fallback", make_fallback_node(prompts.fallback))
     builder.add_node("unsupported", make_unsupported_node(prompts.fallback))
-    routes: list[Route] = ["unsupported", "fallback"]
+    routes: list[str] = ["unsupported", "fallback"]
     if model is not None:
         builder.add_node("agent", make_agent_node(model, prompts.assistant, prompts.fallback))
         routes.append("agent")

@@ -33,6 +33,6 @@ def build_chat_model(settings: Settings) -> BaseChatModel | None:
         kwargs["api_key"] = key
         if settings.openai_base_url:
             kwargs["base_url"] = settings.openai_base_url
-    model = init_chat_model(settings.model, **kwargs)
+    model: BaseChatModel = init_chat_model(settings.model, **kwargs)
     log.info("model.ready", model=settings.model, base_url=settings.openai_base_url)
     return model

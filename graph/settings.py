@@ -18,7 +18,10 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 class Settings(BaseSettings):
     """Configuration names are a stable interface (see DESIGN.md): do not rename them."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+    # `NAME=` in .env means "not set", as .env.example lists every name empty.
+    model_config = SettingsConfigDict(
+        env_file=".env", extra="ignore", populate_by_name=True, env_ignore_empty=True
+    )
 
     # --- storage -------------------------------------------------------------------
     database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
@@ -39,7 +42,9 @@ class Settings(BaseSettings):
 
     # --- worker --------------------------------------------------------------------
     in_process_worker: bool = Field(default=True, validation_alias="WA_AGENT_IN_PROCESS_WORKER")
-    worker_concurrency: int = Field(default=16, ge=1, validation_alias="WA_AGENT_WORKER_CONCURRENCY")
+    worker_concurrency: int = Field(
+        default=16, ge=1, validation_alias="WA_AGENT_WORKER_CONCURRENCY"
+    )
     # Double texting: wait this long after the newest message before answering, so
     # "hi" / "I want to book" / "for Saturday" become one turn.
     coalesce_window_ms: int = Field(default=1000, ge=0, validation_alias="WA_AGENT_COALESCE_MS")
@@ -58,7 +63,9 @@ class Settings(BaseSettings):
     openai_base_url: str | None = Field(default=None, validation_alias="OPENAI_BASE_URL")
     model: str = Field(default="openai:gpt-4o-mini", validation_alias="WA_AGENT_MODEL")
     embeddings: str = Field(default="local:minilm", validation_alias="WA_AGENT_EMBEDDINGS")
-    model_timeout_seconds: float = Field(default=30.0, gt=0, validation_alias="WA_AGENT_MODEL_TIMEOUT_S")
+    model_timeout_seconds: float = Field(
+        default=30.0, gt=0, validation_alias="WA_AGENT_MODEL_TIMEOUT_S"
+    )
     model_max_retries: int = Field(default=2, ge=0, validation_alias="WA_AGENT_MODEL_MAX_RETRIES")
     business_name: str = Field(default="our business", validation_alias="WA_AGENT_BUSINESS_NAME")
 
@@ -95,12 +102,21 @@ class Settings(BaseSettings):
     langsmith_tracing: bool = Field(
         default=False, validation_alias=AliasChoices("LANGSMITH_TRACING", "LANGCHAIN_TRACING_V2")
     )
+    langsmith_api_key: SecretStr | None = Field(default=None, validation_alias="LANGSMITH_API_KEY")
+    langsmith_endpoint: str | None = Field(default=None, validation_alias="LANGSMITH_ENDPOINT")
     langsmith_project: str | None = Field(default=None, validation_alias="LANGSMITH_PROJECT")
     flags: Annotated[frozenset[str], NoDecode] = Field(
         default=frozenset(), validation_alias="WA_AGENT_FLAGS"
     )
     log_level: str = Field(default="INFO", validation_alias="LOG_LEVEL")
     log_format: Literal["json", "console"] = Field(default="console", validation_alias="LOG_FORMAT")
+
+    @field_validator("db_prepare_threshold", mode="before")
+    @classmethod
+    def _none_disables_prepare(cls, raw: object) -> object:
+        if isinstance(raw, str) and raw.strip().lower() in {"none", "off", "disabled"}:
+            return None
+        return raw
 
     @field_validator("flags", mode="before")
     @classmethod

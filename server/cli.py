@@ -16,7 +16,7 @@ from langchain_core.runnables import RunnableConfig
 
 from graph.persistence import apply_migrations, resolve_database_url
 from graph.settings import Settings, get_settings
-from graph.state import Reply, customer_message
+from graph.state import ConversationState, Reply, customer_message
 from server.app import create_app
 from server.logging import configure_logging
 from server.services import open_services
@@ -92,7 +92,11 @@ async def chat_in_terminal(settings: Settings, customer: str) -> int:
                 message = customer_message(
                     line, wamid=f"chat-{uuid.uuid4().hex}", kind="text", reply_id=reply_id
                 )
-                turn = {"messages": [message], "run_id": str(uuid.uuid4()), "replies": []}
+                turn: ConversationState = {
+                    "messages": [message],
+                    "run_id": str(uuid.uuid4()),
+                    "replies": [],
+                }
                 result = await graph.ainvoke(turn, config)
                 for reply in result.get("replies", []):
                     print(render_reply(reply), flush=True)

@@ -23,7 +23,7 @@ from graph.context import ConversationContext
 from graph.persistence import Pool
 from graph.runtime import GraphPool
 from graph.settings import Settings
-from graph.state import Reply, customer_message, text_reply
+from graph.state import ConversationState, Reply, customer_message, text_reply
 from server.outbox import deliver_parts, reply_parts, stage_parts
 from server.whatsapp.client import WhatsAppClient
 
@@ -198,7 +198,11 @@ class ConversationRunner:
                     return list(snapshot.values.get("replies", []))  # only delivery was left
                 result = await graph.ainvoke(None, config, context=context)
             else:
-                turn = {"messages": claim.messages, "run_id": claim.run_id, "replies": []}
+                turn: ConversationState = {
+                    "messages": list(claim.messages),
+                    "run_id": claim.run_id,
+                    "replies": [],
+                }
                 result = await graph.ainvoke(turn, config, context=context)
         return list(result.get("replies", []))
 

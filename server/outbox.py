@@ -107,6 +107,9 @@ async def _send_one(pool: Pool, client: WhatsAppClient | None, row: dict[str, An
             raise WhatsAppError(title="WhatsApp is not configured", status_code=0)
         result = await _send_reply(client, row["wa_id"], row["payload"])
     except WhatsAppError as exc:
+        if exc.maybe_delivered and not exc.retryable:
+            await _settle_unknown(pool, row["id"], exc)
+            return 0
         if exc.retryable:
             await _release(pool, row["id"])
             raise  # Meta refused for now (429/5xx after retries): the job retries later
@@ -132,6 +135,19 @@ async def _send_reply(client: WhatsAppClient, to: str, reply: Reply) -> str:
         for s in reply["sections"]
     ]
     return (await client.send_list(to, reply["body"], reply["button"], sections)).wamid
+
+
+async def _settle_unknown(pool: Pool, outbound_id: int, exc: WhatsAppError) -> None:
+    """The connection broke after the request left: it may have been delivered. Not
+    resent (a duplicate is worse); the status webhook, if it comes, cannot be matched
+    without the wamid, so the operator sees `unknown`."""
+    log.error("outbox.delivery_unknown", outbound_id=outbound_id, title=exc.title)
+    async with pool.connection() as conn:
+        await conn.execute(
+            "UPDATE outbound_messages SET status = 'unknown', error_title = %s,"
+            " updated_at = now() WHERE id = %s",
+            (exc.title, outbound_id),
+        )
 
 
 async def _release(pool: Pool, outbound_id: int) -> None:

@@ -123,7 +123,10 @@ class RunningService:
             return await client.post(
                 "/webhook",
                 content=body,
-                headers={"X-Hub-Signature-256": sign(body, secret), "Content-Type": "application/json"},
+                headers={
+                    "X-Hub-Signature-256": sign(body, secret),
+                    "Content-Type": "application/json",
+                },
             )
 
     async def fetch(self, sql: str, *params: Any) -> list[dict[str, Any]]:
@@ -177,14 +180,14 @@ def stop_process(process: subprocess.Popen[bytes], *, kill: bool = False) -> Non
 
 
 async def eventually(
-    check: Callable[[], Awaitable[bool]], *, timeout: float = 15.0, what: str = "condition"
+    check: Callable[[], Awaitable[bool]], *, within: float = 15.0, what: str = "condition"
 ) -> None:
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         if await check():
             return
         await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    raise AssertionError(f"timed out after {within}s waiting for {what}")
 
 
 async def query(db_url: str, sql: str, *params: Any) -> list[dict[str, Any]]:

@@ -66,7 +66,9 @@ async def test_signed_text_is_answered_by_the_model(
     customer = new_customer()
     wamid = new_wamid()
     async with running_service(with_model(db_url, graph_api, openai_server)) as service:
-        response = await service.post_webhook(envelope(text_message(customer, "hello", wamid=wamid)))
+        response = await service.post_webhook(
+            envelope(text_message(customer, "hello", wamid=wamid))
+        )
         assert response.status_code == 200
         await graph_api.wait_for_async(lambda: len(graph_api.sent_to(customer)) == 1, 10)
         await eventually(lambda: _run_finished(service), what="the run to finish")
@@ -134,7 +136,9 @@ async def test_malformed_and_oversized_bodies_are_refused(
             codes = []
             for body in (not_json, wrong_shape, json.dumps(no_sender).encode(), huge):
                 headers = {"X-Hub-Signature-256": sign(body, APP_SECRET)}
-                codes.append((await client.post("/webhook", content=body, headers=headers)).status_code)
+                codes.append(
+                    (await client.post("/webhook", content=body, headers=headers)).status_code
+                )
         stored = await count(service, "inbound_messages")
     assert codes == [400, 400, 400, 413]
     assert stored == 0
@@ -147,7 +151,9 @@ async def test_three_quick_texts_make_one_run_in_order(
     settings = with_model(db_url, graph_api, openai_server, coalesce_window_ms=400)
     async with running_service(settings) as service:
         for text in ("hi", "I want to book a bike", "for Saturday"):
-            assert (await service.post_webhook(envelope(text_message(customer, text)))).status_code == 200
+            assert (
+                await service.post_webhook(envelope(text_message(customer, text)))
+            ).status_code == 200
         await graph_api.wait_for_async(lambda: len(graph_api.sent_to(customer)) >= 1, 10)
         await eventually(lambda: _run_finished(service), what="the run to finish")
         runs = await count(service, "conversation_runs")
@@ -164,7 +170,9 @@ async def test_without_a_model_key_the_customer_gets_the_menu(
     async with running_service(settings) as service:
         await service.post_webhook(envelope(text_message(customer, "hello?")))
         await graph_api.wait_for_async(lambda: len(graph_api.sent_to(customer)) == 1, 10)
-        await service.post_webhook(envelope(interactive_reply(customer, "menu:booking", "Bookings", list_reply=True)))
+        await service.post_webhook(
+            envelope(interactive_reply(customer, "menu:booking", "Bookings", list_reply=True))
+        )
         await graph_api.wait_for_async(lambda: len(graph_api.sent_to(customer)) == 2, 10)
     menu, acknowledgement = graph_api.sent_to(customer)
     assert menu["type"] == "interactive" and menu["interactive"]["type"] == "list"
@@ -215,7 +223,9 @@ async def test_status_webhooks_move_the_outbox_forward(
         await eventually(lambda: _run_finished(service), what="the run to finish")
         wamid = graph_api.sent_to(customer)[0]["wamid"]
         for status in ("read", "delivered", "sent"):  # out of order, as Meta sends them
-            await service.post_webhook(envelope(status_update(wamid, status, recipient_id=customer)))
+            await service.post_webhook(
+                envelope(status_update(wamid, status, recipient_id=customer))
+            )
         row = (await service.fetch("SELECT status FROM outbound_messages"))[0]
     assert row["status"] == "read"
 

@@ -211,6 +211,17 @@ async def test_timeouts_are_retried_then_raised(graph: FakeGraphAPI) -> None:
     await graph.wait_for_async(lambda: len(graph.read_receipts) == 2, what="late receipts")
 
 
+async def test_a_send_that_timed_out_is_not_repeated(graph: FakeGraphAPI) -> None:
+    """Meta may have delivered it: sending again would give the customer a duplicate."""
+    graph.delay = 0.3
+    async with make_client(graph, timeout=0.05, max_attempts=3) as client:
+        with pytest.raises(WhatsAppError) as caught:
+            await client.send_text(CUSTOMER, "your booking is confirmed")
+    assert caught.value.maybe_delivered and not caught.value.retryable
+    await graph.wait_for_async(lambda: graph.message_attempts >= 1, what="the late send")
+    assert graph.message_attempts == 1
+
+
 async def test_connection_refused_is_a_retryable_error() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -92,7 +92,7 @@ async def test_two_workers_answer_fifty_conversations_in_order_and_once(
                 )
                 return rows[0]["n"] == 150
 
-            await eventually(all_answered, timeout=90, what="150 answered messages")
+            await eventually(all_answered, within=90, what="150 answered messages")
             workers_used = await query(
                 db_url, "SELECT count(DISTINCT worker) AS n FROM conversation_runs"
             )

@@ -49,8 +49,12 @@ class WhatsAppError(Exception):
         subcode: int | None = None,
         fbtrace_id: str | None = None,
         retry_after: float | None = None,
+        maybe_delivered: bool = False,
     ) -> None:
         self.title = title
+        # The request may have reached Meta before the connection failed: a message
+        # send in that state must not be repeated (Meta has no idempotency key).
+        self.maybe_delivered = maybe_delivered
         self.status_code = status_code
         self.code = code
         self.details = details
@@ -161,7 +165,7 @@ class WhatsAppClient:
         if not payload.get("type"):
             raise ValueError("message payload needs a 'type'")
         body = {"messaging_product": "whatsapp", "recipient_type": "individual", **payload}
-        data = await self._post_messages(body)
+        data = await self._post_messages(body, idempotent=False)
         try:
             wamid = data["messages"][0]["id"]
         except (KeyError, IndexError, TypeError):
@@ -209,12 +213,19 @@ class WhatsAppClient:
     def _version_url(self) -> str:
         return f"{self._base_url}/{self.api_version}"
 
-    async def _post_messages(self, body: Mapping[str, Any]) -> dict[str, Any]:
+    async def _post_messages(
+        self, body: Mapping[str, Any], *, idempotent: bool = True
+    ) -> dict[str, Any]:
         url = f"{self._version_url()}/{self.phone_number_id}/messages"
-        return _json_object(await self._request("POST", url, json=body))
+        return _json_object(await self._request("POST", url, json=body, idempotent=idempotent))
 
     async def _request(
-        self, method: str, url: str, *, json: Mapping[str, Any] | None = None
+        self,
+        method: str,
+        url: str,
+        *,
+        json: Mapping[str, Any] | None = None,
+        idempotent: bool = True,
     ) -> httpx.Response:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self._max_attempts),
@@ -225,11 +236,11 @@ class WhatsAppClient:
         )
         async for attempt in retrying:
             with attempt:
-                return await self._request_once(method, url, json)
+                return await self._request_once(method, url, json, idempotent)
         raise AssertionError("unreachable: tenacity either returns or re-raises")
 
     async def _request_once(
-        self, method: str, url: str, json: Mapping[str, Any] | None
+        self, method: str, url: str, json: Mapping[str, Any] | None, idempotent: bool
     ) -> httpx.Response:
         headers = {"Authorization": f"Bearer {self._token}"}
         try:
@@ -242,11 +253,15 @@ class WhatsAppClient:
                 follow_redirects=True,
             )
         except httpx.TransportError as exc:
+            # Connecting failed: nothing reached Meta. Anything later (a read timeout, a
+            # dropped connection) may have been delivered, so only idempotent calls retry.
+            unsent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
             raise WhatsAppError(
                 title=f"transport error: {type(exc).__name__}",
                 status_code=0,
                 details=self._redact(str(exc)),
-                retryable=True,
+                retryable=unsent or idempotent,
+                maybe_delivered=not unsent,
             ) from None
         if response.is_success:
             return response

@@ -1,0 +1,47 @@
+# The two commands a newcomer needs: `make serve` and `make test`. Both create the
+# virtual environment and install on first use; `serve` migrates before serving.
+
+VENV    ?= .venv
+PYTHON  := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed-stamp
+SYSTEM_PYTHON ?= python3
+
+.PHONY: install serve worker migrate chat test lint typecheck bench clean
+
+$(PYTHON):
+	$(SYSTEM_PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(PYTHON)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+serve: install
+	$(VENV)/bin/wa-agent serve
+
+worker: install
+	$(VENV)/bin/wa-agent worker
+
+migrate: install
+	$(VENV)/bin/wa-agent migrate
+
+chat: install
+	$(VENV)/bin/wa-agent chat
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: install
+	$(VENV)/bin/mypy
+
+test: lint typecheck
+	$(PYTHON) -m pytest -p no:cacheprovider
+
+bench: install
+	$(PYTHON) -m tests.bench
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache
