@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from graph.settings import Settings, get_settings
-from server import health, webhook
+from server import health, metrics, webhook
 from server.services import open_services
 
 
@@ -27,4 +27,5 @@ def create_app(settings: Settings | None = None, *, run_worker_here: bool | None
     app = FastAPI(title="wa-agent", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.include_router(webhook.router)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     return app

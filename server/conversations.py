@@ -24,6 +24,7 @@ from graph.persistence import Pool
 from graph.runtime import GraphPool
 from graph.settings import Settings
 from graph.state import ConversationState, Reply, customer_message, text_reply
+from server.metrics import OUTBOUND, RUN_SECONDS, RUNS
 from server.outbox import deliver_parts, reply_parts, stage_parts
 from server.whatsapp.client import WhatsAppClient
 
@@ -69,9 +70,10 @@ class ConversationRunner:
         if claim is None:
             return  # an earlier job already answered these messages
         structlog.contextvars.bind_contextvars(run_id=claim.run_id)
+        started = asyncio.get_running_loop().time()
+        # The read receipt travels while the graph thinks; it lands before any reply.
+        typing = asyncio.create_task(self._show_typing(claim)) if not claim.resumed else None
         try:
-            if not claim.resumed:
-                await self._show_typing(claim)
             try:
                 replies = await self._run_graph(claim)
             except Exception:
@@ -79,6 +81,8 @@ class ConversationRunner:
                     raise  # the queue retries; the run resumes from its checkpoint
                 log.exception("run.gave_up", attempts=claim.attempts)
                 replies = [text_reply(APOLOGY)]
+            if typing is not None:
+                await typing
             await stage_parts(
                 self.pool,
                 conversation_id=claim.conversation_id,
@@ -86,9 +90,14 @@ class ConversationRunner:
                 wa_id=claim.wa_id,
                 parts=reply_parts(replies),
             )
-            await deliver_parts(self.pool, self.whatsapp, claim.run_id)
+            sent = await deliver_parts(self.pool, self.whatsapp, claim.run_id)
             await self._finish(claim)
+            RUNS.labels(outcome="resumed" if claim.resumed else "done").inc()
+            OUTBOUND.labels(result="sent").inc(sent)
+            RUN_SECONDS.observe(asyncio.get_running_loop().time() - started)
         finally:
+            if typing is not None and not typing.done():
+                typing.cancel()
             structlog.contextvars.unbind_contextvars("run_id")
 
     async def _wait_until_quiet(self, conversation_id: str) -> None:

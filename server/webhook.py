@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import time
 from typing import Annotated
 
 import structlog
@@ -18,6 +19,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import ValidationError
 
 from server.inbox import record_inbound, record_status
+from server.metrics import WEBHOOK_LATENCY, WEBHOOK_REQUESTS
 from server.services import Services
 from server.whatsapp.models import WebhookPayload
 
@@ -61,6 +63,14 @@ async def verify_subscription(
 
 @router.post("/webhook")
 async def receive_webhook(request: Request) -> Response:
+    started = time.perf_counter()
+    response = await _acknowledge(request)
+    WEBHOOK_LATENCY.observe(time.perf_counter() - started)
+    WEBHOOK_REQUESTS.labels(status=str(response.status_code)).inc()
+    return response
+
+
+async def _acknowledge(request: Request) -> Response:
     services = _services(request)
     settings = services.settings
     body = await _read_limited(request, settings.max_body_bytes)

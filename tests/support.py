@@ -129,6 +129,10 @@ class RunningService:
                 },
             )
 
+    async def execute(self, sql: str, *params: Any) -> None:
+        async with self.services.pool.connection() as conn:
+            await conn.execute(sql.encode(), params)
+
     async def fetch(self, sql: str, *params: Any) -> list[dict[str, Any]]:
         async with self.services.pool.connection() as conn:
             cur = await conn.execute(sql.encode(), params)

@@ -1,0 +1,64 @@
+"""Prometheus figures of the backbone; `/metrics` serves them for this process.
+
+The operator console issue extends this with model tokens, cost and tool calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import REGISTRY, Collector
+
+from graph.persistence import Pool, PoolStats
+
+WEBHOOK_REQUESTS = Counter(
+    "wa_agent_webhook_requests_total", "Webhook POSTs by HTTP status", ["status"]
+)
+WEBHOOK_LATENCY = Histogram(
+    "wa_agent_webhook_seconds",
+    "Time to acknowledge a webhook POST",
+    buckets=(0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+RUNS = Counter("wa_agent_runs_total", "Conversation runs by outcome", ["outcome"])
+RUN_SECONDS = Histogram(
+    "wa_agent_run_seconds",
+    "From claiming a conversation's messages to its replies handed to WhatsApp",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+OUTBOUND = Counter("wa_agent_outbound_total", "Outbound message parts by result", ["result"])
+
+router = APIRouter()
+
+
+class PoolCollector(Collector):
+    """Reads the pool's figures at scrape time rather than on every checkout."""
+
+    def __init__(self) -> None:
+        self.pool: Pool | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        if self.pool is None:
+            return
+        stats = PoolStats.of(self.pool)
+        for name, value in (
+            ("size", stats.size),
+            ("available", stats.available),
+            ("waiting", stats.waiting),
+        ):
+            gauge = GaugeMetricFamily(f"wa_agent_db_pool_{name}", f"Connection pool {name}")
+            gauge.add_metric([], value)
+            yield gauge
+
+
+POOL_COLLECTOR = PoolCollector()
+REGISTRY.register(POOL_COLLECTOR)
+
+
+@router.get("/metrics")
+async def metrics(request: Request) -> Response:
+    POOL_COLLECTOR.pool = request.app.state.services.pool
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
