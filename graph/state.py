@@ -37,7 +37,20 @@ class MenuReply(TypedDict):
     sections: list[MenuSection]
 
 
-Reply = TextReply | MenuReply
+class ReplyButton(TypedDict):
+    id: str
+    title: str
+
+
+class ButtonsReply(TypedDict):
+    """Up to three reply buttons: confirmations and quick choices."""
+
+    kind: Literal["buttons"]
+    body: str
+    buttons: list[ReplyButton]
+
+
+Reply = TextReply | MenuReply | ButtonsReply
 
 
 class ConversationState(TypedDict):
@@ -83,3 +96,8 @@ def latest_customer_messages(messages: list[AnyMessage]) -> list[HumanMessage]:
             break
         turn.append(message)
     return list(reversed(turn))
+
+
+def reply_text(reply: Reply) -> str:
+    """What the customer reads first: the text, or the body above buttons or a menu."""
+    return reply["text"] if reply["kind"] == "text" else reply["body"]

@@ -7,7 +7,13 @@ from typing import Any
 from langchain_core.messages import AIMessage
 
 from graph.prompts import FallbackTexts
-from graph.state import ConversationState, Reply, latest_customer_messages, whatsapp_meta
+from graph.state import (
+    ConversationState,
+    Reply,
+    latest_customer_messages,
+    reply_text,
+    whatsapp_meta,
+)
 
 
 def fallback_reply(texts: FallbackTexts, state: ConversationState) -> Reply:
@@ -21,8 +27,7 @@ def fallback_reply(texts: FallbackTexts, state: ConversationState) -> Reply:
 
 
 def _as_history(reply: Reply) -> AIMessage:
-    text = reply["text"] if reply["kind"] == "text" else reply["body"]
-    return AIMessage(content=text, name="fallback")
+    return AIMessage(content=reply_text(reply), name="fallback")
 
 
 def fallback_update(texts: FallbackTexts, state: ConversationState) -> dict[str, Any]:

@@ -24,7 +24,14 @@ from server.services import open_services
 log = structlog.get_logger(__name__)
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM during start-up exits through atexit, which stops the embedded Postgres;
+    once running, uvicorn and the worker install their own graceful handlers."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     parser = argparse.ArgumentParser(prog="wa-agent", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="webhook + admin API (+ an in-process worker)")
@@ -113,6 +120,9 @@ def _prompt() -> str | None:
 def render_reply(reply: Reply) -> str:
     if reply["kind"] == "text":
         return f"bot> {reply['text']}"
+    if reply["kind"] == "buttons":
+        buttons = [f"    [{button['id']}] {button['title']}" for button in reply["buttons"]]
+        return "\n".join([f"bot> {reply['body']}", *buttons])
     rows = [f"    [{row['id']}] {row['title']}" for s in reply["sections"] for row in s["rows"]]
     return "\n".join([f"bot> {reply['body']}", *rows])
 

@@ -17,7 +17,7 @@ import structlog
 from psycopg.types.json import Jsonb
 
 from graph.persistence import Pool
-from graph.state import Reply
+from graph.state import Reply, reply_text
 from server.whatsapp.client import WhatsAppClient, WhatsAppError, split_text
 
 log = structlog.get_logger(__name__)
@@ -35,7 +35,7 @@ def reply_parts(replies: Sequence[Reply]) -> list[Reply]:
 
 
 def reply_transcript(parts: Sequence[Reply]) -> str:
-    return "\n\n".join(p["text"] if p["kind"] == "text" else p["body"] for p in parts)
+    return "\n\n".join(reply_text(part) for part in parts)
 
 
 async def stage_parts(
@@ -130,6 +130,9 @@ async def _send_one(pool: Pool, client: WhatsAppClient | None, row: dict[str, An
 async def _send_reply(client: WhatsAppClient, to: str, reply: Reply) -> str:
     if reply["kind"] == "text":
         return (await client.send_text(to, reply["text"])).wamid
+    if reply["kind"] == "buttons":
+        buttons = [(button["id"], button["title"]) for button in reply["buttons"]]
+        return (await client.send_buttons(to, reply["body"], buttons)).wamid
     sections = [
         (s["title"], [(r["id"], r["title"], r.get("description")) for r in s["rows"]])
         for s in reply["sections"]
