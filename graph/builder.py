@@ -1,55 +1,131 @@
 """`build_graph`: the conversation state machine, in one readable place.
 
-START ─▶ route_turn ─┬─▶ agent        (a model is configured, the customer wrote)
-                     ├─▶ unsupported  (only kinds the bot cannot read this turn)
-                     └─▶ fallback     (no model: the rule-based menu)
-         every branch ─▶ END
+    START ─▶ begin_turn ─┬─▶ unsupported (only message kinds the bot cannot read)
+                         ├─▶ fallback    (no model: the rule-based menu)
+                         └─▶ router ─┬─▶ agent_<name> ⇄ tools   (specialists; handoffs
+                                     │                          change who is in charge)
+                                     └─▶ escalate ─▶ human_takeover (interrupt until an
+                                                                      operator releases)
+    every branch ends at END
+
+The tool node belongs to no agent: after it, the turn goes back to whoever is in charge
+now, which is how a `transfer_to_<agent>` call hands over without running two agents.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping, Sequence
 
 from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage
+from langchain_core.tools import BaseTool
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.prebuilt import ToolNode
 
-from graph.context import ConversationContext
+from graph.context import AgentConfig, ConversationContext
 from graph.prompts import Prompts
 from graph.state import ConversationState, latest_customer_messages, whatsapp_meta
-from nodes.agent import make_agent_node
+from nodes.dispatch import IntentRouter, make_router_node
+from nodes.escalation import escalate, human_takeover
 from nodes.fallback import make_fallback_node, make_unsupported_node
+from nodes.handoffs import (
+    HUMAN,
+    MAX_HANDOFFS_PER_TURN,
+    make_escalation_tool,
+    make_handoff_tool,
+)
+from nodes.specialists import ChatModelFor, agent_node_name, make_specialist_node
 
 ConversationGraph = CompiledStateGraph[
     ConversationState, ConversationContext, ConversationState, ConversationState
 ]
-
-Route = Literal["agent", "unsupported", "fallback"]
 
 
 def build_graph(
     model: BaseChatModel | None,
     prompts: Prompts,
     *,
+    router: IntentRouter | None = None,
+    agents: Mapping[str, AgentConfig] | None = None,
+    tools: Sequence[BaseTool] = (),
+    chat_model_for: ChatModelFor | None = None,
     checkpointer: BaseCheckpointSaver[str] | None = None,
 ) -> ConversationGraph:
-    """Compile the graph; `checkpointer=None` for LangGraph Studio, which brings its own."""
+    """Compile the graph; `checkpointer=None` for LangGraph Studio, which brings its own.
 
-    def route_turn(state: ConversationState) -> Route:
-        turn = latest_customer_messages(state["messages"])
-        if turn and not any(whatsapp_meta(m).get("supported", True) for m in turn):
-            return "unsupported"
-        return "agent" if model is not None else "fallback"
-
+    Without a model there are no agents: every turn gets the rule-based menu.
+    """
     builder = StateGraph(ConversationState, context_schema=ConversationContext)
     builder.add_node("fallback", make_fallback_node(prompts.fallback))
     builder.add_node("unsupported", make_unsupported_node(prompts.fallback))
-    routes: list[str] = ["unsupported", "fallback"]
-    if model is not None:
-        builder.add_node("agent", make_agent_node(model, prompts.assistant, prompts.fallback))
-        routes.append("agent")
-    builder.add_conditional_edges(START, route_turn, routes)
-    for node in routes:
-        builder.add_edge(node, END)
+    builder.add_edge("fallback", END)
+    builder.add_edge("unsupported", END)
+    if model is None or router is None or not agents:
+        builder.add_conditional_edges(START, _begin_without_agents, ["unsupported", "fallback"])
+        return builder.compile(checkpointer=checkpointer, name="wa-agent")
+
+    _add_agents(builder, model, prompts, router, agents, tools, chat_model_for)
+    builder.add_conditional_edges(START, _begin_turn, ["unsupported", "router"])
     return builder.compile(checkpointer=checkpointer, name="wa-agent")
+
+
+def _add_agents(
+    builder: StateGraph[
+        ConversationState, ConversationContext, ConversationState, ConversationState
+    ],
+    model: BaseChatModel,
+    prompts: Prompts,
+    router: IntentRouter,
+    agents: Mapping[str, AgentConfig],
+    tools: Sequence[BaseTool],
+    chat_model_for: ChatModelFor | None,
+) -> None:
+    handoffs = [make_handoff_tool(a.name, a.description) for a in agents.values()]
+    every_tool = {t.name: t for t in [*tools, *handoffs, make_escalation_tool()]}
+    agent_nodes = [agent_node_name(name) for name in agents]
+
+    def to_agent_in_charge(state: ConversationState) -> str:
+        agent = state.get("active_agent") or "customer_service"
+        if agent == HUMAN or len(state.get("handoffs", [])) > MAX_HANDOFFS_PER_TURN:
+            return "escalate"
+        return agent_node_name(agent if agent in agents else "customer_service")
+
+    builder.add_node("router", make_router_node(router, agents))
+    builder.add_conditional_edges("router", to_agent_in_charge, [*agent_nodes, "escalate"])
+    for name in agents:
+        node = make_specialist_node(
+            name,
+            defaults=agents,
+            chat_model_for=chat_model_for or (lambda _config: model),
+            tools=every_tool,
+            common_prompt=prompts.assistant,
+            fallback=prompts.fallback,
+        )
+        builder.add_node(agent_node_name(name), node)
+        builder.add_conditional_edges(agent_node_name(name), _after_agent, ["tools", END])
+    builder.add_node("tools", ToolNode(list(every_tool.values()), handle_tool_errors=True))
+    builder.add_conditional_edges("tools", to_agent_in_charge, [*agent_nodes, "escalate"])
+    builder.add_node("escalate", escalate)
+    builder.add_node("human_takeover", human_takeover)
+    builder.add_edge("escalate", "human_takeover")
+    builder.add_edge("human_takeover", END)
+
+
+def _begin_without_agents(state: ConversationState) -> str:
+    return "unsupported" if _only_unreadable(state) else "fallback"
+
+
+def _begin_turn(state: ConversationState) -> str:
+    return "unsupported" if _only_unreadable(state) else "router"
+
+
+def _only_unreadable(state: ConversationState) -> bool:
+    turn = latest_customer_messages(state["messages"])
+    return bool(turn) and not any(whatsapp_meta(m).get("supported", True) for m in turn)
+
+
+def _after_agent(state: ConversationState) -> str:
+    last = state["messages"][-1]
+    return "tools" if isinstance(last, AIMessage) and last.tool_calls else END

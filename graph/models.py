@@ -8,12 +8,15 @@ import structlog
 from langchain.chat_models import init_chat_model
 from langchain_core.language_models import BaseChatModel
 
+from graph.context import AgentConfig
 from graph.settings import Settings
 
 log = structlog.get_logger(__name__)
 
 
-def build_chat_model(settings: Settings) -> BaseChatModel | None:
+def build_chat_model(
+    settings: Settings, *, temperature: float | None = None
+) -> BaseChatModel | None:
     """The configured model, or None when it cannot work (no key): the graph then
     answers with the rule-based menu, and the log says so once at start."""
     provider = settings.model.split(":", 1)[0] if ":" in settings.model else "openai"
@@ -21,6 +24,8 @@ def build_chat_model(settings: Settings) -> BaseChatModel | None:
         "timeout": settings.model_timeout_seconds,
         "max_retries": settings.model_max_retries,
     }
+    if temperature is not None:
+        kwargs["temperature"] = temperature
     if provider == "openai":
         if not settings.model_configured:
             log.warning(
@@ -36,3 +41,23 @@ def build_chat_model(settings: Settings) -> BaseChatModel | None:
     model: BaseChatModel = init_chat_model(settings.model, **kwargs)
     log.info("model.ready", model=settings.model, base_url=settings.openai_base_url)
     return model
+
+
+class ChatModels:
+    """One chat model per (model id, temperature), built on first use and reused: an
+    agent's model settings are data, and the same settings share one client pool."""
+
+    def __init__(self, settings: Settings, default: BaseChatModel) -> None:
+        self.settings = settings
+        self.default = default
+        self._built: dict[tuple[str, float | None], BaseChatModel] = {}
+
+    def for_agent(self, config: AgentConfig) -> BaseChatModel:
+        if config.model is None and config.temperature is None:
+            return self.default
+        key = (config.model or self.settings.model, config.temperature)
+        if key not in self._built:
+            overrides = self.settings.model_copy(update={"model": key[0]})
+            model = build_chat_model(overrides, temperature=config.temperature)
+            self._built[key] = model if model is not None else self.default
+        return self._built[key]

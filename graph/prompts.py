@@ -11,23 +11,10 @@ from typing import Any, cast
 
 import yaml
 
-from graph.state import MenuReply, MenuSection
+from graph.state import MenuSection
+from nodes.fallback import FallbackTexts
 
 PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
-
-
-@dataclass(frozen=True)
-class FallbackTexts:
-    menu: MenuReply
-    topic_acknowledgement: str
-    unsupported: str
-
-    def topic_title(self, row_id: str) -> str | None:
-        for section in self.menu["sections"]:
-            for row in section["rows"]:
-                if row["id"] == row_id:
-                    return row["title"]
-        return None
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ instances as they like in one process.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -69,6 +70,27 @@ class Settings(BaseSettings):
     model_max_retries: int = Field(default=2, ge=0, validation_alias="WA_AGENT_MODEL_MAX_RETRIES")
     business_name: str = Field(default="our business", validation_alias="WA_AGENT_BUSINESS_NAME")
 
+    # --- routing -------------------------------------------------------------------
+    # Vector size of WA_AGENT_EMBEDDINGS when its name does not imply one (a model on an
+    # OpenAI-compatible server); for OpenAI's text-embedding-3 models it shortens them.
+    embeddings_dimensions: int | None = Field(
+        default=None, ge=1, validation_alias="WA_AGENT_EMBEDDINGS_DIMENSIONS"
+    )
+    # The local intent classifier decides without an LLM call from this confidence on.
+    router_threshold: float = Field(
+        default=0.49, ge=0.0, le=1.0, validation_alias="WA_AGENT_ROUTER_THRESHOLD"
+    )
+    # Confidence another intent needs to take the conversation from the active agent.
+    router_switch_threshold: float = Field(
+        default=0.69, ge=0.0, le=1.0, validation_alias="WA_AGENT_ROUTER_SWITCH_THRESHOLD"
+    )
+    # Ask the chat model when the classifier is unsure; off = customer service (or the
+    # active agent) decides, with no LLM call.
+    router_llm: bool = Field(default=True, validation_alias="WA_AGENT_ROUTER_LLM")
+    router_llm_timeout_seconds: float = Field(
+        default=8.0, gt=0, validation_alias="WA_AGENT_ROUTER_LLM_TIMEOUT_S"
+    )
+
     # --- WhatsApp ------------------------------------------------------------------
     whatsapp_access_token: SecretStr | None = Field(
         default=None, validation_alias="WHATSAPP_ACCESS_TOKEN"
@@ -90,6 +112,41 @@ class Settings(BaseSettings):
         default=10.0, gt=0, validation_alias="WHATSAPP_TIMEOUT_S"
     )
 
+    # --- business tools --------------------------------------------------------------
+    # Bookings are offered and shown in this time zone; the database keeps UTC.
+    business_timezone: str = Field(
+        default="Africa/Kigali", validation_alias="WA_AGENT_BUSINESS_TIMEZONE"
+    )
+    # The FAQ / policy Markdown documents indexed into pgvector; unset: prompts/knowledge.
+    knowledge_dir: Path | None = Field(default=None, validation_alias="WA_AGENT_KNOWLEDGE_DIR")
+    # manual: bank-transfer / mobile-money instructions with a reference (no account
+    # needed); http: a hosted payment-link service at WA_AGENT_PAYMENT_API_BASE_URL.
+    payment_provider: Literal["manual", "http"] = Field(
+        default="manual", validation_alias="WA_AGENT_PAYMENT_PROVIDER"
+    )
+    payment_api_base_url: str | None = Field(
+        default=None, validation_alias="WA_AGENT_PAYMENT_API_BASE_URL"
+    )
+    payment_api_key: SecretStr | None = Field(
+        default=None, validation_alias="WA_AGENT_PAYMENT_API_KEY"
+    )
+    payment_timeout_seconds: float = Field(
+        default=10.0, gt=0, validation_alias="WA_AGENT_PAYMENT_TIMEOUT_S"
+    )
+    payment_max_attempts: int = Field(
+        default=3, ge=1, le=10, validation_alias="WA_AGENT_PAYMENT_MAX_ATTEMPTS"
+    )
+    bank_name: str = Field(default="Bank of Kigali", validation_alias="WA_AGENT_BANK_NAME")
+    bank_account_name: str = Field(
+        default="Inzira Bikes Ltd", validation_alias="WA_AGENT_BANK_ACCOUNT_NAME"
+    )
+    bank_account_number: str = Field(
+        default="00040-0123456-78", validation_alias="WA_AGENT_BANK_ACCOUNT_NUMBER"
+    )
+    mobile_money_code: str | None = Field(
+        default=None, validation_alias="WA_AGENT_MOBILE_MONEY_CODE"
+    )
+
     # --- search / research (tools come in a later issue) -----------------------------
     tavily_api_key: SecretStr | None = Field(default=None, validation_alias="TAVILY_API_KEY")
     tavily_base_url: str | None = Field(default=None, validation_alias="TAVILY_BASE_URL")
@@ -97,6 +154,112 @@ class Settings(BaseSettings):
         default=None, validation_alias="PERPLEXITY_API_KEY"
     )
     perplexity_base_url: str | None = Field(default=None, validation_alias="PERPLEXITY_BASE_URL")
+
+    # --- abuse protection & security ---------------------------------------------------
+    # Sliding windows per customer, "count/duration" (s, m, h, d), comma-separated; every
+    # message a turn answers counts. Going over any window climbs the penalty ladder.
+    rate_limits: Annotated[tuple[tuple[int, int], ...], NoDecode] = Field(
+        default=((20, 60), (200, 3600), (1000, 86400)), validation_alias="WA_AGENT_RATE_LIMITS"
+    )
+    # The ladder: a warning first, then these blocks in turn, then the blacklist.
+    block_durations: Annotated[tuple[int, ...], NoDecode] = Field(
+        default=(300, 1800, 7200), validation_alias="WA_AGENT_BLOCK_DURATIONS"
+    )
+    auto_blacklist_seconds: int = Field(  # 0 = until an operator unblocks
+        default=7 * 86400, ge=0, validation_alias="WA_AGENT_AUTO_BLACKLIST_S"
+    )
+    penalty_reset_seconds: int = Field(  # this long without a violation forgets the ladder
+        default=86400, gt=0, validation_alias="WA_AGENT_PENALTY_RESET_S"
+    )
+    daily_token_budget: int = Field(  # model tokens per customer per UTC day; 0 = none
+        default=200_000, ge=0, validation_alias="WA_AGENT_DAILY_TOKEN_BUDGET"
+    )
+    # Webhook guard, per sender and process: beyond this rate (burst allowed) deliveries
+    # are acknowledged but not stored, so a flood costs no database write. 0 = off.
+    ingress_rate: float = Field(default=5.0, ge=0, validation_alias="WA_AGENT_INGRESS_RATE")
+    ingress_burst: int = Field(default=40, ge=1, validation_alias="WA_AGENT_INGRESS_BURST")
+    redis_fail_open: bool = Field(default=True, validation_alias="WA_AGENT_REDIS_FAIL_OPEN")
+    redis_timeout_ms: int = Field(default=250, ge=1, validation_alias="WA_AGENT_REDIS_TIMEOUT_MS")
+    redis_retry_seconds: float = Field(  # how long a failed Redis is left alone
+        default=5.0, gt=0, validation_alias="WA_AGENT_REDIS_RETRY_S"
+    )
+    redis_prefix: str = Field(default="wa-agent:", validation_alias="WA_AGENT_REDIS_PREFIX")
+    blacklist_sync_seconds: float = Field(
+        default=30.0, gt=0, validation_alias="WA_AGENT_BLACKLIST_SYNC_S"
+    )
+    # Named admin tokens, "name:token,name:token"; the name goes into the audit log.
+    admin_tokens: Annotated[dict[str, SecretStr], NoDecode] = Field(
+        default_factory=dict, validation_alias="ADMIN_TOKENS"
+    )
+    max_text_chars: int = Field(default=65_536, ge=1, validation_alias="WA_AGENT_MAX_TEXT_CHARS")
+    # Extra PII formats as a JSON object {"label": "regex"}; matches become "[label]".
+    pii_patterns: dict[str, str] = Field(
+        default_factory=dict, validation_alias="WA_AGENT_PII_PATTERNS"
+    )
+    # Region for numbers an operator types without a country code (e.g. RW); None = must
+    # be international.
+    phone_region: str | None = Field(default=None, validation_alias="WA_AGENT_PHONE_REGION")
+    audit_throttle_seconds: float = Field(  # per address, for signature and login failures
+        default=60.0, ge=0, validation_alias="WA_AGENT_AUDIT_THROTTLE_S"
+    )
+
+    @staticmethod
+    def duration_seconds(text: str) -> int:
+        """ "90", "15m", "2h", "1d", "minute" → seconds."""
+        units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+        words = {"second": "s", "minute": "m", "hour": "h", "day": "d"}
+        match = re.fullmatch(r"\s*(\d+)?\s*([a-z]*)\s*", text.lower())
+        unit = match.group(2).rstrip("s") if match else ""
+        unit = words.get(unit, unit) or "s"
+        if match is None or unit not in units or (match.group(1) is None and unit == "s"):
+            raise ValueError(f"not a duration: {text!r} (use e.g. 90, 15m, 2h, 1d)")
+        return int(match.group(1) or 1) * units[unit]
+
+    @field_validator("rate_limits", mode="before")
+    @classmethod
+    def _parse_rate_limits(cls, raw: object) -> object:
+        if not isinstance(raw, str):
+            return raw
+        rules = []
+        for part in filter(None, (p.strip() for p in raw.split(","))):
+            count, _, window = part.partition("/")
+            if not count.strip().isdigit() or not window:
+                raise ValueError(f"not a rate limit: {part!r} (use e.g. 20/1m)")
+            rule = (int(count), cls.duration_seconds(window))
+            if min(rule) < 1:
+                raise ValueError(f"a rate limit needs a count and a window: {part!r}")
+            rules.append(rule)
+        return tuple(rules)
+
+    @field_validator("block_durations", mode="before")
+    @classmethod
+    def _parse_block_durations(cls, raw: object) -> object:
+        if isinstance(raw, str):
+            return tuple(cls.duration_seconds(p) for p in raw.split(",") if p.strip())
+        return raw
+
+    @field_validator("admin_tokens", mode="before")
+    @classmethod
+    def _parse_admin_tokens(cls, raw: object) -> object:
+        if not isinstance(raw, str):
+            return raw
+        tokens: dict[str, str] = {}
+        for part in filter(None, (p.strip() for p in raw.split(","))):
+            name, _, token = part.partition(":")
+            if not name.strip() or not token.strip():
+                raise ValueError("ADMIN_TOKENS must look like name:token,name:token")
+            tokens[name.strip()] = token.strip()
+        return tokens
+
+    @field_validator("pii_patterns")
+    @classmethod
+    def _compile_pii_patterns(cls, patterns: dict[str, str]) -> dict[str, str]:
+        for label, pattern in patterns.items():
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"WA_AGENT_PII_PATTERNS[{label!r}]: {exc}") from exc
+        return patterns
 
     # --- observability ---------------------------------------------------------------
     langsmith_tracing: bool = Field(

@@ -53,10 +53,33 @@ class ButtonsReply(TypedDict):
 Reply = TextReply | MenuReply | ButtonsReply
 
 
+class RouteDecision(TypedDict):
+    """Who answers this turn and why; kept in the state for Studio, replay and metrics."""
+
+    intent: str
+    confidence: float
+    method: str  # rule | embedding | llm | sticky | default
+    reason: NotRequired[str]
+
+
+class Handoff(TypedDict):
+    source: str
+    target: str
+    reason: str
+
+
 class ConversationState(TypedDict):
     """One WhatsApp conversation; `thread_id` is the conversation's id."""
 
     messages: Annotated[list[AnyMessage], add_messages]
+    # The specialist in charge; it stays in charge across turns until the router sees
+    # a clear change of topic or an agent hands the conversation over.
+    active_agent: NotRequired[str | None]
+    route: NotRequired[RouteDecision]
+    # This turn's handoffs (reset by the router): more than MAX_HANDOFFS escalates.
+    handoffs: NotRequired[list[Handoff]]
+    # "human" while an operator has the conversation; the bot stays silent.
+    mode: NotRequired[Literal["bot", "human"]]
     # What this turn sends back. Replaced, not appended, by each turn: the outbox
     # turns it into WhatsApp messages once the run is complete.
     replies: NotRequired[list[Reply]]

@@ -2,18 +2,35 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from langchain_core.messages import AIMessage
 
-from graph.prompts import FallbackTexts
 from graph.state import (
     ConversationState,
+    MenuReply,
     Reply,
     latest_customer_messages,
     reply_text,
     whatsapp_meta,
 )
+
+
+@dataclass(frozen=True)
+class FallbackTexts:
+    """The canned answers (prompts/fallback_menu.yaml), loaded by graph/prompts.py."""
+
+    menu: MenuReply
+    topic_acknowledgement: str
+    unsupported: str
+
+    def topic_title(self, row_id: str) -> str | None:
+        for section in self.menu["sections"]:
+            for row in section["rows"]:
+                if row["id"] == row_id:
+                    return row["title"]
+        return None
 
 
 def fallback_reply(texts: FallbackTexts, state: ConversationState) -> Reply:

@@ -1,4 +1,4 @@
-"""`wa-agent serve | worker | migrate | chat`."""
+"""`wa-agent serve | worker | migrate | seed-demo | chat`."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ from langchain_core.runnables import RunnableConfig
 from graph.persistence import apply_migrations, resolve_database_url
 from graph.settings import Settings, get_settings
 from graph.state import ConversationState, Reply, customer_message
+from server import eval_router
+from server.abuse import commands as blacklist_commands
 from server.app import create_app
 from server.logging import configure_logging
 from server.services import open_services
@@ -38,8 +40,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--no-worker", action="store_true", help="leave jobs to `wa-agent worker`")
     commands.add_parser("worker", help="run conversation jobs from the queue")
     commands.add_parser("migrate", help="apply pending database migrations")
+    commands.add_parser("seed-demo", help="load the demo shop (catalog, slots, knowledge base)")
     chat = commands.add_parser("chat", help="talk to the graph in this terminal")
     chat.add_argument("--as", dest="customer", default="developer", help="conversation name")
+    blacklist_commands.add_commands(commands)
+    eval_router.add_command(commands)
     args = parser.parse_args(argv)
 
     settings = get_settings()
@@ -50,6 +55,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(run_worker_process(settings))
     if args.command == "migrate":
         return asyncio.run(migrate(settings))
+    if args.command in blacklist_commands.COMMANDS:
+        return asyncio.run(blacklist_commands.run_command(args, settings))
+    if args.command == "eval-router":
+        return eval_router.run(settings, args)
+    if args.command == "seed-demo":
+        from server.demo import seed_demo_data
+
+        return asyncio.run(seed_demo_data(settings))
     return asyncio.run(chat_in_terminal(settings, args.customer))
 
 

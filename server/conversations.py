@@ -17,13 +17,16 @@ from typing import Any
 
 import structlog
 from langchain_core.messages import HumanMessage
-from langchain_core.runnables import RunnableConfig
 
+from graph.agents import AgentDirectory
 from graph.context import ConversationContext
 from graph.persistence import Pool
 from graph.runtime import GraphPool
 from graph.settings import Settings
-from graph.state import ConversationState, Reply, customer_message, text_reply
+from graph.state import Reply, customer_message, text_reply
+from graph.turns import TurnOutcome, run_turn, thread_config
+from server.abuse.gate import AbuseGate
+from server.abuse.usage import metered_usage
 from server.metrics import OUTBOUND, RUN_SECONDS, RUNS
 from server.outbox import deliver_parts, reply_parts, stage_parts
 from server.whatsapp.client import WhatsAppClient
@@ -58,29 +61,38 @@ class ConversationRunner:
         graphs: GraphPool,
         whatsapp: WhatsAppClient | None,
         settings: Settings,
+        agents: AgentDirectory | None = None,
+        gate: AbuseGate | None = None,
     ) -> None:
         self.pool = pool
         self.graphs = graphs
         self.whatsapp = whatsapp
         self.settings = settings
+        self.agents = agents
+        self.gate = gate
 
     async def answer(self, conversation_id: str, job_id: int | None = None) -> None:
         await self._wait_until_quiet(conversation_id)
         claim = await self._claim(conversation_id, job_id)
         if claim is None:
             return  # an earlier job already answered these messages
+        if self.gate is not None and not await self.gate.admit(claim):
+            return  # refused before any model call (flood, block, blacklist, budget): closed
         structlog.contextvars.bind_contextvars(run_id=claim.run_id)
         started = asyncio.get_running_loop().time()
         # The read receipt travels while the graph thinks; it lands before any reply.
         typing = asyncio.create_task(self._show_typing(claim)) if not claim.resumed else None
         try:
             try:
-                replies = await self._run_graph(claim)
+                with metered_usage() as usage:
+                    replies = await self._run_graph(claim)
             except Exception:
                 if claim.attempts < self.settings.job_max_attempts:
                     raise  # the queue retries; the run resumes from its checkpoint
                 log.exception("run.gave_up", attempts=claim.attempts)
                 replies = [text_reply(APOLOGY)]
+            if self.gate is not None:
+                await self.gate.record_usage(claim, usage.total_tokens)
             if typing is not None:
                 await typing
             await stage_parts(
@@ -192,28 +204,27 @@ class ConversationRunner:
             log.warning("whatsapp.mark_read_failed", error=str(exc)[:200])
 
     async def _run_graph(self, claim: Claim) -> list[Reply]:
-        config: RunnableConfig = {
-            "configurable": {"thread_id": claim.conversation_id},
-            "metadata": {"run_id": claim.run_id, "conversation_id": claim.conversation_id},
-            "tags": ["whatsapp"],
-        }
+        config = thread_config(claim.conversation_id, run_id=claim.run_id, wa_id=claim.wa_id)
         context = ConversationContext(
-            conversation_id=claim.conversation_id, customer_name=claim.customer_name
+            conversation_id=claim.conversation_id,
+            wa_id=claim.wa_id,
+            customer_name=claim.customer_name,
+            agents=await self.agents.current() if self.agents else {},
         )
         async with self.graphs.borrow() as graph:
-            snapshot = await graph.aget_state(config)
-            if snapshot.values.get("run_id") == claim.run_id:
-                if not snapshot.next:
-                    return list(snapshot.values.get("replies", []))  # only delivery was left
-                result = await graph.ainvoke(None, config, context=context)
-            else:
-                turn: ConversationState = {
-                    "messages": list(claim.messages),
-                    "run_id": claim.run_id,
-                    "replies": [],
-                }
-                result = await graph.ainvoke(turn, config, context=context)
-        return list(result.get("replies", []))
+            outcome = await run_turn(graph, config, context, claim.messages, claim.run_id)
+        await self._record_waiting(claim.conversation_id, outcome)
+        return outcome.replies
+
+    async def _record_waiting(self, conversation_id: str, outcome: TurnOutcome) -> None:
+        """The operator's inbox lists conversations waiting for a person."""
+        status = "escalated" if outcome.waiting == "human" else "active"
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                "UPDATE agent_conversations SET status = %s, updated_at = now()"
+                " WHERE id = %s AND status <> %s",
+                (status, conversation_id, status),
+            )
 
     async def _finish(self, claim: Claim) -> None:
         async with self.pool.connection() as conn, conn.transaction():

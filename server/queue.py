@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import procrastinate
 import psycopg
@@ -71,6 +71,44 @@ def register_answer_task(queue: procrastinate.App, answer: AnswerFn, settings: S
     )
     async def answer_conversation(context: procrastinate.JobContext, conversation_id: str) -> None:
         await answer(conversation_id, context.job.id if context.job else None)
+
+
+OPERATOR_REPLY_TASK = "operator_reply"
+OPERATOR_RELEASE_TASK = "operator_release"
+
+
+class OperatorActions(Protocol):
+    async def send_reply(
+        self, conversation_id: str, action_id: str, text: str, operator: str
+    ) -> None: ...
+
+    async def release(self, conversation_id: str, action_id: str, operator: str) -> None: ...
+
+
+async def enqueue_operator_action(
+    queue: procrastinate.App, task: str, conversation_id: str, **kwargs: str
+) -> int:
+    """Operator actions share the conversation's lock with the bot's turns."""
+    job_id: int = await queue.configure_task(name=task, lock=conversation_id).defer_async(
+        conversation_id=conversation_id, **kwargs
+    )
+    return job_id
+
+
+def register_operator_tasks(
+    queue: procrastinate.App, desk: OperatorActions, settings: Settings
+) -> None:
+    retry = procrastinate.RetryStrategy(max_attempts=settings.job_max_attempts, exponential_wait=2)
+
+    @queue.task(name=OPERATOR_REPLY_TASK, retry=retry)
+    async def operator_reply(
+        conversation_id: str, action_id: str, text: str, operator: str
+    ) -> None:
+        await desk.send_reply(conversation_id, action_id, text, operator)
+
+    @queue.task(name=OPERATOR_RELEASE_TASK, retry=retry)
+    async def operator_release(conversation_id: str, action_id: str, operator: str) -> None:
+        await desk.release(conversation_id, action_id, operator)
 
 
 async def recover_stalled_jobs(queue: procrastinate.App, settings: Settings) -> int:

@@ -12,14 +12,27 @@ import procrastinate
 import structlog
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
+from graph.agents import AgentDirectory, load_default_agents, seed_agent_configurations
 from graph.builder import ConversationGraph, build_graph
-from graph.models import build_chat_model
+from graph.embeddings import build_embeddings
+from graph.models import ChatModels, build_chat_model
 from graph.persistence import Pool, apply_migrations, open_pool, resolve_database_url
 from graph.prompts import load_prompts
+from graph.routing import build_router
 from graph.runtime import GraphPool
 from graph.settings import Settings
+from graph.toolbox import open_business_tools
+from server.abuse import AbuseProtection, open_abuse_protection
+from server.abuse.checkpoints import restrict_checkpoint_types
 from server.conversations import ConversationRunner
-from server.queue import create_queue_app, register_answer_task, run_worker
+from server.operators import OperatorDesk
+from server.queue import (
+    create_queue_app,
+    register_answer_task,
+    register_operator_tasks,
+    run_worker,
+)
+from server.tracing import configure_tracing, flush_tracing
 from server.whatsapp.client import WhatsAppClient
 
 log = structlog.get_logger(__name__)
@@ -33,6 +46,9 @@ class Services:
     queue: procrastinate.App
     whatsapp: WhatsAppClient | None
     runner: ConversationRunner
+    abuse: AbuseProtection
+    agents: AgentDirectory
+    tool_names: frozenset[str]
     worker_task: asyncio.Task[None] | None = field(default=None)
 
 
@@ -62,20 +78,23 @@ async def open_services(
     database_url = await asyncio.to_thread(resolve_database_url, settings)
     if migrate:
         await apply_migrations(database_url)
-    model = build_chat_model(settings)
-    prompts = load_prompts(settings.business_name)
-
-    def compile_graph(saver: BaseCheckpointSaver[str]) -> ConversationGraph:
-        return build_graph(model, prompts, checkpointer=saver)
-
     whatsapp = build_whatsapp_client(settings)
-    async with open_pool(database_url, settings) as pool:
-        graphs = GraphPool(pool, compile_graph, size=settings.worker_concurrency)
-        runner = ConversationRunner(pool, graphs, whatsapp, settings)
+    tracing = configure_tracing(settings)
+    async with (
+        open_pool(database_url, settings) as pool,
+        open_abuse_protection(settings, pool, whatsapp) as abuse,
+        open_conversation_graphs(settings, database_url, pool) as (graphs, agents, tools),
+    ):
+        runner = ConversationRunner(
+            pool, graphs, whatsapp, settings, agents=agents, gate=abuse.gate
+        )
         queue = create_queue_app(database_url, settings)
         register_answer_task(queue, runner.answer, settings)
+        register_operator_tasks(queue, OperatorDesk(pool, graphs, whatsapp), settings)
         async with queue.open_async():
-            services = Services(settings, database_url, pool, queue, whatsapp, runner)
+            services = Services(
+                settings, database_url, pool, queue, whatsapp, runner, abuse, agents, tools
+            )
             if run_worker_here:
                 services.worker_task = asyncio.create_task(
                     run_worker(queue, settings, name=f"wa-agent-{os.getpid()}")
@@ -86,6 +105,42 @@ async def open_services(
                 await _stop_worker(services.worker_task)
                 if whatsapp is not None:
                     await whatsapp.aclose()
+                await asyncio.to_thread(flush_tracing, tracing)
+
+
+@asynccontextmanager
+async def open_conversation_graphs(
+    settings: Settings, database_url: str, pool: Pool
+) -> AsyncIterator[tuple[GraphPool, AgentDirectory, frozenset[str]]]:
+    """The graph with its agents, router and tools, one compiled copy per worker slot.
+
+    Without a model the graph has no agents (the rule-based menu answers), so neither
+    the router nor the tools are built.
+    """
+    model = build_chat_model(settings)
+    prompts = load_prompts(settings.business_name)
+    defaults = load_default_agents(settings.business_name)
+    await seed_agent_configurations(pool, defaults)
+    agents = AgentDirectory(pool, defaults)
+    async with open_business_tools(pool, database_url, settings) as tools:
+        router = None
+        if model is not None:
+            router = await build_router(settings, build_embeddings(settings), model)
+        chat_models = ChatModels(settings, model) if model is not None else None
+
+        def compile_graph(saver: BaseCheckpointSaver[str]) -> ConversationGraph:
+            return build_graph(
+                model,
+                prompts,
+                router=router,
+                agents=defaults,
+                tools=list(tools.values()),
+                chat_model_for=chat_models.for_agent if chat_models else None,
+                checkpointer=restrict_checkpoint_types(saver),
+            )
+
+        graphs = GraphPool(pool, compile_graph, size=settings.worker_concurrency)
+        yield graphs, agents, frozenset(tools)
 
 
 async def _stop_worker(task: asyncio.Task[None] | None) -> None:

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import time
 from typing import Annotated
 
 import structlog
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from pydantic import ValidationError
 
+from server.abuse.validation import InvalidWebhook, parse_webhook
 from server.inbox import record_inbound, record_status
 from server.metrics import WEBHOOK_LATENCY, WEBHOOK_REQUESTS
 from server.services import Services
@@ -81,25 +80,32 @@ async def _acknowledge(request: Request) -> Response:
         log.error("webhook.no_app_secret", behaviour="refusing every delivery")
         return _error(403, "webhook signature cannot be checked: WHATSAPP_APP_SECRET unset")
     signature = request.headers.get("x-hub-signature-256")
+    remote_addr = request.client.host if request.client else None
     if not signature:
-        log.warning("webhook.signature_missing")
+        await services.abuse.signature_failed("missing", remote_addr)
         return _error(401, "missing X-Hub-Signature-256")
     if not signature_is_valid(body, signature, secret.get_secret_value()):
-        log.warning("webhook.signature_invalid")
+        await services.abuse.signature_failed("invalid", remote_addr)
         return _error(403, "invalid signature")
     try:
-        payload = WebhookPayload.model_validate(json.loads(body))
-    except (ValueError, ValidationError) as exc:
+        payload = parse_webhook(body, max_text_chars=settings.max_text_chars)
+    except InvalidWebhook as exc:
         log.warning("webhook.malformed", error=str(exc)[:300])
         return _error(400, "malformed payload")
-    return JSONResponse(await _store(services, payload))
+    return JSONResponse(await _store(services, payload, remote_addr))
 
 
-async def _store(services: Services, payload: WebhookPayload) -> dict[str, int]:
-    counts = {"stored": 0, "duplicates": 0, "enqueued": 0, "statuses": 0}
+async def _store(
+    services: Services, payload: WebhookPayload, remote_addr: str | None
+) -> dict[str, int]:
+    counts = {"stored": 0, "duplicates": 0, "enqueued": 0, "statuses": 0, "dropped": 0}
     for event in payload.iter_messages():
         if not event.sender_id:
             log.warning("webhook.message_without_sender", kind=event.message.kind)
+            continue
+        if not services.abuse.ingress.allow(event.sender_id):
+            counts["dropped"] += 1  # a flood: acknowledged, not stored (server/abuse/ingress.py)
+            await services.abuse.dropped_at_ingress(event.sender_id, remote_addr)
             continue
         async with services.pool.connection() as conn, conn.transaction():
             stored, enqueued = await record_inbound(conn, services.queue, event)

@@ -1,0 +1,112 @@
+"""One customer turn against the graph, whatever state the conversation is in.
+
+A conversation can be waiting: for a confirmation tap (a tool paused on `interrupt()`),
+or for an operator (human mode). A turn then resumes or feeds the thread instead of
+starting a new run. Every write carries the run id, so a job retried after a crash
+can tell a finished turn (deliver its replies) from an interrupted one (resume it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from langchain_core.messages import HumanMessage
+from langchain_core.runnables import RunnableConfig
+from langgraph.types import Command
+
+from graph.builder import ConversationGraph
+from graph.context import ConversationContext
+from graph.state import ButtonsReply, ConversationState, Reply, whatsapp_meta
+
+Waiting = Literal["confirmation", "human"]
+
+CONFIRM_YES = "confirm:yes"
+CONFIRM_NO = "confirm:no"
+
+
+@dataclass(frozen=True)
+class TurnOutcome:
+    replies: list[Reply] = field(default_factory=list)
+    waiting: Waiting | None = None
+
+
+def thread_config(conversation_id: str, *, run_id: str, wa_id: str = "") -> RunnableConfig:
+    return {
+        "configurable": {"thread_id": conversation_id, "wa_id": wa_id},
+        "metadata": {"run_id": run_id, "conversation_id": conversation_id},
+        "tags": ["whatsapp"],
+    }
+
+
+async def run_turn(
+    graph: ConversationGraph,
+    config: RunnableConfig,
+    context: ConversationContext,
+    messages: Sequence[HumanMessage],
+    run_id: str,
+) -> TurnOutcome:
+    snapshot = await graph.aget_state(config)
+    values: dict[str, Any] = dict(snapshot.values)
+    if values.get("run_id") == run_id:  # a retried job: this turn already started
+        if snapshot.interrupts or not snapshot.next or values.get("mode") == "human":
+            return _outcome(values, snapshot.interrupts)
+        result = await graph.ainvoke(None, config, context=context)
+        return _outcome(result, result.get("__interrupt__"))
+    if values.get("mode") == "human":
+        update = {"messages": list(messages), "run_id": run_id, "replies": []}
+        await graph.aupdate_state(config, update, as_node="escalate")
+        return TurnOutcome(waiting="human")
+    pending = _pending_interrupt(snapshot.interrupts)
+    if pending is not None and pending.get("type") == "confirmation":
+        taps, typed = _split_taps(messages)
+        answer = {"confirmed": bool(taps) and taps[-1] == CONFIRM_YES}
+        resume: Command[str] = Command(resume=answer, update={"run_id": run_id, "replies": []})
+        result = await graph.ainvoke(resume, config, context=context)
+        if not typed or "__interrupt__" in result:
+            return _outcome(result, result.get("__interrupt__"))
+        messages = typed  # the customer wrote instead of tapping: cancelled, then answered
+    turn: ConversationState = {"messages": list(messages), "run_id": run_id, "replies": []}
+    result = await graph.ainvoke(turn, config, context=context)
+    return _outcome(result, result.get("__interrupt__"))
+
+
+def _pending_interrupt(interrupts: Sequence[Any]) -> dict[str, Any] | None:
+    for item in interrupts:
+        if isinstance(item.value, dict):
+            return item.value
+    return None
+
+
+def _split_taps(messages: Sequence[HumanMessage]) -> tuple[list[str], list[HumanMessage]]:
+    taps: list[str] = []
+    typed: list[HumanMessage] = []
+    for message in messages:
+        reply_id = whatsapp_meta(message).get("reply_id")
+        if reply_id in (CONFIRM_YES, CONFIRM_NO):
+            taps.append(str(reply_id))
+        else:
+            typed.append(message)
+    return taps, typed
+
+
+def _outcome(result: dict[str, Any], interrupts: Any) -> TurnOutcome:
+    replies: list[Reply] = list(result.get("replies", []))
+    pending = _pending_interrupt(interrupts or ())
+    if pending is None:
+        return TurnOutcome(replies=replies)
+    if pending.get("type") == "confirmation":
+        replies.append(confirmation_buttons(pending))
+        return TurnOutcome(replies=replies, waiting="confirmation")
+    return TurnOutcome(replies=replies, waiting="human")
+
+
+def confirmation_buttons(request: dict[str, Any]) -> ButtonsReply:
+    """The question a paused tool asks, as WhatsApp reply buttons."""
+    buttons = request.get("buttons") or [
+        {"id": CONFIRM_YES, "title": "Confirm"},
+        {"id": CONFIRM_NO, "title": "Cancel"},
+    ]
+    body = str(request.get("summary") or "Please confirm.")
+    return {"kind": "buttons", "body": body[:1024], "buttons": list(buttons)[:3]}

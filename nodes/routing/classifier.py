@@ -1,0 +1,162 @@
+"""The local intent classifier: two cheap signals over the example messages, averaged.
+
+- lexical: character n-gram TF-IDF + logistic regression. Robust to typos and works in
+  any language that has examples, since it needs no model of the language;
+- semantic: k-nearest examples by MiniLM embedding (cosine), turned into a distribution
+  with a softmax. It generalises to paraphrases, but all-MiniLM-L6-v2 is an English
+  model, so outside English it mostly adds agreement rather than reach.
+
+Measured on the example set (10-fold cross-validation), the average of both beat
+either alone at every coverage level; STACK.md saw the same on another data set. The
+probabilities are not calibrated: the router's thresholds are tuned on cross-validated
+predictions (`tune_threshold`), never assumed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold
+
+Matrix = NDArray[np.float32]
+Probabilities = NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class ClassifierParameters:
+    """Compared by cross-validation on the examples (n-gram range, C, k, temperature,
+    weight, word n-grams added): these were best or tied best on top-1 accuracy."""
+
+    ngram_range: tuple[int, int] = (2, 5)
+    regularisation: float = 30.0  # LogisticRegression's C: the examples are few and clean
+    neighbours: int = 3  # mean similarity of the k most similar examples per label
+    temperature: float = 0.05  # softmax temperature over those similarities
+    lexical_weight: float = 0.5
+
+
+class LocalIntentClassifier:
+    """Fitted once on the examples, then read-only: safe to share between threads."""
+
+    def __init__(self, parameters: ClassifierParameters | None = None) -> None:
+        self.parameters = parameters or ClassifierParameters()
+        self.labels: tuple[str, ...] = ()
+        self._vectorizer: TfidfVectorizer | None = None
+        self._regression: LogisticRegression | None = None
+        self._vectors: Matrix = np.zeros((0, 0), dtype=np.float32)
+        self._label_index: NDArray[np.int64] = np.zeros(0, dtype=np.int64)
+
+    def fit(
+        self, texts: Sequence[str], labels: Sequence[str], vectors: Matrix
+    ) -> LocalIntentClassifier:
+        if not (len(texts) == len(labels) == len(vectors)):
+            raise ValueError("texts, labels and vectors must have the same length")
+        self.labels = tuple(sorted(set(labels)))
+        self._vectorizer = TfidfVectorizer(
+            analyzer="char_wb",
+            ngram_range=self.parameters.ngram_range,
+            sublinear_tf=True,
+            strip_accents="unicode",
+            lowercase=True,
+        )
+        features = self._vectorizer.fit_transform(list(texts))
+        self._regression = LogisticRegression(
+            C=self.parameters.regularisation,
+            class_weight="balanced",
+            solver="saga",
+            max_iter=5000,
+            random_state=0,
+        )
+        self._regression.fit(features, list(labels))
+        if tuple(self._regression.classes_) != self.labels:
+            raise RuntimeError("label order of the regression differs from ours")
+        self._vectors = _unit_rows(vectors)
+        self._label_index = np.array([self.labels.index(label) for label in labels])
+        return self
+
+    @property
+    def example_vectors(self) -> Matrix:
+        """The examples' unit vectors, in training order (for cross-validation)."""
+        return self._vectors
+
+    def predict_proba(self, texts: Sequence[str], vectors: Matrix) -> Probabilities:
+        """(len(texts), len(labels)) probabilities, each row summing to 1."""
+        if self._vectorizer is None or self._regression is None:
+            raise RuntimeError("the classifier is not fitted")
+        lexical = np.asarray(
+            self._regression.predict_proba(self._vectorizer.transform(list(texts))),
+            dtype=np.float64,
+        )
+        semantic = self._neighbour_proba(_unit_rows(vectors))
+        weight = self.parameters.lexical_weight
+        combined: Probabilities = weight * lexical + (1.0 - weight) * semantic
+        return combined
+
+    def _neighbour_proba(self, queries: Matrix) -> Probabilities:
+        similarities = queries @ self._vectors.T
+        per_label = np.zeros((len(queries), len(self.labels)), dtype=np.float64)
+        for index in range(len(self.labels)):
+            columns = similarities[:, self._label_index == index]
+            k = min(self.parameters.neighbours, columns.shape[1])
+            nearest = -np.sort(-columns, axis=1)[:, :k]
+            per_label[:, index] = nearest.mean(axis=1)
+        scaled = (per_label - per_label.max(axis=1, keepdims=True)) / self.parameters.temperature
+        weights = np.exp(scaled)
+        result: Probabilities = weights / weights.sum(axis=1, keepdims=True)
+        return result
+
+
+def _unit_rows(vectors: Matrix) -> Matrix:
+    """Cosine similarity as a dot product, whatever embeddings produced the vectors."""
+    array = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(array, axis=1, keepdims=True)
+    unit: Matrix = array / np.clip(norms, 1e-12, None)
+    return unit
+
+
+def cross_validated_proba(
+    texts: Sequence[str],
+    labels: Sequence[str],
+    vectors: Matrix,
+    *,
+    folds: int = 10,
+    parameters: ClassifierParameters | None = None,
+) -> tuple[tuple[str, ...], Probabilities]:
+    """Out-of-fold probabilities for every example: each one predicted by a classifier
+    that never saw it. This is what thresholds are tuned on."""
+    label_names = tuple(sorted(set(labels)))
+    result = np.zeros((len(texts), len(label_names)), dtype=np.float64)
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=0)
+    label_array = np.array(labels)
+    for train, test in splitter.split(np.zeros(len(texts)), label_array):
+        classifier = LocalIntentClassifier(parameters).fit(
+            [texts[i] for i in train], label_array[train].tolist(), vectors[train]
+        )
+        if classifier.labels != label_names:
+            raise ValueError("every label needs at least `folds` examples")
+        result[test] = classifier.predict_proba([texts[i] for i in test], vectors[test])
+    return label_names, result
+
+
+def tune_threshold(
+    confidences: Sequence[float],
+    correct: Sequence[bool],
+    *,
+    target_precision: float,
+    minimum_routed: int = 20,
+) -> float:
+    """The lowest threshold (on a 0.01 grid) whose routed share still reaches the
+    target precision: the most traffic kept away from the LLM at that accuracy. 1.0
+    (route almost nothing locally) when no threshold reaches it."""
+    confidence = np.asarray(confidences, dtype=np.float64)
+    right = np.asarray(correct, dtype=bool)
+    for step in range(101):
+        threshold = step / 100
+        routed = confidence >= threshold
+        if routed.sum() >= minimum_routed and right[routed].mean() >= target_precision:
+            return threshold
+    return 1.0

@@ -1,0 +1,110 @@
+"""Specialist agents: one model node per agent, sharing one tool node.
+
+An agent is its configuration (prompt, tool allow-list, model, temperature), read from
+the runtime context at every turn so an operator's edit applies without a restart. The
+model only ever sees the tools on the agent's allow-list, and a call to any other tool
+is dropped here, before the tool node could run it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, SystemMessage
+from langchain_core.tools import BaseTool
+from langgraph.runtime import Runtime
+
+from graph.context import AgentConfig, ConversationContext
+from graph.state import ConversationState, text_reply
+from nodes.fallback import FallbackTexts, fallback_update
+from nodes.handoffs import handoff_tool_name
+
+log = structlog.get_logger(__name__)
+
+ChatModelFor = Callable[[AgentConfig], BaseChatModel]
+
+
+def agent_node_name(agent: str) -> str:
+    return f"agent_{agent}"
+
+
+def current_agents(
+    runtime: Runtime[ConversationContext] | None, defaults: Mapping[str, AgentConfig]
+) -> Mapping[str, AgentConfig]:
+    """The operator's latest configuration when the run carries it, else the defaults."""
+    context = runtime.context if runtime is not None else None
+    return context.agents if context is not None and context.agents else defaults
+
+
+def system_prompt(config: AgentConfig, common: str, context: ConversationContext | None) -> str:
+    today = datetime.now(UTC).strftime("%A %d %B %Y")
+    facts = [f"Today is {today} (UTC)."]
+    if context is not None and context.customer_name:
+        facts.append(f"The customer's WhatsApp name is {context.customer_name}.")
+    return "\n\n".join([common, config.system_prompt, " ".join(facts)])
+
+
+def allowed_tools(
+    config: AgentConfig,
+    agents: Mapping[str, AgentConfig],
+    tools: Mapping[str, BaseTool],
+) -> list[BaseTool]:
+    """The agent's own tools, a handoff to each other enabled agent, and escalation."""
+    own = [tools[name] for name in config.tools if name in tools]
+    handoffs = [
+        tools[handoff_tool_name(other.name)]
+        for other in agents.values()
+        if other.enabled and other.name != config.name and handoff_tool_name(other.name) in tools
+    ]
+    return [*own, *handoffs, tools["escalate_to_human"]]
+
+
+def _keep_allowed_calls(response: AIMessage, allowed: Sequence[BaseTool]) -> AIMessage:
+    names = {tool.name for tool in allowed}
+    kept = [call for call in response.tool_calls if call["name"] in names]
+    if len(kept) == len(response.tool_calls):
+        return response
+    dropped = [call["name"] for call in response.tool_calls if call["name"] not in names]
+    log.warning("agent.tool_not_allowed", tools=dropped)
+    return response.model_copy(update={"tool_calls": kept[:1]})
+
+
+def make_specialist_node(
+    name: str,
+    *,
+    defaults: Mapping[str, AgentConfig],
+    chat_model_for: ChatModelFor,
+    tools: Mapping[str, BaseTool],
+    common_prompt: str,
+    fallback: FallbackTexts,
+) -> Any:
+    async def answer(
+        state: ConversationState, runtime: Runtime[ConversationContext]
+    ) -> dict[str, Any]:
+        agents = current_agents(runtime, defaults)
+        config = agents.get(name, defaults[name])
+        offered = allowed_tools(config, agents, tools)
+        model = chat_model_for(config).bind_tools(offered, parallel_tool_calls=False)
+        prompt = system_prompt(config, common_prompt, runtime.context)
+        try:
+            response = await model.ainvoke([SystemMessage(content=prompt), *state["messages"]])
+        except Exception as exc:  # the client already retried with backoff
+            log.warning("model.failed", agent=name, error_type=type(exc).__name__)
+            return fallback_update(fallback, state)
+        if not isinstance(response, AIMessage):
+            return fallback_update(fallback, state)
+        response = _keep_allowed_calls(response, offered)
+        response.name = name
+        if response.tool_calls:
+            return {"messages": [response]}
+        text = response.text.strip()
+        if not text:
+            return fallback_update(fallback, state)
+        return {"messages": [response], "replies": [text_reply(text)]}
+
+    answer.__name__ = agent_node_name(name)
+    return answer

@@ -1,0 +1,270 @@
+"""The gate: the worker asks it, after claiming a turn and before any model call, whether
+this customer may be answered now.
+
+A refused turn is closed right here: its messages are marked handled (with the reason in
+`inbound_messages.gate`), its run is `refused`, and the customer gets at most one
+notice per step of the ladder through the outbox — never a model call, never a token.
+Each decision is written on the run before anything else happens, so a job retried
+after a crash neither counts the same messages twice nor sends a second notice.
+
+Escalations (warning, block, blacklist) go to Postgres with an audit row: the ladder
+survives restarts and every step can be traced to its moment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import structlog
+from prometheus_client import Counter
+
+from graph.persistence import Pool
+from graph.settings import Settings
+from graph.state import text_reply
+from server.abuse.blacklist import Blacklist, Limiter, to_datetime
+from server.abuse.policy import (
+    GATE_REASONS,
+    LimiterUnavailable,
+    Outcome,
+    PenaltyState,
+    Verdict,
+    now_ms,
+)
+from server.admin.audit import record_audit
+from server.metrics import RUNS
+from server.outbox import deliver_parts, stage_parts
+from server.whatsapp.client import WhatsAppClient
+
+log = structlog.get_logger(__name__)
+
+ADMITTED = "admitted"
+SYSTEM_ACTOR = "system"
+
+DECISIONS = Counter("wa_agent_gate_decisions_total", "Abuse gate decisions by outcome", ["outcome"])
+TOKENS = Counter("wa_agent_customer_tokens_total", "Model tokens counted against daily budgets")
+
+
+class GatedTurn(Protocol):
+    """What the gate needs of a claimed turn (server.conversations.Claim)."""
+
+    @property
+    def run_id(self) -> str: ...
+    @property
+    def conversation_id(self) -> str: ...
+    @property
+    def wa_id(self) -> str: ...
+    @property
+    def messages(self) -> Sequence[Any]: ...
+    @property
+    def attempts(self) -> int: ...
+    @property
+    def resumed(self) -> bool: ...
+
+
+class GateDeferred(RuntimeError):
+    """Fail closed: the limiter is down, so the job is retried later instead."""
+
+
+def _duration(seconds: int) -> str:
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            count = round(seconds / size)
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{seconds} seconds"
+
+
+@dataclass(frozen=True)
+class Notices:
+    """What a refused customer reads; one notice per step, never one per message."""
+
+    warning: str = (
+        "You are sending messages faster than we can answer. Please slow down: "
+        "messages sent too quickly are not answered."
+    )
+    block: str = (
+        "Because of the number of messages, replies to this chat are paused for "
+        "{duration}. Please write again after that."
+    )
+    blacklist: str = (
+        "Because of repeated message floods, this chat has been suspended. If you think "
+        "this is a mistake, please contact us through another channel."
+    )
+    budget: str = (
+        "You have reached today's limit for automated answers. Please write again tomorrow."
+    )
+    unavailable: str = "Sorry, we cannot answer right now. Please write again in a few minutes."
+
+    def for_verdict(self, verdict: Verdict, at_ms: int) -> str | None:
+        if verdict.outcome is Outcome.WARNED:
+            return self.warning
+        if verdict.outcome is Outcome.BLOCKED_NOW:
+            return self.block.format(duration=_duration((verdict.until_ms - at_ms) // 1000))
+        if verdict.outcome is Outcome.BLACKLISTED_NOW:
+            return self.blacklist
+        if verdict.outcome is Outcome.OVER_BUDGET:
+            return self.budget
+        return None
+
+
+@dataclass(frozen=True)
+class Decision:
+    reason: str  # ADMITTED or the refusal stored on messages and the run
+    notice: str | None = None
+
+    @property
+    def admitted(self) -> bool:
+        return self.reason == ADMITTED
+
+
+class AbuseGate:
+    def __init__(
+        self,
+        pool: Pool,
+        limiter: Limiter,
+        blacklist: Blacklist,
+        whatsapp: WhatsAppClient | None,
+        settings: Settings,
+        notices: Notices | None = None,
+    ) -> None:
+        self.pool = pool
+        self.limiter = limiter
+        self.blacklist = blacklist
+        self.whatsapp = whatsapp
+        self.settings = settings
+        self.notices = notices or Notices()
+
+    async def admit(self, turn: GatedTurn) -> bool:
+        """True: run the graph. False: the turn was refused and is closed already."""
+        reason = await self._recorded(turn.run_id) if turn.resumed else None
+        if reason == ADMITTED:
+            return True
+        if reason is None:
+            decision = await self._decide(turn)
+            if decision.admitted:
+                await self._record(turn.run_id, ADMITTED)
+                return True
+            if decision.notice:
+                await stage_parts(
+                    self.pool,
+                    conversation_id=turn.conversation_id,
+                    run_id=turn.run_id,
+                    wa_id=turn.wa_id,
+                    parts=[text_reply(decision.notice)],
+                    agent="gate",
+                )
+            await self._record(turn.run_id, decision.reason)
+            reason = decision.reason
+        await self._close(turn, reason)
+        return False
+
+    async def record_usage(self, turn: GatedTurn, tokens: int) -> None:
+        """Count a finished turn's model tokens against today's budget. Never raises:
+        the replies are decided by now and must go out."""
+        if tokens <= 0 or not self.settings.daily_token_budget:
+            return
+        try:
+            await self.limiter.add_tokens(turn.wa_id, tokens)
+            TOKENS.inc(tokens)
+        except LimiterUnavailable:
+            log.warning("abuse.tokens_not_counted", tokens=tokens, reason="limiter unavailable")
+        except Exception as exc:
+            log.error("abuse.tokens_not_counted", tokens=tokens, error=str(exc)[:200])
+
+    async def _decide(self, turn: GatedTurn) -> Decision:
+        try:
+            verdict = await self.limiter.hit(turn.wa_id, max(1, len(turn.messages)))
+        except LimiterUnavailable:
+            return await self._decide_without_limiter(turn)
+        DECISIONS.labels(outcome=verdict.outcome.value).inc()
+        if verdict.admitted:
+            return Decision(ADMITTED)
+        if verdict.escalated:
+            await self._escalate(turn, verdict)
+        at = now_ms(self.limiter.clock)
+        notice = self.notices.for_verdict(verdict, at) if verdict.notify else None
+        return Decision(GATE_REASONS[verdict.outcome], notice)
+
+    async def _decide_without_limiter(self, turn: GatedTurn) -> Decision:
+        """Redis is down: the blacklist still holds (from Postgres); rate limits are
+        skipped (fail open) or the turn waits for Redis (fail closed)."""
+        if await self.blacklist.entry(turn.wa_id) is not None:
+            DECISIONS.labels(outcome="blacklisted").inc()
+            return Decision("blacklisted")
+        if self.settings.redis_fail_open:
+            DECISIONS.labels(outcome="unchecked").inc()
+            return Decision(ADMITTED)
+        if turn.attempts < self.settings.job_max_attempts:
+            DECISIONS.labels(outcome="deferred").inc()
+            raise GateDeferred("rate limiter unavailable and WA_AGENT_REDIS_FAIL_OPEN=false")
+        DECISIONS.labels(outcome="unavailable").inc()
+        return Decision("unavailable", self.notices.unavailable)
+
+    async def _escalate(self, turn: GatedTurn, verdict: Verdict) -> None:
+        """One step up the ladder, written to Postgres with its audit row."""
+        log.warning(
+            "abuse.escalated",
+            outcome=verdict.outcome.value,
+            blocks=verdict.blocks,
+            until=to_datetime(verdict.until_ms),
+            conversation_id=turn.conversation_id,
+        )
+        if verdict.outcome is Outcome.BLACKLISTED_NOW:
+            await self.blacklist.add(
+                turn.wa_id,
+                reason="automatic: kept over the rate limits after every temporary block",
+                source="automatic",
+                actor=SYSTEM_ACTOR,
+                expires_at=to_datetime(verdict.until_ms),
+                action="abuse.blacklisted",
+            )
+            return
+        state = PenaltyState(
+            verdict.level, verdict.blocks, verdict.until_ms, now_ms(self.limiter.clock)
+        )
+        action = "abuse.warned" if verdict.outcome is Outcome.WARNED else "abuse.blocked"
+        details = {
+            "blocks": verdict.blocks,
+            "blocked_until": to_datetime(verdict.until_ms),
+            "messages": len(turn.messages),
+            "limits": [f"{count}/{seconds}s" for count, seconds in self.settings.rate_limits],
+        }
+        async with self.pool.connection() as conn, conn.transaction():
+            await self.blacklist.save_penalty(conn, turn.wa_id, state)
+            await record_audit(
+                conn,
+                actor=SYSTEM_ACTOR,
+                action=action,
+                target=turn.wa_id,
+                details=details,
+                remote_addr=None,
+            )
+
+    async def _recorded(self, run_id: str) -> str | None:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute("SELECT gate FROM conversation_runs WHERE id = %s", (run_id,))
+            row = await cur.fetchone()
+        return row["gate"] if row else None
+
+    async def _record(self, run_id: str, reason: str) -> None:
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                "UPDATE conversation_runs SET gate = %s WHERE id = %s", (reason, run_id)
+            )
+
+    async def _close(self, turn: GatedTurn, reason: str) -> None:
+        """Send the notice, if any, then mark the run and its messages handled."""
+        await deliver_parts(self.pool, self.whatsapp, turn.run_id)
+        async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute(
+                "UPDATE conversation_runs SET status = 'refused', gate = %s,"
+                " finished_at = now() WHERE id = %s",
+                (reason, turn.run_id),
+            )
+            await conn.execute(
+                "UPDATE inbound_messages SET processed_at = now(), gate = %s WHERE run_id = %s",
+                (reason, turn.run_id),
+            )
+        RUNS.labels(outcome="refused").inc()
+        log.info("abuse.turn_refused", reason=reason, messages=len(turn.messages))

@@ -1,0 +1,61 @@
+"""The webhook's own guard: a token bucket per sender, in this process, no I/O.
+
+No person types five messages a second for long; a script does. Past the bucket
+(`WA_AGENT_INGRESS_RATE` per second, `WA_AGENT_INGRESS_BURST` at once) a delivery is
+acknowledged with 200 — so Meta does not retry it for days — but not stored: the one
+deliberate exception to "nothing is lost", which keeps a flood from costing a database
+write, a queue entry and a worker claim per message. The drop is counted
+(`wa_agent_webhook_dropped_total`), logged and audited once per sender per interval.
+Messages inside the bucket go through as usual, and the worker's rate limits and
+penalty ladder deal with the sender.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
+from prometheus_client import Counter
+
+DROPPED = Counter(
+    "wa_agent_webhook_dropped_total", "Inbound messages acknowledged but not stored", ["reason"]
+)
+
+
+class IngressGuard:
+    def __init__(
+        self,
+        rate: float,
+        burst: int,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        max_senders: int = 100_000,
+    ) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self.clock = clock
+        self.max_senders = max_senders
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    def exhausted(self, sender: str) -> bool:
+        """True when the sender's next message would be dropped (nothing is taken)."""
+        if self.rate <= 0:
+            return False
+        tokens, last = self._buckets.get(sender, (self.burst, self.clock()))
+        return min(self.burst, tokens + (self.clock() - last) * self.rate) < 1.0
+
+    def allow(self, sender: str) -> bool:
+        """Take one token from the sender's bucket; False when it is empty."""
+        if self.rate <= 0:
+            return True
+        now = self.clock()
+        tokens, last = self._buckets.pop(sender, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - last) * self.rate)
+        allowed = tokens >= 1.0
+        self._buckets[sender] = (tokens - 1.0 if allowed else tokens, now)
+        if len(self._buckets) > self.max_senders:
+            self._buckets.popitem(last=False)  # the sender quiet the longest
+        if not allowed:
+            DROPPED.labels(reason="ingress_rate").inc()
+        return allowed

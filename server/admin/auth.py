@@ -1,0 +1,86 @@
+"""Who may use `/admin`: a bearer token from `ADMIN_TOKEN` or the named `ADMIN_TOKENS`.
+
+The dependency returns the token's name, which every audit row records as the actor:
+give each operator their own token and the log says who did what. Tokens are compared
+in constant time, against every configured token, so neither the answer time nor the
+position of a match tells anything. Without any token configured the admin API is off
+(503) rather than open.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+import structlog
+from fastapi import HTTPException, Request
+
+from graph.settings import Settings
+from server.admin.audit import record_audit
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_ADMIN_NAME = "admin"
+
+
+def configured_tokens(settings: Settings) -> dict[str, bytes]:
+    """name → token; `ADMIN_TOKEN` is named "admin"."""
+    tokens = {
+        name: secret.get_secret_value().encode() for name, secret in settings.admin_tokens.items()
+    }
+    if settings.admin_token is not None:
+        tokens.setdefault(DEFAULT_ADMIN_NAME, settings.admin_token.get_secret_value().encode())
+    return tokens
+
+
+def match_token(presented: str, tokens: dict[str, bytes]) -> str | None:
+    """The name of the matching token; every token is compared, whatever matched first."""
+    candidate = presented.encode("utf-8", "surrogateescape")
+    matched: str | None = None
+    for name, token in tokens.items():
+        if hmac.compare_digest(candidate, token) and matched is None:
+            matched = name
+    return matched
+
+
+def _bearer(header: str | None) -> str | None:
+    if not header:
+        return None
+    scheme, _, value = header.partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+async def require_admin(request: Request) -> str:
+    """FastAPI dependency: the admin's name, or 401/503."""
+    services: Any = request.app.state.services
+    tokens = configured_tokens(services.settings)
+    if not tokens:
+        raise HTTPException(503, "admin API disabled: set ADMIN_TOKEN or ADMIN_TOKENS")
+    presented = _bearer(request.headers.get("authorization"))
+    name = match_token(presented, tokens) if presented else None
+    if name is None:
+        await _record_refusal(services, request, "missing" if presented is None else "invalid")
+        raise HTTPException(401, "a valid admin token is required", {"WWW-Authenticate": "Bearer"})
+    return name
+
+
+async def _record_refusal(services: Any, request: Request, reason: str) -> None:
+    """Audit refused logins, one row per address per interval (an attacker's guesses
+    must not become a flood of writes); never let the audit failure hide the 401."""
+    address = request.client.host if request.client else None
+    log.warning("admin.auth_refused", reason=reason, path=request.url.path, remote_addr=address)
+    folded = services.abuse.audit_throttle.admit("admin.auth_failed", address or "")
+    if folded is None:
+        return
+    try:
+        async with services.pool.connection() as conn:
+            await record_audit(
+                conn,
+                actor="anonymous",
+                action="admin.auth_failed",
+                target=request.url.path,
+                details={"reason": reason, "method": request.method, "folded": folded},
+                remote_addr=address,
+            )
+    except Exception as exc:
+        log.error("audit.write_failed", action="admin.auth_failed", error=str(exc)[:200])

@@ -1,0 +1,64 @@
+"""LangSmith tracing with the same masking as the logs.
+
+When `LANGSMITH_TRACING` is on, the process-wide LangSmith client is replaced by one
+whose anonymizer runs `graph.privacy.mask_value` over every run's inputs, outputs,
+error text and metadata before anything leaves the process: a trace shows `[email]`,
+`[card]` and `********3456`, never the customer's data. When it is off, tracing is
+switched off explicitly, so a stray `LANGCHAIN_TRACING_V2` in the environment cannot
+send unmasked traces past the settings.
+
+The deployment's extra PII patterns are installed here too: logs and traces mask alike.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import langsmith
+import structlog
+
+from graph.privacy import mask_value, set_extra_patterns
+from graph.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+def mask_trace(data: dict[str, Any]) -> dict[str, Any]:
+    """The anonymizer: a run's inputs, outputs, error or metadata, masked."""
+    masked = mask_value(data)
+    return masked if isinstance(masked, dict) else {}
+
+
+def configure_tracing(settings: Settings) -> langsmith.Client | None:
+    """Install masking, and the masked LangSmith client when tracing is wanted."""
+    set_extra_patterns(settings.pii_patterns)
+    if not settings.langsmith_tracing:
+        langsmith.configure(enabled=False)
+        return None
+    if settings.langsmith_api_key is None:
+        log.warning(
+            "tracing.disabled", reason="LANGSMITH_TRACING is on but LANGSMITH_API_KEY is unset"
+        )
+        langsmith.configure(enabled=False)
+        return None
+    client = langsmith.Client(
+        api_url=settings.langsmith_endpoint,
+        api_key=settings.langsmith_api_key.get_secret_value(),
+        anonymizer=mask_trace,
+    )
+    if settings.langsmith_project:
+        langsmith.configure(client=client, enabled=True, project_name=settings.langsmith_project)
+    else:
+        langsmith.configure(client=client, enabled=True)
+    log.info("tracing.langsmith", endpoint=client.api_url, masking="graph.privacy.mask_value")
+    return client
+
+
+def flush_tracing(client: langsmith.Client | None, timeout_seconds: float = 5.0) -> None:
+    """Send what is queued before the process ends (blocking; call from a thread)."""
+    if client is None:
+        return
+    try:
+        client.flush(timeout=timeout_seconds)
+    except Exception as exc:
+        log.warning("tracing.flush_failed", error=str(exc)[:200])

@@ -1,0 +1,127 @@
+"""The whole service against a flood: one customer sends a burst while twenty others
+write, on real Redis, Postgres and HTTP. The flood is slowed, then blocked; nobody else
+notices, and the graph never runs for a refused turn (no model call, no token)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+
+from tests.fakes.graph_api import FakeGraphAPI
+from tests.fakes.meta_payloads import envelope, text_message
+from tests.fakes.openai_server import FakeOpenAIServer
+from tests.support import eventually, running_service
+from tests.support_abuse import (
+    FakeClock,
+    abuse_settings,
+    all_processed,
+    graph_runs_for,
+    kinds,
+    model_saw,
+    new_customer,
+    post,
+    send_and_settle,
+    shared_redis_url,
+    unique_prefix,
+)
+
+
+async def test_a_flood_is_slowed_then_blocked_while_twenty_others_are_served(
+    db_url: str, graph_api: FakeGraphAPI, openai_server: FakeOpenAIServer
+) -> None:
+    flooder = new_customer()
+    others = [new_customer() for _ in range(20)]
+    settings = abuse_settings(
+        db_url,
+        graph_api,
+        openai_server,
+        redis_url=shared_redis_url(),
+        redis_prefix=unique_prefix(),
+        rate_limits="5/1m",
+        block_durations="10m",
+    )
+    flood = [envelope(text_message(flooder, f"flood {i}")) for i in range(150)]
+    normal = [envelope(text_message(customer, f"hello from {customer}")) for customer in others]
+    async with running_service(settings) as service:
+        started = time.monotonic()
+        async with httpx.AsyncClient(base_url=service.base_url, timeout=10) as client:
+            responses = await asyncio.gather(*(post(client, p) for p in flood + normal))
+        posting_took = time.monotonic() - started
+        await graph_api.wait_for_async(
+            lambda: all(len(graph_api.sent_to(c)) == 1 for c in others), 20
+        )
+        others_served_in = time.monotonic() - started
+        await eventually(lambda: all_processed(service, flooder), what="the flood handled")
+        stored = await service.fetch(
+            "SELECT i.text, i.gate, r.id AS run_id, r.gate AS run_gate FROM inbound_messages i"
+            " JOIN conversation_runs r ON r.id = i.run_id WHERE i.wa_id = %s",
+            flooder,
+        )
+        refused_runs = [row["run_id"] for row in stored if row["run_gate"] != "admitted"]
+        graph_ran_for_refused = await graph_runs_for(service, refused_runs)
+        audit = await service.fetch(
+            "SELECT action FROM audit_log WHERE target = %s ORDER BY id", flooder
+        )
+    assert all(response.status_code == 200 for response in responses)
+    # The ingress bucket: a burst of 40, then 5 a second; the rest was acknowledged only.
+    assert 40 <= len(stored) <= 40 + 5 * posting_took + 1
+    answered = [row for row in stored if row["gate"] is None]
+    assert len(answered) <= 5  # the rate limit: at most 5 a minute reach the graph
+    assert graph_ran_for_refused == 0
+    assert not any(model_saw(openai_server, row["text"]) for row in stored if row["gate"])
+    received = kinds(graph_api, flooder)
+    assert received.count("warning") == 1 and received.count("block") <= 1
+    assert received.count("reply") == len({row["run_id"] for row in answered})
+    actions = [row["action"] for row in audit]
+    assert actions.count("abuse.warned") == 1 and actions.count("abuse.blocked") <= 1
+    assert actions.count("abuse.ingress_dropped") == 1  # folded: one row per interval
+    assert all(kinds(graph_api, customer) == ["reply"] for customer in others)
+    assert others_served_in < 15
+
+
+async def test_the_ladder_through_the_service(
+    db_url: str, graph_api: FakeGraphAPI, openai_server: FakeOpenAIServer
+) -> None:
+    """Warning, a 10-minute block, a 1-hour block, then the blacklist: each step once,
+    each written to the audit log, on a clock the test moves."""
+    customer = new_customer()
+    clock = FakeClock()
+    settings = abuse_settings(
+        db_url,
+        graph_api,
+        openai_server,
+        rate_limits="2/1m",
+        block_durations="10m,1h",
+        auto_blacklist_seconds=86400,
+    )
+
+    async with running_service(settings) as service:
+        service.services.abuse.limiter.clock = clock
+        for gap in (0, 1, 1, 5, 60, 600, 1, 1, 3600, 1, 1, 1):
+            clock.advance(gap)
+            await send_and_settle(service, customer)
+        audit = await service.fetch(
+            "SELECT actor, action, details FROM audit_log WHERE target = %s ORDER BY id",
+            customer,
+        )
+        listed = await service.fetch("SELECT source, expires_at FROM blacklist")
+        penalties = await service.fetch("SELECT * FROM abuse_penalties")
+        gates = await service.fetch(
+            "SELECT gate FROM inbound_messages WHERE wa_id = %s ORDER BY id", customer
+        )
+    assert kinds(graph_api, customer) == [
+        "reply", "reply", "warning", "block", "reply", "reply", "block", "reply", "reply",
+        "blacklist",
+    ]  # fmt: skip
+    texts = graph_api.texts_to(customer)
+    assert "10 minutes" in texts[3] and "1 hour" in texts[6]
+    assert [row["action"] for row in audit] == [
+        "abuse.warned", "abuse.blocked", "abuse.blocked", "abuse.blacklisted",
+    ]  # fmt: skip
+    assert {row["actor"] for row in audit} == {"system"}
+    assert [row["source"] for row in listed] == ["automatic"]
+    assert listed[0]["expires_at"].timestamp() == clock.now - 1 + 86400  # from the 11th
+    assert penalties == []  # the blacklist replaced the ladder
+    assert [row["gate"] for row in gates][-3:] == [None, "blacklisted", "blacklisted"]

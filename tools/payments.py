@@ -1,0 +1,329 @@
+"""Payment tools: create a payment (after the customer confirms), check it, cancel it.
+
+The amount is never taken from the model: it is computed (tools/pricing.py) from a booking or
+from catalog prices, so a confused or manipulated model cannot charge a made-up sum.
+
+Paying twice is prevented at three levels: the confirmation interrupt (nothing happens
+before "yes"), `payments.idempotency_key` UNIQUE (the confirmed tool call, stable across
+resumes, re-runs and replays, maps to one row), and the provider's Idempotency-Key (a
+crash between the provider's answer and our update cannot create a second link).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import psycopg.errors
+import structlog
+from langchain_core.tools import BaseTool
+from langgraph.prebuilt import ToolRuntime
+from pydantic import Field, model_validator
+
+from tools.common import (
+    CustomerToolArgs,
+    Pool,
+    ToolFailure,
+    business_tool,
+    confirmed,
+    customer_wa_id,
+    ensure_contact,
+    format_money,
+    idempotency_key,
+)
+from tools.payment_providers import PaymentLinkRequest, PaymentProvider, PaymentProviderError
+from tools.pricing import ItemLine, Quote, quote_for
+
+log = structlog.get_logger(__name__)
+
+
+class CreatePaymentArgs(CustomerToolArgs):
+    booking_id: int | None = Field(
+        default=None, gt=0, description="Pay for this booking (from list_my_bookings)."
+    )
+    items: list[ItemLine] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=10,
+        description="Or pay for catalog products: SKUs and quantities.",
+    )
+
+    @model_validator(mode="after")
+    def _one_subject(self) -> CreatePaymentArgs:
+        if (self.booking_id is None) == (self.items is None):
+            raise ValueError("give exactly one of booking_id or items")
+        return self
+
+
+class PaymentReferenceArgs(CustomerToolArgs):
+    reference: str | None = Field(
+        default=None,
+        max_length=20,
+        pattern=r"^[A-Za-z0-9-]+$",
+        description="The payment reference (PAY-...); empty means the latest payment.",
+    )
+
+
+class CancelPaymentArgs(CustomerToolArgs):
+    reference: str = Field(max_length=20, pattern=r"^[A-Za-z0-9-]+$", description="PAY-...")
+
+
+def payment_reference(key: str) -> str:
+    """Deterministic from the idempotency key: a re-run shows the same reference."""
+    digest = hashlib.sha256(key.encode()).digest()
+    return "PAY-" + base64.b32encode(digest).decode()[:8]
+
+
+def make_payment_tools(
+    pool: Pool, provider: PaymentProvider, *, timezone: str = "Africa/Kigali"
+) -> list[BaseTool]:
+    """`create_payment` and `cancel_payment` (both ask the customer to confirm) and
+    `get_payment_status`, for the customer of the run."""
+    zone = ZoneInfo(timezone)
+
+    def describe(row: dict[str, Any]) -> str:
+        return _payment_text(row, zone)
+
+    async def create_payment(
+        runtime: ToolRuntime[Any, Any],
+        booking_id: int | None = None,
+        items: list[ItemLine] | None = None,
+    ) -> str:
+        wa_id = customer_wa_id(runtime)
+        key = idempotency_key(runtime, "payment", wa_id)
+        if (done := await _payment_by_key(pool, key)) is not None:
+            # A re-run of a call the customer already confirmed: finish it, never redo it.
+            if done["provider_reference"] is None and done["status"] in ("creating", "failed"):
+                done = await _request_link(pool, provider, done, wa_id)
+            return "Payment created: " + describe(done)
+        quote = await quote_for(pool, wa_id, booking_id, items or [])
+        if booking_id is not None and (open_one := await _open_payment(pool, booking_id)):
+            return "This booking already has a payment: " + describe(open_one)
+        amount = format_money(quote.amount_minor, quote.currency)
+        if not confirmed(
+            "create_payment",
+            f"Pay {amount} for {quote.description}?",
+            {"amount_minor": quote.amount_minor, "currency": quote.currency},
+            yes_title="Confirm payment",
+        ):
+            return "The customer did not confirm; no payment was created."
+        try:
+            row = await _claim(pool, wa_id, key, quote, provider.name)
+        except psycopg.errors.UniqueViolation:  # another call opened one for this booking
+            assert booking_id is not None
+            if open_one := await _open_payment(pool, booking_id):
+                return "This booking already has a payment: " + describe(open_one)
+            raise
+        if row["provider_reference"] is None:
+            row = await _request_link(pool, provider, row, wa_id)
+        return "Payment created: " + describe(row)
+
+    async def get_payment_status(
+        runtime: ToolRuntime[Any, Any], reference: str | None = None
+    ) -> str:
+        wa_id = customer_wa_id(runtime)
+        row = await _customer_payment(pool, wa_id, reference)
+        if row["status"] == "pending" and row["provider"] == provider.name:
+            row = await _refresh(pool, provider, row)
+        return describe(row)
+
+    async def cancel_payment(runtime: ToolRuntime[Any, Any], reference: str) -> str:
+        wa_id = customer_wa_id(runtime)
+        row = await _customer_payment(pool, wa_id, reference)
+        if row["status"] == "cancelled":
+            return f"Payment {row['reference']} is already cancelled."
+        if row["status"] != "pending":
+            raise ToolFailure(
+                f"payment {row['reference']} is {row['status']}; only a pending payment can "
+                "be cancelled. Refunds are handled by a person."
+            )
+        amount = format_money(int(row["amount_minor"]), row["currency"])
+        if not confirmed(
+            "cancel_payment",
+            f"Cancel payment {row['reference']} of {amount} ({row['description']})?",
+            {"reference": row["reference"]},
+            yes_title="Yes, cancel it",
+            no_title="No, keep it",
+        ):
+            return f"The customer kept payment {row['reference']}; nothing was changed."
+        if row["provider"] == provider.name and row["provider_reference"]:
+            await provider.cancel(row["provider_reference"])
+        await _set_status(pool, int(row["id"]), "cancelled")
+        return f"Payment {row['reference']} is cancelled; its link no longer works."
+
+    return [
+        business_tool(
+            create_payment,
+            name="create_payment",
+            description="Create a payment link (or bank-transfer instructions) for one of the "
+            "customer's bookings or for catalog products. The amount comes from our prices. "
+            "The customer is asked to confirm with a button first.",
+            args_schema=CreatePaymentArgs,
+        ),
+        business_tool(
+            get_payment_status,
+            name="get_payment_status",
+            description="Status of one of the customer's payments (or the latest one).",
+            args_schema=PaymentReferenceArgs,
+        ),
+        business_tool(
+            cancel_payment,
+            name="cancel_payment",
+            description="Cancel one of the customer's pending payments. The customer is asked "
+            "to confirm with a button first.",
+            args_schema=CancelPaymentArgs,
+        ),
+    ]
+
+
+async def _payment_by_key(pool: Pool, key: str) -> dict[str, Any] | None:
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT * FROM payments WHERE idempotency_key = %s", (key,))
+        return await cur.fetchone()
+
+
+async def _open_payment(pool: Pool, booking_id: int) -> dict[str, Any] | None:
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT * FROM payments WHERE booking_id = %s"
+            " AND status IN ('creating', 'pending', 'paid')",
+            (booking_id,),
+        )
+        return await cur.fetchone()
+
+
+async def _claim(pool: Pool, wa_id: str, key: str, quote: Quote, provider: str) -> dict[str, Any]:
+    """The payment row of this tool call: inserted once, found again on any re-run."""
+    async with pool.connection() as conn, conn.transaction():
+        await ensure_contact(conn, wa_id)
+        cur = await conn.execute(
+            "INSERT INTO payments (reference, wa_id, booking_id, items, description,"
+            " amount_minor, currency, provider, idempotency_key)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (idempotency_key) DO NOTHING RETURNING *",
+            (
+                payment_reference(key),
+                wa_id,
+                quote.booking_id,
+                json.dumps(quote.items),
+                quote.description,
+                quote.amount_minor,
+                quote.currency,
+                provider,
+                key,
+            ),
+        )
+        row = await cur.fetchone()
+        if row is None:
+            cur = await conn.execute("SELECT * FROM payments WHERE idempotency_key = %s", (key,))
+            row = await cur.fetchone()
+    assert row is not None
+    return row
+
+
+async def _request_link(
+    pool: Pool, provider: PaymentProvider, row: dict[str, Any], wa_id: str
+) -> dict[str, Any]:
+    request = PaymentLinkRequest(
+        reference=row["reference"],
+        idempotency_key=row["idempotency_key"],
+        amount_minor=int(row["amount_minor"]),
+        currency=row["currency"],
+        description=row["description"],
+        customer_wa_id=wa_id,
+    )
+    try:
+        link = await provider.create_link(request)
+    except PaymentProviderError as exc:
+        log.warning("payment.provider_failed", provider=provider.name, error=str(exc)[:200])
+        await _set_status(pool, int(row["id"]), "failed", error=str(exc)[:500])
+        raise ToolFailure(
+            "the payment service did not answer, so no link was created and nothing was "
+            "charged. Suggest trying again in a few minutes."
+        ) from exc
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "UPDATE payments SET provider_reference = %s, payment_url = %s, instructions = %s,"
+            " status = %s, expires_at = %s, error = NULL, updated_at = now()"
+            " WHERE id = %s RETURNING *",
+            (link.provider_reference, link.url, link.instructions, link.status,
+             link.expires_at, row["id"]),
+        )  # fmt: skip
+        updated = await cur.fetchone()
+    assert updated is not None
+    return updated
+
+
+async def _customer_payment(pool: Pool, wa_id: str, reference: str | None) -> dict[str, Any]:
+    async with pool.connection() as conn:
+        if reference:
+            cur = await conn.execute(
+                "SELECT * FROM payments WHERE wa_id = %s AND reference = upper(%s)",
+                (wa_id, reference),
+            )
+        else:
+            cur = await conn.execute(
+                "SELECT * FROM payments WHERE wa_id = %s ORDER BY created_at DESC, id DESC LIMIT 1",
+                (wa_id,),
+            )
+        row = await cur.fetchone()
+    if row is None:
+        which = f"payment {reference.upper()}" if reference else "payments"
+        raise ToolFailure(f"the customer has no {which}.")
+    return row
+
+
+async def _refresh(pool: Pool, provider: PaymentProvider, row: dict[str, Any]) -> dict[str, Any]:
+    """Ask the provider; its answer wins. Unreachable: report what we know."""
+    if not row["provider_reference"]:
+        return row
+    try:
+        status = await provider.get_status(row["provider_reference"])
+    except PaymentProviderError as exc:
+        log.warning("payment.status_unavailable", provider=provider.name, error=str(exc)[:200])
+        return row
+    if status is None or status == row["status"]:
+        return row
+    return await _set_status(pool, int(row["id"]), status)
+
+
+async def _set_status(
+    pool: Pool, payment_id: int, status: str, *, error: str | None = None
+) -> dict[str, Any]:
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "UPDATE payments SET status = %s, error = coalesce(%s, error), updated_at = now(),"
+            " paid_at = CASE WHEN %s = 'paid' THEN coalesce(paid_at, now()) ELSE paid_at END"
+            " WHERE id = %s RETURNING *",
+            (status, error, status, payment_id),
+        )
+        row = await cur.fetchone()
+    assert row is not None
+    return row
+
+
+async def mark_payment_paid(pool: Pool, reference: str) -> bool:
+    """For the operator (admin API): a manual transfer arrived. False if not pending."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "UPDATE payments SET status = 'paid', paid_at = now(), updated_at = now()"
+            " WHERE reference = %s AND status = 'pending'",
+            (reference.upper(),),
+        )
+        return cur.rowcount == 1
+
+
+def _payment_text(row: dict[str, Any], zone: ZoneInfo) -> str:
+    amount = format_money(int(row["amount_minor"]), row["currency"])
+    text = f"{row['reference']} [{row['status']}] {amount} for {row['description']}."
+    if row["status"] == "pending":
+        if row["payment_url"]:
+            text += f" Pay here: {row['payment_url']}"
+        if row["instructions"]:
+            text += f" {row['instructions']}"
+        if row["expires_at"]:
+            text += f" Valid until {row['expires_at'].astimezone(zone):%d %b %Y %H:%M}."
+    return text
