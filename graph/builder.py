@@ -23,11 +23,12 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.prebuilt import ToolNode
+from langgraph.runtime import Runtime
 
 from graph.context import AgentConfig, ConversationContext
 from graph.prompts import Prompts
 from graph.state import ConversationState, latest_customer_messages, whatsapp_meta
-from nodes.dispatch import IntentRouter, make_router_node
+from nodes.dispatch import IntentRouter, customer_turn_text, make_router_node
 from nodes.escalation import escalate, human_takeover
 from nodes.fallback import make_fallback_node, make_unsupported_node
 from nodes.handoffs import (
@@ -67,7 +68,9 @@ def build_graph(
         return builder.compile(checkpointer=checkpointer, name="wa-agent")
 
     _add_agents(builder, model, prompts, router, agents, tools, chat_model_for)
-    builder.add_conditional_edges(START, _begin_turn, ["unsupported", "router"])
+    builder.add_conditional_edges(
+        START, _begin_turn, ["unsupported", "fallback", "escalate", "router"]
+    )
     return builder.compile(checkpointer=checkpointer, name="wa-agent")
 
 
@@ -117,8 +120,15 @@ def _begin_without_agents(state: ConversationState) -> str:
     return "unsupported" if _only_unreadable(state) else "fallback"
 
 
-def _begin_turn(state: ConversationState) -> str:
-    return "unsupported" if _only_unreadable(state) else "router"
+def _begin_turn(state: ConversationState, runtime: Runtime[ConversationContext]) -> str:
+    """With the `ai_agent` flag off for this customer the rule-based menu answers; its
+    "talk to a person" row still reaches a person."""
+    if _only_unreadable(state):
+        return "unsupported"
+    if runtime.context is not None and not runtime.context.flag("ai_agent"):
+        _, tapped = customer_turn_text(state)
+        return "escalate" if tapped == f"menu:{HUMAN}" else "fallback"
+    return "router"
 
 
 def _only_unreadable(state: ConversationState) -> bool:

@@ -26,6 +26,13 @@ class AgentConfig:
     version: int = 1
 
 
+# Every optional capability has a flag; the value here is what it is when nothing
+# (environment, `feature_flags` table) says otherwise.
+FLAG_DEFAULTS: Mapping[str, bool] = {
+    "ai_agent": True,  # off: the rule-based menu answers instead of the agents
+}
+
+
 @dataclass(frozen=True)
 class ConversationContext:
     conversation_id: str = ""
@@ -36,3 +43,8 @@ class ConversationContext:
     replay: bool = False
     # Empty means "the defaults the graph was built with" (LangGraph Studio, tests).
     agents: Mapping[str, AgentConfig] = field(default_factory=dict)
+    # This customer's flags, resolved by the worker (rollout is per customer).
+    flags: Mapping[str, bool] = field(default_factory=dict)
+
+    def flag(self, name: str) -> bool:
+        return self.flags.get(name, FLAG_DEFAULTS.get(name, False))

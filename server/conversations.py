@@ -20,6 +20,7 @@ from langchain_core.messages import HumanMessage
 
 from graph.agents import AgentDirectory
 from graph.context import ConversationContext
+from graph.flags import FeatureFlags
 from graph.persistence import Pool
 from graph.runtime import GraphPool
 from graph.settings import Settings
@@ -63,6 +64,7 @@ class ConversationRunner:
         settings: Settings,
         agents: AgentDirectory | None = None,
         gate: AbuseGate | None = None,
+        flags: FeatureFlags | None = None,
     ) -> None:
         self.pool = pool
         self.graphs = graphs
@@ -70,6 +72,7 @@ class ConversationRunner:
         self.settings = settings
         self.agents = agents
         self.gate = gate
+        self.flags = flags
 
     async def answer(self, conversation_id: str, job_id: int | None = None) -> None:
         await self._wait_until_quiet(conversation_id)
@@ -210,6 +213,7 @@ class ConversationRunner:
             wa_id=claim.wa_id,
             customer_name=claim.customer_name,
             agents=await self.agents.current() if self.agents else {},
+            flags=await self.flags.for_customer(claim.wa_id) if self.flags else {},
         )
         async with self.graphs.borrow() as graph:
             outcome = await run_turn(graph, config, context, claim.messages, claim.run_id)

@@ -15,6 +15,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from graph.agents import AgentDirectory, load_default_agents, seed_agent_configurations
 from graph.builder import ConversationGraph, build_graph
 from graph.embeddings import build_embeddings
+from graph.flags import FeatureFlags
 from graph.models import ChatModels, build_chat_model
 from graph.persistence import Pool, apply_migrations, open_pool, resolve_database_url
 from graph.prompts import load_prompts
@@ -49,6 +50,7 @@ class Services:
     abuse: AbuseProtection
     agents: AgentDirectory
     tool_names: frozenset[str]
+    flags: FeatureFlags
     worker_task: asyncio.Task[None] | None = field(default=None)
 
 
@@ -85,15 +87,16 @@ async def open_services(
         open_abuse_protection(settings, pool, whatsapp) as abuse,
         open_conversation_graphs(settings, database_url, pool) as (graphs, agents, tools),
     ):
+        flags = FeatureFlags(pool, settings.flags)
         runner = ConversationRunner(
-            pool, graphs, whatsapp, settings, agents=agents, gate=abuse.gate
+            pool, graphs, whatsapp, settings, agents=agents, gate=abuse.gate, flags=flags
         )
         queue = create_queue_app(database_url, settings)
         register_answer_task(queue, runner.answer, settings)
         register_operator_tasks(queue, OperatorDesk(pool, graphs, whatsapp), settings)
         async with queue.open_async():
             services = Services(
-                settings, database_url, pool, queue, whatsapp, runner, abuse, agents, tools
+                settings, database_url, pool, queue, whatsapp, runner, abuse, agents, tools, flags
             )
             if run_worker_here:
                 services.worker_task = asyncio.create_task(

@@ -20,6 +20,7 @@ ROUTE_MODULES = (
     "server.admin.audit_routes",
     "server.admin.conversations",
     "server.admin.agents",
+    "server.admin.flags",
 )
 
 _router: APIRouter | None = None
