@@ -162,3 +162,28 @@ def test_logs_never_print_a_customer_number(db_url: str) -> None:
     line = json.loads(result.stderr.strip().splitlines()[-1])
     assert "250788123456" not in result.stderr and "ada@example.org" not in result.stderr
     assert line["wa_id"] == "********3456" and line["event"] == "reply.failed"
+
+
+def test_studio_entry_builds_the_agent_graph() -> None:
+    """`langgraph.json` points at graph/studio.py:graph; it must import offline and hold
+    the router and every specialist, without a checkpointer of its own."""
+    config = json.loads((REPO / "langgraph.json").read_text())
+    assert config["graphs"]["wa_agent"] == "./graph/studio.py:graph"
+    script = (
+        "from graph.studio import graph; "
+        "print(sorted(graph.get_graph().nodes)); print(graph.checkpointer)"
+    )
+    env = {**os.environ, "OPENAI_API_KEY": "sk-offline", "LOG_LEVEL": "WARNING"}
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    nodes, checkpointer = result.stdout.strip().splitlines()[-2:]
+    for node in ("router", "agent_booking", "agent_payment", "tools", "human_takeover"):
+        assert node in nodes
+    assert checkpointer == "None"
