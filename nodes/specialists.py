@@ -15,6 +15,7 @@ from typing import Any
 import structlog
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, SystemMessage
+from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from langgraph.runtime import Runtime
 
@@ -82,13 +83,24 @@ def make_specialist_node(
     common_prompt: str,
     fallback: FallbackTexts,
 ) -> Any:
+    # Converting tool schemas for the API costs milliseconds per turn; the binding only
+    # changes when the operator changes the agent or which agents are enabled.
+    bound: dict[tuple[object, ...], Runnable[Any, Any]] = {}
+
+    def model_with_tools(config: AgentConfig, offered: list[BaseTool]) -> Runnable[Any, Any]:
+        key = (config.model, config.temperature, tuple(tool.name for tool in offered))
+        if key not in bound:
+            model = chat_model_for(config)
+            bound[key] = model.bind_tools(offered, parallel_tool_calls=False)
+        return bound[key]
+
     async def answer(
         state: ConversationState, runtime: Runtime[ConversationContext]
     ) -> dict[str, Any]:
         agents = current_agents(runtime, defaults)
         config = agents.get(name, defaults[name])
         offered = allowed_tools(config, agents, tools)
-        model = chat_model_for(config).bind_tools(offered, parallel_tool_calls=False)
+        model = model_with_tools(config, offered)
         prompt = system_prompt(config, common_prompt, runtime.context)
         try:
             response = await model.ainvoke([SystemMessage(content=prompt), *state["messages"]])
