@@ -2,11 +2,15 @@
 
     START ─▶ begin_turn ─┬─▶ unsupported (only message kinds the bot cannot read)
                          ├─▶ fallback    (no model: the rule-based menu)
-                         └─▶ router ─┬─▶ agent_<name> ⇄ tools   (specialists; handoffs
-                                     │                          change who is in charge)
-                                     └─▶ escalate ─▶ human_takeover (interrupt until an
-                                                                      operator releases)
+                         └─▶ recall_memories ─▶ summarize ─▶ router ─┬─▶ agent_<name> ⇄ tools
+                                                                     └─▶ escalate ─▶ human_takeover
     every branch ends at END
+
+`recall_memories` puts what the business remembers about the customer in the state for
+the agents' system prompt; `summarize` folds the oldest messages into a running summary
+when the history is over its token budget (both only with `memory`, see nodes/memory).
+Agents are specialists; handoffs change who is in charge; `human_takeover` interrupts
+until an operator releases the conversation.
 
 The tool node belongs to no agent: after it, the turn goes back to whoever is in charge
 now, which is how a `transfer_to_<agent>` call hands over without running two agents.
@@ -37,6 +41,7 @@ from nodes.handoffs import (
     make_escalation_tool,
     make_handoff_tool,
 )
+from nodes.memory import HistoryBudget, MemoryNodes, add_memory_nodes
 from nodes.specialists import ChatModelFor, agent_node_name, make_specialist_node
 
 ConversationGraph = CompiledStateGraph[
@@ -53,10 +58,12 @@ def build_graph(
     tools: Sequence[BaseTool] = (),
     chat_model_for: ChatModelFor | None = None,
     checkpointer: BaseCheckpointSaver[str] | None = None,
+    memory: MemoryNodes | None = None,
 ) -> ConversationGraph:
     """Compile the graph; `checkpointer=None` for LangGraph Studio, which brings its own.
 
-    Without a model there are no agents: every turn gets the rule-based menu.
+    Without a model there are no agents: every turn gets the rule-based menu. Without
+    `memory` the agents read the whole thread and recall nothing.
     """
     builder = StateGraph(ConversationState, context_schema=ConversationContext)
     builder.add_node("fallback", make_fallback_node(prompts.fallback))
@@ -67,9 +74,18 @@ def build_graph(
         builder.add_conditional_edges(START, _begin_without_agents, ["unsupported", "fallback"])
         return builder.compile(checkpointer=checkpointer, name="wa-agent")
 
-    _add_agents(builder, model, prompts, router, agents, tools, chat_model_for)
+    history = memory.budget if memory is not None else None
+    _add_agents(builder, model, prompts, router, agents, tools, chat_model_for, history)
+    entry = add_memory_nodes(builder, memory, then="router") if memory else "router"
     builder.add_conditional_edges(
-        START, _begin_turn, ["unsupported", "fallback", "escalate", "router"]
+        START,
+        _begin_turn,
+        {
+            "unsupported": "unsupported",
+            "fallback": "fallback",
+            "escalate": "escalate",
+            "router": entry,
+        },
     )
     return builder.compile(checkpointer=checkpointer, name="wa-agent")
 
@@ -84,6 +100,7 @@ def _add_agents(
     agents: Mapping[str, AgentConfig],
     tools: Sequence[BaseTool],
     chat_model_for: ChatModelFor | None,
+    history: HistoryBudget | None,
 ) -> None:
     handoffs = [make_handoff_tool(a.name, a.description) for a in agents.values()]
     every_tool = {t.name: t for t in [*tools, *handoffs, make_escalation_tool()]}
@@ -105,6 +122,7 @@ def _add_agents(
             tools=every_tool,
             common_prompt=prompts.assistant,
             fallback=prompts.fallback,
+            history=history,
         )
         builder.add_node(agent_node_name(name), node)
         builder.add_conditional_edges(agent_node_name(name), _after_agent, ["tools", END])

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import AsyncIterator
+import time
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,6 +97,28 @@ def connection_kwargs(settings: Settings) -> dict[str, Any]:
     }
 
 
+# A connection back in the pool less than `db_check_idle_seconds` ago is handed out
+# unchecked: it was working a moment ago, and a check is a round trip (15 of a turn's
+# ~40 statements were checks). Longer idle ones, the kind a restarted server or a NAT
+# timeout breaks, are checked before use.
+_returned_at: weakref.WeakKeyDictionary[psycopg.AsyncConnection[Any], float] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def _note_return(conn: psycopg.AsyncConnection[Any]) -> None:
+    _returned_at[conn] = time.monotonic()
+
+
+def _checker(idle_seconds: float) -> Callable[[psycopg.AsyncConnection[Any]], Awaitable[None]]:
+    async def check_if_idle(conn: psycopg.AsyncConnection[Any]) -> None:
+        returned = _returned_at.get(conn)
+        if returned is None or time.monotonic() - returned > idle_seconds:
+            await AsyncConnectionPool.check_connection(conn)
+
+    return check_if_idle
+
+
 def create_pool(database_url: str, settings: Settings, *, name: str = "wa-agent") -> Pool:
     """A health-checked pool; open it with `await pool.open()` inside the running loop."""
     return AsyncConnectionPool(
@@ -102,7 +126,8 @@ def create_pool(database_url: str, settings: Settings, *, name: str = "wa-agent"
         min_size=settings.db_pool_min_size,
         max_size=settings.db_pool_max_size,
         kwargs=connection_kwargs(settings),
-        check=AsyncConnectionPool.check_connection,
+        check=_checker(settings.db_check_idle_seconds),
+        reset=_note_return,
         open=False,
         timeout=30.0,
         name=name,

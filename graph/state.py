@@ -68,6 +68,14 @@ class Handoff(TypedDict):
     reason: str
 
 
+class RecalledMemory(TypedDict):
+    """A long-term memory of this customer recalled for this turn (nodes/memory)."""
+
+    content: str
+    kind: str  # fact | preference | event
+    score: float
+
+
 class ConversationState(TypedDict):
     """One WhatsApp conversation; `thread_id` is the conversation's id."""
 
@@ -86,6 +94,11 @@ class ConversationState(TypedDict):
     # The run that produced the latest checkpoint; a retried job compares it with its
     # own to know whether to resume, or only to deliver what was already decided.
     run_id: NotRequired[str]
+    # Short-term memory: the older messages folded away (RemoveMessage) to keep the
+    # model's history under its token budget, as a running summary.
+    summary: NotRequired[str]
+    # Long-term memory recalled for this turn's system prompt; replaced every turn.
+    memories: NotRequired[list[RecalledMemory]]
 
 
 def text_reply(text: str) -> TextReply:

@@ -23,6 +23,8 @@ from graph.context import AgentConfig, ConversationContext
 from graph.state import ConversationState, text_reply
 from nodes.fallback import FallbackTexts, fallback_update
 from nodes.handoffs import handoff_tool_name
+from nodes.memory.history import HistoryBudget
+from nodes.memory.prompt import memory_section
 
 log = structlog.get_logger(__name__)
 
@@ -41,12 +43,14 @@ def current_agents(
     return context.agents if context is not None and context.agents else defaults
 
 
-def system_prompt(config: AgentConfig, common: str, context: ConversationContext | None) -> str:
+def system_prompt(
+    config: AgentConfig, common: str, context: ConversationContext | None, memory: str = ""
+) -> str:
     today = datetime.now(UTC).strftime("%A %d %B %Y")
     facts = [f"Today is {today} (UTC)."]
     if context is not None and context.customer_name:
         facts.append(f"The customer's WhatsApp name is {context.customer_name}.")
-    return "\n\n".join([common, config.system_prompt, " ".join(facts)])
+    return "\n\n".join(p for p in [common, config.system_prompt, " ".join(facts), memory] if p)
 
 
 def allowed_tools(
@@ -82,7 +86,10 @@ def make_specialist_node(
     tools: Mapping[str, BaseTool],
     common_prompt: str,
     fallback: FallbackTexts,
+    history: HistoryBudget | None = None,
 ) -> Any:
+    """`history`: the token budget of what the model reads (None: every message)."""
+
     # Converting tool schemas for the API costs milliseconds per turn; the binding only
     # changes when the operator changes the agent or which agents are enabled.
     bound: dict[tuple[object, ...], Runnable[Any, Any]] = {}
@@ -101,9 +108,12 @@ def make_specialist_node(
         config = agents.get(name, defaults[name])
         offered = allowed_tools(config, agents, tools)
         model = model_with_tools(config, offered)
-        prompt = system_prompt(config, common_prompt, runtime.context)
+        summary = state.get("summary")
+        memory = memory_section(state.get("memories"), summary)
+        prompt = system_prompt(config, common_prompt, runtime.context, memory)
+        messages = history.select(state["messages"], summary) if history else state["messages"]
         try:
-            response = await model.ainvoke([SystemMessage(content=prompt), *state["messages"]])
+            response = await model.ainvoke([SystemMessage(content=prompt), *messages])
         except Exception as exc:  # the client already retried with backoff
             log.warning("model.failed", agent=name, error_type=type(exc).__name__)
             return fallback_update(fallback, state)

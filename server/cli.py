@@ -1,4 +1,4 @@
-"""`wa-agent serve | worker | migrate | seed-demo | chat`."""
+"""`wa-agent serve | worker | migrate | seed-demo | chat | forget`."""
 
 from __future__ import annotations
 
@@ -14,12 +14,14 @@ import structlog
 import uvicorn
 from langchain_core.runnables import RunnableConfig
 
+from graph.memory import migrate_memory_embeddings
 from graph.persistence import apply_migrations, resolve_database_url
 from graph.settings import Settings, get_settings
 from graph.state import ConversationState, Reply, customer_message
 from server import eval_router
 from server.abuse import commands as blacklist_commands
 from server.app import create_app
+from server.erasure import forget_from_terminal
 from server.logging import configure_logging
 from server.services import open_services
 
@@ -43,6 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands.add_parser("seed-demo", help="load the demo shop (catalog, slots, knowledge base)")
     chat = commands.add_parser("chat", help="talk to the graph in this terminal")
     chat.add_argument("--as", dest="customer", default="developer", help="conversation name")
+    forget = commands.add_parser("forget", help="erase everything about a customer (audited)")
+    forget.add_argument("number", help="+250788123456, or a user id")
     blacklist_commands.add_commands(commands)
     eval_router.add_command(commands)
     args = parser.parse_args(argv)
@@ -57,6 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(migrate(settings))
     if args.command in blacklist_commands.COMMANDS:
         return asyncio.run(blacklist_commands.run_command(args, settings))
+    if args.command == "forget":
+        return asyncio.run(forget_from_terminal(settings, args.number))
     if args.command == "eval-router":
         return eval_router.run(settings, args)
     if args.command == "seed-demo":
@@ -94,6 +100,8 @@ async def migrate(settings: Settings) -> int:
     database_url = await asyncio.to_thread(resolve_database_url, settings)
     applied = await apply_migrations(database_url)
     print(f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else ""))
+    if reembedded := await migrate_memory_embeddings(database_url, settings):
+        print(f"re-embedded {reembedded} memories with {settings.embeddings}")
     return 0
 
 

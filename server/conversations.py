@@ -12,6 +12,7 @@ import asyncio
 import os
 import socket
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,6 +66,7 @@ class ConversationRunner:
         agents: AgentDirectory | None = None,
         gate: AbuseGate | None = None,
         flags: FeatureFlags | None = None,
+        after_delivery: Callable[[str], Awaitable[object]] | None = None,
     ) -> None:
         self.pool = pool
         self.graphs = graphs
@@ -73,6 +75,8 @@ class ConversationRunner:
         self.agents = agents
         self.gate = gate
         self.flags = flags
+        # Follow-up work of a turn (memory extraction), given the conversation id.
+        self.after_delivery = after_delivery
 
     async def answer(self, conversation_id: str, job_id: int | None = None) -> None:
         await self._wait_until_quiet(conversation_id)
@@ -110,10 +114,21 @@ class ConversationRunner:
             RUNS.labels(outcome="resumed" if claim.resumed else "done").inc()
             OUTBOUND.labels(result="sent").inc(sent)
             RUN_SECONDS.observe(asyncio.get_running_loop().time() - started)
+            await self._after_delivery(claim)
         finally:
             if typing is not None and not typing.done():
                 typing.cancel()
             structlog.contextvars.unbind_contextvars("run_id")
+
+    async def _after_delivery(self, claim: Claim) -> None:
+        """Queued only once the replies went out, never before; a failure to queue it
+        costs a memory, never the turn that was answered."""
+        if self.after_delivery is None:
+            return
+        try:
+            await self.after_delivery(claim.conversation_id)
+        except Exception as exc:
+            log.warning("run.after_delivery_failed", error=str(exc)[:200])
 
     async def _wait_until_quiet(self, conversation_id: str) -> None:
         """Let a customer who sends three texts in a row finish: answer once, after the

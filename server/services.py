@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -16,6 +17,7 @@ from graph.agents import AgentDirectory, load_default_agents, seed_agent_configu
 from graph.builder import ConversationGraph, build_graph
 from graph.embeddings import build_embeddings
 from graph.flags import FeatureFlags
+from graph.memory import ConversationMemory, migrate_memory_embeddings, open_memory
 from graph.models import ChatModels, build_chat_model
 from graph.persistence import Pool, apply_migrations, open_pool, resolve_database_url
 from graph.prompts import load_prompts
@@ -26,6 +28,7 @@ from graph.toolbox import open_business_tools
 from server.abuse import AbuseProtection, open_abuse_protection
 from server.abuse.checkpoints import restrict_checkpoint_types
 from server.conversations import ConversationRunner
+from server.memory_jobs import MemoryJobs, enqueue_remember, register_memory_tasks
 from server.operators import OperatorDesk
 from server.queue import (
     create_queue_app,
@@ -80,20 +83,29 @@ async def open_services(
     database_url = await asyncio.to_thread(resolve_database_url, settings)
     if migrate:
         await apply_migrations(database_url)
+        await migrate_memory_embeddings(database_url, settings)
     whatsapp = build_whatsapp_client(settings)
     tracing = configure_tracing(settings)
     async with (
         open_pool(database_url, settings) as pool,
         open_abuse_protection(settings, pool, whatsapp) as abuse,
-        open_conversation_graphs(settings, database_url, pool) as (graphs, agents, tools),
+        open_conversation_graphs(settings, database_url, pool) as (graphs, agents, tools, memory),
     ):
         flags = FeatureFlags(pool, settings.flags)
-        runner = ConversationRunner(
-            pool, graphs, whatsapp, settings, agents=agents, gate=abuse.gate, flags=flags
-        )
         queue = create_queue_app(database_url, settings)
+        runner = ConversationRunner(
+            pool,
+            graphs,
+            whatsapp,
+            settings,
+            agents=agents,
+            gate=abuse.gate,
+            flags=flags,
+            after_delivery=_remember_later(queue, memory, settings),
+        )
         register_answer_task(queue, runner.answer, settings)
         register_operator_tasks(queue, OperatorDesk(pool, graphs, whatsapp), settings)
+        register_memory_tasks(queue, MemoryJobs(pool, settings, memory), settings)
         async with queue.open_async():
             services = Services(
                 settings, database_url, pool, queue, whatsapp, runner, abuse, agents, tools, flags
@@ -102,6 +114,7 @@ async def open_services(
                 services.worker_task = asyncio.create_task(
                     run_worker(queue, settings, name=f"wa-agent-{os.getpid()}")
                 )
+            freeze_startup_objects()
             try:
                 yield services
             finally:
@@ -114,8 +127,9 @@ async def open_services(
 @asynccontextmanager
 async def open_conversation_graphs(
     settings: Settings, database_url: str, pool: Pool
-) -> AsyncIterator[tuple[GraphPool, AgentDirectory, frozenset[str]]]:
-    """The graph with its agents, router and tools, one compiled copy per worker slot.
+) -> AsyncIterator[tuple[GraphPool, AgentDirectory, frozenset[str], ConversationMemory]]:
+    """The graph with its agents, router, tools and memory, one compiled copy per
+    worker slot.
 
     Without a model the graph has no agents (the rule-based menu answers), so neither
     the router nor the tools are built.
@@ -125,7 +139,10 @@ async def open_conversation_graphs(
     defaults = load_default_agents(settings.business_name)
     await seed_agent_configurations(pool, defaults)
     agents = AgentDirectory(pool, defaults)
-    async with open_business_tools(pool, database_url, settings) as tools:
+    async with (
+        open_business_tools(pool, database_url, settings) as tools,
+        open_memory(pool, database_url, settings, model) as memory,
+    ):
         router = None
         if model is not None:
             router = await build_router(settings, build_embeddings(settings), model)
@@ -140,10 +157,30 @@ async def open_conversation_graphs(
                 tools=list(tools.values()),
                 chat_model_for=chat_models.for_agent if chat_models else None,
                 checkpointer=restrict_checkpoint_types(saver),
+                memory=memory.nodes,
             )
 
         graphs = GraphPool(pool, compile_graph, size=settings.worker_concurrency)
-        yield graphs, agents, frozenset(tools)
+        yield graphs, agents, frozenset(tools), memory
+
+
+def _remember_later(
+    queue: procrastinate.App, memory: ConversationMemory, settings: Settings
+) -> Callable[[str], Awaitable[bool]] | None:
+    """What the runner does once a turn's replies are sent: queue the remember job."""
+    if memory.rememberer is None:
+        return None
+    delay = settings.memory_remember_delay_seconds
+    return lambda conversation_id: enqueue_remember(queue, conversation_id, delay_seconds=delay)
+
+
+def freeze_startup_objects() -> None:
+    """Move what start-up built (~200k objects of imported libraries, models, graphs)
+    out of the garbage collector's reach: a full collection traversing them paused the
+    process for 100-120 ms, the webhook's p99 (BENCHMARKS.md §1). They live as long as
+    the process anyway."""
+    gc.collect()
+    gc.freeze()
 
 
 async def _stop_worker(task: asyncio.Task[None] | None) -> None:

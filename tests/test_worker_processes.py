@@ -33,6 +33,7 @@ def settings_for(db_url: str, graph_api: FakeGraphAPI, openai: FakeOpenAIServer,
     )
 
 
+@pytest.mark.timeout(240)
 async def test_a_worker_killed_mid_run_is_recovered_and_answers_once(
     db_url: str, graph_api: FakeGraphAPI, openai_server: FakeOpenAIServer
 ) -> None:
@@ -41,8 +42,8 @@ async def test_a_worker_killed_mid_run_is_recovered_and_answers_once(
         db_url,
         graph_api,
         openai_server,
-        worker_heartbeat_seconds=0.5,
-        stalled_job_seconds=2.0,
+        worker_heartbeat_seconds=1.0,
+        stalled_job_seconds=4.0,
         model_timeout_seconds=60.0,
     )
     openai_server.hold()  # the model "thinks" until released
@@ -56,9 +57,17 @@ async def test_a_worker_killed_mid_run_is_recovered_and_answers_once(
             second = spawn_worker(settings)
             try:
                 await graph_api.wait_for_async(
-                    lambda: len(graph_api.sent_to(customer)) >= 1, 60, what="the retried reply"
+                    lambda: len(graph_api.sent_to(customer)) >= 1, 120, what="the retried reply"
                 )
                 await asyncio.sleep(1.0)  # room for a duplicate to show up, were there one
+            except AssertionError as timeout:
+                stop_process(second)
+                state = await service.fetch(
+                    "SELECT r.status, r.attempts, j.status AS job, j.attempts AS job_attempts"
+                    " FROM conversation_runs r LEFT JOIN procrastinate_jobs j ON j.id = r.job_id"
+                )
+                log = second.stderr.read().decode()[-3000:] if second.stderr else ""
+                raise AssertionError(f"{timeout}\nruns/jobs: {state}\nworker log:\n{log}") from None
             finally:
                 stop_process(second)
             runs = await service.fetch("SELECT status, attempts FROM conversation_runs")

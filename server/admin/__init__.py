@@ -21,6 +21,7 @@ ROUTE_MODULES = (
     "server.admin.conversations",
     "server.admin.agents",
     "server.admin.flags",
+    "server.admin.users",
 )
 
 _router: APIRouter | None = None

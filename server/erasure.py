@@ -1,0 +1,223 @@
+"""Forget a customer everywhere: `wa-agent forget WA_ID` and `DELETE /admin/api/users/{wa_id}`.
+
+What goes, in one transaction (checkpoints just before it, through the checkpointer's
+own `adelete_thread`):
+
+- their long-term memories and the cached vectors of their words;
+- every conversation, with its checkpoints, inbound and outbound messages, runs and
+  transcript; the metrics and tool records keyed to those conversations;
+- their queued jobs (turns, operator actions, memory extraction), finished or not;
+- their contact row and, through it, bookings, payments and support tickets;
+- their blacklist entry and penalty ladder (also in the rate limiter), and the audit
+  rows that name them.
+
+The erasure itself is audited without naming them: the row's target is a random
+erasure id, which the operator can give the customer as proof.
+
+A turn being answered at that moment would write after the erasure, so the erasure
+takes the conversations' row locks (which the webhook and the runner take too) and,
+while any job of theirs is running, waits for it (`ErasureBusy` after `wait_seconds`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import psycopg
+import structlog
+
+from graph.persistence import Pool, create_checkpointer, open_pool, resolve_database_url
+from graph.settings import Settings
+from server.abuse import build_limiter
+from server.abuse.commands import cli_actor
+from server.abuse.validation import normalize_customer_id
+from server.admin.audit import record_audit
+
+log = structlog.get_logger(__name__)
+
+ERASURE_ACTION = "customer.erased"
+
+
+class ErasureBusy(Exception):
+    """A job of this customer's is still running; nothing was erased. Try again."""
+
+
+class _JobsRunning(Exception):
+    pass
+
+
+class ForgettingLimiter(Protocol):
+    async def forget(self, user: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class ErasureReport:
+    erasure_id: str
+    wa_id: str
+    conversations: int
+    deleted: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def found(self) -> bool:
+        return any(self.deleted.values())
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "erasure_id": self.erasure_id,
+            "conversations": self.conversations,
+            "deleted": self.deleted,
+        }
+
+
+# (label, statement): run in order, inside the erasure's transaction. %(wa_id)s is the
+# customer, %(ids)s their conversations (uuid[]), %(texts)s the same ids as text[].
+_DELETIONS: Sequence[tuple[str, str]] = (
+    (
+        "jobs",
+        "DELETE FROM procrastinate_jobs WHERE args ->> 'conversation_id' = ANY(%(texts)s)",
+    ),
+    ("memories", "DELETE FROM agent_embeddings WHERE user_id = %(wa_id)s"),
+    ("embedding_cache", "DELETE FROM embedding_cache WHERE scope = %(wa_id)s"),
+    ("metrics", "DELETE FROM agent_metrics WHERE conversation_id = ANY(%(ids)s)"),
+    (
+        "tool_executions",
+        "DELETE FROM agent_tool_executions WHERE conversation_id = ANY(%(ids)s)",
+    ),
+    ("transcript", "DELETE FROM agent_messages WHERE conversation_id = ANY(%(ids)s)"),
+    ("inbound_messages", "DELETE FROM inbound_messages WHERE wa_id = %(wa_id)s"),
+    ("outbound_messages", "DELETE FROM outbound_messages WHERE wa_id = %(wa_id)s"),
+    ("conversations", "DELETE FROM agent_conversations WHERE wa_id = %(wa_id)s"),
+    ("contact", "DELETE FROM contacts WHERE wa_id = %(wa_id)s"),
+    ("blacklist", "DELETE FROM blacklist WHERE wa_id = %(wa_id)s"),
+    ("penalties", "DELETE FROM abuse_penalties WHERE wa_id = %(wa_id)s"),
+    (
+        "audit_rows",
+        "DELETE FROM audit_log WHERE target = %(wa_id)s OR target = ANY(%(texts)s)"
+        " OR strpos(details::text, %(wa_id)s) > 0",
+    ),
+)
+
+
+async def forget_customer(
+    pool: Pool,
+    wa_id: str,
+    *,
+    actor: str,
+    remote_addr: str | None = None,
+    limiter: ForgettingLimiter | None = None,
+    wait_seconds: float = 30.0,
+) -> ErasureReport:
+    """Erase everything about `wa_id` (already normalised); see the module docstring."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            report = await _erase(pool, wa_id, actor, remote_addr)
+            break
+        except _JobsRunning as running:
+            if time.monotonic() >= deadline:
+                raise ErasureBusy(str(running)) from None
+            await asyncio.sleep(0.25)
+    if limiter is not None:
+        try:
+            await limiter.forget(wa_id)
+        except Exception as exc:  # the limiter's counters expire on their own
+            log.warning("erasure.limiter_forget_failed", error=str(exc)[:200])
+    log.info("customer.erased", erasure_id=report.erasure_id, **report.deleted)
+    return report
+
+
+async def _erase(pool: Pool, wa_id: str, actor: str, remote_addr: str | None) -> ErasureReport:
+    erasure_id = str(uuid.uuid4())
+    async with pool.connection() as conn, conn.transaction():
+        ids = await _lock_conversations(conn, wa_id)
+        texts = [str(i) for i in ids]
+        await _refuse_running_jobs(conn, texts)
+        deleted = {"checkpoints": await _delete_threads(pool, conn, texts)}
+        params = {"wa_id": wa_id, "ids": ids, "texts": texts}
+        for label, statement in _DELETIONS:
+            cur = await conn.execute(statement.encode(), params)
+            deleted[label] = max(cur.rowcount, 0)
+        if any(deleted.values()):
+            await record_audit(
+                conn,
+                actor=actor,
+                action=ERASURE_ACTION,
+                target=f"erasure:{erasure_id}",
+                details={"conversations": len(ids), "deleted": deleted},
+                remote_addr=remote_addr,
+            )
+    return ErasureReport(erasure_id, wa_id, len(ids), deleted)
+
+
+async def _lock_conversations(conn: psycopg.AsyncConnection[Any], wa_id: str) -> list[uuid.UUID]:
+    """The customer's conversations, row-locked: the webhook (new messages) and the
+    runner (claims) wait for the erasure, then find nothing."""
+    await conn.execute("SELECT 1 FROM contacts WHERE wa_id = %s FOR UPDATE", (wa_id,))
+    cur = await conn.execute(
+        "SELECT id FROM agent_conversations WHERE wa_id = %s ORDER BY id FOR UPDATE", (wa_id,)
+    )
+    return [row["id"] for row in await cur.fetchall()]
+
+
+async def _refuse_running_jobs(conn: psycopg.AsyncConnection[Any], texts: list[str]) -> None:
+    """Lock the customer's jobs (a worker skips locked jobs when it fetches) and give
+    up this attempt while one of them is running."""
+    if not texts:
+        return
+    cur = await conn.execute(
+        "SELECT id, task_name FROM procrastinate_jobs"
+        " WHERE args ->> 'conversation_id' = ANY(%s) AND status = 'doing' FOR UPDATE",
+        (texts,),
+    )
+    running = await cur.fetchall()
+    await conn.execute(
+        "SELECT id FROM procrastinate_jobs WHERE args ->> 'conversation_id' = ANY(%s) FOR UPDATE",
+        (texts,),
+    )
+    if running:
+        raise _JobsRunning(", ".join(f"{r['task_name']} #{r['id']}" for r in running))
+
+
+async def _delete_threads(pool: Pool, conn: psycopg.AsyncConnection[Any], texts: list[str]) -> int:
+    """Checkpoints go through the checkpointer (its tables are its own business)."""
+    if not texts:
+        return 0
+    cur = await conn.execute(
+        "SELECT count(*) AS n FROM checkpoints WHERE thread_id = ANY(%s)", (texts,)
+    )
+    row = await cur.fetchone()
+    saver = create_checkpointer(pool)
+    for thread_id in texts:
+        await saver.adelete_thread(thread_id)
+    return int(row["n"]) if row else 0
+
+
+async def forget_from_terminal(settings: Settings, raw_wa_id: str) -> int:
+    """`wa-agent forget WA_ID`: erase, audited as `cli:user@host`, and print what went."""
+    try:
+        wa_id = normalize_customer_id(raw_wa_id, settings.phone_region)
+    except ValueError as exc:
+        print(f"{raw_wa_id!r}: {exc}", file=sys.stderr)
+        return 2
+    database_url = await asyncio.to_thread(resolve_database_url, settings)
+    limiter = build_limiter(settings)
+    try:
+        async with open_pool(database_url, settings) as pool:
+            report = await forget_customer(pool, wa_id, actor=cli_actor(), limiter=limiter)
+    except ErasureBusy as busy:
+        print(f"{wa_id}: a job of theirs is still running ({busy}); try again", file=sys.stderr)
+        return 1
+    finally:
+        await limiter.aclose()
+    if not report.found:
+        print(f"nothing was stored about {wa_id}")
+        return 1
+    counts = ", ".join(f"{label} {n}" for label, n in report.deleted.items() if n)
+    print(f"forgot {wa_id} (erasure {report.erasure_id}): {counts}")
+    return 0
