@@ -22,6 +22,10 @@ from graph.state import ButtonsReply, ConversationState, Reply, whatsapp_meta
 
 Waiting = Literal["confirmation", "human"]
 
+# Each step's checkpoint is written before the next step starts: a worker killed
+# mid-turn leaves exactly the steps it finished, which the retried job resumes from.
+DURABILITY: Literal["sync"] = "sync"
+
 CONFIRM_YES = "confirm:yes"
 CONFIRM_NO = "confirm:no"
 
@@ -52,7 +56,7 @@ async def run_turn(
     if values.get("run_id") == run_id:  # a retried job: this turn already started
         if snapshot.interrupts or not snapshot.next or values.get("mode") == "human":
             return _outcome(values, snapshot.interrupts)
-        result = await graph.ainvoke(None, config, context=context)
+        result = await graph.ainvoke(None, config, context=context, durability=DURABILITY)
         return _outcome(result, result.get("__interrupt__"))
     if values.get("mode") == "human":
         update = {"messages": list(messages), "run_id": run_id, "replies": []}
@@ -63,12 +67,12 @@ async def run_turn(
         taps, typed = _split_taps(messages)
         answer = {"confirmed": bool(taps) and taps[-1] == CONFIRM_YES}
         resume: Command[str] = Command(resume=answer, update={"run_id": run_id, "replies": []})
-        result = await graph.ainvoke(resume, config, context=context)
+        result = await graph.ainvoke(resume, config, context=context, durability=DURABILITY)
         if not typed or "__interrupt__" in result:
             return _outcome(result, result.get("__interrupt__"))
         messages = typed  # the customer wrote instead of tapping: cancelled, then answered
     turn: ConversationState = {"messages": list(messages), "run_id": run_id, "replies": []}
-    result = await graph.ainvoke(turn, config, context=context)
+    result = await graph.ainvoke(turn, config, context=context, durability=DURABILITY)
     return _outcome(result, result.get("__interrupt__"))
 
 

@@ -66,8 +66,15 @@ async def test_a_worker_killed_mid_run_is_recovered_and_answers_once(
                     "SELECT r.status, r.attempts, j.status AS job, j.attempts AS job_attempts"
                     " FROM conversation_runs r LEFT JOIN procrastinate_jobs j ON j.id = r.job_id"
                 )
+                outbox = await service.fetch(
+                    "SELECT status, kind, payload, error_title FROM outbound_messages"
+                )
+                seen = [r.get("messages", [])[-1:] for r in openai_server.requests]
                 log = second.stderr.read().decode()[-3000:] if second.stderr else ""
-                raise AssertionError(f"{timeout}\nruns/jobs: {state}\nworker log:\n{log}") from None
+                raise AssertionError(
+                    f"{timeout}\nruns/jobs: {state}\noutbox: {outbox}\n"
+                    f"model requests (last message each): {seen}\nworker log:\n{log}"
+                ) from None
             finally:
                 stop_process(second)
             runs = await service.fetch("SELECT status, attempts FROM conversation_runs")

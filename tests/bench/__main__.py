@@ -24,6 +24,10 @@ BENCHMARKS = (
     "bench_end_to_end",
     "bench_naive_adapter",
     "bench_checkpointer_concurrency",
+    "bench_agent_turns",
+    "bench_router",
+    "bench_rate_limit",
+    "bench_memory",
 )
 TIMEOUT_S = 300
 

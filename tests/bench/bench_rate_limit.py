@@ -22,8 +22,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import sys
 import time
 import uuid
+from asyncio.subprocess import PIPE, Process
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -57,6 +60,7 @@ from tests.bench.processes import (
 )
 from tests.fakes.graph_api import FakeGraphAPI
 from tests.fakes.openai_server import FakeOpenAIServer
+from tests.support import REPO
 from tests.support_abuse import shared_redis_url
 
 GOAL_CHECK_P99_MS = 2.0
@@ -137,10 +141,20 @@ async def check_latency(args: argparse.Namespace) -> list[list[object]]:
 
 
 @dataclass(frozen=True)
+class FloodFigures:
+    """What the flooding process reports back."""
+
+    sent: int = 0
+    rate: float = 0.0
+    p99_ms: float = 0.0
+    failures: int = 0
+
+
+@dataclass(frozen=True)
 class FloodRun:
     flood: bool
     others: list[Sample]
-    flooder: list[Sample]
+    flooder: FloodFigures
     flood_stored: int
     flood_answered: int
     others_answered: int
@@ -182,6 +196,50 @@ async def others_answered(db_url: str, wamids: Sequence[str], within: float = 20
         await asyncio.sleep(0.25)
 
 
+async def start_flooder(url: str, run: int, args: argparse.Namespace) -> Process:
+    """The flood comes from a process of its own: its 1,000 requests a second must not
+    share an event loop (or a GIL) with the one timing the other customers."""
+    command = [sys.executable, "-m", "tests.bench.bench_rate_limit", "--flood-at", url]
+    command += ["--flood-rate", str(args.flood_rate), "--duration", str(args.duration)]
+    command += ["--run", str(run)]
+    flooder = await asyncio.create_subprocess_exec(
+        *command, stdin=PIPE, stdout=PIPE, cwd=REPO, start_new_session=True
+    )
+    assert flooder.stdout is not None
+    if (await flooder.stdout.readline()).strip() != b"ready":
+        raise RuntimeError("the flooding process did not start")
+    return flooder
+
+
+async def finish_flooder(flooder: Process) -> FloodFigures:
+    out, _ = await flooder.communicate()
+    return FloodFigures(**json.loads(out.decode().strip().splitlines()[-1]))
+
+
+async def flood_from_here(args: argparse.Namespace) -> None:
+    """`--flood-at URL`: one customer's messages at `--flood-rate` for `--duration`
+    seconds, starting when the parent writes a line; prints its figures as JSON."""
+    tune_benchmark_process()
+    flooding = [
+        signed_text(FLOODER, f"flood {i}", f"wamid.rl-flood-{args.run}-{i}")
+        for i in range(int(args.flood_rate * args.duration))
+    ]
+    client = WebhookClient(args.flood_at)
+    print("ready", flush=True)
+    await asyncio.to_thread(sys.stdin.readline)
+    with measuring():
+        samples = await open_loop(client, flooding, args.flood_rate)
+    client.close()
+    ok = [s.latency for s in samples if s.status == 200]
+    figures = FloodFigures(
+        sent=len(samples),
+        rate=FloodRun.rate(samples),
+        p99_ms=1000 * percentile(ok, 99),
+        failures=FloodRun.failures(samples),
+    )
+    print(json.dumps(figures.__dict__), flush=True)
+
+
 async def flood_run(
     postgres: BenchPostgres,
     fakes: tuple[FakeOpenAIServer, FakeGraphAPI],
@@ -202,30 +260,27 @@ async def flood_run(
     )
     warm = messages("warm", run, int(args.rate * WARM_UP_S), args.customers)
     others = messages("other", run, int(args.rate * args.duration), args.customers)
-    flooding = [
-        signed_text(FLOODER, f"flood {i}", f"wamid.rl-flood-{run}-{i}")
-        for i in range(int(args.flood_rate * args.duration))
-    ]
     with process_group() as group:
         group.start("serve", ["-m", "server.cli", "serve", "--no-worker"], env)
         group.start("worker", ["-m", "server.cli", "worker"], env)
         await wait_until_ready(f"http://127.0.0.1:{port}", group)
         await wait_for_workers(db_url, 1, group)
-        others_client = WebhookClient(f"http://127.0.0.1:{port}/webhook")
-        flood_client = WebhookClient(f"http://127.0.0.1:{port}/webhook")
+        url = f"http://127.0.0.1:{port}/webhook"
+        others_client = WebhookClient(url)
+        flooder = await start_flooder(url, run, args) if flood else None
         with measuring():
             await open_loop(others_client, warm, args.rate)
-            loads = [open_loop(others_client, others, args.rate)]
-            if flood:
-                loads.append(open_loop(flood_client, flooding, args.flood_rate))
-            results = await asyncio.gather(*loads)
+            if flooder is not None:
+                assert flooder.stdin is not None
+                flooder.stdin.write(b"go\n")
+                await flooder.stdin.drain()
+            measured = await open_loop(others_client, others, args.rate)
+        flood_result = await finish_flooder(flooder) if flooder is not None else FloodFigures()
         answered = await others_answered(db_url, [m.wamid for m in others])
         group.check_alive()
         others_client.close()
-        flood_client.close()
     stored, flood_answered = await flooder_rows(db_url)
-    flooder = results[1] if flood else []
-    return FloodRun(flood, results[0], flooder, stored, flood_answered, answered, len(others))
+    return FloodRun(flood, measured, flood_result, stored, flood_answered, answered, len(others))
 
 
 async def flooder_rows(db_url: str) -> tuple[int, int]:
@@ -266,10 +321,10 @@ def report(checks: list[list[object]], runs: Sequence[FloodRun], args: argparse.
                 ms(max((s.latency for s in run.others), default=float("nan"))),
                 FloodRun.failures(run.others),
                 f"{run.others_answered}/{run.others_sent}",
-                f"{FloodRun.rate(run.flooder):.0f}/s" if run.flood else "-",
-                ms(run.p(run.flooder, 99)) if run.flood else "-",
-                FloodRun.failures(run.flooder) if run.flood else "-",
-                f"{run.flood_stored}/{len(run.flooder)}" if run.flood else "-",
+                f"{run.flooder.rate:.0f}/s" if run.flood else "-",
+                f"{run.flooder.p99_ms:.1f}" if run.flood else "-",
+                run.flooder.failures if run.flood else "-",
+                f"{run.flood_stored}/{run.flooder.sent}" if run.flood else "-",
                 run.flood_answered if run.flood else "-",
             ]
         )
@@ -322,6 +377,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--flood-rate", type=float, default=1000.0)
     parser.add_argument("--customers", type=int, default=200)
     parser.add_argument("--repeat", type=int, default=1, help="pairs of runs")
+    parser.add_argument("--flood-at", help=argparse.SUPPRESS)  # the flooding process
+    parser.add_argument("--run", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if not (0 < args.duration <= 120 and 0 < args.rate <= 500 and 0 < args.flood_rate <= 2000):
         parser.error("duration in (0, 120] s, rate in (0, 500]/s, flood rate in (0, 2000]/s")
@@ -331,4 +388,5 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(parse_args()))
+    arguments = parse_args()
+    asyncio.run(flood_from_here(arguments) if arguments.flood_at else main(arguments))
