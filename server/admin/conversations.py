@@ -71,36 +71,42 @@ async def reply_as_operator(
     request: Request, conversation_id: uuid.UUID, body: OperatorReply, admin: Admin
 ) -> ActionAccepted:
     """Queued under the conversation's lock; sent to WhatsApp and kept in the thread."""
-    services = _services(request)
-    await _require_escalated(services, conversation_id)
-    action_id = str(uuid.uuid4())
-    job_id = await enqueue_operator_action(
-        services.queue,
-        OPERATOR_REPLY_TASK,
-        str(conversation_id),
-        action_id=action_id,
-        text=body.text,
-        operator=admin,
+    return await _queue_action(
+        request, conversation_id, admin, OPERATOR_REPLY_TASK, "conversation.reply", text=body.text
     )
-    await _audit(request, admin, "conversation.reply", conversation_id)
-    return ActionAccepted(action_id=action_id, job_id=job_id)
 
 
 @router.post("/conversations/{conversation_id}/release", status_code=202)
 async def hand_back_to_bot(
     request: Request, conversation_id: uuid.UUID, admin: Admin
 ) -> ActionAccepted:
+    return await _queue_action(
+        request, conversation_id, admin, OPERATOR_RELEASE_TASK, "conversation.release"
+    )
+
+
+async def _queue_action(
+    request: Request,
+    conversation_id: uuid.UUID,
+    admin: str,
+    task: str,
+    audit_action: str,
+    **arguments: str,
+) -> ActionAccepted:
+    """Only a conversation waiting for a person takes operator actions; each gets an id
+    now, so its job is idempotent when retried."""
     services = _services(request)
     await _require_escalated(services, conversation_id)
     action_id = str(uuid.uuid4())
     job_id = await enqueue_operator_action(
         services.queue,
-        OPERATOR_RELEASE_TASK,
+        task,
         str(conversation_id),
         action_id=action_id,
         operator=admin,
+        **arguments,
     )
-    await _audit(request, admin, "conversation.release", conversation_id)
+    await _audit(request, admin, audit_action, conversation_id)
     return ActionAccepted(action_id=action_id, job_id=job_id)
 
 
