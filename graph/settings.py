@@ -233,7 +233,8 @@ class Settings(BaseSettings):
         default=200_000, ge=0, validation_alias="WA_AGENT_DAILY_TOKEN_BUDGET"
     )
     # Webhook guard, per sender and process: beyond this rate (burst allowed) deliveries
-    # are acknowledged but not stored, so a flood costs no database write. 0 = off.
+    # are refused with 429 (Meta redelivers later), so a flood costs no database write.
+    # 0 = off.
     ingress_rate: float = Field(default=5.0, ge=0, validation_alias="WA_AGENT_INGRESS_RATE")
     ingress_burst: int = Field(default=40, ge=1, validation_alias="WA_AGENT_INGRESS_BURST")
     redis_fail_open: bool = Field(default=True, validation_alias="WA_AGENT_REDIS_FAIL_OPEN")

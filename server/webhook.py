@@ -92,7 +92,12 @@ async def _acknowledge(request: Request) -> Response:
     except InvalidWebhook as exc:
         log.warning("webhook.malformed", error=str(exc)[:300])
         return _error(400, "malformed payload")
-    return JSONResponse(await _store(services, payload, remote_addr))
+    counts = await _store(services, payload, remote_addr)
+    if counts["dropped"]:
+        # Not a 200: Meta delivers the body again later, the messages stored now are
+        # duplicates then (no-ops), the dropped ones get another chance. Nothing is lost.
+        return JSONResponse(counts, status_code=429, headers={"Retry-After": "60"})
+    return JSONResponse(counts)
 
 
 async def _store(
@@ -104,7 +109,7 @@ async def _store(
             log.warning("webhook.message_without_sender", kind=event.message.kind)
             continue
         if not services.abuse.ingress.allow(event.sender_id):
-            counts["dropped"] += 1  # a flood: acknowledged, not stored (server/abuse/ingress.py)
+            counts["dropped"] += 1  # a flood: refused with 429, not stored (abuse/ingress.py)
             await services.abuse.dropped_at_ingress(event.sender_id, remote_addr)
             continue
         async with services.pool.connection() as conn, conn.transaction():

@@ -2,9 +2,9 @@
 
 No person types five messages a second for long; a script does. Past the bucket
 (`WA_AGENT_INGRESS_RATE` per second, `WA_AGENT_INGRESS_BURST` at once) a delivery is
-acknowledged with 200 — so Meta does not retry it for days — but not stored: the one
-deliberate exception to "nothing is lost", which keeps a flood from costing a database
-write, a queue entry and a worker claim per message. The drop is counted
+refused with 429 and `Retry-After` and not stored: Meta delivers it again later, so
+nothing acknowledged is ever lost, and a flood costs no database write, queue entry or
+worker claim per message. The drop is counted
 (`wa_agent_webhook_dropped_total`), logged and audited once per sender per interval.
 Messages inside the bucket go through as usual, and the worker's rate limits and
 penalty ladder deal with the sender.
@@ -19,7 +19,9 @@ from collections.abc import Callable
 from prometheus_client import Counter
 
 DROPPED = Counter(
-    "wa_agent_webhook_dropped_total", "Inbound messages acknowledged but not stored", ["reason"]
+    "wa_agent_webhook_dropped_total",
+    "Inbound messages refused (429) at the webhook, not stored",
+    ["reason"],
 )
 
 

@@ -2,13 +2,14 @@
 before FastAPI, pydantic or the database see it.
 
 A sender over the ingress rate (`ingress.IngressGuard`) has every further delivery
-acknowledged and thrown away; going through the whole request stack only to decide
+refused with 429 and not stored; going through the whole request stack only to decide
 that costs most of a millisecond of CPU per message, which at 1,000 messages a second
 is half a core taken from every other customer's webhook. This ASGI middleware reads
 the body, checks the signature exactly as `/webhook` does, and when every message in
 the body comes from a sender whose bucket is empty (and the body carries no delivery
-statuses), answers 200 itself. Anything else — unsigned, malformed, mixed, or from a
-sender with tokens left — goes to `/webhook` untouched, body replayed byte for byte.
+statuses), answers 429 itself (Meta delivers it again later: nothing is lost).
+Anything else — unsigned, malformed, mixed, or from a sender with tokens left — goes to
+`/webhook` untouched, body replayed byte for byte.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ class FloodShield:
         if dropped:
             await _answer(send, dropped)
             WEBHOOK_LATENCY.observe(time.perf_counter() - started)
-            WEBHOOK_REQUESTS.labels(status="200").inc()
+            WEBHOOK_REQUESTS.labels(status="429").inc()
             return
         await self.app(scope, _replay(consumed, receive), send)
 
@@ -127,6 +128,10 @@ def _replay(consumed: list[Message], receive: Receive) -> Receive:
 async def _answer(send: Send, dropped: int) -> None:
     counts = {"stored": 0, "duplicates": 0, "enqueued": 0, "statuses": 0, "dropped": dropped}
     body = json.dumps(counts).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"retry-after", b"60"),
+    ]
+    await send({"type": "http.response.start", "status": 429, "headers": headers})
     await send({"type": "http.response.body", "body": body})
