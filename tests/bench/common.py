@@ -17,7 +17,6 @@ import platform
 import signal
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
@@ -136,33 +135,8 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> Non
     print(flush=True)
 
 
-# --- the fake Graph API, without Nagle's delay ----------------------------------------
-
-
-class _NoDelayHandler(graph_api_module._Handler):
-    """The fake writes headers and body separately; with Nagle on, the body waits for
-    the client's delayed ACK (~40 ms) on a kept-alive connection. Meta does not do
-    that, so the benchmarks turn it off (as FakeOpenAIServer already does)."""
-
-    disable_nagle_algorithm = True
-
-
-class BenchGraphAPI(graph_api_module.FakeGraphAPI):
-    """FakeGraphAPI with TCP_NODELAY on its sockets; everything else unchanged."""
-
-    def start(self) -> BenchGraphAPI:
-        if self._server is None:
-            server = graph_api_module._Server(("127.0.0.1", 0), _NoDelayHandler)
-            server.fake = self
-            self._server = server
-            self._thread = threading.Thread(
-                target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-            )
-            self._thread.start()
-        return self
-
-    def __enter__(self) -> BenchGraphAPI:
-        return self.start()
+# The fake Graph API itself runs with TCP_NODELAY now; the name stays for the scripts.
+BenchGraphAPI = graph_api_module.FakeGraphAPI
 
 
 # --- the database ------------------------------------------------------------------

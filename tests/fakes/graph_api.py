@@ -295,6 +295,9 @@ def graph_error(
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as httpx pools connections
+    # Headers and body are written separately; with Nagle on, the body waits ~40 ms for
+    # the client's delayed ACK on a kept-alive connection. Meta does not do that.
+    disable_nagle_algorithm = True
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:
