@@ -15,9 +15,18 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from graph.settings_console import ConsoleSettings
+from graph.settings_outcomes import OutcomeSettings
+from graph.settings_tools import ToolSettings
+from graph.settings_tracing import TracingSettings
 
-class Settings(BaseSettings):
-    """Configuration names are a stable interface (see DESIGN.md): do not rename them."""
+
+class Settings(ToolSettings, ConsoleSettings, TracingSettings, OutcomeSettings, BaseSettings):
+    """Configuration names are a stable interface (see DESIGN.md): do not rename them.
+
+    Later capabilities keep their knobs in section classes (graph/settings_*.py) that
+    this class inherits, so each concern's settings stay in one short module.
+    """
 
     # `NAME=` in .env means "not set", as .env.example lists every name empty.
     model_config = SettingsConfigDict(
