@@ -16,12 +16,15 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from graph.settings_console import ConsoleSettings
+from graph.settings_media import MediaSettings
 from graph.settings_outcomes import OutcomeSettings
 from graph.settings_tools import ToolSettings
 from graph.settings_tracing import TracingSettings
 
 
-class Settings(ToolSettings, ConsoleSettings, TracingSettings, OutcomeSettings, BaseSettings):
+class Settings(
+    ToolSettings, MediaSettings, ConsoleSettings, TracingSettings, OutcomeSettings, BaseSettings
+):
     """Configuration names are a stable interface (see DESIGN.md): do not rename them.
 
     Later capabilities keep their knobs in section classes (graph/settings_*.py) that
