@@ -39,4 +39,5 @@ def _fallback_texts(raw: dict[str, Any]) -> FallbackTexts:
         menu={"kind": "menu", "body": menu["body"], "button": menu["button"], "sections": sections},
         topic_acknowledgement=raw["topic_acknowledgement"],
         unsupported=raw["unsupported"],
+        actions={key: str(text).strip() for key, text in raw["actions"].items()},
     )

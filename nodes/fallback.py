@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.messages import AIMessage
@@ -24,6 +25,8 @@ class FallbackTexts:
     menu: MenuReply
     topic_acknowledgement: str
     unsupported: str
+    # The rule-based menu's sentences and button titles (nodes/menu.py), by key.
+    actions: Mapping[str, str] = field(default_factory=dict)
 
     def topic_title(self, row_id: str) -> str | None:
         for section in self.menu["sections"]:
@@ -43,26 +46,20 @@ def fallback_reply(texts: FallbackTexts, state: ConversationState) -> Reply:
     return texts.menu
 
 
-def _as_history(reply: Reply) -> AIMessage:
-    return AIMessage(content=reply_text(reply), name="fallback")
+def as_history(reply: Reply, speaker: str = "fallback") -> AIMessage:
+    """A canned reply as the history keeps it, so the next turn starts after it."""
+    return AIMessage(content=reply_text(reply), name=speaker)
 
 
 def fallback_update(texts: FallbackTexts, state: ConversationState) -> dict[str, Any]:
     """The state update of a rule-based turn; the reply is kept in the history too."""
     reply = fallback_reply(texts, state)
-    return {"messages": [_as_history(reply)], "replies": [reply]}
-
-
-def make_fallback_node(texts: FallbackTexts) -> Any:
-    async def answer_with_menu(state: ConversationState) -> dict[str, Any]:
-        return fallback_update(texts, state)
-
-    return answer_with_menu
+    return {"messages": [as_history(reply)], "replies": [reply]}
 
 
 def make_unsupported_node(texts: FallbackTexts) -> Any:
     async def ask_for_text(state: ConversationState) -> dict[str, Any]:
         reply: Reply = {"kind": "text", "text": texts.unsupported}
-        return {"messages": [_as_history(reply)], "replies": [reply]}
+        return {"messages": [as_history(reply)], "replies": [reply]}
 
     return ask_for_text

@@ -174,11 +174,12 @@ async def test_without_a_model_key_the_customer_gets_the_menu(
             envelope(interactive_reply(customer, "menu:booking", "Bookings", list_reply=True))
         )
         await graph_api.wait_for_async(lambda: len(graph_api.sent_to(customer)) == 2, 10)
-    menu, acknowledgement = graph_api.sent_to(customer)
+    menu, booking_choices = graph_api.sent_to(customer)
     assert menu["type"] == "interactive" and menu["interactive"]["type"] == "list"
     row_ids = [r["id"] for s in menu["interactive"]["action"]["sections"] for r in s["rows"]]
     assert "menu:booking" in row_ids and "menu:human" in row_ids
-    assert "Bookings" in acknowledgement["text"]["body"]
+    buttons = booking_choices["interactive"]["action"]["buttons"]
+    assert [b["reply"]["id"] for b in buttons] == ["book:days", "bookings:mine", "menu:main"]
 
 
 async def test_model_failing_after_retries_falls_back_to_the_menu(
