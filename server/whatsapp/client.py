@@ -25,7 +25,14 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 
 from server.whatsapp.outbound import buttons_payload, list_payload, split_text, text_payload
 
-__all__ = ["MediaFile", "SendResult", "WhatsAppClient", "WhatsAppError", "split_text"]
+__all__ = [
+    "MediaFile",
+    "MediaTooLarge",
+    "SendResult",
+    "WhatsAppClient",
+    "WhatsAppError",
+    "split_text",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -65,6 +72,15 @@ class WhatsAppError(Exception):
         where = f"HTTP {status_code}" if status_code else "no HTTP response"
         label = f"WhatsApp API error {code}" if code is not None else "WhatsApp API error"
         super().__init__(f"{label} ({where}): {title}" + (f" — {details}" if details else ""))
+
+
+class MediaTooLarge(Exception):
+    """A media file over the caller's size limit; nothing of it is kept."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(f"media file of {size} bytes is over the limit of {limit} bytes")
 
 
 @dataclass(frozen=True)
@@ -187,16 +203,24 @@ class WhatsAppClient:
 
     # ------------------------------------------------------------------ media
 
-    async def download_media(self, media_id: str) -> MediaFile:
+    async def download_media(self, media_id: str, *, max_bytes: int | None = None) -> MediaFile:
         """Resolve a media id to its short-lived URL, then fetch the bytes (both need the
-        bearer token). The URL expires after five minutes, so it is never stored."""
+        bearer token). The URL expires after five minutes, so it is never stored.
+
+        With `max_bytes`, a file Meta declares larger is refused before it is fetched
+        (`MediaTooLarge`), and so is a download that turns out larger."""
         meta_response = await self._request("GET", f"{self._version_url()}/{media_id}")
         info = _json_object(meta_response)
         url = info.get("url")
         if not isinstance(url, str) or not url:
             raise WhatsAppError(title="media lookup returned no url", status_code=200)
+        declared = _int_or_none(info.get("file_size"))
+        if max_bytes is not None and declared is not None and declared > max_bytes:
+            raise MediaTooLarge(declared, max_bytes)
         file_response = await self._request("GET", url)
         content = file_response.content
+        if max_bytes is not None and len(content) > max_bytes:
+            raise MediaTooLarge(len(content), max_bytes)
         expected_sha = info.get("sha256") if isinstance(info.get("sha256"), str) else None
         if expected_sha and not _sha256_matches(content, expected_sha):
             raise WhatsAppError(

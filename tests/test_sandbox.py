@@ -1,0 +1,204 @@
+"""The code_interpreter sandbox against real escape attempts, on this machine's bwrap.
+
+Each test runs the tool the agents get (`make_code_interpreter_tool`) with a program a
+hostile or careless model could write, and checks what the model reads back — and, for
+the attempts that could leave traces (a connection, stray processes), the host itself.
+The last test runs it through a real agent turn (webhook → worker → fake model → tool).
+"""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from langchain_core.tools import BaseTool
+
+from tests.fakes.graph_api import FakeGraphAPI
+from tests.fakes.meta_payloads import envelope, text_message
+from tests.fakes.openai_server import FakeOpenAIServer, ToolCall
+from tests.support import eventually, running_service, service_settings
+from tools.sandbox import (
+    THROWAWAY_UIDS,
+    SandboxLimits,
+    SandboxUnavailable,
+    make_code_interpreter_tool,
+)
+
+LIMITS = SandboxLimits(wall_seconds=8.0, cpu_seconds=4)
+
+
+@pytest.fixture(scope="module")
+def interpreter() -> BaseTool:
+    return make_code_interpreter_tool(LIMITS)
+
+
+async def run(tool: BaseTool, code: str) -> str:
+    return str(await tool.ainvoke({"code": code}))
+
+
+async def test_a_calculation_prints_its_result(interpreter: BaseTool) -> None:
+    answer = await run(interpreter, "print(1 + 1)")
+    assert answer.splitlines() == ["ok", "2"]
+
+
+async def test_the_host_files_are_out_of_reach(interpreter: BaseTool) -> None:
+    host_passwd = Path("/etc/passwd").read_text()  # noqa: ASYNC240 - a test's setup
+    repository_file = Path(__file__).resolve()  # noqa: ASYNC240
+    attempts = [
+        "print(open('/etc/passwd').read())",
+        "print(open('/usr/../etc/passwd').read())",
+        "print(open('/proc/1/root/etc/passwd').read())",
+        f"print(open({str(repository_file)!r}).read())",
+        "import os; print(open(os.path.expanduser('~root/.bashrc')).read())",
+    ]
+    for code in attempts:
+        answer = await run(interpreter, code)
+        assert answer.startswith("failed"), code
+        assert "FileNotFoundError" in answer or "PermissionError" in answer, answer
+        assert host_passwd.splitlines()[0] not in answer
+        assert "escape attempts" not in answer  # this file's own text
+
+
+async def test_the_sandbox_has_its_own_empty_file_system(interpreter: BaseTool) -> None:
+    answer = await run(
+        interpreter,
+        "import os\n"
+        "open('notes.txt', 'w').write('kept for this run only')\n"
+        "print(sorted(os.listdir('/')), os.getcwd(), open('notes.txt').read())",
+    )
+    assert answer.splitlines()[0] == "ok"
+    assert "['bin', 'dev', 'lib', 'lib64', 'proc', 'scratch', 'tmp', 'usr']" in answer
+    assert "/scratch kept for this run only" in answer
+    second = await run(interpreter, "import os; print(os.listdir('.'))")
+    assert second.splitlines() == ["ok", "[]"]  # nothing survives from one run to the next
+
+
+async def test_no_connection_leaves_the_sandbox(interpreter: BaseTool) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.setblocking(False)
+        port = listener.getsockname()[1]
+        answer = await run(
+            interpreter,
+            "import socket\n"
+            f"socket.create_connection(('127.0.0.1', {port}), timeout=2)\n"
+            "print('connected')",
+        )
+        with pytest.raises(BlockingIOError):
+            listener.accept()  # the host's server saw no connection
+    assert answer.startswith("failed")
+    assert "connected" not in answer.splitlines()
+    assert "note: the sandbox has no network access" in answer
+
+    outside = await run(
+        interpreter,
+        "import urllib.request\nprint(urllib.request.urlopen('http://1.1.1.1', timeout=2).status)",
+    )
+    assert outside.startswith("failed")
+    assert "note: the sandbox has no network access" in outside
+
+
+async def test_a_fork_bomb_is_stopped_and_leaves_no_process_behind(interpreter: BaseTool) -> None:
+    answer = await run(interpreter, "import os\nwhile True:\n    os.fork()")
+    assert answer.startswith(("failed", "stopped"))  # stopped: its tracebacks filled the output
+    assert "note: the process limit was reached" in answer
+    await eventually(_no_sandbox_process_left, within=10, what="the forked processes to die")
+
+
+async def test_allocating_4_gb_fails_with_a_memory_error(interpreter: BaseTool) -> None:
+    answer = await run(interpreter, "block = bytearray(4 * 1024 ** 3)\nprint(len(block))")
+    assert answer.startswith("failed")
+    assert "MemoryError" in answer
+    assert "note: the memory limit was reached" in answer
+    assert "4294967296" not in answer
+
+
+async def test_an_endless_loop_is_cut_by_the_cpu_limit() -> None:
+    tool = make_code_interpreter_tool(replace(LIMITS, cpu_seconds=1))
+    answer = await run(tool, "print('started', flush=True)\nwhile True:\n    pass")
+    assert answer.startswith("failed")
+    assert "note: stopped after 1 s of CPU time (CPU limit)" in answer
+    assert "started" in answer  # what it printed before is kept
+
+
+async def test_a_sleeping_program_is_cut_at_the_wall_time_limit() -> None:
+    tool = make_code_interpreter_tool(replace(LIMITS, wall_seconds=1.0))
+    answer = await run(tool, "import time\nprint('waiting', flush=True)\ntime.sleep(60)")
+    assert answer.startswith("stopped")
+    assert "note: stopped after 1 s (wall-time limit)" in answer
+    await eventually(_no_sandbox_process_left, within=10, what="the sleeper to be killed")
+
+
+async def test_long_output_is_cut(interpreter: BaseTool) -> None:
+    answer = await run(interpreter, "for i in range(100000):\n    print(i)")
+    assert answer.startswith("stopped")
+    assert f"note: output cut at {LIMITS.max_output_chars} characters" in answer
+    assert len(answer) < LIMITS.max_output_chars + 200
+    assert "99999" not in answer
+
+
+async def test_big_files_and_overlong_programs_are_refused(interpreter: BaseTool) -> None:
+    big_file = await run(interpreter, "open('big', 'wb').write(b'x' * (64 * 1024 * 1024))")
+    assert "note: the file size limit was reached" in big_file
+    overlong = await run(interpreter, "x = 1\n" * LIMITS.max_code_chars)
+    assert overlong.startswith("refused")
+    assert "longer than" in overlong
+
+
+def test_without_bubblewrap_the_tool_is_not_offered() -> None:
+    with pytest.raises(SandboxUnavailable, match="not installed"):
+        make_code_interpreter_tool(replace(LIMITS, bwrap="/nonexistent/bwrap"))
+
+
+async def _no_sandbox_process_left() -> bool:
+    """No process of the sandbox's throwaway users on the host (killed ones take a few
+    milliseconds to be reaped, hence the polling)."""
+    for entry in Path("/proc").iterdir():  # noqa: ASYNC240 - /proc is memory
+        if entry.name.isdigit():
+            try:
+                if entry.stat().st_uid >= THROWAWAY_UIDS:
+                    return False
+            except FileNotFoundError:
+                continue
+    return True
+
+
+async def test_an_agent_calculates_with_the_code_interpreter_in_a_real_turn(
+    db_url: str, graph_api: FakeGraphAPI, openai_server: FakeOpenAIServer
+) -> None:
+    customer = "2507" + str(uuid.uuid4().int)[:8]
+    settings = service_settings(
+        db_url,
+        whatsapp_api_base_url=graph_api.base_url,
+        openai_api_key="sk-test",
+        openai_base_url=openai_server.base_url + "/v1",
+        flags=frozenset({"code_interpreter"}),
+    )
+    async with running_service(settings) as service:
+        # An operator allows the tool for every agent (it is in no default allow-list).
+        await service.execute(
+            "UPDATE agent_configurations SET tools = array_append(tools, 'code_interpreter')"
+        )
+        service.services.agents.invalidate()
+        openai_server.script(
+            ToolCall("code_interpreter", {"code": "print(3 * 45000 * 0.9)"}),
+            "Three helmets with the 10% discount: 121,500 RWF.",
+        )
+        await service.post_webhook(envelope(text_message(customer, "price of 3 helmets -10%?")))
+
+        async def recorded() -> bool:
+            rows = await service.fetch("SELECT tool FROM agent_tool_executions")
+            return any(row["tool"] == "code_interpreter" for row in rows)
+
+        await eventually(recorded, within=30, what="the tool call to be recorded")
+        [row] = await service.fetch(
+            "SELECT success, error FROM agent_tool_executions WHERE tool = 'code_interpreter'"
+        )
+        await graph_api.wait_for_async(lambda: len(graph_api.texts_to(customer)) == 1, 10)
+    # The model's next call read the sandbox's output as the tool result.
+    last_call = openai_server.requests[-1]["messages"]
+    assert [m["content"] for m in last_call if m["role"] == "tool"] == ["ok\n121500.0"]
+    assert graph_api.texts_to(customer) == ["Three helmets with the 10% discount: 121,500 RWF."]
+    assert (row["success"], row["error"]) == (True, None)
