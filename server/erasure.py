@@ -89,6 +89,11 @@ _DELETIONS: Sequence[tuple[str, str]] = (
         "tool_executions",
         "DELETE FROM agent_tool_executions WHERE conversation_id = ANY(%(ids)s)",
     ),
+    ("turn_events", "DELETE FROM agent_turn_events WHERE conversation_id = ANY(%(ids)s)"),
+    (
+        "console_rollups",
+        "DELETE FROM console_conversation_days WHERE conversation_id = ANY(%(ids)s)",
+    ),
     ("transcript", "DELETE FROM agent_messages WHERE conversation_id = ANY(%(ids)s)"),
     ("inbound_messages", "DELETE FROM inbound_messages WHERE wa_id = %(wa_id)s"),
     ("outbound_messages", "DELETE FROM outbound_messages WHERE wa_id = %(wa_id)s"),

@@ -1,6 +1,7 @@
 """Prometheus figures of the backbone; `/metrics` serves them for this process.
 
-The operator console issue extends this with model tokens, cost and tool calls.
+Model tokens, cost, agent latency and tool calls are counted by the accounting
+callback (graph/accounting.py), the queue's depth by server/console/prometheus.py.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import REGISTRY, Collector
 
 from graph.persistence import Pool, PoolStats
+from server.console.prometheus import QUEUE_COLLECTOR
 
 WEBHOOK_REQUESTS = Counter(
     "wa_agent_webhook_requests_total", "Webhook POSTs by HTTP status", ["status"]
@@ -61,4 +63,5 @@ REGISTRY.register(POOL_COLLECTOR)
 @router.get("/metrics")
 async def metrics(request: Request) -> Response:
     POOL_COLLECTOR.pool = request.app.state.services.pool
+    await QUEUE_COLLECTOR.refresh(POOL_COLLECTOR.pool)
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

@@ -159,7 +159,8 @@ async def test_forgetting_a_customer_leaves_nothing_of_her_anywhere(
             deleted = report["deleted"]
             assert deleted["memories"] == 1 and deleted["checkpoints"] > 0
             assert deleted["jobs"] >= 1 and deleted["blacklist"] == 1
-            assert deleted["metrics"] == 2 and deleted["tool_executions"] == 2
+            # At least the rows inserted above: the accounting meters the turns too.
+            assert deleted["metrics"] >= 2 and deleted["tool_executions"] == 2
 
             assert await traces_of(service, needles) == {}
             assert (await admin.delete(f"/admin/api/users/+{grace}")).status_code == 404

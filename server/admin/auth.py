@@ -17,6 +17,7 @@ from fastapi import HTTPException, Request
 
 from graph.settings import Settings
 from server.admin.audit import record_audit
+from server.console.session import cookie_admin
 
 log = structlog.get_logger(__name__)
 
@@ -51,20 +52,23 @@ def _bearer(header: str | None) -> str | None:
 
 
 async def require_admin(request: Request) -> str:
-    """FastAPI dependency: the admin's name, or 401/503."""
+    """FastAPI dependency: the admin's name, or 401/503. A bearer token, or the
+    dashboard's session cookie when no token is presented."""
     services: Any = request.app.state.services
     tokens = configured_tokens(services.settings)
     if not tokens:
         raise HTTPException(503, "admin API disabled: set ADMIN_TOKEN or ADMIN_TOKENS")
     presented = _bearer(request.headers.get("authorization"))
     name = match_token(presented, tokens) if presented else None
+    if name is None and presented is None:  # the dashboard's session (server/console)
+        name = cookie_admin(request, tokens)
     if name is None:
-        await _record_refusal(services, request, "missing" if presented is None else "invalid")
+        await record_refusal(services, request, "missing" if presented is None else "invalid")
         raise HTTPException(401, "a valid admin token is required", {"WWW-Authenticate": "Bearer"})
     return name
 
 
-async def _record_refusal(services: Any, request: Request, reason: str) -> None:
+async def record_refusal(services: Any, request: Request, reason: str) -> None:
     """Audit refused logins, one row per address per interval (an attacker's guesses
     must not become a flood of writes); never let the audit failure hide the 401."""
     address = request.client.host if request.client else None

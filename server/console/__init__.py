@@ -1,0 +1,1 @@
+"""The operator console: figures (aggregates), timelines, alerts and the dashboard."""

@@ -1,0 +1,194 @@
+"""The admin dashboard at `/admin`: server-rendered pages over the admin API.
+
+Pages read through the same functions as the JSON routes (server/console/aggregates,
+timeline) and act through the existing JSON routes (operator reply and release,
+agent edits, flags), called by dashboard.js with the session cookie — nothing here
+duplicates an action. Chart.js comes from the npm package installed under
+server/dashboard/ (`npm ci`, by `make install`) and is served from there: no CDN, no
+copy in the repository. The CSP of admin pages allows scripts from this origin only,
+so the pages carry no inline script; chart data travels as a JSON data block.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import structlog
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from graph.privacy import mask_phone
+from server.admin.auth import configured_tokens, match_token, record_refusal
+from server.admin.flags import list_flags
+from server.console import aggregates, timeline
+from server.console.aggregates import Window
+from server.console.session import COOKIE, close_session, open_session, session_admin
+from server.services import Services
+
+log = structlog.get_logger(__name__)
+
+HERE = Path(__file__).resolve().parent
+NODE_MODULES = HERE.parent / "dashboard" / "node_modules"
+ASSETS = {
+    "dashboard.js": (HERE / "static" / "dashboard.js", "text/javascript"),
+    "dashboard.css": (HERE / "static" / "dashboard.css", "text/css"),
+    "chart.js": (NODE_MODULES / "chart.js" / "dist" / "chart.umd.min.js", "text/javascript"),
+}
+
+
+@dataclass(frozen=True)
+class Panel:
+    """An extra overview panel filled from a JSON admin route (a dict or a list of
+    rows), so another capability's figures (episodes, CSAT, caches) appear on the
+    overview by adding one entry to `EXTRA_PANELS`."""
+
+    title: str
+    endpoint: str
+
+
+EXTRA_PANELS: list[Panel] = [Panel("Business outcomes, last 30 days", "/admin/api/outcomes")]
+
+INBOX_PAGE = 25  # threads shown at once, the most recently active first
+
+templates = Jinja2Templates(directory=str(HERE / "templates"))
+templates.env.filters["mask_phone"] = mask_phone
+router = APIRouter(prefix="/admin", include_in_schema=False)
+
+
+def _services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+class LoginRequired(HTTPException):
+    def __init__(self) -> None:
+        super().__init__(303, "login required", {"Location": "/admin/login"})
+
+
+async def require_session(request: Request) -> str:
+    tokens = configured_tokens(_services(request).settings)
+    if not tokens:
+        raise HTTPException(503, "admin dashboard disabled: set ADMIN_TOKEN or ADMIN_TOKENS")
+    admin = session_admin(request.cookies.get(COOKIE), tokens)
+    if admin is None:
+        raise LoginRequired()
+    return admin
+
+
+Operator = Annotated[str, Depends(require_session)]
+
+
+def _page(request: Request, template: str, admin: str | None, **values: Any) -> HTMLResponse:
+    return templates.TemplateResponse(
+        request, template, {"admin": admin, "page": template.removesuffix(".html"), **values}
+    )
+
+
+@router.get("/login", response_class=HTMLResponse)
+async def login_form(request: Request) -> HTMLResponse:
+    return _page(request, "login.html", None, error=None)
+
+
+@router.post("/login", response_model=None)
+async def login(
+    request: Request, token: Annotated[str, Form(max_length=500)]
+) -> HTMLResponse | RedirectResponse:
+    services = _services(request)
+    tokens = configured_tokens(services.settings)
+    name = match_token(token.strip(), tokens) if tokens and token.strip() else None
+    if name is None:
+        await record_refusal(services, request, "dashboard_login")
+        page = _page(request, "login.html", None, error="That token is not valid.")
+        page.status_code = 401
+        return page
+    response = RedirectResponse("/admin", status_code=303)
+    open_session(response, request, services.settings, name, tokens[name])
+    log.info("dashboard.login", admin=name)
+    return response
+
+
+@router.post("/logout")
+async def logout() -> RedirectResponse:
+    response = RedirectResponse("/admin/login", status_code=303)
+    close_session(response)
+    return response
+
+
+@router.get("", response_class=HTMLResponse)
+async def overview(request: Request, admin: Operator, days: int | None = None) -> HTMLResponse:
+    services = _services(request)
+    span = min(max(days or services.settings.dashboard_days, 1), 365)
+    figures = await aggregates.overview(services.pool, Window.last_days(span))
+    waiting = await timeline.waiting_count(services.pool)
+    return _page(
+        request,
+        "overview.html",
+        admin,
+        figures=figures,
+        # "<" escaped: the JSON sits in a <script type="application/json"> data block.
+        chart_data=json.dumps(figures, default=str).replace("<", "\\u003c"),
+        waiting=waiting,
+        days=span,
+        panels=EXTRA_PANELS,
+    )
+
+
+@router.get("/conversations", response_class=HTMLResponse)
+async def conversations(request: Request, admin: Operator, q: str = "") -> HTMLResponse:
+    found = await timeline.search(_services(request).pool, q[:100], limit=100)
+    return _page(request, "conversations.html", admin, conversations=found, q=q[:100])
+
+
+@router.get("/conversations/{conversation_id}", response_class=HTMLResponse)
+async def conversation(
+    request: Request, conversation_id: uuid.UUID, admin: Operator
+) -> HTMLResponse:
+    found = await timeline.conversation(_services(request).pool, str(conversation_id))
+    if found is None:
+        raise HTTPException(404, "no such conversation")
+    return _page(request, "conversation.html", admin, conversation=found)
+
+
+@router.get("/inbox", response_class=HTMLResponse)
+async def inbox(request: Request, admin: Operator) -> HTMLResponse:
+    pool = _services(request).pool
+    waiting = await timeline.search(pool, "", status="escalated", limit=INBOX_PAGE)
+    threads = [await timeline.conversation(pool, row["id"]) for row in waiting]
+    return _page(request, "inbox.html", admin, threads=[t for t in threads if t])
+
+
+@router.get("/agents", response_class=HTMLResponse)
+async def agents(request: Request, admin: Operator) -> HTMLResponse:
+    services = _services(request)
+    configured = list((await services.agents.current()).values())
+    flags = await list_flags(request, admin)
+    return _page(
+        request,
+        "agents.html",
+        admin,
+        agents=configured,
+        flags=flags,
+        tools=sorted(services.tool_names),
+    )
+
+
+@router.get("/blacklist", response_class=HTMLResponse)
+async def blacklist(request: Request, admin: Operator) -> HTMLResponse:
+    entries = [entry.as_json() for entry in await _services(request).abuse.blacklist.active()]
+    return _page(request, "blacklist.html", admin, entries=entries)
+
+
+@router.get("/assets/{name}")
+async def asset(name: str) -> Response:
+    """The dashboard's own script and style, and Chart.js from node_modules."""
+    if name not in ASSETS:
+        raise HTTPException(404, "no such asset")
+    path, media_type = ASSETS[name]
+    if not path.exists():
+        raise HTTPException(503, f"{name} is not installed: run `make install` (npm ci)")
+    return FileResponse(path, media_type=media_type, headers={"Cache-Control": "no-cache"})

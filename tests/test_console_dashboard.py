@@ -1,0 +1,119 @@
+"""The dashboard's login and pages over HTTP: the session cookie's protections, the CSP,
+Chart.js served from node_modules, and the admin API usable with the session."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import httpx
+
+from tests.fakes.graph_api import FakeGraphAPI
+from tests.support import RunningService, running_service, service_settings
+
+TOKENS = "alice:alice-token-0123456789abcdef0123,bob:bob-token-0123456789abcdef01234"
+DASHBOARD = {"X-WA-Agent-Dashboard": "1"}
+
+
+def settings(db_url: str, graph_api: FakeGraphAPI) -> Any:
+    return service_settings(db_url, whatsapp_api_base_url=graph_api.base_url, admin_tokens=TOKENS)
+
+
+async def seed_conversation(service: RunningService, wa_id: str, said: str) -> str:
+    await service.execute("INSERT INTO contacts (wa_id, profile_name) VALUES (%s, 'Eve')", wa_id)
+    rows = await service.fetch(
+        "INSERT INTO agent_conversations (phone_number_id, wa_id) VALUES ('PNID', %s) RETURNING id",
+        wa_id,
+    )
+    await service.execute(
+        "INSERT INTO agent_messages (conversation_id, role, content) VALUES (%s, 'customer', %s)",
+        rows[0]["id"],
+        said,
+    )
+    return str(rows[0]["id"])
+
+
+async def test_login_sets_a_strict_http_only_session_and_pages_need_it(
+    db_url: str, graph_api: FakeGraphAPI
+) -> None:
+    async with running_service(settings(db_url, graph_api), with_worker=False) as service:
+        async with httpx.AsyncClient(base_url=service.base_url) as client:
+            assert (await client.get("/admin")).headers["location"] == "/admin/login"
+            refused = await client.post("/admin/login", data={"token": "guess"})
+            assert refused.status_code == 401 and "not valid" in refused.text
+            assert "set-cookie" not in refused.headers
+
+            answer = await client.post(
+                "/admin/login", data={"token": "bob-token-0123456789abcdef01234"}
+            )
+            assert answer.status_code == 303
+            cookie = answer.headers["set-cookie"]
+            assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/admin" in cookie
+            assert "bob-token" not in cookie  # a signature, never the token
+
+            page = await client.get("/admin")
+            assert page.status_code == 200
+            assert "<canvas" in page.text and 'id="overview-data"' in page.text
+            csp = page.headers["content-security-policy"]
+            assert "script-src 'self'" in csp and "default-src 'self'" in csp
+            # No inline script: every <script> has a src, or is a JSON data block.
+            for tag in re.findall(r"<script[^>]*>", page.text):
+                assert "src=" in tag or 'type="application/json"' in tag, tag
+            for path in (
+                "/admin/conversations",
+                "/admin/inbox",
+                "/admin/agents",
+                "/admin/blacklist",
+            ):
+                assert (await client.get(path)).status_code == 200, path
+
+            chart = await client.get("/admin/assets/chart.js")
+            assert chart.status_code == 200 and "javascript" in chart.headers["content-type"]
+            assert "Chart" in chart.text[:5000]
+
+            await client.post("/admin/logout")
+            assert (await client.get("/admin")).status_code == 303
+
+        async with httpx.AsyncClient(base_url=service.base_url) as forger:
+            forger.cookies.set("wa_agent_admin", "bob:99999999999:" + "0" * 64, path="/admin")
+            assert (await forger.get("/admin")).status_code == 303
+        audit = await service.fetch(
+            "SELECT action FROM audit_log WHERE action = 'admin.auth_failed'"
+        )
+        assert audit  # the refused login was audited
+
+
+async def test_the_session_acts_through_the_admin_api_with_the_dashboard_header(
+    db_url: str, graph_api: FakeGraphAPI
+) -> None:
+    async with running_service(settings(db_url, graph_api), with_worker=False) as service:
+        async with httpx.AsyncClient(base_url=service.base_url) as client:
+            await client.post("/admin/login", data={"token": "alice-token-0123456789abcdef0123"})
+            assert (await client.get("/admin/api/console/overview")).status_code == 200
+            block = {"wa_id": "+250 788 123 456", "reason": "spam"}
+            # Without the dashboard's header, a cookie alone changes nothing.
+            assert (await client.post("/admin/api/blacklist", json=block)).status_code == 401
+            assert await service.fetch("SELECT wa_id FROM blacklist") == []
+            made = await client.post("/admin/api/blacklist", json=block, headers=DASHBOARD)
+            assert made.status_code == 201
+            page = await client.get("/admin/blacklist")
+            assert "********3456" in page.text and "250788123456" not in page.text
+
+            # What customers write is shown as text, never run as markup.
+            hostile = "<script>alert('x')</script><img src=x onerror=alert(1)>"
+            conversation = await seed_conversation(service, "250788654321", hostile)
+            page = await client.get(f"/admin/conversations/{conversation}")
+            assert hostile not in page.text and "&lt;script&gt;alert(" in page.text
+            assert "********4321" in page.text
+
+            flag = {"enabled": True, "rollout_percent": 30}
+            changed = await client.put("/admin/api/flags/ai_agent", json=flag, headers=DASHBOARD)
+            assert changed.status_code == 200
+        audit = await service.fetch(
+            "SELECT actor, action FROM audit_log WHERE action IN ('blacklist.add', 'flag.update')"
+            " ORDER BY id"
+        )
+        assert [(a["actor"], a["action"]) for a in audit] == [
+            ("alice", "blacklist.add"),
+            ("alice", "flag.update"),
+        ]
