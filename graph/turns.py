@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from langchain_core.messages import HumanMessage
 from langchain_core.runnables import RunnableConfig
@@ -36,6 +36,42 @@ class TurnOutcome:
     waiting: Waiting | None = None
 
 
+class TurnGraph(Protocol):
+    """What a turn needs of the graph: the compiled graph itself, or a stand-in that
+    streams it (graph/streaming.py)."""
+
+    async def aget_state(self, config: RunnableConfig) -> Any: ...
+
+    async def aupdate_state(
+        self, config: RunnableConfig, values: Any, as_node: str | None = None
+    ) -> Any: ...
+
+    async def ainvoke(
+        self,
+        input: Any,
+        config: RunnableConfig | None = None,
+        *,
+        context: Any = None,
+        durability: Any = None,
+    ) -> Any: ...
+
+
+class GraphStandIn:
+    """Base of the stand-ins (streaming, replay): state is read and written through the
+    compiled graph unchanged; a subclass changes only how a run goes (`ainvoke`)."""
+
+    def __init__(self, graph: ConversationGraph) -> None:
+        self.graph = graph
+
+    async def aget_state(self, config: RunnableConfig) -> Any:
+        return await self.graph.aget_state(config)
+
+    async def aupdate_state(
+        self, config: RunnableConfig, values: Any, as_node: str | None = None
+    ) -> Any:
+        return await self.graph.aupdate_state(config, values, as_node=as_node)
+
+
 def thread_config(conversation_id: str, *, run_id: str, wa_id: str = "") -> RunnableConfig:
     return {
         "configurable": {"thread_id": conversation_id, "wa_id": wa_id},
@@ -45,7 +81,7 @@ def thread_config(conversation_id: str, *, run_id: str, wa_id: str = "") -> Runn
 
 
 async def run_turn(
-    graph: ConversationGraph,
+    graph: TurnGraph,
     config: RunnableConfig,
     context: ConversationContext,
     messages: Sequence[HumanMessage],

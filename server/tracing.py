@@ -12,6 +12,8 @@ The deployment's extra PII patterns are installed here too: logs and traces mask
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import langsmith
@@ -24,9 +26,33 @@ log = structlog.get_logger(__name__)
 
 
 def mask_trace(data: dict[str, Any]) -> dict[str, Any]:
-    """The anonymizer: a run's inputs, outputs, error or metadata, masked."""
-    masked = mask_value(data)
+    """The anonymizer: a run's inputs, outputs, error or metadata, masked.
+
+    Identifiers (conversation, run, checkpoint ids: UUIDs) are kept whole: they are no
+    one's personal data, and a `thread_id` with a digit run masked like a phone number
+    would split one conversation's traces into several threads.
+    """
+    masked = _mask_keeping_ids(data)
     return masked if isinstance(masked, dict) else {}
+
+
+def _mask_keeping_ids(value: Any, key: str | None = None) -> Any:
+    if isinstance(value, str) and _is_uuid(value):
+        return value
+    if isinstance(value, Mapping):
+        return {k: _mask_keeping_ids(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_mask_keeping_ids(v) for v in value]
+    return mask_value(value, key)
+
+
+def _is_uuid(text: str) -> bool:
+    if len(text) != 36:
+        return False
+    try:
+        return str(uuid.UUID(text)) == text.lower()
+    except ValueError:
+        return False
 
 
 def configure_tracing(settings: Settings) -> langsmith.Client | None:

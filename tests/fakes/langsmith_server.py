@@ -9,6 +9,8 @@ a client send them anyway. Nothing is forwarded anywhere.
 
 from __future__ import annotations
 
+import email.parser
+import email.policy
 import gzip
 import json
 import threading
@@ -70,9 +72,43 @@ class FakeLangSmith:
         """Requests that carried runs (creations, updates, batches)."""
         return [r for r in self.requests if r.path.startswith("/runs") and r.method != "GET"]
 
+    def runs(self) -> dict[str, dict[str, Any]]:
+        """Every uploaded run by id, its creation and updates merged in order: what the
+        LangSmith UI would show (`name`, `tags`, `extra.metadata`, `inputs`, `outputs`)."""
+        merged: dict[str, dict[str, Any]] = {}
+        for request in self.run_uploads:
+            for name, value in _run_parts(request):
+                _action, run_id, *field = name.split(".", 2)
+                run = merged.setdefault(run_id, {})
+                if field:
+                    run[field[0]] = value
+                elif isinstance(value, dict):
+                    run.update(value)
+        return merged
+
     def uploaded_text(self) -> str:
         """Everything the client tried to upload, as one searchable string."""
         return "\n".join(request.text for request in self.run_uploads)
+
+
+def _run_parts(request: RecordedRequest) -> list[tuple[str, Any]]:
+    """(part name, JSON value) of a multipart upload, or of a JSON batch/run body."""
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/"):
+        envelope = f"Content-Type: {content_type}\r\n\r\n".encode() + request.body
+        message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(envelope)
+        parts = []
+        for part in message.iter_parts():
+            payload = part.get_payload(decode=True)
+            name = part.get_param("name", header="content-disposition")
+            if isinstance(payload, bytes) and isinstance(name, str):
+                parts.append((name, json.loads(payload)))
+        return parts
+    body = json.loads(request.body or b"{}")
+    if request.path.startswith("/runs/batch"):
+        posts = [(f"post.{run['id']}", run) for run in body.get("post", [])]
+        return posts + [(f"patch.{run['id']}", run) for run in body.get("patch", [])]
+    return [(f"run.{body.get('id') or request.path.rsplit('/', 1)[-1]}", body)]
 
 
 def _decode(body: bytes, encoding: str) -> bytes:

@@ -1,0 +1,207 @@
+"""`POST /v1/conversations/{id}/stream`: one customer turn, answered as Server-Sent
+Events — for a web chat or the dashboard's test console.
+
+    event: started      {"run_id"}
+    event: agent        {"agent", "intent", "confidence", "method"}   the router's pick
+    event: token        {"text", "agent", "id"}                        as the model writes
+    event: tool_call_started {"message_id"}                    the model began a tool call
+    event: tool_call    {"agent", "name", "args", "id"}
+    event: tool_result  {"name", "id", "status"}
+    event: handoff      {"source", "target", "reason"}
+    event: final        {"replies", "texts", "waiting"}
+    event: error        {"code", "message"}      instead of a stream that just breaks
+
+The turn is a real turn of the conversation (same thread, same graph, transcript rows)
+but nothing is sent to WhatsApp: the stream is the channel. It holds the queue's lock of
+the conversation (server/turn_lock.py) so it never runs beside a worker's turn. A client
+that disconnects does not cut the turn short: it finishes, and its answer is in the
+thread and the transcript.
+
+Auth: an admin token, or `WA_AGENT_STREAM_API_TOKEN` (a web chat's backend).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Annotated, Any
+
+import structlog
+from fastapi import APIRouter, Depends, HTTPException, Request
+from langchain_core.runnables import RunnableConfig
+from pydantic import BaseModel, ConfigDict, Field
+from sse_starlette.sse import EventSourceResponse
+
+from graph.context import ConversationContext
+from graph.persistence import Pool
+from graph.state import customer_message, reply_text
+from graph.streaming import StreamingGraph, TurnEvent
+from graph.trace_metadata import app_version, traced_turn, with_trace_metadata
+from graph.turns import TurnOutcome, run_turn
+from server.admin.auth import configured_tokens, match_token
+from server.services import Services
+from server.turn_lock import ConversationBusy, conversation_turn_lock
+
+log = structlog.get_logger(__name__)
+
+router = APIRouter(tags=["streaming"])
+
+Emit = Callable[[TurnEvent], Awaitable[None]]
+
+# Turns whose client went away keep running to their end; held here so they do.
+_running: set[asyncio.Task[TurnOutcome]] = set()
+
+
+class StreamTurn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1, max_length=4096)
+
+
+def _services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+async def require_stream_client(request: Request) -> str:
+    """The caller's token name: an admin's, or "stream-api"."""
+    settings = _services(request).settings
+    tokens = configured_tokens(settings)
+    if settings.stream_api_token is not None:
+        tokens["stream-api"] = settings.stream_api_token.get_secret_value().encode()
+    if not tokens:
+        raise HTTPException(503, "streaming disabled: set ADMIN_TOKEN or a stream API token")
+    scheme, _, presented = (request.headers.get("authorization") or "").partition(" ")
+    name = match_token(presented.strip(), tokens) if scheme.lower() == "bearer" else None
+    if name is None:
+        raise HTTPException(401, "a valid token is required", {"WWW-Authenticate": "Bearer"})
+    return name
+
+
+Client = Annotated[str, Depends(require_stream_client)]
+
+
+@router.post("/v1/conversations/{conversation_id}/stream")
+async def stream_turn(
+    request: Request, conversation_id: uuid.UUID, body: StreamTurn, _: Client
+) -> EventSourceResponse:
+    services = _services(request)
+    context = await _context(services, str(conversation_id))
+    return EventSourceResponse(_events(services, context, body.text), ping=15)
+
+
+async def _context(services: Services, conversation_id: str) -> ConversationContext:
+    async with services.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT c.wa_id, k.profile_name FROM agent_conversations c"
+            " JOIN contacts k USING (wa_id) WHERE c.id = %s",
+            (conversation_id,),
+        )
+        row = await cur.fetchone()
+    if row is None:
+        raise HTTPException(404, "no such conversation")
+    return ConversationContext(
+        conversation_id=conversation_id,
+        wa_id=row["wa_id"],
+        customer_name=row["profile_name"],
+        channel="web",
+        agents=await services.agents.current(),
+        flags=await services.flags.for_customer(row["wa_id"]),
+    )
+
+
+async def _events(
+    services: Services, context: ConversationContext, text: str
+) -> AsyncIterator[dict[str, str]]:
+    events: asyncio.Queue[TurnEvent] = asyncio.Queue()
+    turn = asyncio.create_task(streamed_turn(services, context, text, events.put))
+    _running.add(turn)
+    turn.add_done_callback(_running.discard)
+    waiting: asyncio.Task[TurnEvent] | None = None
+    try:
+        while not (turn.done() and events.empty()):
+            waiting = asyncio.create_task(events.get())
+            await asyncio.wait({waiting, turn}, return_when=asyncio.FIRST_COMPLETED)
+            if not waiting.done():
+                waiting.cancel()
+                continue
+            yield _sse(waiting.result())
+        yield _sse(_last_event(turn))
+    finally:  # the client left: stop reading; the turn itself runs to its end
+        if waiting is not None and not waiting.done():
+            waiting.cancel()
+
+
+def _last_event(turn: asyncio.Task[TurnOutcome]) -> TurnEvent:
+    error = turn.exception()
+    if isinstance(error, ConversationBusy):
+        return TurnEvent("error", {"code": "busy", "message": str(error)})
+    if error is not None:
+        log.error("stream.failed", error_type=type(error).__name__, error=str(error)[:200])
+        message = "the turn failed; nothing was lost, please try again"
+        return TurnEvent("error", {"code": "failed", "message": message})
+    outcome = turn.result()
+    return TurnEvent(
+        "final",
+        {
+            "replies": outcome.replies,
+            "texts": [reply_text(reply) for reply in outcome.replies],
+            "waiting": outcome.waiting,
+        },
+    )
+
+
+def _sse(event: TurnEvent) -> dict[str, str]:
+    return {"event": event.kind, "data": json.dumps(event.data, default=str)}
+
+
+async def streamed_turn(
+    services: Services, context: ConversationContext, text: str, emit: Emit
+) -> TurnOutcome:
+    """One turn under the conversation's lock, its steps and tokens sent to `emit`."""
+    settings = services.settings
+    run_id = str(uuid.uuid4())
+    config = _web_config(context, run_id, app_version(settings.app_version))
+    message = customer_message(text, wamid=f"web-{uuid.uuid4().hex}", kind="text")
+    async with conversation_turn_lock(
+        services.queue,
+        services.pool,
+        context.conversation_id,
+        wait_seconds=settings.stream_wait_seconds,
+        heartbeat_seconds=settings.worker_heartbeat_seconds,
+    ):
+        await emit(TurnEvent("started", {"run_id": run_id}))
+        async with (
+            traced_turn(config, {"messages": [text]}, name="stream_turn") as trace,
+            services.runner.graphs.borrow() as graph,
+        ):
+            streaming = StreamingGraph(graph, emit)
+            outcome = await run_turn(streaming, config, context, [message], run_id)
+            await trace.record(graph, config, outcome.replies)
+        await _transcript(services.pool, context.conversation_id, run_id, text, outcome)
+    return outcome
+
+
+def _web_config(context: ConversationContext, run_id: str, version: str) -> RunnableConfig:
+    config: RunnableConfig = {
+        "configurable": {"thread_id": context.conversation_id, "wa_id": context.wa_id},
+        "metadata": {"run_id": run_id},
+    }
+    return with_trace_metadata(config, version=version, channel="web")
+
+
+async def _transcript(
+    pool: Pool, conversation_id: str, run_id: str, text: str, outcome: TurnOutcome
+) -> None:
+    rows: list[tuple[Any, ...]] = [(conversation_id, run_id, "customer", None, text)]
+    if outcome.replies:
+        answer = "\n\n".join(reply_text(reply) for reply in outcome.replies)
+        rows.append((conversation_id, run_id, "agent", "web", answer))
+    async with pool.connection() as conn, conn.cursor() as cur:
+        await cur.executemany(
+            "INSERT INTO agent_messages (conversation_id, run_id, role, agent, content)"
+            " VALUES (%s, %s, %s, %s, %s)",
+            rows,
+        )
