@@ -16,7 +16,12 @@ $(STAMP): pyproject.toml | $(PYTHON)
 	$(PYTHON) -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
-install: $(STAMP)
+# The dashboard's front-end packages (Chart.js), exactly as locked, served from node_modules.
+DASHBOARD := server/dashboard
+$(DASHBOARD)/node_modules/.package-lock.json: $(DASHBOARD)/package-lock.json
+	cd $(DASHBOARD) && npm ci --no-audit --no-fund --loglevel=error
+
+install: $(STAMP) $(DASHBOARD)/node_modules/.package-lock.json
 
 serve: install
 	$(VENV)/bin/wa-agent serve

@@ -1,7 +1,7 @@
 """`build_graph`: the conversation state machine, in one readable place.
 
     START ─▶ begin_turn ─┬─▶ unsupported (only message kinds the bot cannot read)
-                         ├─▶ fallback    (no model: the rule-based menu)
+                         ├─▶ menu ⇄ menu_tools (no model, or `ai_agent` off: taps)
                          └─▶ recall_memories ─▶ summarize ─▶ router ─┬─▶ agent_<name> ⇄ tools
                                                                      └─▶ escalate ─▶ human_takeover
     every branch ends at END
@@ -27,14 +27,16 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.prebuilt import ToolNode
+from langgraph.prebuilt.tool_node import AsyncToolCallWrapper
 from langgraph.runtime import Runtime
 
 from graph.context import AgentConfig, ConversationContext
 from graph.prompts import Prompts
 from graph.state import ConversationState, latest_customer_messages, whatsapp_meta
+from nodes.answer_cache import AnswerCache, with_answer_cache
 from nodes.dispatch import IntentRouter, customer_turn_text, make_router_node
 from nodes.escalation import escalate, human_takeover
-from nodes.fallback import make_fallback_node, make_unsupported_node
+from nodes.fallback import make_unsupported_node
 from nodes.handoffs import (
     HUMAN,
     MAX_HANDOFFS_PER_TURN,
@@ -42,7 +44,9 @@ from nodes.handoffs import (
     make_handoff_tool,
 )
 from nodes.memory import HistoryBudget, MemoryNodes, add_memory_nodes
+from nodes.menu import after_menu, make_menu_node
 from nodes.specialists import ChatModelFor, agent_node_name, make_specialist_node
+from tools.listings import Listings
 
 ConversationGraph = CompiledStateGraph[
     ConversationState, ConversationContext, ConversationState, ConversationState
@@ -59,30 +63,49 @@ def build_graph(
     chat_model_for: ChatModelFor | None = None,
     checkpointer: BaseCheckpointSaver[str] | None = None,
     memory: MemoryNodes | None = None,
+    listings: Listings | None = None,
+    tool_wrapper: AsyncToolCallWrapper | None = None,
+    answer_cache: AnswerCache | None = None,
 ) -> ConversationGraph:
     """Compile the graph; `checkpointer=None` for LangGraph Studio, which brings its own.
 
-    Without a model there are no agents: every turn gets the rule-based menu. Without
-    `memory` the agents read the whole thread and recall nothing.
+    Without a model there are no agents: every turn gets the rule-based menu, which
+    reaches the business tools through taps when `listings` is given. Without `memory`
+    the agents read the whole thread and recall nothing. `tool_wrapper` sees every tool
+    call (the registry's limits, timeout and records: tools/registry.py).
     """
     builder = StateGraph(ConversationState, context_schema=ConversationContext)
-    builder.add_node("fallback", make_fallback_node(prompts.fallback))
+    _add_menu(builder, prompts, tools, listings, tool_wrapper)
     builder.add_node("unsupported", make_unsupported_node(prompts.fallback))
-    builder.add_edge("fallback", END)
     builder.add_edge("unsupported", END)
+    builder.add_node("escalate", escalate)
+    builder.add_node("human_takeover", human_takeover)
+    builder.add_edge("escalate", "human_takeover")
+    builder.add_edge("human_takeover", END)
     if model is None or router is None or not agents:
-        builder.add_conditional_edges(START, _begin_without_agents, ["unsupported", "fallback"])
+        builder.add_conditional_edges(START, _begin_with_menu, ["unsupported", "menu", "escalate"])
         return builder.compile(checkpointer=checkpointer, name="wa-agent")
 
     history = memory.budget if memory is not None else None
-    _add_agents(builder, model, prompts, router, agents, tools, chat_model_for, history)
+    _add_agents(
+        builder,
+        model,
+        prompts,
+        router,
+        agents,
+        tools,
+        chat_model_for,
+        history,
+        tool_wrapper,
+        answer_cache=answer_cache,
+    )
     entry = add_memory_nodes(builder, memory, then="router") if memory else "router"
     builder.add_conditional_edges(
         START,
         _begin_turn,
         {
             "unsupported": "unsupported",
-            "fallback": "fallback",
+            "menu": "menu",
             "escalate": "escalate",
             "router": entry,
         },
@@ -101,6 +124,8 @@ def _add_agents(
     tools: Sequence[BaseTool],
     chat_model_for: ChatModelFor | None,
     history: HistoryBudget | None,
+    tool_wrapper: AsyncToolCallWrapper | None,
+    answer_cache: AnswerCache | None = None,
 ) -> None:
     handoffs = [make_handoff_tool(a.name, a.description) for a in agents.values()]
     every_tool = {t.name: t for t in [*tools, *handoffs, make_escalation_tool()]}
@@ -124,18 +149,46 @@ def _add_agents(
             fallback=prompts.fallback,
             history=history,
         )
+        if answer_cache is not None:  # see nodes/answer_cache/node.py
+            node = with_answer_cache(node, name, answer_cache, agents)
         builder.add_node(agent_node_name(name), node)
         builder.add_conditional_edges(agent_node_name(name), _after_agent, ["tools", END])
-    builder.add_node("tools", ToolNode(list(every_tool.values()), handle_tool_errors=True))
+    tool_node = ToolNode(
+        list(every_tool.values()), handle_tool_errors=True, awrap_tool_call=tool_wrapper
+    )
+    builder.add_node("tools", tool_node)
     builder.add_conditional_edges("tools", to_agent_in_charge, [*agent_nodes, "escalate"])
-    builder.add_node("escalate", escalate)
-    builder.add_node("human_takeover", human_takeover)
-    builder.add_edge("escalate", "human_takeover")
-    builder.add_edge("human_takeover", END)
 
 
-def _begin_without_agents(state: ConversationState) -> str:
-    return "unsupported" if _only_unreadable(state) else "fallback"
+def _add_menu(
+    builder: StateGraph[
+        ConversationState, ConversationContext, ConversationState, ConversationState
+    ],
+    prompts: Prompts,
+    tools: Sequence[BaseTool],
+    listings: Listings | None,
+    tool_wrapper: AsyncToolCallWrapper | None,
+) -> None:
+    """The menu and the tool node it hands its actions to (the agents' own tools)."""
+    by_name = {tool.name: tool for tool in tools} if listings is not None else {}
+    builder.add_node("menu", make_menu_node(prompts.fallback, listings, by_name))
+    if not by_name:
+        builder.add_edge("menu", END)
+        return
+    menu_tools = ToolNode(
+        list(by_name.values()), handle_tool_errors=True, awrap_tool_call=tool_wrapper
+    )
+    builder.add_node("menu_tools", menu_tools)
+    builder.add_conditional_edges("menu", after_menu, ["menu_tools", END])
+    builder.add_edge("menu_tools", "menu")
+
+
+def _begin_with_menu(state: ConversationState) -> str:
+    """No agents: taps and the menu answer; its "talk to a person" row reaches a person."""
+    if _only_unreadable(state):
+        return "unsupported"
+    _, tapped = customer_turn_text(state)
+    return "escalate" if tapped == f"menu:{HUMAN}" else "menu"
 
 
 def _begin_turn(state: ConversationState, runtime: Runtime[ConversationContext]) -> str:
@@ -144,8 +197,7 @@ def _begin_turn(state: ConversationState, runtime: Runtime[ConversationContext])
     if _only_unreadable(state):
         return "unsupported"
     if runtime.context is not None and not runtime.context.flag("ai_agent"):
-        _, tapped = customer_turn_text(state)
-        return "escalate" if tapped == f"menu:{HUMAN}" else "fallback"
+        return _begin_with_menu(state)
     return "router"
 
 

@@ -30,6 +30,21 @@ class AgentConfig:
 # (environment, `feature_flags` table) says otherwise.
 FLAG_DEFAULTS: Mapping[str, bool] = {
     "ai_agent": True,  # off: the rule-based menu answers instead of the agents
+    # on: long answers go out in up to three WhatsApp messages as the model writes them
+    "partial_delivery": False,
+    "spending_caps": True,  # off: WA_AGENT_*_CAP never applies to this customer
+    "csat": False,  # on: one satisfaction question after a resolved episode (server/csat.py)
+    "answer_cache": False,  # on: common questions answered from the semantic answer cache
+    # Tools (graph/tool_platform.py); each exists only when configured, the flag then
+    # decides per customer whether agents are offered it.
+    "web_search": True,
+    "deep_research": True,
+    "mcp_tools": True,
+    "code_interpreter": False,  # on: agents may run Python in the sandbox (tools/sandbox.py)
+    # Media understanding (server/media/); off: the agent reads "[image]", "[voice note]".
+    "media_documents": True,  # PDF, DOCX, TXT, CSV parsed into text
+    "media_images": True,  # photos described by the vision model
+    "media_voice": True,  # voice notes transcribed
 }
 
 

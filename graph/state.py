@@ -99,6 +99,11 @@ class ConversationState(TypedDict):
     summary: NotRequired[str]
     # Long-term memory recalled for this turn's system prompt; replaced every turn.
     memories: NotRequired[list[RecalledMemory]]
+    # The answer cache's stamp read when this turn looked its question up (None: the
+    # turn may not be cached); the answer is stored under it (nodes/answer_cache).
+    answer_cache_stamp: NotRequired[str | None]
+    # What the rule-based menu asked for in free text ("ticket": a problem description).
+    menu_awaiting: NotRequired[str | None]
 
 
 def text_reply(text: str) -> TextReply:

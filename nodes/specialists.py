@@ -15,7 +15,7 @@ from typing import Any
 import structlog
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, SystemMessage
-from langchain_core.runnables import Runnable
+from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.tools import BaseTool
 from langgraph.runtime import Runtime
 
@@ -25,6 +25,7 @@ from nodes.fallback import FallbackTexts, fallback_update
 from nodes.handoffs import handoff_tool_name
 from nodes.memory.history import HistoryBudget
 from nodes.memory.prompt import memory_section
+from tools.registry import offered_to
 
 log = structlog.get_logger(__name__)
 
@@ -57,9 +58,17 @@ def allowed_tools(
     config: AgentConfig,
     agents: Mapping[str, AgentConfig],
     tools: Mapping[str, BaseTool],
+    context: ConversationContext | None = None,
 ) -> list[BaseTool]:
-    """The agent's own tools, a handoff to each other enabled agent, and escalation."""
-    own = [tools[name] for name in config.tools if name in tools]
+    """The agent's own tools, a handoff to each other enabled agent, and escalation.
+
+    Its own: those on its allow-list, or granted to it by the tool registry, whose
+    feature flag (if any) is on for this customer (tools/registry.py `offered_to`).
+    """
+    flag = context.flag if context is not None else None
+    listed = [tools[name] for name in config.tools if name in tools]
+    others = [tool for name, tool in tools.items() if name not in config.tools]
+    own = [t for t in [*listed, *others] if offered_to(t, config.name, config.tools, flag)]
     handoffs = [
         tools[handoff_tool_name(other.name)]
         for other in agents.values()
@@ -76,6 +85,13 @@ def _keep_allowed_calls(response: AIMessage, allowed: Sequence[BaseTool]) -> AIM
     dropped = [call["name"] for call in response.tool_calls if call["name"] not in names]
     log.warning("agent.tool_not_allowed", tools=dropped)
     return response.model_copy(update={"tool_calls": kept[:1]})
+
+
+def _trace_labels(agent: str, state: ConversationState) -> RunnableConfig:
+    """LangSmith metadata of the model call: which agent answered which intent."""
+    route = state.get("route")
+    metadata = {"agent": agent, **({"intent": route["intent"]} if route else {})}
+    return {"metadata": metadata, "tags": [f"agent:{agent}"]}
 
 
 def make_specialist_node(
@@ -106,14 +122,16 @@ def make_specialist_node(
     ) -> dict[str, Any]:
         agents = current_agents(runtime, defaults)
         config = agents.get(name, defaults[name])
-        offered = allowed_tools(config, agents, tools)
+        offered = allowed_tools(config, agents, tools, runtime.context)
         model = model_with_tools(config, offered)
         summary = state.get("summary")
         memory = memory_section(state.get("memories"), summary)
         prompt = system_prompt(config, common_prompt, runtime.context, memory)
         messages = history.select(state["messages"], summary) if history else state["messages"]
         try:
-            response = await model.ainvoke([SystemMessage(content=prompt), *messages])
+            response = await model.ainvoke(
+                [SystemMessage(content=prompt), *messages], config=_trace_labels(name, state)
+            )
         except Exception as exc:  # the client already retried with backoff
             log.warning("model.failed", agent=name, error_type=type(exc).__name__)
             return fallback_update(fallback, state)

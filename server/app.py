@@ -8,9 +8,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from graph.settings import Settings, get_settings
-from server import admin, health, metrics, webhook
+from server import admin, health, metrics, streaming, webhook
 from server.abuse.shield import FloodShield
 from server.admin.security import SecurityHeadersMiddleware
+from server.console import dashboard
 from server.services import open_services
 
 
@@ -31,6 +32,8 @@ def create_app(settings: Settings | None = None, *, run_worker_here: bool | None
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(admin.router)
+    app.include_router(dashboard.router)  # the /admin pages (server/console)
+    app.include_router(streaming.router)
     app.add_middleware(FloodShield)  # drops a flooding sender's deliveries before routing
     app.add_middleware(SecurityHeadersMiddleware)
     return app

@@ -1,4 +1,4 @@
-"""`wa-agent serve | worker | migrate | seed-demo | chat | forget`."""
+"""`wa-agent serve | worker | migrate | seed-demo | chat | forget | replay`."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from graph.memory import migrate_memory_embeddings
 from graph.persistence import apply_migrations, resolve_database_url
 from graph.settings import Settings, get_settings
 from graph.state import ConversationState, Reply, customer_message
-from server import eval_router
+from server import eval_router, replay
 from server.abuse import commands as blacklist_commands
 from server.app import create_app
 from server.erasure import forget_from_terminal
@@ -49,6 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     forget.add_argument("number", help="+250788123456, or a user id")
     blacklist_commands.add_commands(commands)
     eval_router.add_command(commands)
+    replay.add_command(commands)
     args = parser.parse_args(argv)
 
     settings = get_settings()
@@ -63,6 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(blacklist_commands.run_command(args, settings))
     if args.command == "forget":
         return asyncio.run(forget_from_terminal(settings, args.number))
+    if args.command == "replay":
+        return asyncio.run(replay.run_command(settings, args))
     if args.command == "eval-router":
         return eval_router.run(settings, args)
     if args.command == "seed-demo":

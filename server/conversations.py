@@ -13,8 +13,8 @@ import os
 import socket
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
 
 import structlog
 from langchain_core.messages import HumanMessage
@@ -26,11 +26,16 @@ from graph.persistence import Pool
 from graph.runtime import GraphPool
 from graph.settings import Settings
 from graph.state import Reply, customer_message, text_reply
+from graph.trace_metadata import app_version, traced_turn, with_trace_metadata
 from graph.turns import TurnOutcome, run_turn, thread_config
 from server.abuse.gate import AbuseGate
 from server.abuse.usage import metered_usage
+from server.accounting import Accounting
+from server.media import MediaUnderstanding
 from server.metrics import OUTBOUND, RUN_SECONDS, RUNS
 from server.outbox import deliver_parts, reply_parts, stage_parts
+from server.partial_delivery import FLAG as PARTIAL_DELIVERY
+from server.partial_delivery import partial_delivery_if, parts_after_partial, streamed_for
 from server.whatsapp.client import WhatsAppClient
 
 log = structlog.get_logger(__name__)
@@ -56,6 +61,15 @@ class Claim:
     resumed: bool
 
 
+class TurnHooks(Protocol):
+    """Business outcomes around a turn (server/outcomes.py): feedback taps answered
+    without the graph, and the episode bookkeeping once the replies went out."""
+
+    async def before_turn(self, claim: Claim) -> tuple[Claim, list[Reply]]: ...
+
+    async def after_turn(self, claim: Claim, *, failed: bool, tokens: int) -> None: ...
+
+
 class ConversationRunner:
     def __init__(
         self,
@@ -67,6 +81,9 @@ class ConversationRunner:
         gate: AbuseGate | None = None,
         flags: FeatureFlags | None = None,
         after_delivery: Callable[[str], Awaitable[object]] | None = None,
+        outcomes: TurnHooks | None = None,
+        accounting: Accounting | None = None,
+        media: MediaUnderstanding | None = None,
     ) -> None:
         self.pool = pool
         self.graphs = graphs
@@ -77,6 +94,11 @@ class ConversationRunner:
         self.flags = flags
         # Follow-up work of a turn (memory extraction), given the conversation id.
         self.after_delivery = after_delivery
+        self.outcomes = outcomes
+        # Meters every model call of a run and applies the spending caps.
+        self.accounting = accounting
+        # Documents, photos and voice notes become text before the graph (server/media).
+        self.media = media
 
     async def answer(self, conversation_id: str, job_id: int | None = None) -> None:
         await self._wait_until_quiet(conversation_id)
@@ -90,18 +112,20 @@ class ConversationRunner:
         # The read receipt travels while the graph thinks; it lands before any reply.
         typing = asyncio.create_task(self._show_typing(claim)) if not claim.resumed else None
         try:
+            answered, failed = claim, False
             try:
                 with metered_usage() as usage:
-                    replies = await self._run_graph(claim)
+                    answered, replies = await self._answer_claim(claim)
             except Exception:
                 if claim.attempts < self.settings.job_max_attempts:
                     raise  # the queue retries; the run resumes from its checkpoint
                 log.exception("run.gave_up", attempts=claim.attempts)
-                replies = [text_reply(APOLOGY)]
+                replies, failed = [text_reply(APOLOGY)], True
             if self.gate is not None:
                 await self.gate.record_usage(claim, usage.total_tokens)
             if typing is not None:
                 await typing
+            replies = await parts_after_partial(self.pool, claim.run_id, replies)
             await stage_parts(
                 self.pool,
                 conversation_id=claim.conversation_id,
@@ -115,6 +139,7 @@ class ConversationRunner:
             OUTBOUND.labels(result="sent").inc(sent)
             RUN_SECONDS.observe(asyncio.get_running_loop().time() - started)
             await self._after_delivery(claim)
+            await self._after_turn(answered, failed, usage.total_tokens)
         finally:
             if typing is not None and not typing.done():
                 typing.cancel()
@@ -129,6 +154,27 @@ class ConversationRunner:
             await self.after_delivery(claim.conversation_id)
         except Exception as exc:
             log.warning("run.after_delivery_failed", error=str(exc)[:200])
+
+    async def _answer_claim(self, claim: Claim) -> tuple[Claim, list[Reply]]:
+        """Feedback taps are answered without a graph run; the rest goes to the graph."""
+        direct: list[Reply] = []
+        if self.outcomes is not None:
+            claim, direct = await self.outcomes.before_turn(claim)
+        if not claim.messages:
+            return claim, direct
+        if self.media is not None:
+            understood = await self.media.understand(claim.run_id, claim.wa_id, claim.messages)
+            claim = replace(claim, messages=understood)
+        return claim, [*direct, *await self._run_graph(claim)]
+
+    async def _after_turn(self, claim: Claim, failed: bool, tokens: int) -> None:
+        """Episode bookkeeping; a failure there costs a figure, never the answered turn."""
+        if self.outcomes is None:
+            return
+        try:
+            await self.outcomes.after_turn(claim, failed=failed, tokens=tokens)
+        except Exception as exc:
+            log.warning("run.after_turn_failed", error=str(exc)[:200])
 
     async def _wait_until_quiet(self, conversation_id: str) -> None:
         """Let a customer who sends three texts in a row finish: answer once, after the
@@ -222,7 +268,10 @@ class ConversationRunner:
             log.warning("whatsapp.mark_read_failed", error=str(exc)[:200])
 
     async def _run_graph(self, claim: Claim) -> list[Reply]:
-        config = thread_config(claim.conversation_id, run_id=claim.run_id, wa_id=claim.wa_id)
+        config = with_trace_metadata(
+            thread_config(claim.conversation_id, run_id=claim.run_id, wa_id=claim.wa_id),
+            version=app_version(self.settings.app_version),
+        )
         context = ConversationContext(
             conversation_id=claim.conversation_id,
             wa_id=claim.wa_id,
@@ -230,8 +279,29 @@ class ConversationRunner:
             agents=await self.agents.current() if self.agents else {},
             flags=await self.flags.for_customer(claim.wa_id) if self.flags else {},
         )
-        async with self.graphs.borrow() as graph:
-            outcome = await run_turn(graph, config, context, claim.messages, claim.run_id)
+        if self.accounting is not None:
+            plan = await self.accounting.plan_turn(config, context)
+            if plan.refusal is not None:
+                return [text_reply(plan.refusal)]
+            config, context = plan.config, plan.context
+        inputs = {"messages": [m.content for m in claim.messages]}
+        async with (
+            traced_turn(config, inputs) as trace,
+            partial_delivery_if(
+                context.flag(PARTIAL_DELIVERY) and not claim.resumed,
+                self.pool,
+                self.whatsapp,
+                self.settings,
+                conversation_id=claim.conversation_id,
+                run_id=claim.run_id,
+                wa_id=claim.wa_id,
+                typing_on=str(claim.messages[-1].id),
+            ) as partial,
+            self.graphs.borrow() as graph,
+        ):
+            turn_graph = streamed_for(graph, partial)
+            outcome = await run_turn(turn_graph, config, context, claim.messages, claim.run_id)
+            await trace.record(graph, config, outcome.replies)
         await self._record_waiting(claim.conversation_id, outcome)
         return outcome.replies
 

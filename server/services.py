@@ -14,6 +14,7 @@ import structlog
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from graph.agents import AgentDirectory, load_default_agents, seed_agent_configurations
+from graph.answer_cache import open_answer_cache
 from graph.builder import ConversationGraph, build_graph
 from graph.embeddings import build_embeddings
 from graph.flags import FeatureFlags
@@ -24,20 +25,27 @@ from graph.prompts import load_prompts
 from graph.routing import build_router
 from graph.runtime import GraphPool
 from graph.settings import Settings
-from graph.toolbox import open_business_tools
+from graph.tool_platform import open_tool_registry
 from server.abuse import AbuseProtection, open_abuse_protection
 from server.abuse.checkpoints import restrict_checkpoint_types
+from server.accounting import Accounting
+from server.console.alerts import AlertMonitor, register_alert_task
 from server.conversations import ConversationRunner
+from server.media import build_media_understanding
 from server.memory_jobs import MemoryJobs, enqueue_remember, register_memory_tasks
 from server.operators import OperatorDesk
+from server.outcomes import build_outcome_hooks, register_outcome_tasks
 from server.queue import (
     create_queue_app,
     register_answer_task,
     register_operator_tasks,
     run_worker,
 )
+from server.tool_limits import open_tool_limiter
 from server.tracing import configure_tracing, flush_tracing
+from server.turn_lock import register_stream_turn_task
 from server.whatsapp.client import WhatsAppClient
+from tools.listings import Listings
 
 log = structlog.get_logger(__name__)
 
@@ -55,6 +63,7 @@ class Services:
     tool_names: frozenset[str]
     flags: FeatureFlags
     worker_task: asyncio.Task[None] | None = field(default=None)
+    accounting: Accounting | None = field(default=None)
 
 
 def build_whatsapp_client(settings: Settings) -> WhatsAppClient | None:
@@ -92,7 +101,9 @@ async def open_services(
         open_conversation_graphs(settings, database_url, pool) as (graphs, agents, tools, memory),
     ):
         flags = FeatureFlags(pool, settings.flags)
+        accounting = Accounting(pool, settings) if settings.accounting_enabled else None
         queue = create_queue_app(database_url, settings)
+        outcomes = build_outcome_hooks(pool, graphs, whatsapp, flags, settings)
         runner = ConversationRunner(
             pool,
             graphs,
@@ -102,14 +113,25 @@ async def open_services(
             gate=abuse.gate,
             flags=flags,
             after_delivery=_remember_later(queue, memory, settings),
+            outcomes=outcomes,
+            accounting=accounting,
+            media=build_media_understanding(settings, pool, whatsapp, flags),
         )
         register_answer_task(queue, runner.answer, settings)
         register_operator_tasks(queue, OperatorDesk(pool, graphs, whatsapp), settings)
         register_memory_tasks(queue, MemoryJobs(pool, settings, memory), settings)
+        register_alert_task(queue, AlertMonitor(pool, settings), settings)
+        register_outcome_tasks(queue, outcomes, settings)
+        register_stream_turn_task(queue)
         async with queue.open_async():
             services = Services(
                 settings, database_url, pool, queue, whatsapp, runner, abuse, agents, tools, flags
             )
+            services.accounting = accounting
+            # Jobs the worker runs (memory extraction) are metered too.
+            meter = accounting.meter_context() if accounting is not None else None
+            if accounting is not None:
+                accounting.writer.start()
             if run_worker_here:
                 services.worker_task = asyncio.create_task(
                     run_worker(queue, settings, name=f"wa-agent-{os.getpid()}")
@@ -119,6 +141,9 @@ async def open_services(
                 yield services
             finally:
                 await _stop_worker(services.worker_task)
+                if accounting is not None and meter is not None:
+                    accounting.unmeter_context(meter)
+                    await accounting.writer.stop()
                 if whatsapp is not None:
                     await whatsapp.aclose()
                 await asyncio.to_thread(flush_tracing, tracing)
@@ -140,13 +165,15 @@ async def open_conversation_graphs(
     await seed_agent_configurations(pool, defaults)
     agents = AgentDirectory(pool, defaults)
     async with (
-        open_business_tools(pool, database_url, settings) as tools,
+        open_tool_limiter(settings) as tool_limiter,
+        open_tool_registry(pool, database_url, settings, model, limiter=tool_limiter) as registry,
         open_memory(pool, database_url, settings, model) as memory,
     ):
         router = None
         if model is not None:
             router = await build_router(settings, build_embeddings(settings), model)
         chat_models = ChatModels(settings, model) if model is not None else None
+        answer_cache = await open_answer_cache(pool, settings) if model is not None else None
 
         def compile_graph(saver: BaseCheckpointSaver[str]) -> ConversationGraph:
             return build_graph(
@@ -154,14 +181,17 @@ async def open_conversation_graphs(
                 prompts,
                 router=router,
                 agents=defaults,
-                tools=list(tools.values()),
+                tools=list(registry.tools.values()),
                 chat_model_for=chat_models.for_agent if chat_models else None,
                 checkpointer=restrict_checkpoint_types(saver),
                 memory=memory.nodes,
+                listings=Listings(pool, settings.business_timezone),
+                tool_wrapper=registry.wrap_tool_call,
+                answer_cache=answer_cache,
             )
 
         graphs = GraphPool(pool, compile_graph, size=settings.worker_concurrency)
-        yield graphs, agents, frozenset(tools), memory
+        yield graphs, agents, frozenset(registry.tools), memory
 
 
 def _remember_later(

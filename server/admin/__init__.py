@@ -22,6 +22,9 @@ ROUTE_MODULES = (
     "server.admin.agents",
     "server.admin.flags",
     "server.admin.users",
+    "server.admin.outcomes",
+    "server.admin.replay",
+    "server.console.routes",
 )
 
 _router: APIRouter | None = None

@@ -28,6 +28,13 @@ BENCHMARKS = (
     "bench_router",
     "bench_rate_limit",
     "bench_memory",
+    "bench_tool_wrapper",
+    "bench_sandbox",
+    "bench_documents",
+    "bench_answer_cache",
+    "bench_streaming",
+    "bench_accounting",
+    "bench_dashboard",
 )
 TIMEOUT_S = 300
 

@@ -29,6 +29,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 
+from tests.fakes.openai_media import FakeTranscriptions
 from tests.fakes.openai_stream import (
     JSON,
     Error,
@@ -63,6 +64,16 @@ class FakeOpenAIServer:
         self.delay: float = 0.0
         self.requests: list[JSON] = []
         self.embedding_requests: list[JSON] = []
+        # The `usage` object of every non-streamed completion answered, in order.
+        self.usages: list[JSON] = []
+        # Seconds between streamed chunks (one word each): 0.02 is a model writing
+        # 50 tokens/s. `streams_done`: perf_counter() as each stream's last chunk left.
+        self.stream_interval: float = 0.0
+        self.streams_done: list[float] = []
+        # Set: streams break off (connection closed) after this many chunks.
+        self.stream_cut_after: int | None = None
+        # POST /v1/audio/transcriptions (tests/fakes/openai_media.py).
+        self.transcriptions = FakeTranscriptions()
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
         self._gate = threading.Event()
@@ -182,6 +193,11 @@ class FakeOpenAIServer:
             self.delay = 0.0
             self.requests.clear()
             self.embedding_requests.clear()
+            self.usages.clear()
+            self.stream_interval = 0.0
+            self.streams_done.clear()
+            self.stream_cut_after = None
+        self.transcriptions.reset()
 
     # -- used by the request handler threads -----------------------------------------
 
@@ -262,6 +278,10 @@ class _Handler(BaseHTTPRequestHandler):
                 err = Error(401, "Incorrect API key provided.", code="invalid_api_key")
                 self._send_json(401, error_body(err))
                 return
+            if path == "/audio/transcriptions":  # multipart, not JSON
+                content_type = self.headers.get("Content-Type", "")
+                self._send_json(*fake.transcriptions.answer(content_type, raw))
+                return
             try:
                 body = json.loads(raw or b"{}")
             except ValueError:
@@ -291,7 +311,10 @@ class _Handler(BaseHTTPRequestHandler):
         elif body.get("stream"):
             self._send_stream(stream_events(body, reply, seq))
         else:
-            self._send_json(200, completion_body(body, reply, seq))
+            completion = completion_body(body, reply, seq)
+            with fake._lock:
+                fake.usages.append(completion["usage"])
+            self._send_json(200, completion)
 
     def _read_body(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)
@@ -314,9 +337,17 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Cache-Control", "no-cache")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
-        for event in events:
+        fake = self.server.fake
+        for index, event in enumerate(events):
+            if fake.stream_cut_after is not None and index >= fake.stream_cut_after:
+                self.close_connection = True  # no last chunk: the client sees a broken body
+                return
+            if index and fake.stream_interval > 0:
+                time.sleep(fake.stream_interval)
             self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
         self.wfile.write(b"0\r\n\r\n")
+        with fake._lock:
+            fake.streams_done.append(time.perf_counter())
 
     def _client_gone(self) -> bool:
         """Peek at the socket: EOF or reset means the client hung up while we waited."""
