@@ -42,7 +42,8 @@ async def test_a_flood_is_slowed_then_blocked_while_twenty_others_are_served(
         rate_limits="5/1m",
         block_durations="10m",
     )
-    flood = [envelope(text_message(flooder, f"flood {i}")) for i in range(150)]
+    # Zero-padded so that no flood text is a prefix of another ("flood 1" in "flood 10").
+    flood = [envelope(text_message(flooder, f"flood {i:03d}")) for i in range(150)]
     normal = [envelope(text_message(customer, f"hello from {customer}")) for customer in others]
     async with running_service(settings) as service:
         started = time.monotonic()
