@@ -130,6 +130,25 @@ async def test_rate_limited_tool_refuses_politely_and_calls_are_recorded(
     assert rows[0]["arguments"] == {"query": "helmet"} and rows[0]["result_size"] > 0
 
 
+async def test_a_business_tool_that_breaks_is_recorded_as_a_failure_and_the_turn_answers(
+    db_url: str, graph_api: FakeGraphAPI, openai_server: FakeOpenAIServer
+) -> None:
+    customer = "2507" + str(uuid.uuid4().int)[:8]
+    async with running_service(tool_settings(db_url, graph_api, openai_server)) as service:
+        await service.execute("ALTER TABLE catalog_items RENAME TO catalog_items_away")
+        openai_server.script(
+            ToolCall("search_catalog", {"query": "helmet"}),
+            "Sorry, I cannot look that up right now.",
+        )
+        await say(service, graph_api, customer, text_message(customer, "how much is a helmet"))
+        assert graph_api.texts_to(customer)[-1] == "Sorry, I cannot look that up right now."
+        (told,) = tool_messages(openai_server.requests[1])
+        assert told.startswith("Error: search_catalog is temporarily unavailable")
+        rows = await executions(service, 1)
+    assert (rows[0]["tool"], rows[0]["success"]) == ("search_catalog", False)
+    assert "temporarily unavailable" in rows[0]["error"]
+
+
 async def test_a_failed_record_write_never_fails_the_turn(
     db_url: str, graph_api: FakeGraphAPI, openai_server: FakeOpenAIServer
 ) -> None:

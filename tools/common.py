@@ -16,7 +16,7 @@ from typing import Any, ParamSpec
 
 import psycopg
 import structlog
-from langchain_core.tools import StructuredTool
+from langchain_core.tools import StructuredTool, ToolException
 from langgraph.errors import GraphBubbleUp
 from langgraph.prebuilt import ToolRuntime
 from langgraph.types import interrupt
@@ -147,8 +147,9 @@ def answers_model(
 ) -> Callable[[Callable[P, Awaitable[str]]], Callable[P, Awaitable[str]]]:
     """Turn every failure of a tool body into a message for the model.
 
-    `ToolFailure` is relayed as is; anything else (database down, a provider timeout) is
-    logged and becomes a polite "try again later" so the run goes on. LangGraph's own
+    `ToolFailure` (a refusal: the tool worked) is relayed as is; anything else (database
+    down, a provider timeout) is logged and becomes a polite "try again later" so the run
+    goes on, as an error the tool's caller can count. LangGraph's own
     control flow (interrupts, commands) passes through untouched.
     """
 
@@ -162,12 +163,15 @@ def answers_model(
             except ToolFailure as failure:
                 return f"Not done: {failure}"
             except Exception as exc:
+                # Raised as a ToolException: the model reads the same sentence, and the
+                # ToolMessage is marked status="error", so the tool registry records a
+                # failure instead of a success.
                 log.warning("tool.failed", tool=name, error_type=type(exc).__name__)
-                return (
+                raise ToolException(
                     f"Error: {name} is temporarily unavailable ({type(exc).__name__}). "
                     "Nothing was changed. Apologise and suggest trying again shortly, "
                     "or offer to hand over to a person."
-                )
+                ) from exc
 
         return run
 
@@ -197,6 +201,7 @@ def business_tool(
         description=description,
         args_schema=args_schema,
         handle_validation_error=validation_message,
+        handle_tool_error=True,
     )
 
 
