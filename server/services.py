@@ -123,15 +123,11 @@ async def open_services(
         register_alert_task(queue, AlertMonitor(pool, settings), settings)
         register_outcome_tasks(queue, outcomes, settings)
         register_stream_turn_task(queue)
-        async with queue.open_async():
+        async with queue.open_async(), _metered_jobs(accounting):
             services = Services(
                 settings, database_url, pool, queue, whatsapp, runner, abuse, agents, tools, flags
             )
             services.accounting = accounting
-            # Jobs the worker runs (memory extraction) are metered too.
-            meter = accounting.meter_context() if accounting is not None else None
-            if accounting is not None:
-                accounting.writer.start()
             if run_worker_here:
                 services.worker_task = asyncio.create_task(
                     run_worker(queue, settings, name=f"wa-agent-{os.getpid()}")
@@ -141,12 +137,25 @@ async def open_services(
                 yield services
             finally:
                 await _stop_worker(services.worker_task)
-                if accounting is not None and meter is not None:
-                    accounting.unmeter_context(meter)
-                    await accounting.writer.stop()
                 if whatsapp is not None:
                     await whatsapp.aclose()
                 await asyncio.to_thread(flush_tracing, tracing)
+
+
+@asynccontextmanager
+async def _metered_jobs(accounting: Accounting | None) -> AsyncIterator[None]:
+    """The accounting's writer runs while the services do, and jobs the worker runs
+    (memory extraction) are metered too; what is still queued is written on exit."""
+    if accounting is None:
+        yield
+        return
+    meter = accounting.meter_context()
+    accounting.writer.start()
+    try:
+        yield
+    finally:
+        accounting.unmeter_context(meter)
+        await accounting.writer.stop()
 
 
 @asynccontextmanager
