@@ -18,6 +18,7 @@ import asyncio
 import importlib.metadata
 import importlib.util
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -139,6 +140,11 @@ class LocalMiniLMEmbeddings(Embeddings):
     batched by similar length so padding stays small; a text's vector does not depend
     on the batch it was in. The async methods run in a worker thread so that embedding
     never blocks the event loop.
+
+    The last `recent` texts' vectors are kept: a turn embeds the customer's words for
+    memory recall and again for the router (and the answer cache), and the model run was
+    the largest single cost of a worker's turn (py-spy, BENCHMARKS.md §2). The key is the
+    text with its whitespace collapsed, which the tokenizer ignores anyway.
     """
 
     dimensions: Final[int] = MINILM_DIMENSIONS
@@ -150,6 +156,7 @@ class LocalMiniLMEmbeddings(Embeddings):
         threads: int = 1,
         max_tokens: int = MINILM_MAX_TOKENS,
         files: MiniLMFiles | None = None,
+        recent: int = 256,
     ) -> None:
         # Measured here (2 cores): batches of 8 beat both 1 and 32 (the int8 kernels
         # gain little from width, padding costs); one intra-op thread because the
@@ -160,6 +167,10 @@ class LocalMiniLMEmbeddings(Embeddings):
         self._files = files
         self._runtime: _MiniLMRuntime | None = None
         self._load_lock = threading.Lock()
+        self._recent: OrderedDict[str, NDArray[np.float32]] = OrderedDict()
+        self._recent_size = recent
+        self._recent_lock = threading.Lock()
+        self.recent_hits = 0
 
     def _loaded(self) -> _MiniLMRuntime:
         runtime = self._runtime
@@ -188,14 +199,35 @@ class LocalMiniLMEmbeddings(Embeddings):
     def embed_matrix(self, texts: Sequence[str]) -> NDArray[np.float32]:
         """Vectors as a (len(texts), 384) float32 array, in the order of `texts`."""
         result = np.zeros((len(texts), MINILM_DIMENSIONS), dtype=np.float32)
-        if not texts:
+        keys = [" ".join(text.split()) for text in texts]
+        missing = self._fill_from_recent(keys, result)
+        if not missing:
             return result
         runtime = self._loaded()
-        order = sorted(range(len(texts)), key=lambda index: len(texts[index]))
+        order = sorted(missing, key=lambda index: len(texts[index]))
         for start in range(0, len(order), self.batch_size):
             chunk = order[start : start + self.batch_size]
             result[chunk] = runtime.encode([texts[index] for index in chunk])
+        with self._recent_lock:
+            for index in missing:
+                self._recent[keys[index]] = result[index].copy()
+            while len(self._recent) > self._recent_size:
+                self._recent.popitem(last=False)
         return result
+
+    def _fill_from_recent(self, keys: list[str], result: NDArray[np.float32]) -> list[int]:
+        """Copy the vectors of recently embedded texts into `result`; the rest's indexes."""
+        missing: list[int] = []
+        with self._recent_lock:
+            for index, key in enumerate(keys):
+                vector = self._recent.get(key)
+                if vector is None:
+                    missing.append(index)
+                    continue
+                self._recent.move_to_end(key)
+                result[index] = vector
+                self.recent_hits += 1
+        return missing
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         return [[float(x) for x in row] for row in self.embed_matrix(texts)]

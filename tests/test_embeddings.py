@@ -81,16 +81,30 @@ def test_a_batch_gives_what_single_texts_give(minilm: LocalMiniLMEmbeddings) -> 
         "¿cuánto cuesta?",
         "hi",
     ] * 3
-    batched = np.asarray(minilm.embed_documents(texts))
-    single = np.asarray([minilm.embed_query(text) for text in texts])
+    uncached = LocalMiniLMEmbeddings(recent=0)  # every text through the model
+    batched = np.asarray(uncached.embed_documents(texts))
+    single = np.asarray([uncached.embed_query(text) for text in texts])
     assert np.allclose(batched, single, atol=1e-5)
+    assert uncached.recent_hits == 0
+
+
+def test_a_text_embedded_again_is_served_from_the_recent_vectors() -> None:
+    model = LocalMiniLMEmbeddings(recent=2)
+    first = model.embed_query("where is my order?")
+    # The router sees the turn with whitespace collapsed, memory recall joined by lines.
+    again = model.embed_query("where  is my\norder?")
+    assert again == first and model.recent_hits == 1
+    model.embed_documents(["one more text", "and another"])  # pushes the first one out
+    model.embed_query("where is my order?")
+    assert model.recent_hits == 1
 
 
 def test_threads_share_one_model_safely(minilm: LocalMiniLMEmbeddings) -> None:
     texts = [f"message number {i} about bikes" for i in range(24)]
     expected = minilm.embed_matrix(texts)
+    uncached = LocalMiniLMEmbeddings(recent=0)
     with ThreadPoolExecutor(max_workers=4) as pool:
-        rows = list(pool.map(minilm.embed_query, texts))
+        rows = list(pool.map(uncached.embed_query, texts))
     assert np.allclose(np.asarray(rows), expected, atol=1e-5)
 
 
