@@ -233,7 +233,7 @@ class Replayer:
                 confirmations = [p for p in pending if isinstance(p, dict)]
                 if confirmations and confirmations[0].get("type") == "confirmation":
                     replies.append(confirmation_buttons(confirmations[0]))
-                await t.record(self.graph, config, replies)
+                t.record(result, replies)
             ran = await self._nodes_run(config)
         waiting = "confirmation" if confirmations else None
         return ReplayResult("replay", conversation_id, chosen, replies, ran, waiting, guarded.held)
@@ -254,7 +254,7 @@ class Replayer:
         async with self._copy(source, context) as (config, replay_context):
             async with traced_turn(config, {"messages": [text]}, name="replay_turn") as trace:
                 outcome = await run_turn(guarded, config, replay_context, [message], run_id)
-                await trace.record(self.graph, config, outcome.replies)
+                trace.record(outcome.state, outcome.replies)
             ran = await self._nodes_run(config)
         return ReplayResult(
             "fork", conversation_id, base, outcome.replies, ran, outcome.waiting, guarded.held

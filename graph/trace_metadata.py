@@ -17,17 +17,13 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from langsmith import run_helpers, utils
 from langsmith.run_trees import RunTree
 
 from graph.state import Reply
-
-
-class _StateReader(Protocol):
-    async def aget_state(self, config: RunnableConfig) -> Any: ...
 
 
 def app_version(configured: str | None = None) -> str:
@@ -78,14 +74,12 @@ class TurnTrace:
     def __init__(self, run: RunTree | None) -> None:
         self.run = run
 
-    async def record(
-        self, graph: _StateReader, config: RunnableConfig, replies: Sequence[Reply]
-    ) -> None:
-        """Add the agent and intent the turn ended with, and its replies as output."""
+    def record(self, state: Mapping[str, Any], replies: Sequence[Reply]) -> None:
+        """Add the agent and intent the turn ended with (`state`: the thread's values
+        after it), and its replies as output."""
         if self.run is None:
             return
-        snapshot = await graph.aget_state(config)
-        labels = turn_labels(dict(snapshot.values))
+        labels = turn_labels(state)
         self.run.metadata.update(labels)
         self.run.add_tags([f"{key}:{value}" for key, value in labels.items()])
         self.run.add_outputs({"replies": list(replies)})

@@ -8,7 +8,7 @@ can tell a finished turn (deliver its replies) from an interrupted one (resume i
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -34,6 +34,9 @@ CONFIRM_NO = "confirm:no"
 class TurnOutcome:
     replies: list[Reply] = field(default_factory=list)
     waiting: Waiting | None = None
+    # The thread's values after the turn, so that work after delivery (episodes) need
+    # not read the checkpoint again.
+    state: Mapping[str, Any] = field(default_factory=dict)
 
 
 class TurnGraph(Protocol):
@@ -97,7 +100,7 @@ async def run_turn(
     if values.get("mode") == "human":
         update = {"messages": list(messages), "run_id": run_id, "replies": []}
         await graph.aupdate_state(config, update, as_node="escalate")
-        return TurnOutcome(waiting="human")
+        return TurnOutcome(waiting="human", state={**values, **update})
     pending = _pending_interrupt(snapshot.interrupts)
     if pending is not None and pending.get("type") == "confirmation":
         taps, typed = _split_taps(messages)
@@ -135,11 +138,11 @@ def _outcome(result: dict[str, Any], interrupts: Any) -> TurnOutcome:
     replies: list[Reply] = list(result.get("replies", []))
     pending = _pending_interrupt(interrupts or ())
     if pending is None:
-        return TurnOutcome(replies=replies)
+        return TurnOutcome(replies=replies, state=result)
     if pending.get("type") == "confirmation":
         replies.append(confirmation_buttons(pending))
-        return TurnOutcome(replies=replies, waiting="confirmation")
-    return TurnOutcome(replies=replies, waiting="human")
+        return TurnOutcome(replies=replies, waiting="confirmation", state=result)
+    return TurnOutcome(replies=replies, waiting="human", state=result)
 
 
 def confirmation_buttons(request: dict[str, Any]) -> ButtonsReply:

@@ -43,6 +43,7 @@ from graph.state import (
 )
 from nodes.dispatch import customer_turn_text
 from nodes.fallback import FallbackTexts, as_history, fallback_reply
+from tools.common import DECLINED, REFUSED
 from tools.listings import Listings, ListRow
 
 TICKET = "ticket"
@@ -123,12 +124,12 @@ class MenuActions:
     ) -> dict[str, Any]:
         """The tool's answer to the customer, with the next sensible taps."""
         content = str(result.content)
-        if content.startswith("Not done:"):
-            reason = content.removeprefix("Not done:").strip().split(". ")[0].rstrip(".")
-            return self.buttons(self.say("not_done", reason=reason))
-        if content.startswith(("Error:", "Invalid arguments")) or result.status == "error":
+        if result.status == "error":  # the tool broke, or its arguments were refused
             return self.buttons(self.say("unavailable"), ("menu:human", "talk_to_person"))
-        if content.startswith("The customer"):  # declined a confirmation: nothing changed
+        if content.startswith(REFUSED):
+            reason = content.removeprefix(REFUSED).split(". ")[0].rstrip(".")
+            return self.buttons(self.say("not_done", reason=reason))
+        if content.startswith(DECLINED):
             return self.buttons(self.say("nothing_changed"))
         if call["name"] == "get_product":
             return await self.after_product(call["args"]["sku"], content)

@@ -67,7 +67,9 @@ class TurnHooks(Protocol):
 
     async def before_turn(self, claim: Claim) -> tuple[Claim, list[Reply]]: ...
 
-    async def after_turn(self, claim: Claim, *, failed: bool, tokens: int) -> None: ...
+    async def after_turn(
+        self, claim: Claim, *, failed: bool, tokens: int, outcome: TurnOutcome | None
+    ) -> None: ...
 
 
 class ConversationRunner:
@@ -112,10 +114,10 @@ class ConversationRunner:
         # The read receipt travels while the graph thinks; it lands before any reply.
         typing = asyncio.create_task(self._show_typing(claim)) if not claim.resumed else None
         try:
-            answered, failed = claim, False
+            answered, failed, outcome = claim, False, None
             try:
                 with metered_usage() as usage:
-                    answered, replies = await self._answer_claim(claim)
+                    answered, replies, outcome = await self._answer_claim(claim)
             except Exception:
                 if claim.attempts < self.settings.job_max_attempts:
                     raise  # the queue retries; the run resumes from its checkpoint
@@ -139,7 +141,7 @@ class ConversationRunner:
             OUTBOUND.labels(result="sent").inc(sent)
             RUN_SECONDS.observe(asyncio.get_running_loop().time() - started)
             await self._after_delivery(claim)
-            await self._after_turn(answered, failed, usage.total_tokens)
+            await self._after_turn(answered, failed, usage.total_tokens, outcome)
         finally:
             if typing is not None and not typing.done():
                 typing.cancel()
@@ -155,24 +157,27 @@ class ConversationRunner:
         except Exception as exc:
             log.warning("run.after_delivery_failed", error=str(exc)[:200])
 
-    async def _answer_claim(self, claim: Claim) -> tuple[Claim, list[Reply]]:
+    async def _answer_claim(self, claim: Claim) -> tuple[Claim, list[Reply], TurnOutcome | None]:
         """Feedback taps are answered without a graph run; the rest goes to the graph."""
         direct: list[Reply] = []
         if self.outcomes is not None:
             claim, direct = await self.outcomes.before_turn(claim)
         if not claim.messages:
-            return claim, direct
+            return claim, direct, None
         if self.media is not None:
             understood = await self.media.understand(claim.run_id, claim.wa_id, claim.messages)
             claim = replace(claim, messages=understood)
-        return claim, [*direct, *await self._run_graph(claim)]
+        outcome = await self._run_graph(claim)
+        return claim, [*direct, *outcome.replies], outcome
 
-    async def _after_turn(self, claim: Claim, failed: bool, tokens: int) -> None:
+    async def _after_turn(
+        self, claim: Claim, failed: bool, tokens: int, outcome: TurnOutcome | None
+    ) -> None:
         """Episode bookkeeping; a failure there costs a figure, never the answered turn."""
         if self.outcomes is None:
             return
         try:
-            await self.outcomes.after_turn(claim, failed=failed, tokens=tokens)
+            await self.outcomes.after_turn(claim, failed=failed, tokens=tokens, outcome=outcome)
         except Exception as exc:
             log.warning("run.after_turn_failed", error=str(exc)[:200])
 
@@ -267,7 +272,7 @@ class ConversationRunner:
         except Exception as exc:
             log.warning("whatsapp.mark_read_failed", error=str(exc)[:200])
 
-    async def _run_graph(self, claim: Claim) -> list[Reply]:
+    async def _run_graph(self, claim: Claim) -> TurnOutcome:
         config = with_trace_metadata(
             thread_config(claim.conversation_id, run_id=claim.run_id, wa_id=claim.wa_id),
             version=app_version(self.settings.app_version),
@@ -282,7 +287,7 @@ class ConversationRunner:
         if self.accounting is not None:
             plan = await self.accounting.plan_turn(config, context)
             if plan.refusal is not None:
-                return [text_reply(plan.refusal)]
+                return TurnOutcome(replies=[text_reply(plan.refusal)])
             config, context = plan.config, plan.context
         inputs = {"messages": [m.content for m in claim.messages]}
         async with (
@@ -301,9 +306,9 @@ class ConversationRunner:
         ):
             turn_graph = streamed_for(graph, partial)
             outcome = await run_turn(turn_graph, config, context, claim.messages, claim.run_id)
-            await trace.record(graph, config, outcome.replies)
+            trace.record(outcome.state, outcome.replies)
         await self._record_waiting(claim.conversation_id, outcome)
-        return outcome.replies
+        return outcome
 
     async def _record_waiting(self, conversation_id: str, outcome: TurnOutcome) -> None:
         """The operator's inbox lists conversations waiting for a person."""

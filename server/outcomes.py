@@ -23,7 +23,7 @@ from graph.persistence import Pool
 from graph.runtime import GraphPool
 from graph.settings import Settings
 from graph.state import Reply, reply_text
-from graph.turns import thread_config
+from graph.turns import TurnOutcome, thread_config
 from server.conversations import Claim
 from server.csat import Csat
 from server.episode_rules import agent_confirms_goodbye, is_goodbye
@@ -46,10 +46,16 @@ class OutcomeHooks:
     async def before_turn(self, claim: Claim) -> tuple[Claim, list[Reply]]:
         return await self.csat.take_feedback(claim)
 
-    async def after_turn(self, claim: Claim, *, failed: bool, tokens: int) -> None:
+    async def after_turn(
+        self, claim: Claim, *, failed: bool, tokens: int, outcome: TurnOutcome | None
+    ) -> None:
         if not claim.messages:
             return  # only feedback: no turn of any episode
-        values, interrupt = await self._thread(claim)
+        interrupt: str | None
+        if outcome is not None and outcome.state:  # the run's own view: no second read
+            values, interrupt = dict(outcome.state), outcome.waiting
+        else:  # the turn failed or was refused before the graph: the thread as it is
+            values, interrupt = await self._thread(claim)
         ran = values.get("run_id") == claim.run_id
         replies: list[Reply] = list(values.get("replies", [])) if ran else []
         customer_text = " ".join(str(m.content) for m in claim.messages)

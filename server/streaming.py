@@ -179,7 +179,7 @@ async def streamed_turn(
         ):
             streaming = StreamingGraph(graph, emit)
             outcome = await run_turn(streaming, config, context, [message], run_id)
-            await trace.record(graph, config, outcome.replies)
+            trace.record(outcome.state, outcome.replies)
         await _transcript(services.pool, context.conversation_id, run_id, text, outcome)
     return outcome
 

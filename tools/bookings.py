@@ -26,6 +26,7 @@ from tools.common import (
     business_tool,
     confirmed,
     customer_wa_id,
+    declined,
     ensure_contact,
     format_money,
     idempotency_key,
@@ -152,7 +153,7 @@ def make_booking_tools(
             yes_title="Yes, cancel it",
             no_title="No, keep it",
         ):
-            return f"The customer chose to keep booking #{booking_id}; nothing was changed."
+            return declined(f"they chose to keep booking #{booking_id}; nothing was changed.")
         released = await _cancel(pool, wa_id, booking_id, reason)
         note = f" {released} unpaid payment link(s) for it were voided." if released else ""
         return f"Booking #{booking_id} is cancelled.{note}"

@@ -31,6 +31,10 @@ Pool = AsyncConnectionPool[psycopg.AsyncConnection[DictRow]]
 Connection = psycopg.AsyncConnection[DictRow]
 
 CONFIRM_YES = "confirm:yes"
+# How a tool's answer starts when it refused (a ToolFailure) or when the customer did not
+# confirm; the rule-based menu (nodes/menu.py) reads these instead of the sentences.
+REFUSED = "Not done: "
+DECLINED = "The customer did not confirm; "
 CONFIRM_NO = "confirm:no"
 _YES_VALUES = frozenset({CONFIRM_YES, "yes", "confirm", "confirmed"})
 
@@ -121,6 +125,11 @@ def confirmed(
     return is_yes(answer)
 
 
+def declined(what_stayed: str) -> str:
+    """A tool's answer when the customer tapped Cancel (or wrote instead of tapping)."""
+    return DECLINED + what_stayed
+
+
 def is_yes(answer: object) -> bool:
     if answer is True:
         return True
@@ -161,7 +170,7 @@ def answers_model(
             except GraphBubbleUp:
                 raise
             except ToolFailure as failure:
-                return f"Not done: {failure}"
+                return f"{REFUSED}{failure}"
             except Exception as exc:
                 # Raised as a ToolException: the model reads the same sentence, and the
                 # ToolMessage is marked status="error", so the tool registry records a

@@ -30,6 +30,7 @@ from tools.common import (
     business_tool,
     confirmed,
     customer_wa_id,
+    declined,
     ensure_contact,
     format_money,
     idempotency_key,
@@ -109,7 +110,7 @@ def make_payment_tools(
             {"amount_minor": quote.amount_minor, "currency": quote.currency},
             yes_title="Confirm payment",
         ):
-            return "The customer did not confirm; no payment was created."
+            return declined("no payment was created.")
         try:
             row = await _claim(pool, wa_id, key, quote, provider.name)
         except psycopg.errors.UniqueViolation:  # another call opened one for this booking
@@ -148,7 +149,7 @@ def make_payment_tools(
             yes_title="Yes, cancel it",
             no_title="No, keep it",
         ):
-            return f"The customer kept payment {row['reference']}; nothing was changed."
+            return declined(f"they kept payment {row['reference']}; nothing was changed.")
         if row["provider"] == provider.name and row["provider_reference"]:
             await provider.cancel(row["provider_reference"])
         await _set_status(pool, int(row["id"]), "cancelled")

@@ -1,8 +1,9 @@
 """A tiny threaded JSON-over-HTTP server base for the fakes of internet services.
 
-Each fake (Tavily, Perplexity) subclasses `JsonFake` and answers `handle(method, path,
-headers, body)`; this module binds 127.0.0.1 port 0, records requests, checks the bearer
-key, and can fail or delay the next requests, all driven from the test's thread.
+Each fake (Tavily, Perplexity, the alert receiver) subclasses `JsonFake` and answers
+`handle(method, path, body)`; this module binds 127.0.0.1 port 0, records requests and
+their headers, checks the bearer key (when it has one), and can fail or delay the next
+requests, all driven from the test's thread.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ JSON = dict[str, Any]
 
 
 class JsonFake:
-    def __init__(self, api_key: str) -> None:
-        self.api_key = api_key
+    def __init__(self, api_key: str | None) -> None:
+        self.api_key = api_key  # None: any caller is accepted
         self.requests: list[tuple[str, str, JSON]] = []  # (method, path, body)
+        self.headers: list[dict[str, str]] = []  # of each request, in the same order
         self.delay = 0.0
         self._fail_remaining = 0
         self._fail_status = 503
@@ -73,12 +75,13 @@ class JsonFake:
     ) -> tuple[int, JSON]:
         with self._lock:
             self.requests.append((method, path, body))
+            self.headers.append(dict(headers))
             failing = self._fail_remaining > 0
             if failing:
                 self._fail_remaining -= 1
         if self.delay:
             time.sleep(self.delay)
-        if headers.get("Authorization") != f"Bearer {self.api_key}":
+        if self.api_key is not None and headers.get("Authorization") != f"Bearer {self.api_key}":
             return 401, {"detail": {"error": "invalid api key"}}
         if failing:
             return self._fail_status, {"detail": {"error": "temporarily unavailable"}}
