@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import httpx
+import psycopg
 
 from tests.fakes.graph_api import FakeGraphAPI
 from tests.fakes.meta_payloads import envelope, text_message
@@ -130,3 +132,50 @@ async def test_the_ladder_through_the_service(
     assert listed[0]["expires_at"].timestamp() == clock.now - 1 + 86400  # from the 11th
     assert penalties == []  # the blacklist replaced the ladder
     assert [row["gate"] for row in gates][-3:] == [None, "blacklisted", "blacklisted"]
+
+
+async def test_a_burst_waiting_on_one_conversation_leaves_the_pool_to_everyone_else(
+    db_url: str, graph_api: FakeGraphAPI, openai_server: FakeOpenAIServer
+) -> None:
+    """Each stored delivery locks its sender's conversation until it commits. While one
+    sender's burst waits on that lock, it must not hold the pool's connections: another
+    customer's delivery is stored and answered 200 all the same, and the burst is
+    stored in full once the lock goes."""
+    flooder, other = new_customer(), new_customer()
+    settings = abuse_settings(db_url, graph_api, openai_server, db_pool_max_size=3)
+    async with running_service(settings, with_worker=False) as service:
+        async with httpx.AsyncClient(base_url=service.base_url, timeout=30) as client:
+            assert (await post(client, envelope(text_message(flooder, "first")))).status_code == 200
+            async with await psycopg.AsyncConnection.connect(db_url) as holder:
+                async with holder.transaction():
+                    await holder.execute(
+                        "SELECT 1 FROM agent_conversations WHERE wa_id = %s FOR UPDATE", (flooder,)
+                    )
+                    burst = [
+                        asyncio.create_task(
+                            post(client, envelope(text_message(flooder, f"burst {i}")))
+                        )
+                        for i in range(6)
+                    ]
+                    await eventually(
+                        lambda: _waiting_on_locks(holder, 1), what="the burst reaches the lock"
+                    )
+                    answer = await asyncio.wait_for(
+                        post(client, envelope(text_message(other, "hello"))), 10
+                    )
+                    assert not any(task.done() for task in burst)  # still behind the lock
+            assert answer.status_code == 200
+            assert [r.status_code for r in await asyncio.gather(*burst)] == [200] * 6
+        stored = await service.fetch(
+            "SELECT wa_id, count(*) AS n FROM inbound_messages GROUP BY wa_id ORDER BY n"
+        )
+    assert [(row["wa_id"], row["n"]) for row in stored] == [(other, 1), (flooder, 7)]
+
+
+async def _waiting_on_locks(conn: psycopg.AsyncConnection[Any], at_least: int) -> bool:
+    cur = await conn.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+        " AND datname = current_database()"
+    )
+    row = await cur.fetchone()
+    return row is not None and int(row[0]) >= at_least

@@ -8,13 +8,21 @@ worker claim per message. The drop is counted
 (`wa_agent_webhook_dropped_total`), logged and audited once per sender per interval.
 Messages inside the bucket go through as usual, and the worker's rate limits and
 penalty ladder deal with the sender.
+
+The messages a sender may still store go to the database one at a time (`lane`): each
+one locks the sender's conversation row until it commits, so a burst of them would
+otherwise queue on that row lock inside Postgres, each holding one of the pool's
+connections — forty of them took the whole pool and stalled every other customer's
+webhook for half a second. Waiting in this process costs no connection.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 from prometheus_client import Counter
 
@@ -39,6 +47,7 @@ class IngressGuard:
         self.clock = clock
         self.max_senders = max_senders
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self._lanes: dict[str, tuple[asyncio.Lock, int]] = {}
 
     def exhausted(self, sender: str) -> bool:
         """True when the sender's next message would be dropped (nothing is taken)."""
@@ -61,3 +70,21 @@ class IngressGuard:
         if not allowed:
             DROPPED.labels(reason="ingress_rate").inc()
         return allowed
+
+    @asynccontextmanager
+    async def lane(self, sender: str) -> AsyncIterator[None]:
+        """Hold the sender's lane: at most one of its deliveries at a time in this
+        process reaches the database; the lane is forgotten when nobody waits on it."""
+        lock, users = self._lanes.get(sender, (None, 0))
+        if lock is None:
+            lock = asyncio.Lock()
+        self._lanes[sender] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._lanes[sender]
+            if users == 1:
+                del self._lanes[sender]
+            else:
+                self._lanes[sender] = (lock, users - 1)
