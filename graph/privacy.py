@@ -10,8 +10,14 @@ half-eaten by the phone pattern): e-mails, IBANs (mod-97 checked), payment cards
 not cards), the patterns a deployment adds (`WA_AGENT_PII_PATTERNS`, installed at start
 with `set_extra_patterns`), then phone numbers (7-15 digits).
 
+Whole numbers are masked by the same rules read on their decimal text, so a wa_id or a
+card that arrives as a JSON number is caught as well as one in a string; the one
+exception is a number under a key that names a measurement (`amount_minor`, `count`,
+`duration_ms`...), which is never read as a phone number: an amount of 1500000 stays
+readable there, while a card number under any key is still masked.
+
 Callers: the structlog processor (server/logging.py), the LangSmith anonymizer
-(server/tracing.py), and whoever stores tool arguments (`mask_record`).
+(graph/tracing.py), and whoever stores tool arguments and errors (`mask_record`).
 """
 
 from __future__ import annotations
@@ -37,6 +43,15 @@ _PHONE = re.compile(r"(?<![\w+])(?!\d{4}-\d{2}-\d{2}(?!\d))\+?\(?(?:\d[\s().-]{0
 PHONE_KEYS = frozenset(
     {"wa_id", "to", "from", "from_", "recipient_id", "phone", "display_phone_number"}
 )
+# Keys whose whole numbers are measurements, not identifiers: amounts, counts, sizes,
+# durations, epoch times. Matched on any `_`-separated part (`amount_minor`, `input_tokens`).
+_MEASUREMENT_KEY = re.compile(
+    r"(?:^|_)(?:amount|price|total|cost|minor|quantity|qty|count|stock|size|bytes|tokens"
+    r"|ms|seconds|duration|timestamp|created)(?:_|$)",
+    re.IGNORECASE,
+)
+# Below seven digits no built-in rule can match a number (phones start at seven).
+_SHORTEST_MASKED_NUMBER = 1_000_000
 
 _extra_patterns: tuple[tuple[str, re.Pattern[str]], ...] = ()
 
@@ -84,8 +99,8 @@ def _mask_iban(match: re.Match[str]) -> str:
     return "[iban]" if _iban_valid(match.group()) else match.group()
 
 
-def mask_text(text: str) -> str:
-    """Mask every kind of personal data this module knows inside free text."""
+def _mask_labelled(text: str) -> str:
+    """Every rule that replaces a match with its kind (`[card]`), phones aside."""
     text = _EMAIL.sub("[email]", text)
     text = _IBAN.sub(_mask_iban, text)
     text = _CARD.sub(_mask_card, text)
@@ -93,20 +108,54 @@ def mask_text(text: str) -> str:
     text = _LONG_ID.sub("[id]", text)
     for label, pattern in _extra_patterns:
         text = pattern.sub(f"[{label}]", text)
+    return text
+
+
+def _mask_phones(text: str) -> str:
     return _PHONE.sub(lambda m: mask_phone(m.group()), text)
+
+
+def mask_text(text: str) -> str:
+    """Mask every kind of personal data this module knows inside free text."""
+    return _mask_phones(_mask_labelled(text))
+
+
+def mask_number(value: int, key: str | None = None) -> int | str:
+    """A whole number as the text masker would see it: the masked text when any rule
+    matches its digits, else the number itself (still a number in JSON logs).
+
+    Under a measurement key a number is not taken for a phone number: seven or more
+    digits are as common in amounts and durations as in phone numbers, and the key is
+    the only thing that tells them apart.
+    """
+    text = str(value)
+    if key in PHONE_KEYS:
+        return mask_phone(text)
+    if not _extra_patterns and abs(value) < _SHORTEST_MASKED_NUMBER:
+        return value
+    labelled = _mask_labelled(text)
+    if labelled != text:
+        return labelled
+    if key is not None and _MEASUREMENT_KEY.search(key):
+        return value
+    phone = _mask_phones(text)
+    return value if phone == text else phone
 
 
 def mask_value(value: Any, key: str | None = None) -> Any:
     """Mask recursively through mappings and sequences; identifiers by key name.
 
-    Numbers, booleans and None pass unchanged; an object of any other type is masked
-    as its text, because whatever renders it later (a log renderer, a trace
+    Whole numbers go through `mask_number`; floats, booleans and None pass unchanged
+    (no one writes a phone or card number with a fraction). An object of any other type
+    is masked as its text, because whatever renders it later (a log renderer, a trace
     serializer) would otherwise print it raw.
     """
     if isinstance(value, str):
         return mask_phone(value) if key in PHONE_KEYS else mask_text(value)
-    if value is None or isinstance(value, bool | int | float):
+    if value is None or isinstance(value, bool | float):
         return value
+    if isinstance(value, int):
+        return mask_number(value, key)
     if isinstance(value, Mapping):
         return {k: mask_value(v, str(k)) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
@@ -119,7 +168,7 @@ def mask_value(value: Any, key: str | None = None) -> Any:
 
 def mask_record(value: Any) -> Any:
     """A JSON-safe, masked copy for stores that must not keep PII raw: tool arguments
-    and results in `agent_tool_executions`, for instance::
+    and error texts in `agent_tool_executions`, for instance::
 
         arguments = Jsonb(mask_record(tool_call["args"]))
     """

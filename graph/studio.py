@@ -9,6 +9,10 @@ allow-lists. Importing this module touches no database: the tools get a pool tha
 opens on the first tool call (`DATABASE_URL`, else the embedded server under `.data/`,
 as `make serve` does). Two things stay out, because they live in the service's
 database: long-term memories (recall finds nothing) and the knowledge base.
+
+Traces are masked as the service's are: importing this module installs the masked
+LangSmith client (graph/tracing.py) when `LANGSMITH_TRACING` is on, and switches
+tracing off when it is not, before `langgraph dev` runs anything.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from graph.prompts import load_prompts
 from graph.routing import router_config
 from graph.settings import Settings, get_settings
 from graph.toolbox import payment_provider_from_settings
+from graph.tracing import configure_tracing
 from nodes.memory import MemoryNodes
 from nodes.memory.summarize import Summarizer
 from nodes.routing import IntentRouter
@@ -69,6 +74,7 @@ def _studio_memory(settings: Settings, model: BaseChatModel | None) -> MemoryNod
 
 
 _settings = get_settings()
+tracing_client = configure_tracing(_settings)
 _model = build_chat_model(_settings)
 _router = (
     IntentRouter.create(

@@ -7,7 +7,7 @@ metadata holds `thread_id` (the conversation, which LangSmith groups threads by)
 has decided them — `agent` and `intent`. The graph's own runs sit below it and inherit
 the same metadata through the run config; the specialist's model call adds its agent
 and intent (nodes/specialists.py). Masking happens in the client's anonymizer
-(server/tracing.py), before anything is queued for upload.
+(graph/tracing.py), before anything is queued for upload.
 
 Nothing here costs anything when tracing is off: no run tree is built and no state read.
 """

@@ -7,6 +7,10 @@ The real `langsmith` client uploads to a local endpoint that records what was po
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
 import uuid
 from typing import Any
 
@@ -17,7 +21,7 @@ from tests.fakes.graph_api import FakeGraphAPI
 from tests.fakes.langsmith_server import FakeLangSmith
 from tests.fakes.meta_payloads import envelope, text_message
 from tests.fakes.openai_server import FakeOpenAIServer
-from tests.support import eventually, running_service
+from tests.support import REPO, eventually, running_service
 from tests.support_abuse import abuse_settings, all_processed
 
 EMAIL = "ada.lovelace@example.org"
@@ -108,3 +112,48 @@ async def test_a_turn_is_one_trace_with_conversation_agent_intent_and_version(
 
     # Masking is for what leaves towards LangSmith: the customer reads the real answer.
     assert graph_api.texts_to(customer) == [f"Booked! We will write to {EMAIL}."]
+
+
+def test_studio_traces_are_masked_like_the_service() -> None:
+    """`langgraph dev` imports graph/studio.py and runs its graph in its own server: the
+    runs it traces go through the same masked client, and nothing opens a database
+    (DATABASE_URL points nowhere; the fallback menu answers without a model)."""
+    text = f"Mail {EMAIL}, call {PHONE}, card {CARD}"
+    script = textwrap.dedent(
+        f"""
+        import asyncio
+        from langchain_core.messages import HumanMessage
+        from graph import studio
+        turn = {{"messages": [HumanMessage({text!r})]}}
+        result = asyncio.run(studio.graph.ainvoke(turn))
+        print(result["messages"][-1].content)
+        studio.tracing_client.flush()
+        """
+    )
+    with FakeLangSmith() as fake:
+        env = {
+            **os.environ,
+            "LANGSMITH_TRACING": "true",
+            "LANGSMITH_API_KEY": "lsv2-test",
+            "LANGSMITH_ENDPOINT": fake.url,
+            "LANGSMITH_PROJECT": "wa-agent-studio-tests",
+            "OPENAI_API_KEY": "",
+            "OPENAI_BASE_URL": "",
+            "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/nowhere",
+            "LOG_LEVEL": "WARNING",
+        }
+        result = subprocess.run(
+            [sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            env=env,
+            timeout=120,
+        )
+        uploaded = fake.uploaded_text()
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip()  # the graph answered (the fallback menu)
+    assert fake.run_uploads, "the Studio graph's runs were not traced"
+    assert "[email]" in uploaded and "[card]" in uploaded and "********3456" in uploaded
+    for secret in (EMAIL, PHONE, CARD, "788 123 456", "4111 1111"):
+        assert secret not in uploaded

@@ -5,8 +5,10 @@ on; one background task writes whatever has gathered in one INSERT. A failed wri
 logged and dropped, never raised: monitoring must not fail the call it watches. When
 the queue is full (the database is far behind), new records are dropped and counted.
 
-Arguments are stored masked. tools/ does not import graph/ (where the masking lives),
-so the masking function is handed in by whoever builds the recorder.
+Arguments and error texts are stored masked, by the recorder itself so that no caller
+can forget it: an error text repeats whatever the call was given (LangGraph's own says
+"with kwargs {...}"). tools/ does not import graph/ (where the masking lives), so the
+masking function is handed in by whoever builds the recorder.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import structlog
@@ -44,6 +46,8 @@ TOOL_RECORDS_DROPPED = Counter(
 
 Masker = Callable[[Any], Any]
 
+ERROR_CHARS = 500  # what an operator reads of an error; the rest is the model's business
+
 _INSERT = (
     "INSERT INTO agent_tool_executions (conversation_id, run_id, agent, tool, arguments,"
     " result_size, success, duration_ms, error) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
@@ -52,7 +56,8 @@ _INSERT = (
 
 @dataclass(frozen=True)
 class ToolExecution:
-    """One finished call, as the operator reads it (arguments already masked)."""
+    """One finished call, as the call saw it: `ExecutionRecorder.record` masks the
+    arguments and the error before the record is queued."""
 
     tool: str
     arguments: Any
@@ -74,7 +79,7 @@ class ToolExecution:
             self.result_size,
             self.success,
             self.duration_ms,
-            self.error[:500] if self.error else None,
+            self.error[:ERROR_CHARS] if self.error else None,
         )
 
 
@@ -113,12 +118,29 @@ class ExecutionRecorder:
             self._task = asyncio.create_task(self._run(), name="tool-executions-writer")
 
     def record(self, execution: ToolExecution) -> None:
-        """Never blocks, never raises."""
+        """Mask, then queue. Never blocks, never raises: a record that cannot be masked
+        is dropped and counted, never stored raw."""
         try:
-            self._queue.put_nowait(execution)
+            masked = self._masked(execution)
+        except Exception as exc:
+            TOOL_RECORDS_DROPPED.inc()
+            log.warning(
+                "tool.record_unmaskable", tool=execution.tool, error_type=type(exc).__name__
+            )
+            return
+        try:
+            self._queue.put_nowait(masked)
             self._arrived.set()
         except asyncio.QueueFull:
             TOOL_RECORDS_DROPPED.inc()
+
+    def _masked(self, execution: ToolExecution) -> ToolExecution:
+        """Masked whole, then cut: a cut first could leave half a card number, which
+        no rule recognises any more."""
+        error = execution.error
+        if error:
+            error = str(self.mask(error))[:ERROR_CHARS]
+        return replace(execution, arguments=self.mask(execution.arguments), error=error)
 
     async def flush(self) -> int:
         """Write everything queued now; the number of rows written."""

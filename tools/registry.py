@@ -290,11 +290,11 @@ class ToolRegistry:
             self.recorder.record(
                 ToolExecution(
                     tool=call.tool,
-                    arguments=self.recorder.mask(call.arguments),
+                    arguments=call.arguments,  # the recorder masks it, and the error
                     success=outcome == "ok",
                     duration_ms=seconds * 1000,
                     result_size=_size(content),
-                    error=None if outcome == "ok" else f"{outcome}: {_text(content)}"[:500],
+                    error=None if outcome == "ok" else f"{outcome}: {_text(content)}",
                     conversation_id=call.conversation_id,
                     run_id=call.run_id,
                     agent=call.agent or None,
