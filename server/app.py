@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from graph.settings import Settings, get_settings
-from server import admin, health, metrics, streaming, webhook
+from server import admin, body_limit, health, metrics, streaming, webhook
 from server.abuse.shield import FloodShield
 from server.admin.security import SecurityHeadersMiddleware
 from server.console import dashboard
@@ -35,5 +35,6 @@ def create_app(settings: Settings | None = None, *, run_worker_here: bool | None
     app.include_router(dashboard.router)  # the /admin pages (server/console)
     app.include_router(streaming.router)
     app.add_middleware(FloodShield)  # drops a flooding sender's deliveries before routing
+    app.add_middleware(body_limit.BodyLimitMiddleware, webhook_limit=settings.max_body_bytes)
     app.add_middleware(SecurityHeadersMiddleware)
     return app

@@ -8,11 +8,15 @@ own `adelete_thread`):
   transcript; the metrics and tool records keyed to those conversations;
 - their queued jobs (turns, operator actions, memory extraction), finished or not;
 - their contact row and, through it, bookings, payments and support tickets;
-- their blacklist entry and penalty ladder (also in the rate limiter), and the audit
-  rows that name them.
+- their blacklist entry and penalty ladder (also in the rate limiter).
 
-The erasure itself is audited without naming them: the row's target is a random
-erasure id, which the operator can give the customer as proof.
+The audit log is not deleted from: every administrative action must stay traceable to
+its moment and its author, "alice blocked them" included. The rows that name the
+customer are pseudonymised instead — their wa_id, user id and conversation ids in
+`target` and `details` become `erasure:<erasure id>`, while actor, action, time and the
+operator's address stay (migrations/0016_audit_pseudonymise.sql, the only rewrite the
+audit log accepts). The erasure itself is audited under the same pseudonym, the random
+erasure id the operator can give the customer as proof.
 
 A turn being answered at that moment would write after the erasure, so the erasure
 takes the conversations' row locks (which the webhook and the runner take too) and,
@@ -56,22 +60,30 @@ class ForgettingLimiter(Protocol):
     async def forget(self, user: str) -> None: ...
 
 
+def pseudonym(erasure_id: str) -> str:
+    """What the audit log says instead of the customer: also the erasure row's target,
+    so `GET /admin/api/audit?target=erasure:<id>` lists the erasure with what came before."""
+    return f"erasure:{erasure_id}"
+
+
 @dataclass(frozen=True)
 class ErasureReport:
     erasure_id: str
     wa_id: str
     conversations: int
     deleted: dict[str, int] = field(default_factory=dict)
+    pseudonymised_audit_rows: int = 0
 
     @property
     def found(self) -> bool:
-        return any(self.deleted.values())
+        return any(self.deleted.values()) or self.pseudonymised_audit_rows > 0
 
     def as_json(self) -> dict[str, Any]:
         return {
             "erasure_id": self.erasure_id,
             "conversations": self.conversations,
             "deleted": self.deleted,
+            "pseudonymised_audit_rows": self.pseudonymised_audit_rows,
         }
 
 
@@ -101,11 +113,6 @@ _DELETIONS: Sequence[tuple[str, str]] = (
     ("contact", "DELETE FROM contacts WHERE wa_id = %(wa_id)s"),
     ("blacklist", "DELETE FROM blacklist WHERE wa_id = %(wa_id)s"),
     ("penalties", "DELETE FROM abuse_penalties WHERE wa_id = %(wa_id)s"),
-    (
-        "audit_rows",
-        "DELETE FROM audit_log WHERE target = %(wa_id)s OR target = ANY(%(texts)s)"
-        " OR strpos(details::text, %(wa_id)s) > 0",
-    ),
 )
 
 
@@ -140,6 +147,7 @@ async def forget_customer(
 async def _erase(pool: Pool, wa_id: str, actor: str, remote_addr: str | None) -> ErasureReport:
     erasure_id = str(uuid.uuid4())
     async with pool.connection() as conn, conn.transaction():
+        user_id = await _lock_contact(conn, wa_id)
         ids = await _lock_conversations(conn, wa_id)
         texts = [str(i) for i in ids]
         await _refuse_running_jobs(conn, texts)
@@ -148,26 +156,52 @@ async def _erase(pool: Pool, wa_id: str, actor: str, remote_addr: str | None) ->
         for label, statement in _DELETIONS:
             cur = await conn.execute(statement.encode(), params)
             deleted[label] = max(cur.rowcount, 0)
-        if any(deleted.values()):
+        # The database refuses identifiers under 5 characters (a fragment would blank
+        # half the log); a wa_id is at least 7 digits, Meta's user ids are longer.
+        identifiers = [wa_id, *texts, *([user_id] if user_id and len(user_id) >= 5 else [])]
+        rewritten = await _pseudonymise_audit(conn, identifiers, pseudonym(erasure_id))
+        if any(deleted.values()) or rewritten:
             await record_audit(
                 conn,
                 actor=actor,
                 action=ERASURE_ACTION,
-                target=f"erasure:{erasure_id}",
-                details={"conversations": len(ids), "deleted": deleted},
+                target=pseudonym(erasure_id),
+                details={
+                    "conversations": len(ids),
+                    "deleted": deleted,
+                    "pseudonymised_audit_rows": rewritten,
+                },
                 remote_addr=remote_addr,
             )
-    return ErasureReport(erasure_id, wa_id, len(ids), deleted)
+    return ErasureReport(erasure_id, wa_id, len(ids), deleted, rewritten)
+
+
+async def _lock_contact(conn: psycopg.AsyncConnection[Any], wa_id: str) -> str | None:
+    """Lock the contact row (the webhook takes it too) and return Meta's user id for
+    them, which the audit log may name as well."""
+    cur = await conn.execute("SELECT user_id FROM contacts WHERE wa_id = %s FOR UPDATE", (wa_id,))
+    row = await cur.fetchone()
+    return row["user_id"] if row else None
 
 
 async def _lock_conversations(conn: psycopg.AsyncConnection[Any], wa_id: str) -> list[uuid.UUID]:
     """The customer's conversations, row-locked: the webhook (new messages) and the
     runner (claims) wait for the erasure, then find nothing."""
-    await conn.execute("SELECT 1 FROM contacts WHERE wa_id = %s FOR UPDATE", (wa_id,))
     cur = await conn.execute(
         "SELECT id FROM agent_conversations WHERE wa_id = %s ORDER BY id FOR UPDATE", (wa_id,)
     )
     return [row["id"] for row in await cur.fetchall()]
+
+
+async def _pseudonymise_audit(
+    conn: psycopg.AsyncConnection[Any], identifiers: list[str], replacement: str
+) -> int:
+    """Through the one rewrite the audit log's trigger allows (migration 0016)."""
+    cur = await conn.execute(
+        "SELECT audit_log_pseudonymise(%s::text[], %s) AS n", (identifiers, replacement)
+    )
+    row = await cur.fetchone()
+    return int(row["n"]) if row else 0
 
 
 async def _refuse_running_jobs(conn: psycopg.AsyncConnection[Any], texts: list[str]) -> None:
@@ -224,5 +258,7 @@ async def forget_from_terminal(settings: Settings, raw_wa_id: str) -> int:
         print(f"nothing was stored about {wa_id}")
         return 1
     counts = ", ".join(f"{label} {n}" for label, n in report.deleted.items() if n)
+    if report.pseudonymised_audit_rows:
+        counts += f"; audit rows pseudonymised {report.pseudonymised_audit_rows}"
     print(f"forgot {wa_id} (erasure {report.erasure_id}): {counts}")
     return 0

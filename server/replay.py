@@ -4,6 +4,12 @@ to the customer only when asked to.
 
 Replays are counted apart (`wa_agent_replays_total`) and traced with the `replay` tag
 and metadata, so they never pass for production turns in metrics or LangSmith.
+
+Every replay and fork is audited (`conversation.replay`, `conversation.fork`) with who
+ran it — an admin token's name, or `cli:user@host` for `wa-agent replay`. The row is
+committed before anything is sent, so a crash can leave a recorded send that never
+left, never a send without its record; its `run_id` is the outbox's, where each part's
+delivery is tracked.
 """
 
 from __future__ import annotations
@@ -27,7 +33,10 @@ from graph.replay import (
     checkpoint_history,
 )
 from graph.settings import Settings
+from graph.state import Reply
 from graph.trace_metadata import app_version
+from server.abuse.commands import cli_actor
+from server.admin.audit import record_audit
 from server.outbox import deliver_parts, reply_parts, stage_parts
 from server.services import Services, open_services
 
@@ -76,8 +85,11 @@ async def list_checkpoints(
         return await checkpoint_history(graph, context.conversation_id, limit=limit)
 
 
-async def run_replay(services: Services, request: ReplayRequest) -> tuple[ReplayResult, int]:
-    """The replay's result and how many messages went to the customer (0 unless `send`)."""
+async def run_replay(
+    services: Services, request: ReplayRequest, *, actor: str, remote_addr: str | None = None
+) -> tuple[ReplayResult, int]:
+    """The replay's result and how many messages went to the customer (0 unless `send`);
+    audited as `actor` before anything is sent."""
     context = await conversation_context(services, request.conversation_id)
     version = app_version(services.settings.app_version)
     async with services.runner.graphs.borrow() as graph:
@@ -88,22 +100,37 @@ async def run_replay(services: Services, request: ReplayRequest) -> tuple[Replay
             result = await replayer.fork(context, request.fork_text, request.checkpoint_id)
         else:
             result = await replayer.replay(context, request.checkpoint_id, request.state)
-    sent = await send_replies(services, context, result) if request.send else 0
+    parts = reply_parts(result.replies) if request.send else []
+    run_id = str(uuid.uuid4()) if request.send else None
+    async with services.pool.connection() as conn:
+        await record_audit(
+            conn,
+            actor=actor,
+            action=f"conversation.{result.kind}",
+            target=context.conversation_id,
+            details={
+                "checkpoint_id": result.from_checkpoint,
+                "send": request.send,
+                "parts": len(parts),
+                "run_id": run_id,
+            },
+            remote_addr=remote_addr,
+        )
+    sent = await send_replies(services, context, parts, run_id) if run_id else 0
     REPLAYS.labels(kind=result.kind, sent="yes" if request.send else "no").inc()
     return result, sent
 
 
 async def send_replies(
-    services: Services, context: ConversationContext, result: ReplayResult
+    services: Services, context: ConversationContext, parts: list[Reply], run_id: str
 ) -> int:
     """Through the outbox like any answer (its own run id: each part at most once)."""
-    run_id = str(uuid.uuid4())
     await stage_parts(
         services.pool,
         conversation_id=context.conversation_id,
         run_id=run_id,
         wa_id=context.wa_id,
-        parts=reply_parts(result.replies),
+        parts=parts,
         agent="replay",
     )
     return await deliver_parts(services.pool, services.whatsapp, run_id)
@@ -138,7 +165,7 @@ async def run_command(settings: Settings, args: argparse.Namespace) -> int:
             request = ReplayRequest(
                 args.conversation, args.checkpoint, args.fork, args.send, args.state
             )
-            result, sent = await run_replay(services, request)
+            result, sent = await run_replay(services, request, actor=cli_actor())
         except ReplayError as exc:
             print(f"replay: {exc}", file=sys.stderr)
             return 2

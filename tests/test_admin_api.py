@@ -4,13 +4,19 @@ blacklist with typed numbers, strict bodies, the audit trail, headers and no COR
 from __future__ import annotations
 
 import asyncio
+import re
+import socket
+import uuid
 from typing import Any
 
 import httpx
 import psycopg
+from fastapi import FastAPI
+from fastapi.routing import iter_route_contexts
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from server.app import create_app
 from tests.fakes.graph_api import FakeGraphAPI
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.support import running_service, service_settings
@@ -24,27 +30,114 @@ from tests.support_abuse import (
 ALICE = {"Authorization": "Bearer alice-token-0123456789"}
 BOB = {"Authorization": "Bearer bob-token-9876543210"}
 TOKENS = {"admin_tokens": "alice:alice-token-0123456789,bob:bob-token-9876543210"}
+DASHBOARD = {"X-WA-Agent-Dashboard": "1"}
+
+
+# Routes under /admin that must stay open: how one logs in, and what the page loads.
+OPEN_ROUTES = {
+    ("GET", "/admin/login"),
+    ("POST", "/admin/login"),
+    ("POST", "/admin/logout"),
+    ("GET", "/admin/assets/{name}"),
+}
+FORGED_SESSION = "alice:99999999999:" + "0" * 64
+
+
+def served_routes(app: FastAPI) -> set[tuple[str, str]]:
+    """Every (method, path) the real app serves under /admin and /v1/."""
+    served: set[tuple[str, str]] = set()
+    for route in iter_route_contexts(app.routes):
+        path = route.path or ""
+        if path == "/admin" or path.startswith(("/admin/", "/v1/")):
+            assert route.methods, f"{path}: not a plain HTTP route (a mount?): check it by hand"
+            served |= {(method, path) for method in route.methods}
+    return served
+
+
+def refused(response: httpx.Response) -> bool:
+    """401/403, or — for the dashboard's pages — the redirect to the login page."""
+    if response.status_code in (401, 403):
+        return True
+    return response.status_code == 303 and response.headers.get("location") == "/admin/login"
 
 
 async def test_every_route_needs_a_named_token(db_url: str, graph_api: FakeGraphAPI) -> None:
+    """Each route of the real app, every method, without a token, with a wrong one and
+    with a forged dashboard session: a route added without the token check fails here."""
     config = service_settings(db_url, whatsapp_api_base_url=graph_api.base_url, **TOKENS)
+    served = served_routes(create_app(config, run_worker_here=False))
+    assert OPEN_ROUTES <= served  # the exemptions name routes that exist
+    routes = sorted(served - OPEN_ROUTES)
+    assert len(routes) >= 30, routes  # the enumeration found the app's routes (36 today)
+    assert {
+        ("PATCH", "/admin/api/agents/{name}"),
+        ("GET", "/admin"),
+        ("POST", "/v1/conversations/{conversation_id}/stream"),
+    } <= set(routes)
+    credentials = {
+        "none": {},
+        "wrong token": {"Authorization": "Bearer alice-token-01234567"},
+        "basic": {"Authorization": "Basic YWxpY2U6eA=="},
+        "forged session": {"Cookie": f"wa_agent_admin={FORGED_SESSION}", **DASHBOARD},
+    }
+    let_through: list[str] = []
     async with running_service(config, with_worker=False) as service:
         async with httpx.AsyncClient(base_url=service.base_url) as client:
+            for method, path in routes:
+                url = re.sub(r"\{[^}]+\}", str(uuid.uuid4()), path)
+                for label, headers in credentials.items():
+                    response = await client.request(method, url, headers=headers)
+                    if not refused(response):
+                        let_through.append(f"{method} {path} ({label}): {response.status_code}")
             missing = await client.get("/admin/api/blacklist")
-            wrong = await client.get(
-                "/admin/api/blacklist", headers={"Authorization": "Bearer alice-token-01234567"}
-            )
-            basic = await client.get(
-                "/admin/api/audit", headers={"Authorization": "Basic YWxpY2U6eA=="}
-            )
+            login_page = await client.get("/admin/login")
+            script = await client.get("/admin/assets/dashboard.js")
             alice = await client.get("/admin/api/blacklist", headers=ALICE)
             audit = (await client.get("/admin/api/audit", headers=BOB)).json()
-    assert (missing.status_code, wrong.status_code, basic.status_code) == (401, 401, 401)
+    assert let_through == []
     assert missing.headers["www-authenticate"] == "Bearer"
+    assert login_page.status_code == 200 and script.status_code == 200  # open, as they must be
     assert alice.status_code == 200 and alice.json() == []
     refusals = [row for row in audit if row["action"] == "admin.auth_failed"]
-    assert len(refusals) == 1  # three refusals from one address fold into one row
+    assert len(refusals) == 1  # a hundred refusals from one address fold into one row
     assert refusals[0]["remote_addr"] == "127.0.0.1" and refusals[0]["actor"] == "anonymous"
+
+
+async def test_standing_with_redis_down_gives_what_postgres_knows(
+    db_url: str, graph_api: FakeGraphAPI
+) -> None:
+    """The limiter unreachable: the blacklist entry (Postgres) is still shown, the live
+    penalty is marked unknown, and nobody is told "nothing against them" (no 404)."""
+    config = service_settings(
+        db_url,
+        whatsapp_api_base_url=graph_api.base_url,
+        redis_url=f"redis://127.0.0.1:{closed_port()}/0",
+        redis_timeout_ms=200,
+        **TOKENS,
+    )
+    async with running_service(config, with_worker=False) as service:
+        async with httpx.AsyncClient(base_url=service.base_url, headers=ALICE) as client:
+            block = {"wa_id": "+250 788 123 456", "reason": "abusive language"}
+            assert (await client.post("/admin/api/blacklist", json=block)).status_code == 201
+            blocked = await client.get("/admin/api/blacklist/250788123456")
+            unknown = await client.get("/admin/api/blacklist/250788654321")
+    assert blocked.status_code == 200, blocked.text
+    assert blocked.json()["blacklisted"]["reason"] == "abusive language"
+    assert blocked.json()["penalty"] == "unknown" and blocked.json()["limiter"] == "unavailable"
+    assert unknown.status_code == 200, unknown.text
+    assert unknown.json() == {
+        "wa_id": "250788654321",
+        "blacklisted": None,
+        "penalty": "unknown",
+        "limiter": "unavailable",
+    }
+
+
+def closed_port() -> int:
+    """A port nothing listens on: connections to it are refused at once."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 async def test_without_any_token_the_admin_api_is_off(db_url: str, graph_api: FakeGraphAPI) -> None:

@@ -8,6 +8,11 @@ from typing import Any
 
 import httpx
 
+from server.console.session import (
+    LOGIN_FAILURE_LIMIT,
+    LOGIN_FAILURE_WINDOW_SECONDS,
+    FailedLogins,
+)
 from tests.fakes.graph_api import FakeGraphAPI
 from tests.support import RunningService, running_service, service_settings
 
@@ -78,9 +83,23 @@ async def test_login_sets_a_strict_http_only_session_and_pages_need_it(
             forger.cookies.set("wa_agent_admin", "bob:99999999999:" + "0" * 64, path="/admin")
             assert (await forger.get("/admin")).status_code == 303
         audit = await service.fetch(
-            "SELECT action FROM audit_log WHERE action = 'admin.auth_failed'"
+            "SELECT actor, action, target, remote_addr FROM audit_log"
+            " WHERE action IN ('admin.auth_failed', 'admin.login') ORDER BY id"
         )
-        assert audit  # the refused login was audited
+    assert audit == [  # the refused login, then bob's, by name and address
+        {
+            "actor": "anonymous",
+            "action": "admin.auth_failed",
+            "target": "/admin/login",
+            "remote_addr": "127.0.0.1",
+        },
+        {
+            "actor": "bob",
+            "action": "admin.login",
+            "target": "dashboard",
+            "remote_addr": "127.0.0.1",
+        },
+    ]
 
 
 async def test_the_session_acts_through_the_admin_api_with_the_dashboard_header(
@@ -117,3 +136,56 @@ async def test_the_session_acts_through_the_admin_api_with_the_dashboard_header(
             ("alice", "blacklist.add"),
             ("alice", "flag.update"),
         ]
+
+
+async def test_failed_logins_lock_the_address_out_and_only_that_address(
+    db_url: str, graph_api: FakeGraphAPI
+) -> None:
+    """Ten wrong tokens from one address, then 429 with Retry-After for everything it
+    tries — the right token too — while another address logs in; the lockout is audited
+    once however often it is hit."""
+    bob = "bob-token-0123456789abcdef01234"
+    async with running_service(settings(db_url, graph_api), with_worker=False) as service:
+        async with httpx.AsyncClient(base_url=service.base_url) as guesser:
+            guesses = [
+                (await guesser.post("/admin/login", data={"token": f"guess-{n}"})).status_code
+                for n in range(LOGIN_FAILURE_LIMIT)
+            ]
+            locked = [await guesser.post("/admin/login", data={"token": "guess"}) for _ in range(3)]
+            right_token = await guesser.post("/admin/login", data={"token": bob})
+        neighbour = httpx.AsyncHTTPTransport(local_address="127.0.0.2")
+        async with httpx.AsyncClient(base_url=service.base_url, transport=neighbour) as other:
+            elsewhere = await other.post("/admin/login", data={"token": bob})
+        audit = await service.fetch(
+            "SELECT actor, action, remote_addr, details FROM audit_log"
+            " WHERE action IN ('admin.login_locked_out', 'admin.login') ORDER BY id"
+        )
+    assert guesses == [401] * LOGIN_FAILURE_LIMIT
+    for response in [*locked, right_token]:
+        assert response.status_code == 429 and "Too many failed logins" in response.text
+        assert 0 < int(response.headers["retry-after"]) <= LOGIN_FAILURE_WINDOW_SECONDS
+        assert "set-cookie" not in response.headers
+    assert elsewhere.status_code == 303 and "set-cookie" in elsewhere.headers
+    assert [(a["actor"], a["action"], a["remote_addr"]) for a in audit] == [
+        ("anonymous", "admin.login_locked_out", "127.0.0.1"),
+        ("bob", "admin.login", "127.0.0.2"),
+    ]
+
+
+def test_a_lockout_ends_with_its_window_and_a_login_clears_the_count() -> None:
+    now = [1000.0]
+    failures = FailedLogins(limit=3, window_seconds=300, clock=lambda: now[0])
+    for _ in range(3):
+        assert failures.retry_after("10.0.0.1") is None
+        failures.failed("10.0.0.1")
+    now[0] += 100
+    assert failures.retry_after("10.0.0.1") == 200  # the window opened at the first failure
+    assert failures.retry_after("10.0.0.2") is None
+    now[0] += 200
+    assert failures.retry_after("10.0.0.1") is None  # a new window: three more tries
+    failures.failed("10.0.0.1")
+    failures.failed("10.0.0.1")
+    failures.succeeded("10.0.0.1")
+    failures.failed("10.0.0.1")
+    failures.failed("10.0.0.1")
+    assert failures.retry_after("10.0.0.1") is None  # the login cleared the earlier two

@@ -15,7 +15,9 @@ import uuid
 from typing import Any
 
 import httpx
+import psycopg
 
+from server.admin.audit import record_audit
 from server.memory_jobs import REMEMBER_TASK
 from tests.fakes.graph_api import FakeGraphAPI
 from tests.fakes.meta_payloads import envelope, text_message
@@ -32,7 +34,9 @@ from tests.support import (
 ADMIN = {"Authorization": "Bearer admin-secret-for-erasure-tests"}
 
 
-def settings_for(db_url: str, graph_api: FakeGraphAPI, openai: FakeOpenAIServer) -> Any:
+def settings_for(
+    db_url: str, graph_api: FakeGraphAPI, openai: FakeOpenAIServer, **overrides: Any
+) -> Any:
     return service_settings(
         db_url,
         whatsapp_api_base_url=graph_api.base_url,
@@ -41,6 +45,7 @@ def settings_for(db_url: str, graph_api: FakeGraphAPI, openai: FakeOpenAIServer)
         router_llm=False,
         memory_remember_delay_seconds=0,
         admin_token=ADMIN["Authorization"].removeprefix("Bearer "),
+        **overrides,
     )
 
 
@@ -196,3 +201,105 @@ async def test_forgetting_a_customer_leaves_nothing_of_her_anywhere(
             "SELECT actor FROM audit_log WHERE action = 'customer.erased' ORDER BY id"
         )
         assert cli_audit[-1]["actor"].startswith("cli:")
+
+
+async def test_erasure_pseudonymises_the_audit_trail_and_nobody_deletes_from_it(
+    db_url: str, graph_api: FakeGraphAPI, openai_server: FakeOpenAIServer
+) -> None:
+    """Alice's block stays in the audit log after the customer is forgotten — who, what,
+    when, from where — with the customer's number and conversation replaced by the
+    erasure's pseudonym; the audit log refuses DELETE, TRUNCATE and any other rewrite."""
+    customer = "25078" + str(uuid.uuid4().int)[:7]
+    other = "25073" + str(uuid.uuid4().int)[:7]
+    alice = {"Authorization": "Bearer alice-erasure-token-0123456789"}
+    tokens = f"alice:{alice['Authorization'].removeprefix('Bearer ')}"
+    config = settings_for(db_url, graph_api, openai_server, admin_tokens=tokens)
+    async with running_service(config, with_worker=False) as service:
+        conversation = await seed_conversation(service, customer)
+        async with httpx.AsyncClient(base_url=service.base_url) as client:
+            for number in (customer, other):
+                block = {"wa_id": f"+{number}", "reason": "abusive language"}
+                assert (
+                    await client.post("/admin/api/blacklist", json=block, headers=alice)
+                ).status_code == 201
+            async with service.services.pool.connection() as conn:
+                details = {"conversation": conversation, "to": [{"wa_id": int(customer)}]}
+                await record_audit(
+                    conn,
+                    actor="system",
+                    action="test.note",
+                    target=None,
+                    details=details,
+                    remote_addr=None,
+                )
+            before = await audit_rows(service)
+            erased = await client.delete(f"/admin/api/users/+{customer}", headers=ADMIN)
+            assert erased.status_code == 200, erased.text
+            erasure = erased.json()
+            by_pseudonym = (
+                await client.get(
+                    "/admin/api/audit",
+                    params={"target": f"erasure:{erasure['erasure_id']}"},
+                    headers=alice,
+                )
+            ).json()
+        after = await audit_rows(service)
+        refused = await refused_rewrites(db_url)
+    pseudonym = f"erasure:{erasure['erasure_id']}"
+    assert erasure["pseudonymised_audit_rows"] == 2
+    assert [row["action"] for row in by_pseudonym] == ["customer.erased", "blacklist.add"]
+    kept = {row["id"]: row for row in after}
+    for row in before:  # every row survived; who, what, when and where are untouched
+        same = kept[row["id"]]
+        for column in ("actor", "action", "occurred_at", "remote_addr"):
+            assert same[column] == row[column], (column, row, same)
+    block_row = next(r for r in before if r["target"] == customer)
+    assert kept[block_row["id"]]["actor"] == "alice"
+    assert kept[block_row["id"]]["remote_addr"] == "127.0.0.1"
+    assert kept[block_row["id"]]["target"] == pseudonym
+    note = next(r for r in after if r["action"] == "test.note")
+    assert note["details"] == {"conversation": pseudonym, "to": [{"wa_id": pseudonym}]}
+    assert not [r for r in after if customer in str(r) or conversation in str(r)]
+    assert [r["target"] for r in after if r["action"] == "blacklist.add"] == [pseudonym, other]
+    assert refused == ["DELETE", "TRUNCATE", "UPDATE", "UPDATE with the setting"]
+
+
+async def seed_conversation(service: RunningService, customer: str) -> str:
+    await service.execute("INSERT INTO contacts (wa_id) VALUES (%s)", customer)
+    rows = await service.fetch(
+        "INSERT INTO agent_conversations (phone_number_id, wa_id) VALUES ('PNID', %s) RETURNING id",
+        customer,
+    )
+    return str(rows[0]["id"])
+
+
+async def audit_rows(service: RunningService) -> list[dict[str, Any]]:
+    return await service.fetch(
+        "SELECT id, occurred_at, actor, action, target, details, remote_addr FROM audit_log"
+        " ORDER BY id"
+    )
+
+
+async def refused_rewrites(db_url: str) -> list[str]:
+    """Which of the ways around the pseudonymisation the database refused."""
+    attempts = {
+        "DELETE": "DELETE FROM audit_log",
+        "TRUNCATE": "TRUNCATE audit_log",
+        "UPDATE": "UPDATE audit_log SET actor = 'mallory'",
+        "UPDATE with the setting": (
+            "SELECT set_config('wa_agent.audit_pseudonym',"
+            " 'erasure:00000000-0000-0000-0000-000000000000', true);"
+            " UPDATE audit_log SET actor = 'mallory'"
+        ),
+    }
+    refused: list[str] = []
+    async with await psycopg.AsyncConnection.connect(db_url) as conn:
+        for label, statement in attempts.items():
+            try:
+                async with conn.transaction():
+                    await conn.execute(statement.encode())
+            except psycopg.errors.RaiseException:
+                refused.append(label)
+        cur = await conn.execute("SELECT count(*) FROM audit_log WHERE actor = 'mallory'")
+        assert await cur.fetchone() == (0,)
+    return refused

@@ -6,6 +6,8 @@ without disturbing the live thread: the next real turn continues from the real h
 from __future__ import annotations
 
 import asyncio
+import getpass
+import socket
 import subprocess
 import sys
 import uuid
@@ -133,8 +135,9 @@ async def test_send_delivers_the_replayed_answer_and_bad_requests_change_nothing
     db_url: str, graph_api: FakeGraphAPI, openai_server: FakeOpenAIServer
 ) -> None:
     customer = "2507" + str(uuid.uuid4().int)[:8]
+    settings = agent_settings(db_url, graph_api, openai_server)
     async with (
-        running_service(agent_settings(db_url, graph_api, openai_server)) as service,
+        running_service(settings) as service,
         httpx.AsyncClient(base_url=service.base_url, headers=ADMIN, timeout=30) as admin,
     ):
         conversation = await _record_two_turns(service, graph_api, openai_server, customer)
@@ -171,12 +174,68 @@ async def test_send_delivers_the_replayed_answer_and_bad_requests_change_nothing
         sent = await admin.post(url, json={"fork_text": "10am please", "send": True})
         assert sent.status_code == 200, sent.text
         assert sent.json()["sent"] == 1
-        assert graph_api.texts_to(customer) == [*received, "A better answer, sent on purpose."]
+        received = [*received, "A better answer, sent on purpose."]
+        assert graph_api.texts_to(customer) == received
+
+        await _send_while_the_audit_log_refuses(service, admin, url, openai_server)
+        assert graph_api.texts_to(customer) == received  # no record, so no send
+
+        openai_server.script("Sent from the terminal.")
+        cli = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "server.cli", "replay", conversation, "--fork", "hi", "--send"],
+            cwd=REPO,
+            env=service_env(settings),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert cli.returncode == 0, cli.stderr
+        assert "sent to the customer: 1" in cli.stdout
+        assert graph_api.texts_to(customer) == [*received, "Sent from the terminal."]
         audit = await service.fetch(
-            "SELECT action, details->>'sent' AS sent FROM audit_log WHERE target = %s",
+            "SELECT actor, action, details FROM audit_log WHERE target = %s ORDER BY id",
             conversation,
         )
-        assert [(a["action"], a["sent"]) for a in audit] == [
-            ("conversation.fork", "0"),
-            ("conversation.fork", "1"),
-        ]
+        run_ids = [a["details"]["run_id"] for a in audit if a["details"]["send"]]
+        delivered = await service.fetch(
+            "SELECT run_id::text AS run_id, status FROM outbound_messages"
+            " WHERE run_id::text = ANY(%s) ORDER BY id",
+            run_ids,
+        )
+    cli_actor = f"cli:{getpass.getuser()}@{socket.gethostname()}"
+    assert [(a["actor"], a["action"]) for a in audit] == [
+        ("admin", "conversation.fork"),  # held before the booking: nothing to send
+        ("admin", "conversation.fork"),
+        (cli_actor, "conversation.fork"),
+    ]
+    assert [(a["details"]["send"], a["details"]["parts"]) for a in audit] == [
+        (False, 0),
+        (True, 1),
+        (True, 1),
+    ]
+    # Each send's record names the outbox run that carried it.
+    assert [(r["run_id"], r["status"]) for r in delivered] == [(i, "sent") for i in run_ids]
+
+
+async def _send_while_the_audit_log_refuses(
+    service: RunningService, admin: httpx.AsyncClient, url: str, openai: FakeOpenAIServer
+) -> None:
+    """A replay asked to send while its audit row cannot be written (a trigger makes the
+    insert fail, as a full disk or a lost connection would): refused, nothing staged."""
+    await service.execute(
+        "CREATE FUNCTION refuse_replay_audit() RETURNS trigger LANGUAGE plpgsql AS"
+        " $$ BEGIN RAISE EXCEPTION 'audit log unavailable'; END $$"
+    )
+    await service.execute(
+        "CREATE TRIGGER refuse_replay_audit BEFORE INSERT ON audit_log FOR EACH ROW"
+        " WHEN (NEW.action LIKE 'conversation.%%') EXECUTE FUNCTION refuse_replay_audit()"
+    )
+    outbound_before = await service.fetch("SELECT count(*) AS n FROM outbound_messages")
+    try:
+        openai.script("This must never reach the customer.")
+        refused = await admin.post(url, json={"fork_text": "10am please", "send": True})
+    finally:
+        await service.execute("DROP TRIGGER refuse_replay_audit ON audit_log")
+    assert refused.status_code == 500 and openai.pending == 0  # the model did run
+    assert await service.fetch("SELECT count(*) AS n FROM outbound_messages") == outbound_before

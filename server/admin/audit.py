@@ -1,10 +1,12 @@
 """The audit log: who did what, when, from where.
 
 Every admin action, blacklist change, rate-limit escalation, erasure, webhook signature
-failure and refused admin login leaves one row. Rows are never rewritten (a trigger
-refuses UPDATE). Failures an outsider can trigger at will are folded by `AuditThrottle`
-(one row per address per interval, carrying the count), so the audit log cannot be
-turned into a way to flood the database.
+failure, dashboard login and refused admin login leaves one row. Rows are never
+deleted and never rewritten, with one exception: an erasure pseudonymises the rows that
+name the customer (server/erasure.py), and triggers refuse everything else
+(migrations/0016_audit_pseudonymise.sql). Failures an outsider can trigger at will are
+folded by `AuditThrottle` (one row per address per interval, carrying the count), so
+the audit log cannot be turned into a way to flood the database.
 """
 
 from __future__ import annotations

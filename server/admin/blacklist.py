@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from server.abuse.blacklist import to_datetime
+from server.abuse.policy import LimiterUnavailable, PenaltyState
 from server.abuse.validation import normalize_customer_id
 from server.admin.auth import require_admin
 from server.services import Services
@@ -61,24 +62,41 @@ async def list_blacklist(request: Request, _: Admin) -> list[dict[str, Any]]:
 
 @router.get("/blacklist/{wa_id}")
 async def customer_standing(request: Request, wa_id: str, _: Admin) -> dict[str, Any]:
-    """A customer's blacklist entry and penalty ladder (404: nothing against them)."""
+    """A customer's blacklist entry and penalty ladder (404: nothing against them).
+
+    The entry comes from Postgres, the live ladder from the limiter. With the limiter
+    unreachable (Redis down) the operator still gets the entry, with `"penalty":
+    "unknown"` and `"limiter": "unavailable"` — and no 404, since nobody can say then
+    that nothing stands against the customer."""
     services = _services(request)
     customer = _customer(services, wa_id)
     entry = await services.abuse.blacklist.entry(customer)
-    penalty = await services.abuse.limiter.penalty(customer)
+    blacklisted = entry.as_json() if entry else None
+    try:
+        penalty = await services.abuse.limiter.penalty(customer)
+    except LimiterUnavailable:
+        return {
+            "wa_id": customer,
+            "blacklisted": blacklisted,
+            "penalty": "unknown",
+            "limiter": "unavailable",
+        }
     if entry is None and penalty is None:
         raise HTTPException(404, "no blacklist entry or penalty for this customer")
     return {
         "wa_id": customer,
-        "blacklisted": entry.as_json() if entry else None,
-        "penalty": None
-        if penalty is None
-        else {
-            "warned": penalty.level > 0,
-            "blocks": penalty.blocks,
-            "blocked_until": to_datetime(penalty.until_ms),
-            "last_violation_at": to_datetime(penalty.last_ms),
-        },
+        "blacklisted": blacklisted,
+        "penalty": _ladder(penalty) if penalty else None,
+        "limiter": "available",
+    }
+
+
+def _ladder(penalty: PenaltyState) -> dict[str, Any]:
+    return {
+        "warned": penalty.level > 0,
+        "blocks": penalty.blocks,
+        "blocked_until": to_datetime(penalty.until_ms),
+        "last_violation_at": to_datetime(penalty.last_ms),
     }
 
 

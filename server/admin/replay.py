@@ -3,7 +3,8 @@
     GET  /admin/api/conversations/{id}/checkpoints        the history, newest first
     POST /admin/api/conversations/{id}/replay   {"checkpoint_id", "fork_text" | "state", "send"}
 
-Nothing reaches the customer unless `send` is true; every replay is audited.
+Nothing reaches the customer unless `send` is true; every replay is audited with the
+admin's name and address, before anything is sent (server/replay.py).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from graph.replay import ReplayError, ReplayNotFound
-from server.admin.audit import record_audit
 from server.admin.auth import require_admin
 from server.replay import ReplayRequest, list_checkpoints, run_replay
 from server.services import Services
@@ -63,17 +63,9 @@ async def replay(
     replay_request = ReplayRequest(
         str(conversation_id), body.checkpoint_id, body.fork_text, body.send, body.state
     )
+    address = request.client.host if request.client else None
     try:
-        result, sent = await run_replay(services, replay_request)
+        result, sent = await run_replay(services, replay_request, actor=admin, remote_addr=address)
     except ReplayError as exc:
         raise HTTPException(404 if isinstance(exc, ReplayNotFound) else 422, str(exc)) from exc
-    async with services.pool.connection() as conn:
-        await record_audit(
-            conn,
-            actor=admin,
-            action=f"conversation.{result.kind}",
-            target=str(conversation_id),
-            details={"checkpoint_id": result.from_checkpoint, "sent": sent},
-            remote_addr=request.client.host if request.client else None,
-        )
     return {**result.as_dict(), "sent": sent}

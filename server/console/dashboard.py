@@ -12,6 +12,7 @@ so the pages carry no inline script; chart data travels as a JSON data block.
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,11 +24,18 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from fastapi.templating import Jinja2Templates
 
 from graph.privacy import mask_phone
+from server.admin.audit import record_audit
 from server.admin.auth import configured_tokens, match_token, record_refusal
 from server.admin.flags import list_flags
 from server.console import aggregates, timeline
 from server.console.aggregates import Window
-from server.console.session import COOKIE, close_session, open_session, session_admin
+from server.console.session import (
+    COOKIE,
+    FailedLogins,
+    close_session,
+    open_session,
+    session_admin,
+)
 from server.services import Services
 
 log = structlog.get_logger(__name__)
@@ -98,18 +106,74 @@ async def login_form(request: Request) -> HTMLResponse:
 async def login(
     request: Request, token: Annotated[str, Form(max_length=500)]
 ) -> HTMLResponse | RedirectResponse:
+    """A session for a valid token, audited (`admin.login`) before the cookie is set.
+    While the address is over its failed-login limit every try is 429 and the token is
+    not even compared, so the answer tells a guesser nothing."""
     services = _services(request)
+    address = request.client.host if request.client else ""
+    failures = failed_logins(request)
+    wait = failures.retry_after(address)
+    if wait is not None:
+        return await _locked_out(services, request, wait)
     tokens = configured_tokens(services.settings)
     name = match_token(token.strip(), tokens) if tokens and token.strip() else None
     if name is None:
+        failures.failed(address)
         await record_refusal(services, request, "dashboard_login")
         page = _page(request, "login.html", None, error="That token is not valid.")
         page.status_code = 401
         return page
+    failures.succeeded(address)
+    async with services.pool.connection() as conn:
+        await record_audit(
+            conn,
+            actor=name,
+            action="admin.login",
+            target="dashboard",
+            details={"session_hours": services.settings.dashboard_session_hours},
+            remote_addr=address or None,
+        )
     response = RedirectResponse("/admin", status_code=303)
     open_session(response, request, services.settings, name, tokens[name])
     log.info("dashboard.login", admin=name)
     return response
+
+
+def failed_logins(request: Request) -> FailedLogins:
+    """One counter per app, on its state: it lives and dies with the app, and two apps
+    in one process (tests, embedding) never share lockouts."""
+    state = request.app.state
+    if not hasattr(state, "failed_logins"):
+        state.failed_logins = FailedLogins()
+    counter: FailedLogins = state.failed_logins
+    return counter
+
+
+async def _locked_out(services: Services, request: Request, wait: int) -> HTMLResponse:
+    """429 with Retry-After; audited once per address per interval, like other refusals
+    an outsider can repeat at will."""
+    address = request.client.host if request.client else None
+    log.warning("dashboard.login_locked_out", remote_addr=address, retry_after=wait)
+    folded = services.abuse.audit_throttle.admit("admin.login_locked_out", address or "")
+    if folded is not None:
+        try:
+            async with services.pool.connection() as conn:
+                await record_audit(
+                    conn,
+                    actor="anonymous",
+                    action="admin.login_locked_out",
+                    target="dashboard",
+                    details={"retry_after": wait, "folded": folded},
+                    remote_addr=address,
+                )
+        except Exception as exc:  # the refusal matters more than its record
+            log.error("audit.write_failed", action="admin.login_locked_out", error=str(exc)[:200])
+    minutes = math.ceil(wait / 60)
+    error = f"Too many failed logins from your address. Try again in {minutes} min."
+    page = _page(request, "login.html", None, error=error)
+    page.status_code = 429
+    page.headers["Retry-After"] = str(wait)
+    return page
 
 
 @router.post("/logout")

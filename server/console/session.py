@@ -9,13 +9,20 @@ The JSON admin API accepts the cookie too, so the dashboard's buttons use the ve
 routes scripts use; for those, a state-changing request must also carry
 `X-WA-Agent-Dashboard: 1`, a header no other origin can add without a CORS preflight
 that this service never approves.
+
+Failed logins are counted per remote address (`FailedLogins`): after
+`LOGIN_FAILURE_LIMIT` in `LOGIN_FAILURE_WINDOW_SECONDS` the address is answered 429
+until the window ends, whatever it types, so guessing tokens through the form is as
+slow as the limit makes it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import time
+from collections.abc import Callable
 
 from fastapi import Request, Response
 
@@ -24,6 +31,13 @@ from graph.settings import Settings
 COOKIE = "wa_agent_admin"
 CSRF_HEADER = "x-wa-agent-dashboard"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+LOGIN_FAILURE_LIMIT = 10
+"""Failed logins one address may make per window: enough for a person who mistypes or
+pastes the wrong token a few times, nothing for a script guessing tokens."""
+
+LOGIN_FAILURE_WINDOW_SECONDS = 300.0
+"""The window those failures are counted in; the address waits for its end."""
 
 
 def _signature(token: bytes, name: str, expires: int) -> str:
@@ -75,3 +89,64 @@ def open_session(
 
 def close_session(response: Response) -> None:
     response.delete_cookie(COOKIE, path="/admin", httponly=True, samesite="strict")
+
+
+class FailedLogins:
+    """Failed logins per remote address, in this process's memory.
+
+    Each address has a fixed window opened by its first failure; once `limit` failures
+    are in it, `retry_after` says how long the address must wait. Memory: a failure
+    beyond `max_addresses` windows first drops the expired ones, then the oldest half:
+    spraying from many addresses can at worst end some lockouts early, never grow the
+    memory. Each process counts for itself: N replicas let an address try N times the
+    limit.
+    """
+
+    def __init__(
+        self,
+        limit: int = LOGIN_FAILURE_LIMIT,
+        window_seconds: float = LOGIN_FAILURE_WINDOW_SECONDS,
+        *,
+        max_addresses: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.limit = limit
+        self.window_seconds = window_seconds
+        self.max_addresses = max_addresses
+        self.clock = clock
+        self._windows: dict[str, tuple[float, int]] = {}  # address -> (opened, failures)
+
+    def retry_after(self, address: str) -> int | None:
+        """Whole seconds this address must wait before trying again, or None."""
+        opened, failures = self._current(address)
+        if failures < self.limit:
+            return None
+        return max(1, math.ceil(opened + self.window_seconds - self.clock()))
+
+    def failed(self, address: str) -> None:
+        opened, failures = self._current(address)
+        if failures == 0:
+            opened = self.clock()
+        self._windows.pop(address, None)
+        self._windows[address] = (opened, failures + 1)
+        if len(self._windows) > self.max_addresses:
+            self._evict()
+
+    def succeeded(self, address: str) -> None:
+        self._windows.pop(address, None)
+
+    def _current(self, address: str) -> tuple[float, int]:
+        opened, failures = self._windows.get(address, (0.0, 0))
+        if failures and self.clock() - opened >= self.window_seconds:
+            del self._windows[address]
+            return 0.0, 0
+        return opened, failures
+
+    def _evict(self) -> None:
+        now = self.clock()
+        for address, (opened, _) in list(self._windows.items()):
+            if now - opened >= self.window_seconds:
+                del self._windows[address]
+        if len(self._windows) > self.max_addresses:
+            for address in list(self._windows)[: len(self._windows) // 2]:
+                del self._windows[address]
