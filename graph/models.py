@@ -37,6 +37,10 @@ def build_chat_model(
             return None
         key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else "none"
         kwargs["api_key"] = key
+        # A streamed call reports its tokens only when asked (stream_options), and
+        # langchain-openai asks by default only of api.openai.com; the daily budget and
+        # the console's metering count streamed turns too, whatever the server.
+        kwargs["stream_usage"] = True
         if settings.openai_base_url:
             kwargs["base_url"] = settings.openai_base_url
     if provider == "openai" and ":" in settings.model:

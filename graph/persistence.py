@@ -23,6 +23,7 @@ from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from graph.checkpoint_types import strict_serializer
 from graph.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -163,8 +164,13 @@ class PoolStats:
 
 
 def create_checkpointer(pool: Pool) -> AsyncPostgresSaver:
-    """A saver on the shared pool. Build it inside the running loop: it captures it."""
-    return AsyncPostgresSaver(pool)
+    """A saver on the shared pool. Build it inside the running loop: it captures it.
+
+    Its serializer rebuilds only our state types and LangGraph's safe ones: whoever
+    can write the checkpoint tables must not be able to run code in whichever process
+    reads them next (graph/checkpoint_types.py).
+    """
+    return AsyncPostgresSaver(pool, serde=strict_serializer())
 
 
 # --- migrations --------------------------------------------------------------------

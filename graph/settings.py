@@ -249,6 +249,9 @@ class Settings(
     # 0 = off.
     ingress_rate: float = Field(default=5.0, ge=0, validation_alias="WA_AGENT_INGRESS_RATE")
     ingress_burst: int = Field(default=40, ge=1, validation_alias="WA_AGENT_INGRESS_BURST")
+    # Redis down: true = limits are counted in each process meanwhile (the in-process
+    # limiter stands in; the blacklist still holds, from Postgres); false = turns wait
+    # in the queue until Redis is back.
     redis_fail_open: bool = Field(default=True, validation_alias="WA_AGENT_REDIS_FAIL_OPEN")
     redis_timeout_ms: int = Field(default=250, ge=1, validation_alias="WA_AGENT_REDIS_TIMEOUT_MS")
     redis_retry_seconds: float = Field(  # how long a failed Redis is left alone
@@ -262,7 +265,8 @@ class Settings(
     admin_tokens: Annotated[dict[str, SecretStr], NoDecode] = Field(
         default_factory=dict, validation_alias="ADMIN_TOKENS"
     )
-    max_text_chars: int = Field(default=65_536, ge=1, validation_alias="WA_AGENT_MAX_TEXT_CHARS")
+    # WhatsApp's own limit for a text message: a longer one was not typed in WhatsApp.
+    max_text_chars: int = Field(default=4096, ge=1, validation_alias="WA_AGENT_MAX_TEXT_CHARS")
     # Extra PII formats as a JSON object {"label": "regex"}; matches become "[label]".
     pii_patterns: dict[str, str] = Field(
         default_factory=dict, validation_alias="WA_AGENT_PII_PATTERNS"

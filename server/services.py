@@ -27,7 +27,6 @@ from graph.runtime import GraphPool
 from graph.settings import Settings
 from graph.tool_platform import open_tool_registry
 from server.abuse import AbuseProtection, open_abuse_protection
-from server.abuse.checkpoints import restrict_checkpoint_types
 from server.accounting import Accounting
 from server.console.alerts import AlertMonitor, register_alert_task
 from server.conversations import ConversationRunner
@@ -192,7 +191,7 @@ async def open_conversation_graphs(
                 agents=defaults,
                 tools=list(registry.tools.values()),
                 chat_model_for=chat_models.for_agent if chat_models else None,
-                checkpointer=restrict_checkpoint_types(saver),
+                checkpointer=saver,
                 memory=memory.nodes,
                 listings=Listings(pool, settings.business_timezone),
                 tool_wrapper=registry.wrap_tool_call,

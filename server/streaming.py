@@ -11,6 +11,17 @@ Events — for a web chat or the dashboard's test console.
     event: final        {"replies", "texts", "waiting"}
     event: error        {"code", "message"}      instead of a stream that just breaks
 
+The turn meets the worker's abuse gate (server/abuse/gate.py) under the conversation's
+lock, just before the model would be called: blacklisted, blocked, over the rate limit
+or over today's token budget, the stream is a single `error` event whose code is the
+gate's reason ("blacklisted", "blocked", "rate_limited", "over_budget", "unavailable")
+and whose message is what the customer should read; the model is never called. An
+error event rather than an HTTP 429 before the stream: the decision is taken where the
+worker takes it — after the lock, so a stream refused as busy costs no place in the
+rate limit, and never beside a worker's turn of the same customer — and a client
+already reads every refusal of a started turn (busy, failed) from that event. The
+tokens of an answered turn count against the customer's daily budget.
+
 The turn is a real turn of the conversation (same thread, same graph, transcript rows)
 but nothing is sent to WhatsApp: the stream is the channel. It holds the queue's lock of
 the conversation (server/turn_lock.py) so it never runs beside a worker's turn. A client
@@ -40,6 +51,8 @@ from graph.state import customer_message, reply_text
 from graph.streaming import StreamingGraph, TurnEvent
 from graph.trace_metadata import app_version, traced_turn, with_trace_metadata
 from graph.turns import TurnOutcome, run_turn
+from server.abuse.gate import Decision, GateRequest
+from server.abuse.usage import metered_usage
 from server.admin.auth import configured_tokens, match_token
 from server.services import Services
 from server.turn_lock import ConversationBusy, conversation_turn_lock
@@ -52,6 +65,14 @@ Emit = Callable[[TurnEvent], Awaitable[None]]
 
 # Turns whose client went away keep running to their end; held here so they do.
 _running: set[asyncio.Task[TurnOutcome]] = set()
+
+
+class TurnRefused(RuntimeError):
+    """The abuse gate refused the turn before any model call."""
+
+    def __init__(self, decision: Decision) -> None:
+        super().__init__(decision.reason)
+        self.decision = decision
 
 
 class StreamTurn(BaseModel):
@@ -138,6 +159,9 @@ def _last_event(turn: asyncio.Task[TurnOutcome]) -> TurnEvent:
     error = turn.exception()
     if isinstance(error, ConversationBusy):
         return TurnEvent("error", {"code": "busy", "message": str(error)})
+    if isinstance(error, TurnRefused):
+        refusal = error.decision
+        return TurnEvent("error", {"code": refusal.reason, "message": refusal.message or ""})
     if error is not None:
         log.error("stream.failed", error_type=type(error).__name__, error=str(error)[:200])
         message = "the turn failed; nothing was lost, please try again"
@@ -172,14 +196,23 @@ async def streamed_turn(
         wait_seconds=settings.stream_wait_seconds,
         heartbeat_seconds=settings.worker_heartbeat_seconds,
     ):
+        gate = services.abuse.gate
+        request = GateRequest(context.wa_id, context.conversation_id, 1, can_wait=False)
+        decision = await gate.screen(request)
+        if not decision.admitted:
+            raise TurnRefused(decision)
         await emit(TurnEvent("started", {"run_id": run_id}))
-        async with (
-            traced_turn(config, {"messages": [text]}, name="stream_turn") as trace,
-            services.runner.graphs.borrow() as graph,
-        ):
-            streaming = StreamingGraph(graph, emit)
-            outcome = await run_turn(streaming, config, context, [message], run_id)
-            trace.record(outcome.state, outcome.replies)
+        with metered_usage() as usage:
+            try:
+                async with (
+                    traced_turn(config, {"messages": [text]}, name="stream_turn") as trace,
+                    services.runner.graphs.borrow() as graph,
+                ):
+                    streaming = StreamingGraph(graph, emit)
+                    outcome = await run_turn(streaming, config, context, [message], run_id)
+                    trace.record(outcome.state, outcome.replies)
+            finally:  # tokens spent by a turn that failed half-way are spent all the same
+                await gate.count_tokens(context.wa_id, usage.total_tokens)
         await _transcript(services.pool, context.conversation_id, run_id, text, outcome)
     return outcome
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, TypedDict
 
+import pytest
 from langchain_core.messages import HumanMessage
 from langchain_openai import ChatOpenAI
 from langgraph.graph import END, START, StateGraph
@@ -15,11 +16,14 @@ from tests.fakes.graph_api import FakeGraphAPI
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.support import running_service
 from tests.support_abuse import (
+    NOTICES,
     abuse_settings,
     graph_runs_for,
     kinds,
     new_customer,
     send_and_settle,
+    shared_redis_url,
+    unique_prefix,
 )
 
 
@@ -93,3 +97,36 @@ async def test_past_the_budget_one_notice_a_day_and_no_model_call(
     )
     assert len(refused) == 2 and refused_graph_runs == 0
     assert kinds(graph_api, other) == ["reply"]
+
+
+@pytest.mark.parametrize("store", ["in-process", "redis"])
+async def test_a_real_turns_tokens_are_counted_and_the_budget_refuses_the_next(
+    store: str, db_url: str, graph_api: FakeGraphAPI, openai_server: FakeOpenAIServer
+) -> None:
+    """No tokens added by hand: the turn runs the graph against the fake model, and what
+    the limiter counts for the customer today is exactly what the model reported."""
+    customer = new_customer()
+    extra = {"redis_url": shared_redis_url(), "redis_prefix": unique_prefix()}
+    budget = 50  # less than any real turn: the prompts alone are longer
+    settings = abuse_settings(
+        db_url,
+        graph_api,
+        openai_server,
+        daily_token_budget=budget,
+        **(extra if store == "redis" else {}),
+    )
+    async with running_service(settings) as service:
+        await send_and_settle(service, customer, "what are your opening hours?")
+        counted = await service.services.abuse.limiter.tokens_today(customer)
+        asked = len(openai_server.requests)
+        reported = [usage["total_tokens"] for usage in openai_server.usages]
+        await send_and_settle(service, customer, "and on sundays?")
+        gates = await service.fetch(
+            "SELECT gate FROM inbound_messages WHERE wa_id = %s ORDER BY id", customer
+        )
+    assert asked >= 1 and len(reported) == asked  # every model call reported its usage
+    assert counted == sum(reported) > budget
+    assert len(openai_server.requests) == asked  # the refused turn never reached the model
+    assert [row["gate"] for row in gates] == [None, "over_budget"]
+    assert kinds(graph_api, customer) == ["reply", "reply"]
+    assert graph_api.texts_to(customer)[1] == NOTICES.budget

@@ -5,7 +5,6 @@ notices, and the graph never runs for a refused turn (no model call, no token)."
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import httpx
@@ -30,9 +29,23 @@ from tests.support_abuse import (
 )
 
 
+async def redeliver(client: httpx.AsyncClient, payload: dict[str, Any]) -> httpx.Response:
+    """What Meta does with a delivery refused with 429: it comes again, until taken."""
+    for _ in range(150):  # bounded only so that a broken guard fails instead of hanging
+        response = await post(client, payload)
+        if response.status_code != 429:
+            return response
+        await asyncio.sleep(0.2)
+    raise AssertionError("a delivery was refused with 429 for half a minute")
+
+
 async def test_a_flood_is_slowed_then_blocked_while_twenty_others_are_served(
     db_url: str, graph_api: FakeGraphAPI, openai_server: FakeOpenAIServer
 ) -> None:
+    """Two waves at five messages a minute: the first (far past the ingress burst) earns
+    the warning, the second (delivered in full, as Meta redelivers) the block — each
+    exactly once, whatever turns the worker cut the waves into. Ten other customers
+    write during each wave; each is answered once and none is refused."""
     flooder = new_customer()
     others = [new_customer() for _ in range(20)]
     settings = abuse_settings(
@@ -45,18 +58,23 @@ async def test_a_flood_is_slowed_then_blocked_while_twenty_others_are_served(
         block_durations="10m",
     )
     # Zero-padded so that no flood text is a prefix of another ("flood 1" in "flood 10").
-    flood = [envelope(text_message(flooder, f"flood {i:03d}")) for i in range(150)]
-    normal = [envelope(text_message(customer, f"hello from {customer}")) for customer in others]
+    flood = [envelope(text_message(flooder, f"flood {i:03d}")) for i in range(130)]
+    first_wave, second_wave = flood[:120], flood[120:]
+    hello = [envelope(text_message(customer, f"hello from {customer}")) for customer in others]
+
+    async def everyone_else_handled() -> bool:
+        return all([await all_processed(service, customer) for customer in others])
+
     async with running_service(settings) as service:
-        started = time.monotonic()
         async with httpx.AsyncClient(base_url=service.base_url, timeout=10) as client:
-            responses = await asyncio.gather(*(post(client, p) for p in flood + normal))
-        posting_took = time.monotonic() - started
-        await graph_api.wait_for_async(
-            lambda: all(len(graph_api.sent_to(c)) == 1 for c in others), 20
-        )
-        others_served_in = time.monotonic() - started
-        await eventually(lambda: all_processed(service, flooder), what="the flood handled")
+            first = await asyncio.gather(*(post(client, p) for p in first_wave + hello[:10]))
+            await eventually(lambda: all_processed(service, flooder), what="the first wave")
+            second = await asyncio.gather(
+                *(redeliver(client, p) for p in second_wave),
+                *(post(client, p) for p in hello[10:]),
+            )
+        await eventually(lambda: all_processed(service, flooder), what="the second wave")
+        await eventually(everyone_else_handled, within=30, what="the others answered")
         stored = await service.fetch(
             "SELECT i.text, i.gate, r.id AS run_id, r.gate AS run_gate FROM inbound_messages i"
             " JOIN conversation_runs r ON r.id = i.run_id WHERE i.wa_id = %s",
@@ -64,28 +82,36 @@ async def test_a_flood_is_slowed_then_blocked_while_twenty_others_are_served(
         )
         refused_runs = [row["run_id"] for row in stored if row["run_gate"] != "admitted"]
         graph_ran_for_refused = await graph_runs_for(service, refused_runs)
+        others_stored = await service.fetch(
+            "SELECT i.gate, r.gate AS run_gate FROM inbound_messages i"
+            " JOIN conversation_runs r ON r.id = i.run_id WHERE i.wa_id = ANY(%s)",
+            others,
+        )
         audit = await service.fetch(
             "SELECT action FROM audit_log WHERE target = %s ORDER BY id", flooder
         )
-    flood_codes = [response.status_code for response in responses[: len(flood)]]
-    assert all(response.status_code == 200 for response in responses[len(flood) :])
+    flood_codes = [response.status_code for response in first[: len(first_wave)]]
+    flood_codes += [response.status_code for response in second[: len(second_wave)]]
+    assert all(response.status_code == 200 for response in first[len(first_wave) :])
+    assert all(response.status_code == 200 for response in second[len(second_wave) :])
     assert set(flood_codes) <= {200, 429}
     # Every 200 has its row (nothing acknowledged is lost); the rest was refused with
-    # 429 for Meta to deliver again. The ingress bucket: a burst of 40, then 5 a second.
-    assert flood_codes.count(200) == len(stored)
-    assert 40 <= len(stored) <= 40 + 5 * posting_took + 1
+    # 429 for Meta to deliver again. The ingress bucket lets a burst of 40 through.
+    assert flood_codes.count(200) == len(stored) >= 40 + len(second_wave)
     answered = [row for row in stored if row["gate"] is None]
     assert len(answered) <= 5  # the rate limit: at most 5 a minute reach the graph
     assert graph_ran_for_refused == 0
     assert not any(model_saw(openai_server, row["text"]) for row in stored if row["gate"])
     received = kinds(graph_api, flooder)
-    assert received.count("warning") == 1 and received.count("block") <= 1
+    assert received.count("warning") == 1 and received.count("block") == 1
+    assert received.index("warning") < received.index("block") == len(received) - 1
     assert received.count("reply") == len({row["run_id"] for row in answered})
     actions = [row["action"] for row in audit]
-    assert actions.count("abuse.warned") == 1 and actions.count("abuse.blocked") <= 1
+    assert [a for a in actions if a != "abuse.ingress_dropped"] == ["abuse.warned", "abuse.blocked"]
     assert actions.count("abuse.ingress_dropped") == 1  # folded: one row per interval
     assert all(kinds(graph_api, customer) == ["reply"] for customer in others)
-    assert others_served_in < 15
+    assert len(others_stored) == len(others)
+    assert {(row["gate"], row["run_gate"]) for row in others_stored} == {(None, "admitted")}
 
 
 async def test_the_ladder_through_the_service(

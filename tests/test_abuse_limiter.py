@@ -66,6 +66,15 @@ async def test_the_ladder_step_by_step(limiter: tuple[Limiter, FakeClock]) -> No
     blacklisted = await lim.hit("250788000001", 4)  # four at once: over again
     assert (blacklisted.outcome, blacklisted.notify) == (Outcome.BLACKLISTED_NOW, True)
     assert blacklisted.until_ms == int(clock.now * 1000) + 7 * 86_400_000
+    clock.advance(1)
+    unconfirmed = await lim.hit("250788000001", 1)  # Postgres has no row yet: again
+    assert (unconfirmed.outcome, unconfirmed.until_ms) == (
+        Outcome.BLACKLISTED_NOW,
+        blacklisted.until_ms,
+    )
+    await lim.replace_blacklist({})  # a cache sync from a Postgres without the row
+    assert (await lim.hit("250788000001", 1)).outcome is Outcome.BLACKLISTED_NOW
+    await lim.set_blacklisted("250788000001", blacklisted.until_ms)  # the row is written
     after = await lim.hit("250788000001", 1)
     assert (after.outcome, after.notify) == (Outcome.BLACKLISTED, False)
     assert await outcomes(lim, "250788000002", 3) == ["allowed"] * 3  # others unaffected

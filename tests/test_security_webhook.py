@@ -167,14 +167,12 @@ async def test_bodies_the_database_cannot_hold_are_refused(
         .replace(b"a-b", b"a\xed\xa0\x80b"),
         "NaN": json.dumps(_message(extra=1.5)).replace("1.5", "NaN").encode(),
         "year 10^12": json.dumps(_message(timestamp="99999999999999999999")).encode(),
-        "text too long": json.dumps(_message(text={"body": "x" * 5000})).encode(),
+        "text too long": json.dumps(_message(text={"body": "x" * 4097})).encode(),
         "wa_id not a number": json.dumps(_message(**{"from": "drop table"})).encode(),
         "deep nesting": b'{"object": "whatsapp_business_account", "x": ' + b"[" * 100_000,
         "type of any length": json.dumps(_message(type="t" * 500)).encode(),
     }
-    settings_ = service_settings(
-        db_url, whatsapp_api_base_url=graph_api.base_url, max_text_chars=4096
-    )
+    settings_ = service_settings(db_url, whatsapp_api_base_url=graph_api.base_url)
     async with running_service(settings_, with_worker=False) as service:
         async with httpx.AsyncClient(base_url=service.base_url) as client:
             codes = {}
@@ -186,6 +184,22 @@ async def test_bodies_the_database_cannot_hold_are_refused(
         stored = await service.fetch("SELECT count(*) AS n FROM inbound_messages")
     assert codes == dict.fromkeys(cases, 400)
     assert stored[0]["n"] == 0
+
+
+async def test_a_text_as_long_as_whatsapp_allows_is_taken_and_a_longer_one_refused(
+    db_url: str, graph_api: FakeGraphAPI
+) -> None:
+    """WhatsApp's own limit is 4,096 characters, and it is the default: a longer text
+    was not typed in WhatsApp, and nothing of it is stored."""
+    settings_ = service_settings(db_url, whatsapp_api_base_url=graph_api.base_url)
+    async with running_service(settings_, with_worker=False) as service:
+        full = await service.post_webhook(envelope(text_message("250788123456", "x" * 4096)))
+        longer = await service.post_webhook(envelope(text_message("250788123457", "y" * 4097)))
+        stored = await service.fetch("SELECT wa_id, length(text) AS n FROM inbound_messages")
+        contacts = await service.fetch("SELECT wa_id FROM contacts")
+    assert (full.status_code, longer.status_code) == (200, 400)
+    assert [(row["wa_id"], row["n"]) for row in stored] == [("250788123456", 4096)]
+    assert [row["wa_id"] for row in contacts] == ["250788123456"]
 
 
 async def test_signature_failures_are_audited_once_per_address_and_interval(

@@ -1,6 +1,7 @@
 """`POST /v1/conversations/{id}/stream` read by a real SSE client (httpx-sse): tokens
 as the model writes them, the steps around them, a final event, an error event instead
-of a broken stream — and never a second run beside the worker's on the same thread."""
+of a broken stream — never a second run beside the worker's on the same thread, and
+never a way around the abuse gate (blacklist, rate limits, token budget)."""
 
 from __future__ import annotations
 
@@ -16,21 +17,24 @@ from tests.fakes.graph_api import FakeGraphAPI
 from tests.fakes.meta_payloads import envelope, text_message
 from tests.fakes.openai_server import FakeOpenAIServer, ToolCall
 from tests.support import RunningService, eventually, running_service, service_settings
+from tests.support_abuse import BLACKLIST, BLOCK_PREFIX, NOTICES, WARNING
 from tests.test_agent_flows import say, thread_state
 
 WEB_TOKEN = "web-chat-token-0123456789abcdef"
 
 
-def stream_settings(db_url: str, graph_api: FakeGraphAPI, openai: FakeOpenAIServer) -> Any:
-    return service_settings(
-        db_url,
-        whatsapp_api_base_url=graph_api.base_url,
-        openai_api_key="sk-test",
-        openai_base_url=openai.base_url + "/v1",
-        admin_token="admin-secret",
-        stream_api_token=WEB_TOKEN,
-        stream_wait_seconds=0.5,
-    )
+def stream_settings(
+    db_url: str, graph_api: FakeGraphAPI, openai: FakeOpenAIServer, **overrides: Any
+) -> Any:
+    values: dict[str, Any] = {
+        "whatsapp_api_base_url": graph_api.base_url,
+        "openai_api_key": "sk-test",
+        "openai_base_url": openai.base_url + "/v1",
+        "admin_token": "admin-secret",
+        "stream_api_token": WEB_TOKEN,
+        "stream_wait_seconds": 0.5,
+    }
+    return service_settings(db_url, **{**values, **overrides})
 
 
 async def stream(
@@ -208,3 +212,93 @@ async def test_a_client_that_leaves_mid_stream_does_not_cut_the_turn(
         await eventually(answered, what="the abandoned turn to finish")
         state = await thread_state(service, customer)
         assert state["messages"][-1].content == answer
+
+
+async def _customer_with_a_conversation(
+    service: RunningService, graph_api: FakeGraphAPI, openai_server: FakeOpenAIServer
+) -> tuple[str, str]:
+    """A customer who wrote once on WhatsApp (one answered turn): the stream's subject."""
+    customer = "2507" + str(uuid.uuid4().int)[:8]
+    openai_server.script("Sure, for which day?")
+    await say(service, graph_api, customer, text_message(customer, "I want to book a bike"))
+    return customer, await conversation_of(service, customer)
+
+
+async def _transcript_of(service: RunningService, conversation: str) -> list[str]:
+    rows = await service.fetch(
+        "SELECT content FROM agent_messages WHERE conversation_id = %s ORDER BY id", conversation
+    )
+    return [row["content"] for row in rows]
+
+
+async def test_a_blacklisted_customers_stream_is_refused_before_the_model(
+    db_url: str, graph_api: FakeGraphAPI, openai_server: FakeOpenAIServer
+) -> None:
+    async with running_service(stream_settings(db_url, graph_api, openai_server)) as service:
+        customer, conversation = await _customer_with_a_conversation(
+            service, graph_api, openai_server
+        )
+        blacklist = service.services.abuse.blacklist
+        await blacklist.add(customer, reason="abuse", source="manual", actor="test")
+        asked_before = len(openai_server.requests)
+        events = await stream(service, conversation, "how much is it?")
+        transcript = await _transcript_of(service, conversation)
+    assert events == [("error", {"code": "blacklisted", "message": BLACKLIST})]
+    assert len(openai_server.requests) == asked_before  # the model was never called
+    assert "how much is it?" not in transcript
+
+
+async def test_a_stream_over_the_rate_limit_is_refused_before_the_model(
+    db_url: str, graph_api: FakeGraphAPI, openai_server: FakeOpenAIServer
+) -> None:
+    """The stream climbs the same ladder as WhatsApp messages: one a minute here, so the
+    second turn is warned and the third blocked, each written to the audit log."""
+    settings = stream_settings(
+        db_url, graph_api, openai_server, rate_limits="1/1m", block_durations="10m"
+    )
+    async with running_service(settings) as service:
+        customer, conversation = await _customer_with_a_conversation(
+            service, graph_api, openai_server
+        )
+        asked_before = len(openai_server.requests)
+        warned = await stream(service, conversation, "how much is it?")
+        blocked = await stream(service, conversation, "hello?")
+        audit = await service.fetch(
+            "SELECT action FROM audit_log WHERE target = %s ORDER BY id", customer
+        )
+        transcript = await _transcript_of(service, conversation)
+    assert warned == [("error", {"code": "rate_limited", "message": WARNING})]
+    assert [kind for kind, _ in blocked] == ["error"] and blocked[0][1]["code"] == "blocked"
+    assert blocked[0][1]["message"] == BLOCK_PREFIX + "10 minutes. Please write again after that."
+    assert len(openai_server.requests) == asked_before
+    assert [row["action"] for row in audit] == ["abuse.warned", "abuse.blocked"]
+    assert not {"how much is it?", "hello?"} & set(transcript)
+    assert len(graph_api.texts_to(customer)) == 1  # the stream is the channel, not WhatsApp
+
+
+async def test_a_stream_past_the_daily_token_budget_is_refused_before_the_model(
+    db_url: str, graph_api: FakeGraphAPI, openai_server: FakeOpenAIServer
+) -> None:
+    settings = stream_settings(db_url, graph_api, openai_server, daily_token_budget=1)
+    async with running_service(settings) as service:  # one WhatsApp turn spends it all
+        _, conversation = await _customer_with_a_conversation(service, graph_api, openai_server)
+        asked_before = len(openai_server.requests)
+        events = await stream(service, conversation, "how much is it?")
+    assert events == [("error", {"code": "over_budget", "message": NOTICES.budget})]
+    assert len(openai_server.requests) == asked_before
+
+
+async def test_a_streamed_turns_tokens_count_against_the_daily_budget(
+    db_url: str, graph_api: FakeGraphAPI, openai_server: FakeOpenAIServer
+) -> None:
+    async with running_service(stream_settings(db_url, graph_api, openai_server)) as service:
+        customer, conversation = await _customer_with_a_conversation(
+            service, graph_api, openai_server
+        )
+        limiter = service.services.abuse.limiter
+        before = await limiter.tokens_today(customer)
+        openai_server.script("A city bike costs 10000 RWF a day.")
+        events = await stream(service, conversation, "how much is it?")
+        after = await limiter.tokens_today(customer)
+    assert events[-1][0] == "final"
+    assert after > before > 0  # the WhatsApp turn, then the streamed one, both counted

@@ -11,7 +11,7 @@ Pieces, in the order a message meets them:
   without `REDIS_URL`).
 - `blacklist.Blacklist` — Postgres as the source of truth for the blacklist and the
   penalty ladder, mirrored into the limiter.
-- `checkpoints` — strict checkpoint deserialisation; `usage` — tokens per turn.
+- `usage` — tokens per turn. (Strict checkpoint deserialisation is graph/checkpoint_types.py.)
 
 `open_abuse_protection` builds all of it for a process (see server/services.py).
 """
@@ -57,7 +57,7 @@ def build_limiter(settings: Settings, clock: Clock = system_clock) -> Limiter:
         )
         return MemoryLimiter(policy, clock)
     outage = (
-        "fail open: rate limits are not enforced, the blacklist is read from Postgres"
+        "fail open: each process counts limits on its own, the blacklist is read from Postgres"
         if settings.redis_fail_open
         else "fail closed: turns wait for Redis (the queue retries them)"
     )

@@ -33,6 +33,7 @@ class Limiter(Protocol):
 
     async def hit(self, user: str, weight: int) -> Verdict: ...
     async def add_tokens(self, user: str, tokens: int) -> None: ...
+    async def tokens_today(self, user: str) -> int: ...
     async def set_blacklisted(self, user: str, until_ms: int) -> None: ...
     async def forget(self, user: str) -> None: ...
     async def replace_blacklist(self, entries: dict[str, int]) -> None: ...
@@ -185,9 +186,11 @@ class Blacklist:
             ),
         )
 
-    async def restore_penalties(self, reset_seconds: int) -> int:
-        """Give the limiter back the ladders Postgres remembers (a restart forgives nobody);
-        a ladder the limiter already holds is left alone."""
+    async def restore_penalties(self, reset_seconds: int, into: Limiter | None = None) -> int:
+        """Give the limiter (or `into`, the gate's stand-in during a Redis outage) the
+        ladders Postgres remembers: a restart forgives nobody, and neither does an
+        outage. A ladder the limiter already holds is left alone."""
+        target = into or self.limiter
         async with self.pool.connection() as conn:
             await conn.execute(  # ladders nobody climbed for a reset period are forgotten
                 "DELETE FROM abuse_penalties"
@@ -209,7 +212,7 @@ class Blacklist:
                 to_ms(row["blocked_until"]),
                 to_ms(row["last_violation_at"]),
             )
-            await self.limiter.restore_penalty(row["wa_id"], state)
+            await target.restore_penalty(row["wa_id"], state)
         return len(rows)
 
     async def _update_cache(self, write: Any) -> None:

@@ -1,5 +1,6 @@
 """The gate: the worker asks it, after claiming a turn and before any model call, whether
-this customer may be answered now.
+this customer may be answered now; the streaming API asks the same question (`screen`),
+so a customer meets the same limits whichever way they write.
 
 A refused turn is closed right here: its messages are marked handled (with the reason in
 `inbound_messages.gate`), its run is `refused`, and the customer gets at most one
@@ -8,11 +9,19 @@ Each decision is written on the run before anything else happens, so a job retri
 after a crash neither counts the same messages twice nor sends a second notice.
 
 Escalations (warning, block, blacklist) go to Postgres with an audit row: the ladder
-survives restarts and every step can be traced to its moment.
+survives restarts and every step can be traced to its moment. The limiter decides a
+blacklist but does not list anyone: it keeps answering "blacklisted now" until the
+Postgres row is committed, so a failed write is retried by the next turn, never undone
+by the next cache sync.
+
+Redis down: the blacklist still holds (read from Postgres). Fail closed, turns wait in
+the queue; fail open, an in-process limiter with the same policy stands in until Redis
+answers again — weaker (one process only), never no limit at all.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -24,11 +33,13 @@ from graph.persistence import Pool
 from graph.settings import Settings
 from graph.state import text_reply
 from server.abuse.blacklist import Blacklist, Limiter, to_datetime
+from server.abuse.memory import MemoryLimiter
 from server.abuse.policy import (
     GATE_REASONS,
     LimiterUnavailable,
     Outcome,
     PenaltyState,
+    Policy,
     Verdict,
     now_ms,
 )
@@ -61,6 +72,20 @@ class GatedTurn(Protocol):
     def attempts(self) -> int: ...
     @property
     def resumed(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class GateRequest:
+    """`messages` new messages from `wa_id` in a conversation, to be answered now.
+
+    `can_wait`: a queued turn may be retried later when the limiter is down and the
+    gate fails closed; a streamed turn has nobody to retry it, so it is refused.
+    """
+
+    wa_id: str
+    conversation_id: str
+    messages: int
+    can_wait: bool
 
 
 class GateDeferred(RuntimeError):
@@ -97,13 +122,17 @@ class Notices:
     unavailable: str = "Sorry, we cannot answer right now. Please write again in a few minutes."
 
     def for_verdict(self, verdict: Verdict, at_ms: int) -> str | None:
-        if verdict.outcome is Outcome.WARNED:
+        """What the refused customer reads. WhatsApp gets it only with `verdict.notify`;
+        a stream shows it on every refusal, since its client asked and waits."""
+        outcome = verdict.outcome
+        if outcome is Outcome.WARNED:
             return self.warning
-        if verdict.outcome is Outcome.BLOCKED_NOW:
-            return self.block.format(duration=_duration((verdict.until_ms - at_ms) // 1000))
-        if verdict.outcome is Outcome.BLACKLISTED_NOW:
+        if outcome in (Outcome.BLOCKED_NOW, Outcome.BLOCKED):
+            remaining = max(0, verdict.until_ms - at_ms) // 1000
+            return self.block.format(duration=_duration(remaining))
+        if outcome in (Outcome.BLACKLISTED_NOW, Outcome.BLACKLISTED):
             return self.blacklist
-        if verdict.outcome is Outcome.OVER_BUDGET:
+        if outcome is Outcome.OVER_BUDGET:
             return self.budget
         return None
 
@@ -111,11 +140,16 @@ class Notices:
 @dataclass(frozen=True)
 class Decision:
     reason: str  # ADMITTED or the refusal stored on messages and the run
-    notice: str | None = None
+    message: str | None = None  # what the refused customer reads
+    notify: bool = False  # send `message` to WhatsApp: once per step, never per message
 
     @property
     def admitted(self) -> bool:
         return self.reason == ADMITTED
+
+    @property
+    def notice(self) -> str | None:
+        return self.message if self.notify else None
 
 
 class AbuseGate:
@@ -134,6 +168,9 @@ class AbuseGate:
         self.whatsapp = whatsapp
         self.settings = settings
         self.notices = notices or Notices()
+        # Counts in this process while Redis is down (fail open); None while it answers.
+        self._stand_in: MemoryLimiter | None = None
+        self._stand_in_lock = asyncio.Lock()
 
     async def admit(self, turn: GatedTurn) -> bool:
         """True: run the graph. False: the turn was refused and is closed already."""
@@ -141,7 +178,9 @@ class AbuseGate:
         if reason == ADMITTED:
             return True
         if reason is None:
-            decision = await self._decide(turn)
+            can_wait = turn.attempts < self.settings.job_max_attempts
+            request = GateRequest(turn.wa_id, turn.conversation_id, len(turn.messages), can_wait)
+            decision = await self.screen(request)
             if decision.admitted:
                 await self._record(turn.run_id, ADMITTED)
                 return True
@@ -159,84 +198,126 @@ class AbuseGate:
         await self._close(turn, reason)
         return False
 
+    async def screen(self, request: GateRequest) -> Decision:
+        """The decision on one turn, any step up the ladder already written to Postgres.
+        Nothing of the turn itself is recorded: that is the caller's (see `admit`)."""
+        try:
+            verdict = await self.limiter.hit(request.wa_id, max(1, request.messages))
+        except LimiterUnavailable:
+            return await self._decide_without_limiter(request)
+        self._end_stand_in()
+        return await self._judge(request, verdict, self.limiter)
+
     async def record_usage(self, turn: GatedTurn, tokens: int) -> None:
+        """The worker's call (server/conversations.py): its turns know their customer."""
+        await self.count_tokens(turn.wa_id, tokens)
+
+    async def count_tokens(self, wa_id: str, tokens: int) -> None:
         """Count a finished turn's model tokens against today's budget. Never raises:
         the replies are decided by now and must go out."""
         if tokens <= 0 or not self.settings.daily_token_budget:
             return
         try:
-            await self.limiter.add_tokens(turn.wa_id, tokens)
-            TOKENS.inc(tokens)
+            await self.limiter.add_tokens(wa_id, tokens)
         except LimiterUnavailable:
-            log.warning("abuse.tokens_not_counted", tokens=tokens, reason="limiter unavailable")
+            if self._stand_in is None:
+                log.warning("abuse.tokens_not_counted", tokens=tokens, reason="limiter down")
+                return
+            await self._stand_in.add_tokens(wa_id, tokens)
         except Exception as exc:
             log.error("abuse.tokens_not_counted", tokens=tokens, error=str(exc)[:200])
+            return
+        TOKENS.inc(tokens)
 
-    async def _decide(self, turn: GatedTurn) -> Decision:
-        try:
-            verdict = await self.limiter.hit(turn.wa_id, max(1, len(turn.messages)))
-        except LimiterUnavailable:
-            return await self._decide_without_limiter(turn)
+    async def _judge(self, request: GateRequest, verdict: Verdict, limiter: Limiter) -> Decision:
         DECISIONS.labels(outcome=verdict.outcome.value).inc()
         if verdict.admitted:
             return Decision(ADMITTED)
         if verdict.escalated:
-            await self._escalate(turn, verdict)
-        at = now_ms(self.limiter.clock)
-        notice = self.notices.for_verdict(verdict, at) if verdict.notify else None
-        return Decision(GATE_REASONS[verdict.outcome], notice)
+            await self._escalate(request, verdict, limiter)
+        message = self.notices.for_verdict(verdict, now_ms(limiter.clock))
+        return Decision(GATE_REASONS[verdict.outcome], message, verdict.notify)
 
-    async def _decide_without_limiter(self, turn: GatedTurn) -> Decision:
-        """Redis is down: the blacklist still holds (from Postgres); rate limits are
-        skipped (fail open) or the turn waits for Redis (fail closed)."""
-        if await self.blacklist.entry(turn.wa_id) is not None:
+    async def _decide_without_limiter(self, request: GateRequest) -> Decision:
+        """Redis is down: the blacklist still holds (from Postgres); rate limits and the
+        budget are counted in this process (fail open) or the turn waits (fail closed)."""
+        if await self.blacklist.entry(request.wa_id) is not None:
             DECISIONS.labels(outcome="blacklisted").inc()
-            return Decision("blacklisted")
+            return Decision("blacklisted", self.notices.blacklist)
         if self.settings.redis_fail_open:
-            DECISIONS.labels(outcome="unchecked").inc()
-            return Decision(ADMITTED)
-        if turn.attempts < self.settings.job_max_attempts:
+            stand_in = await self._stand_in_limiter()
+            verdict = await stand_in.hit(request.wa_id, max(1, request.messages))
+            return await self._judge(request, verdict, stand_in)
+        if request.can_wait:
             DECISIONS.labels(outcome="deferred").inc()
             raise GateDeferred("rate limiter unavailable and WA_AGENT_REDIS_FAIL_OPEN=false")
         DECISIONS.labels(outcome="unavailable").inc()
-        return Decision("unavailable", self.notices.unavailable)
+        return Decision("unavailable", self.notices.unavailable, notify=True)
 
-    async def _escalate(self, turn: GatedTurn, verdict: Verdict) -> None:
+    async def _stand_in_limiter(self) -> MemoryLimiter:
+        """Built once per outage, with the ladders Postgres remembers, and said loudly
+        once: a flood during an outage must not spend model tokens without bound."""
+        async with self._stand_in_lock:
+            if self._stand_in is None:
+                policy = Policy.from_settings(self.settings)
+                stand_in = MemoryLimiter(policy, clock=lambda: self.limiter.clock())
+                restored = await self.blacklist.restore_penalties(
+                    self.settings.penalty_reset_seconds, into=stand_in
+                )
+                log.error(
+                    "abuse.limiter_stand_in",
+                    limiter=stand_in.description,
+                    penalties_restored=restored,
+                    behaviour="Redis is unavailable: rate limits and token budgets are "
+                    "counted in this process only until it answers again",
+                )
+                self._stand_in = stand_in
+            return self._stand_in
+
+    def _end_stand_in(self) -> None:
+        if self._stand_in is not None:
+            self._stand_in = None
+            log.warning("abuse.limiter_stand_in_ended", limiter=self.limiter.description)
+
+    async def _escalate(self, request: GateRequest, verdict: Verdict, limiter: Limiter) -> None:
         """One step up the ladder, written to Postgres with its audit row."""
         log.warning(
             "abuse.escalated",
             outcome=verdict.outcome.value,
             blocks=verdict.blocks,
             until=to_datetime(verdict.until_ms),
-            conversation_id=turn.conversation_id,
+            conversation_id=request.conversation_id,
         )
         if verdict.outcome is Outcome.BLACKLISTED_NOW:
+            # Postgres first; `add` then lists the customer in the limiter, which ends
+            # the limiter's "due" state. Should the write fail, the next turn is
+            # answered BLACKLISTED_NOW again and retries it.
             await self.blacklist.add(
-                turn.wa_id,
+                request.wa_id,
                 reason="automatic: kept over the rate limits after every temporary block",
                 source="automatic",
                 actor=SYSTEM_ACTOR,
                 expires_at=to_datetime(verdict.until_ms),
                 action="abuse.blacklisted",
             )
+            if limiter is not self.limiter:  # the stand-in decided: it is told too
+                await limiter.set_blacklisted(request.wa_id, verdict.until_ms)
             return
-        state = PenaltyState(
-            verdict.level, verdict.blocks, verdict.until_ms, now_ms(self.limiter.clock)
-        )
+        state = PenaltyState(verdict.level, verdict.blocks, verdict.until_ms, now_ms(limiter.clock))
         action = "abuse.warned" if verdict.outcome is Outcome.WARNED else "abuse.blocked"
         details = {
             "blocks": verdict.blocks,
             "blocked_until": to_datetime(verdict.until_ms),
-            "messages": len(turn.messages),
+            "messages": request.messages,
             "limits": [f"{count}/{seconds}s" for count, seconds in self.settings.rate_limits],
         }
         async with self.pool.connection() as conn, conn.transaction():
-            await self.blacklist.save_penalty(conn, turn.wa_id, state)
+            await self.blacklist.save_penalty(conn, request.wa_id, state)
             await record_audit(
                 conn,
                 actor=SYSTEM_ACTOR,
                 action=action,
-                target=turn.wa_id,
+                target=request.wa_id,
                 details=details,
                 remote_addr=None,
             )

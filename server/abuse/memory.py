@@ -1,9 +1,10 @@
 """The in-process limiter: the same decisions as the Redis one, for one process only.
 
-Used when `REDIS_URL` is unset (a laptop, a single small deployment). Its counters die
-with the process; the penalty ladder and the blacklist are reloaded from Postgres at
-start, so a restart forgives nobody. Two processes would each count half a flood, which
-is why the start-up log says "one process only".
+Used when `REDIS_URL` is unset (a laptop, a single small deployment), and by the gate
+while Redis is down and `WA_AGENT_REDIS_FAIL_OPEN` is on: a weaker limit beats none.
+Its counters die with the process; the penalty ladder and the blacklist are reloaded
+from Postgres at start, so a restart forgives nobody. Two processes would each count
+half a flood, which is why the log says "one process only".
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from server.abuse.policy import (
+    BLACKLIST_DUE,
     DAY_MS,
     Clock,
     Outcome,
@@ -67,6 +69,8 @@ class MemoryLimiter:
         if listed is not None:
             return Verdict(Outcome.BLACKLISTED, listed)
         state = self.policy.current(self._penalties.get(user), at)
+        if state.level == BLACKLIST_DUE:  # decided, but Postgres has not confirmed it yet
+            return Verdict(Outcome.BLACKLISTED_NOW, state.until_ms, True)
         if state.until_ms > at:
             return Verdict(Outcome.BLOCKED, state.until_ms, False, state.level, state.blocks)
         day = at // DAY_MS
@@ -80,12 +84,9 @@ class MemoryLimiter:
             windows.add(at, weight)
             return Verdict(Outcome.ALLOWED, 0, False, state.level, state.blocks)
         outcome, escalated = self.policy.escalate(state, at)
-        if outcome is Outcome.BLACKLISTED_NOW:
-            self._penalties.pop(user, None)
-            until = self.policy.blacklist_until(at)
-            self._blacklist[user] = until
-            return Verdict(outcome, until, True)
         self._penalties[user] = escalated
+        if outcome is Outcome.BLACKLISTED_NOW:  # listed by `set_blacklisted`, after Postgres
+            return Verdict(outcome, escalated.until_ms, True)
         return Verdict(outcome, escalated.until_ms, True, escalated.level, escalated.blocks)
 
     def _listed_until(self, user: str, at: int) -> int | None:
@@ -107,6 +108,9 @@ class MemoryLimiter:
             self._windows.move_to_end(user)
         windows.prune(self.policy.windows, at)
         return windows
+
+    async def tokens_today(self, user: str) -> int:
+        return self._tokens.get((user, now_ms(self.clock) // DAY_MS), 0)
 
     async def add_tokens(self, user: str, tokens: int) -> None:
         day = now_ms(self.clock) // DAY_MS

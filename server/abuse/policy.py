@@ -64,11 +64,18 @@ class Verdict:
         return self.outcome in ESCALATIONS
 
 
+# The ladder's last step is decided by the limiter but belongs to Postgres: until the
+# blacklist row is committed (and `set_blacklisted` confirms it to the limiter), the
+# penalty stays at this level and every hit answers BLACKLISTED_NOW again, so a failed
+# write is retried by the next turn instead of being forgotten by the next cache sync.
+BLACKLIST_DUE = 2
+
+
 @dataclass(frozen=True)
 class PenaltyState:
     """Where a customer stands on the ladder; what Postgres keeps across restarts."""
 
-    level: int  # 0: clean, 1: warned
+    level: int  # 0: clean, 1: warned, BLACKLIST_DUE: blacklisted, not yet in Postgres
     blocks: int
     until_ms: int
     last_ms: int  # the latest violation
@@ -96,19 +103,24 @@ class Policy:
         return at_ms + self.blacklist_seconds * 1000 if self.blacklist_seconds else 0
 
     def escalate(self, state: PenaltyState, at_ms: int) -> tuple[Outcome, PenaltyState]:
-        """One more violation: warning → each block in turn → blacklist."""
+        """One more violation: warning → each block in turn → blacklist (due until
+        Postgres has it, see BLACKLIST_DUE)."""
         if state.level == 0:
             return Outcome.WARNED, PenaltyState(1, state.blocks, 0, at_ms)
         if state.blocks < len(self.block_seconds):
             until = at_ms + self.block_seconds[state.blocks] * 1000
             return Outcome.BLOCKED_NOW, PenaltyState(1, state.blocks + 1, until, at_ms)
-        return Outcome.BLACKLISTED_NOW, PenaltyState(0, 0, 0, at_ms)
+        due = PenaltyState(BLACKLIST_DUE, state.blocks, self.blacklist_until(at_ms), at_ms)
+        return Outcome.BLACKLISTED_NOW, due
 
     def current(self, state: PenaltyState | None, at_ms: int) -> PenaltyState:
-        """The ladder is forgotten after `reset_seconds` without a violation."""
+        """The ladder is forgotten after `reset_seconds` without a violation; a due
+        blacklist only when its own term is over."""
         clean = PenaltyState(0, 0, 0, 0)
         if state is None:
             return clean
+        if state.level == BLACKLIST_DUE:
+            return state if state.until_ms == 0 or state.until_ms > at_ms else clean
         forgotten = at_ms - state.last_ms > self.reset_seconds * 1000
         return clean if forgotten and state.until_ms <= at_ms else state
 

@@ -30,6 +30,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from server.abuse.policy import (
+    BLACKLIST_DUE,
     DAY_MS,
     Clock,
     LimiterUnavailable,
@@ -48,7 +49,10 @@ LIMITER_UP = Gauge("wa_agent_limiter_up", "1 while the rate limiter's store answ
 # KEYS: blacklist, penalty, tokens today, budget notice today, one sorted set per window
 # ARGV: now, weight, member, budget, reset_ms, blacklist_ms, #windows,
 #       (window_ms, limit) per window, #blocks, block_ms per block
+# The script never writes the blacklist key: the last step leaves the penalty at
+# BLACKLIST_DUE, and `set_blacklisted` lists the customer once Postgres has the row.
 _HIT = """
+local DUE = tonumber("BLACKLIST_DUE")
 local now = tonumber(ARGV[1])
 local weight = tonumber(ARGV[2])
 local budget = tonumber(ARGV[4])
@@ -73,6 +77,12 @@ local level = tonumber(pen[1]) or 0
 local blocks = tonumber(pen[2]) or 0
 local until_ms = tonumber(pen[3]) or 0
 local last = tonumber(pen[4]) or 0
+if level == DUE then
+  if until_ms == 0 or until_ms > now then
+    return {'blacklisted_now', until_ms, 1, 0, 0}
+  end
+  level, blocks, until_ms = 0, 0, 0
+end
 if now - last > reset_ms and until_ms <= now then
   level, blocks, until_ms = 0, 0, 0
 end
@@ -108,13 +118,16 @@ elseif blocks < nblocks then
   blocks = blocks + 1
   until_ms = now + tonumber(ARGV[ladder + blocks])
 else
-  redis.call('DEL', KEYS[2])
+  local listed_until = 0
+  if blacklist_ms > 0 then listed_until = now + blacklist_ms end
+  redis.call('HSET', KEYS[2], 'level', DUE, 'blocks', blocks, 'until', int(listed_until),
+             'last', int(now))
   if blacklist_ms > 0 then
-    redis.call('SET', KEYS[1], int(now + blacklist_ms), 'PX', blacklist_ms)
-    return {'blacklisted_now', now + blacklist_ms, 1, 0, 0}
+    redis.call('PEXPIRE', KEYS[2], blacklist_ms + 60000)
+  else
+    redis.call('PERSIST', KEYS[2])
   end
-  redis.call('SET', KEYS[1], '0')
-  return {'blacklisted_now', 0, 1, 0, 0}
+  return {'blacklisted_now', listed_until, 1, 0, 0}
 end
 redis.call('HSET', KEYS[2], 'level', level, 'blocks', blocks, 'until', int(until_ms),
            'last', int(now))
@@ -123,7 +136,7 @@ if until_ms > 0 then
   return {'blocked_now', until_ms, 1, level, blocks}
 end
 return {'warned', 0, 1, level, blocks}
-"""
+""".replace("BLACKLIST_DUE", str(BLACKLIST_DUE))
 
 _ADD_TOKENS = """
 local total = redis.call('INCRBY', KEYS[1], ARGV[1])
@@ -268,6 +281,11 @@ class RedisLimiter:
         result: Sequence[Any] = await self._call(lambda: self._hit_script(keys=keys, args=args))
         outcome, until, notify, level, blocks = result
         return Verdict(Outcome(outcome), int(until), bool(notify), int(level), int(blocks))
+
+    async def tokens_today(self, user: str) -> int:
+        key = self.key(user, f"tok:{now_ms(self.clock) // DAY_MS}")
+        counted = await self._call(lambda: self.client.get(key))
+        return int(counted or 0)
 
     async def add_tokens(self, user: str, tokens: int) -> None:
         day = now_ms(self.clock) // DAY_MS
