@@ -62,6 +62,10 @@ class Settings(
     worker_concurrency: int = Field(
         default=16, ge=1, validation_alias="WA_AGENT_WORKER_CONCURRENCY"
     )
+    # CPU priority (Unix nice) of `wa-agent worker` processes: on a machine they share
+    # with `serve` and Postgres, the webhook — which Meta times — gets the CPU first;
+    # a turn waits on its model far longer than on a busy core. 0 = same as the rest.
+    worker_nice: int = Field(default=10, ge=0, le=19, validation_alias="WA_AGENT_WORKER_NICE")
     # Double texting: wait this long after the newest message before answering, so
     # "hi" / "I want to book" / "for Saturday" become one turn.
     coalesce_window_ms: int = Field(default=1000, ge=0, validation_alias="WA_AGENT_COALESCE_MS")

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import sys
 import uuid
 from collections.abc import Sequence
+from pathlib import Path
 
 import structlog
 import uvicorn
@@ -82,7 +84,28 @@ def serve_http(settings: Settings, *, with_worker: bool) -> int:
     return 0
 
 
+def yield_cpu_to_the_webhook(nice: int) -> None:
+    """Lower this worker's CPU priority by `nice` (WA_AGENT_WORKER_NICE).
+
+    Where the kernel schedules each session as a group (autogroup, the default on most
+    desktops and VMs), nice alone only ranks processes inside their session: a worker
+    that leads its own session (systemd, a supervisor, `setsid`) lowers its group too.
+    A worker sharing a session with `serve` (one shell script) does not, since that
+    would lower the webhook with it.
+    """
+    if nice <= 0:
+        return
+    os.nice(nice)
+    grouped = False
+    if os.getsid(0) == os.getpid():
+        with contextlib.suppress(OSError):
+            Path("/proc/self/autogroup").write_text(str(nice))
+            grouped = True
+    log.info("worker.cpu_priority", nice=nice, session_group=grouped)
+
+
 async def run_worker_process(settings: Settings) -> int:
+    yield_cpu_to_the_webhook(settings.worker_nice)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

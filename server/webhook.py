@@ -91,7 +91,7 @@ async def _acknowledge(request: Request) -> Response:
         payload = parse_webhook(body, max_text_chars=settings.max_text_chars)
     except InvalidWebhook as exc:
         log.warning("webhook.malformed", error=str(exc)[:300])
-        return _error(400, "malformed payload")
+        return _error(400, f"malformed payload: {exc}"[:300])
     counts = await _store(services, payload, remote_addr)
     if counts["dropped"]:
         # Not a 200: Meta delivers the body again later, the messages stored now are

@@ -89,6 +89,7 @@ def service_env(settings: Settings) -> dict[str, str]:
         "whatsapp_api_base_url": "WHATSAPP_API_BASE_URL",
         "coalesce_window_ms": "WA_AGENT_COALESCE_MS",
         "worker_concurrency": "WA_AGENT_WORKER_CONCURRENCY",
+        "worker_nice": "WA_AGENT_WORKER_NICE",
         "worker_heartbeat_seconds": "WA_AGENT_WORKER_HEARTBEAT_S",
         "stalled_job_seconds": "WA_AGENT_STALLED_JOB_S",
         "model_max_retries": "WA_AGENT_MODEL_MAX_RETRIES",

@@ -133,14 +133,15 @@ async def test_malformed_and_oversized_bodies_are_refused(
     huge = json.dumps(envelope(text_message(new_customer(), "x" * 1_100_000))).encode()
     async with running_service(settings, with_worker=False) as service:
         async with httpx.AsyncClient(base_url=service.base_url) as client:
-            codes = []
+            answers = []
             for body in (not_json, wrong_shape, json.dumps(no_sender).encode(), huge):
                 headers = {"X-Hub-Signature-256": sign(body, APP_SECRET)}
-                codes.append(
-                    (await client.post("/webhook", content=body, headers=headers)).status_code
-                )
+                answers.append(await client.post("/webhook", content=body, headers=headers))
         stored = await count(service, "inbound_messages")
-    assert codes == [400, 400, 400, 413]
+    assert [answer.status_code for answer in answers] == [400, 400, 400, 413]
+    # The sender learns what was wrong with its body (it is the sender's own data).
+    assert "not valid JSON" in answers[0].json()["error"]
+    assert "schema" in answers[1].json()["error"]
     assert stored == 0
 
 

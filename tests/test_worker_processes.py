@@ -4,7 +4,9 @@ no double answers, and recovery when a worker dies in the middle of a run."""
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -121,3 +123,37 @@ async def test_two_workers_answer_fifty_conversations_in_order_and_once(
         # Every turn answered exactly once, in order (coalesced turns share one echo).
         assert seen.replace("echo: ", "") == "turn 0 | turn 1 | turn 2", customer
     assert all(p.returncode == 0 for p in workers), [p.stderr.read() for p in workers if p.stderr]
+
+
+@pytest.mark.parametrize("nice", [10, 0])
+async def test_a_worker_yields_the_cpu_to_the_webhook(
+    db_url: str, graph_api: FakeGraphAPI, openai_server: FakeOpenAIServer, nice: int
+) -> None:
+    """`top` shows the worker at the configured nice (WA_AGENT_WORKER_NICE, default 10),
+    and — leading its own session, as under systemd — its scheduling group too; the
+    webhook process (this one here) keeps its priority. 0 leaves the worker alone."""
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    worker = spawn_worker(settings_for(db_url, graph_api, openai_server, worker_nice=nice))
+    try:
+        await eventually(
+            lambda: _registered_workers(db_url), within=60, what="the worker registered"
+        )
+        assert _nice_of(worker.pid) == base + nice
+        assert f"nice {nice}" in _autogroup_of(worker.pid)
+        assert os.getpriority(os.PRIO_PROCESS, 0) == base
+    finally:
+        stop_process(worker)
+
+
+async def _registered_workers(db_url: str) -> bool:
+    rows = await query(db_url, "SELECT count(*) AS n FROM procrastinate_workers")
+    return int(rows[0]["n"]) > 0
+
+
+def _nice_of(pid: int) -> int:
+    """Field 19 of /proc/PID/stat (after the command name, which may hold spaces)."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
+def _autogroup_of(pid: int) -> str:
+    return Path(f"/proc/{pid}/autogroup").read_text()
