@@ -1,7 +1,7 @@
 """Rate limiting: how long a limiter check takes, and what a flood does to everyone else.
 
-    .venv/bin/python -m tests.bench.bench_rate_limit [--checks 20000] [--duration 15]
-        [--rate 40] [--flood-rate 1000] [--customers 200]
+    .venv/bin/python -m tests.bench.bench_rate_limit [--checks 20000] [--duration 30]
+        [--rate 40] [--flood-rate 1000] [--customers 200] [--repeat 1]
 
 Part 1, check latency: `RedisLimiter.hit` (the one Lua script a turn costs) against
 the machine's Redis (`TEST_REDIS_URL`, else a private `redis-server`), one check at a
@@ -10,12 +10,15 @@ slots make them), spread over 1,000 customers with the default policy (20/min, 2
 1000/day); the in-process limiter beside it.
 
 Part 2, flood: `wa-agent serve --no-worker` and one `wa-agent worker`, each its own
-process (Redis limiter, defaults otherwise), so the webhook is measured apart from the
-graph runs it triggers. Other customers post at `--rate` messages/s in total, open
-loop, spread so that none of them is over a limit; the run is made once without and
-once with one customer flooding at `--flood-rate` messages/s. Each run has a fresh
-database and a fresh service. The figure of merit: the other customers' webhook p99
-with the flood over their p99 without it (goal: at most 1.2).
+process (Redis limiter, defaults otherwise — the worker at its default nice 10), so
+the webhook is measured apart from the graph runs it triggers. Other customers post at
+`--rate` messages/s in total, open loop, spread so that none of them is over a limit;
+the run is made once without and once with one customer flooding at `--flood-rate`
+messages/s, sent by `flood_sender` (a lean process at the lowest CPU priority: the
+flood stands for traffic made on Meta's side). Each run has a fresh database and a
+fresh service; `--repeat` alternates more pairs. The figure of merit: the other
+customers' webhook p99 with the flood over their p99 without it, every run of a kind
+pooled (goal: at most 1.2).
 """
 
 from __future__ import annotations
@@ -50,8 +53,10 @@ from tests.bench.common import (
     tune_benchmark_process,
 )
 from tests.bench.common import bench_postgres as open_postgres
+from tests.bench.flood_sender import FloodFigures
 from tests.bench.loadgen import Sample, WebhookClient, open_loop
 from tests.bench.processes import (
+    cpu_seconds,
     free_port,
     process_group,
     service_environment,
@@ -60,7 +65,7 @@ from tests.bench.processes import (
 )
 from tests.fakes.graph_api import FakeGraphAPI
 from tests.fakes.openai_server import FakeOpenAIServer
-from tests.support import REPO
+from tests.support import APP_SECRET, REPO
 from tests.support_abuse import shared_redis_url
 
 GOAL_CHECK_P99_MS = 2.0
@@ -141,16 +146,6 @@ async def check_latency(args: argparse.Namespace) -> list[list[object]]:
 
 
 @dataclass(frozen=True)
-class FloodFigures:
-    """What the flooding process reports back."""
-
-    sent: int = 0
-    rate: float = 0.0
-    p99_ms: float = 0.0
-    failures: int = 0
-
-
-@dataclass(frozen=True)
 class FloodRun:
     flood: bool
     others: list[Sample]
@@ -159,6 +154,7 @@ class FloodRun:
     flood_answered: int
     others_answered: int
     others_sent: int
+    serve_cores: float  # the webhook process's CPU while the others were measured
 
     def p(self, samples: Sequence[Sample], q: float) -> float:
         return percentile([s.latency for s in samples if s.status == 200], q)
@@ -197,11 +193,11 @@ async def others_answered(db_url: str, wamids: Sequence[str], within: float = 20
 
 
 async def start_flooder(url: str, run: int, args: argparse.Namespace) -> Process:
-    """The flood comes from a process of its own: its 1,000 requests a second must not
-    share an event loop (or a GIL) with the one timing the other customers."""
-    command = [sys.executable, "-m", "tests.bench.bench_rate_limit", "--flood-at", url]
-    command += ["--flood-rate", str(args.flood_rate), "--duration", str(args.duration)]
-    command += ["--run", str(run)]
+    """The flood comes from a process of its own (`flood_sender`): its 1,000 requests a
+    second must not share an event loop (or a GIL) with the one timing the others."""
+    command = [sys.executable, "-m", "tests.bench.flood_sender", url, "--secret", APP_SECRET]
+    command += ["--rate", str(args.flood_rate), "--duration", str(args.duration)]
+    command += ["--wa-id", FLOODER, "--run", str(run)]
     flooder = await asyncio.create_subprocess_exec(
         *command, stdin=PIPE, stdout=PIPE, cwd=REPO, start_new_session=True
     )
@@ -214,30 +210,6 @@ async def start_flooder(url: str, run: int, args: argparse.Namespace) -> Process
 async def finish_flooder(flooder: Process) -> FloodFigures:
     out, _ = await flooder.communicate()
     return FloodFigures(**json.loads(out.decode().strip().splitlines()[-1]))
-
-
-async def flood_from_here(args: argparse.Namespace) -> None:
-    """`--flood-at URL`: one customer's messages at `--flood-rate` for `--duration`
-    seconds, starting when the parent writes a line; prints its figures as JSON."""
-    tune_benchmark_process()
-    flooding = [
-        signed_text(FLOODER, f"flood {i}", f"wamid.rl-flood-{args.run}-{i}")
-        for i in range(int(args.flood_rate * args.duration))
-    ]
-    client = WebhookClient(args.flood_at)
-    print("ready", flush=True)
-    await asyncio.to_thread(sys.stdin.readline)
-    with measuring():
-        samples = await open_loop(client, flooding, args.flood_rate)
-    client.close()
-    ok = [s.latency for s in samples if s.status == 200]
-    figures = FloodFigures(
-        sent=len(samples),
-        rate=FloodRun.rate(samples),
-        p99_ms=1000 * percentile(ok, 99),
-        failures=FloodRun.failures(samples),
-    )
-    print(json.dumps(figures.__dict__), flush=True)
 
 
 async def flood_run(
@@ -261,7 +233,7 @@ async def flood_run(
     warm = messages("warm", run, int(args.rate * WARM_UP_S), args.customers)
     others = messages("other", run, int(args.rate * args.duration), args.customers)
     with process_group() as group:
-        group.start("serve", ["-m", "server.cli", "serve", "--no-worker"], env)
+        serve = group.start("serve", ["-m", "server.cli", "serve", "--no-worker"], env)
         group.start("worker", ["-m", "server.cli", "worker"], env)
         await wait_until_ready(f"http://127.0.0.1:{port}", group)
         await wait_for_workers(db_url, 1, group)
@@ -274,13 +246,17 @@ async def flood_run(
                 assert flooder.stdin is not None
                 flooder.stdin.write(b"go\n")
                 await flooder.stdin.drain()
+            serve_cpu, began = cpu_seconds(serve.popen.pid), time.monotonic()
             measured = await open_loop(others_client, others, args.rate)
+            serve_cores = (cpu_seconds(serve.popen.pid) - serve_cpu) / (time.monotonic() - began)
         flood_result = await finish_flooder(flooder) if flooder is not None else FloodFigures()
         answered = await others_answered(db_url, [m.wamid for m in others])
         group.check_alive()
         others_client.close()
     stored, flood_answered = await flooder_rows(db_url)
-    return FloodRun(flood, measured, flood_result, stored, flood_answered, answered, len(others))
+    return FloodRun(
+        flood, measured, flood_result, stored, flood_answered, answered, len(others), serve_cores
+    )
 
 
 async def flooder_rows(db_url: str) -> tuple[int, int]:
@@ -326,10 +302,12 @@ def report(checks: list[list[object]], runs: Sequence[FloodRun], args: argparse.
                 run.flooder.failures if run.flood else "-",
                 f"{run.flood_stored}/{run.flooder.sent}" if run.flood else "-",
                 run.flood_answered if run.flood else "-",
+                f"{run.serve_cores:.2f}",
             ]
         )
     headers = ["run", "others sent", "p50", "p95", "p99", "max", "non-200", "answered"]
     headers += ["flood sent", "flood p99", "flood non-200", "flood stored", "flood answered"]
+    headers += ["serve cores"]
     print_table(headers, rows)
     base = [s.latency for r in runs if not r.flood for s in r.others if s.status == 200]
     flooded = [s.latency for r in runs if r.flood for s in r.others if s.status == 200]
@@ -350,7 +328,8 @@ async def main(args: argparse.Namespace) -> None:
             f"redis: {shared_redis_url()} (TEST_REDIS_URL, else a private redis-server)",
             "service: `wa-agent serve --no-worker` + one `wa-agent worker`, REDIS_URL set,"
             " WA_AGENT_COALESCE_MS=0, default limits and ingress guard (5/s, burst 40)",
-            "this process: load generator (raw asyncio HTTP/1.1), FakeOpenAIServer, FakeGraphAPI",
+            "this process: the others' load generator (raw asyncio HTTP/1.1), FakeOpenAIServer,"
+            " FakeGraphAPI; the flood: `tests.bench.flood_sender`, its own process, nice 19",
         ],
     )
     checks = await check_latency(args)
@@ -372,13 +351,11 @@ async def main(args: argparse.Namespace) -> None:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checks", type=int, default=20_000)
-    parser.add_argument("--duration", type=float, default=15.0, help="seconds per run")
+    parser.add_argument("--duration", type=float, default=30.0, help="seconds per run")
     parser.add_argument("--rate", type=float, default=40.0, help="other customers, msg/s")
     parser.add_argument("--flood-rate", type=float, default=1000.0)
     parser.add_argument("--customers", type=int, default=200)
     parser.add_argument("--repeat", type=int, default=1, help="pairs of runs")
-    parser.add_argument("--flood-at", help=argparse.SUPPRESS)  # the flooding process
-    parser.add_argument("--run", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if not (0 < args.duration <= 120 and 0 < args.rate <= 500 and 0 < args.flood_rate <= 2000):
         parser.error("duration in (0, 120] s, rate in (0, 500]/s, flood rate in (0, 2000]/s")
@@ -388,5 +365,4 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 if __name__ == "__main__":
-    arguments = parse_args()
-    asyncio.run(flood_from_here(arguments) if arguments.flood_at else main(arguments))
+    asyncio.run(main(parse_args()))

@@ -24,7 +24,7 @@ from tests.support import ACCESS_TOKEN, APP_SECRET, PHONE_NUMBER_ID, REPO, VERIF
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def _cpu_seconds(pid: int, *, reaped_children: bool = False) -> float:
+def cpu_seconds(pid: int, *, reaped_children: bool = False) -> float:
     """User + system CPU of one process (plus, if asked, of the children it has reaped:
     the postmaster's exited backends and autovacuum workers), or 0 when it is gone."""
     try:
@@ -104,7 +104,7 @@ class CpuMeter:
         }
         postmaster = groups["postgres"][:1]
         return {
-            name: {pid: _cpu_seconds(pid, reaped_children=pid in postmaster) for pid in pids}
+            name: {pid: cpu_seconds(pid, reaped_children=pid in postmaster) for pid in pids}
             for name, pids in groups.items()
         }
 
