@@ -1,7 +1,7 @@
 """Rate limiting: how long a limiter check takes, and what a flood does to everyone else.
 
     .venv/bin/python -m tests.bench.bench_rate_limit [--checks 20000] [--duration 30]
-        [--rate 40] [--flood-rate 1000] [--customers 200] [--repeat 1]
+        [--rate 40] [--flood-rate 1000] [--customers 200] [--repeat 1] [--worker-nice 10]
 
 Part 1, check latency: `RedisLimiter.hit` (the one Lua script a turn costs) against
 the machine's Redis (`TEST_REDIS_URL`, else a private `redis-server`), one check at a
@@ -10,7 +10,8 @@ slots make them), spread over 1,000 customers with the default policy (20/min, 2
 1000/day); the in-process limiter beside it.
 
 Part 2, flood: `wa-agent serve --no-worker` and one `wa-agent worker`, each its own
-process (Redis limiter, defaults otherwise — the worker at its default nice 10), so
+process (Redis limiter, defaults otherwise — the worker at nice `--worker-nice`, by
+default its production default 10), so
 the webhook is measured apart from the graph runs it triggers. Other customers post at
 `--rate` messages/s in total, open loop, spread so that none of them is over a limit;
 the run is made once without and once with one customer flooding at `--flood-rate`
@@ -229,6 +230,7 @@ async def flood_run(
         PORT=str(port),
         REDIS_URL=shared_redis_url(),
         WA_AGENT_REDIS_PREFIX=f"wa-bench:{uuid.uuid4().hex[:8]}:",
+        WA_AGENT_WORKER_NICE=str(args.worker_nice),
     )
     warm = messages("warm", run, int(args.rate * WARM_UP_S), args.customers)
     others = messages("other", run, int(args.rate * args.duration), args.customers)
@@ -326,8 +328,9 @@ async def main(args: argparse.Namespace) -> None:
         "bench_rate_limit: limiter check latency; the webhook for others during a flood",
         [
             f"redis: {shared_redis_url()} (TEST_REDIS_URL, else a private redis-server)",
-            "service: `wa-agent serve --no-worker` + one `wa-agent worker`, REDIS_URL set,"
-            " WA_AGENT_COALESCE_MS=0, default limits and ingress guard (5/s, burst 40)",
+            "service: `wa-agent serve --no-worker` + one `wa-agent worker`"
+            f" (nice {args.worker_nice}), REDIS_URL set, WA_AGENT_COALESCE_MS=0,"
+            " default limits and ingress guard (5/s, burst 40)",
             "this process: the others' load generator (raw asyncio HTTP/1.1), FakeOpenAIServer,"
             " FakeGraphAPI; the flood: `tests.bench.flood_sender`, its own process, nice 19",
         ],
@@ -356,6 +359,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--flood-rate", type=float, default=1000.0)
     parser.add_argument("--customers", type=int, default=200)
     parser.add_argument("--repeat", type=int, default=1, help="pairs of runs")
+    parser.add_argument(
+        "--worker-nice", type=int, default=10, help="the worker's WA_AGENT_WORKER_NICE"
+    )
     args = parser.parse_args(argv)
     if not (0 < args.duration <= 120 and 0 < args.rate <= 500 and 0 < args.flood_rate <= 2000):
         parser.error("duration in (0, 120] s, rate in (0, 500]/s, flood rate in (0, 2000]/s")
