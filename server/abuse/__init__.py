@@ -34,7 +34,7 @@ from server.abuse.ingress import IngressGuard
 from server.abuse.memory import MemoryLimiter
 from server.abuse.policy import Clock, LimiterUnavailable, Policy, system_clock
 from server.abuse.redis_store import RedisLimiter, connect_redis
-from server.admin.audit import AuditThrottle, record_audit
+from server.admin.audit import AuditThrottle, record_audit, record_folded
 from server.admin.auth import configured_tokens
 from server.whatsapp.client import WhatsAppClient
 
@@ -89,10 +89,15 @@ class AbuseProtection:
         """A webhook POST with a missing or wrong signature: audited once per address
         per interval (an attacker controls how often this happens)."""
         log.warning("webhook.signature_refused", reason=reason, remote_addr=remote_addr)
-        folded = self.audit_throttle.admit("webhook.signature_invalid", remote_addr or "")
-        if folded is not None:
-            details = {"reason": reason, "folded": folded}
-            await self._audit("webhook.signature_invalid", "anonymous", None, details, remote_addr)
+        await record_folded(
+            self.pool,
+            self.audit_throttle,
+            action="webhook.signature_invalid",
+            key=remote_addr or "",
+            target=None,
+            details={"reason": reason},
+            remote_addr=remote_addr,
+        )
 
     async def dropped_at_ingress(self, sender: str, remote_addr: str | None) -> None:
         """A delivery over the sender's ingress rate: logged and audited once per sender

@@ -18,7 +18,12 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
+import structlog
 from psycopg.types.json import Jsonb
+
+from graph.persistence import Pool
+
+log = structlog.get_logger(__name__)
 
 
 def _json(value: Any) -> str:
@@ -65,6 +70,36 @@ class AuditThrottle:
             for stale in list(self._windows)[: self.max_keys // 2]:
                 del self._windows[stale]
         return folded
+
+
+async def record_folded(
+    pool: Pool,
+    throttle: AuditThrottle,
+    *,
+    action: str,
+    key: str,
+    target: str | None,
+    details: Mapping[str, Any],
+    remote_addr: str | None,
+) -> None:
+    """A refusal an outsider can repeat at will (a wrong token, a locked-out login):
+    one row per `key` per interval, carrying how many were folded into it. Never
+    raises: the refusal itself matters more than its record."""
+    folded = throttle.admit(action, key)
+    if folded is None:
+        return
+    try:
+        async with pool.connection() as conn:
+            await record_audit(
+                conn,
+                actor="anonymous",
+                action=action,
+                target=target,
+                details={**details, "folded": folded},
+                remote_addr=remote_addr,
+            )
+    except Exception as exc:
+        log.error("audit.write_failed", action=action, error=str(exc)[:200])
 
 
 async def list_audit(

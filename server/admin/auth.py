@@ -16,7 +16,7 @@ import structlog
 from fastapi import HTTPException, Request
 
 from graph.settings import Settings
-from server.admin.audit import record_audit
+from server.admin.audit import record_folded
 from server.console.session import cookie_admin
 
 log = structlog.get_logger(__name__)
@@ -73,18 +73,12 @@ async def record_refusal(services: Any, request: Request, reason: str) -> None:
     must not become a flood of writes); never let the audit failure hide the 401."""
     address = request.client.host if request.client else None
     log.warning("admin.auth_refused", reason=reason, path=request.url.path, remote_addr=address)
-    folded = services.abuse.audit_throttle.admit("admin.auth_failed", address or "")
-    if folded is None:
-        return
-    try:
-        async with services.pool.connection() as conn:
-            await record_audit(
-                conn,
-                actor="anonymous",
-                action="admin.auth_failed",
-                target=request.url.path,
-                details={"reason": reason, "method": request.method, "folded": folded},
-                remote_addr=address,
-            )
-    except Exception as exc:
-        log.error("audit.write_failed", action="admin.auth_failed", error=str(exc)[:200])
+    await record_folded(
+        services.pool,
+        services.abuse.audit_throttle,
+        action="admin.auth_failed",
+        key=address or "",
+        target=request.url.path,
+        details={"reason": reason, "method": request.method},
+        remote_addr=address,
+    )

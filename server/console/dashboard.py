@@ -24,7 +24,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from fastapi.templating import Jinja2Templates
 
 from graph.privacy import mask_phone
-from server.admin.audit import record_audit
+from server.admin.audit import record_audit, record_folded
 from server.admin.auth import configured_tokens, match_token, record_refusal
 from server.admin.flags import list_flags
 from server.console import aggregates, timeline
@@ -154,20 +154,15 @@ async def _locked_out(services: Services, request: Request, wait: int) -> HTMLRe
     an outsider can repeat at will."""
     address = request.client.host if request.client else None
     log.warning("dashboard.login_locked_out", remote_addr=address, retry_after=wait)
-    folded = services.abuse.audit_throttle.admit("admin.login_locked_out", address or "")
-    if folded is not None:
-        try:
-            async with services.pool.connection() as conn:
-                await record_audit(
-                    conn,
-                    actor="anonymous",
-                    action="admin.login_locked_out",
-                    target="dashboard",
-                    details={"retry_after": wait, "folded": folded},
-                    remote_addr=address,
-                )
-        except Exception as exc:  # the refusal matters more than its record
-            log.error("audit.write_failed", action="admin.login_locked_out", error=str(exc)[:200])
+    await record_folded(
+        services.pool,
+        services.abuse.audit_throttle,
+        action="admin.login_locked_out",
+        key=address or "",
+        target="dashboard",
+        details={"retry_after": wait},
+        remote_addr=address,
+    )
     minutes = math.ceil(wait / 60)
     error = f"Too many failed logins from your address. Try again in {minutes} min."
     page = _page(request, "login.html", None, error=error)
