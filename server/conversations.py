@@ -124,7 +124,7 @@ class ConversationRunner:
                 log.exception("run.gave_up", attempts=claim.attempts)
                 replies, failed = [text_reply(APOLOGY)], True
             if self.gate is not None:
-                await self.gate.record_usage(claim, usage.total_tokens)
+                await self.gate.count_tokens(claim.wa_id, usage.total_tokens)
             if typing is not None:
                 await typing
             replies = await parts_after_partial(self.pool, claim.run_id, replies)

@@ -5,10 +5,10 @@ on; one background task writes whatever has gathered in one INSERT. A failed wri
 logged and dropped, never raised: monitoring must not fail the call it watches. When
 the queue is full (the database is far behind), new records are dropped and counted.
 
-Arguments and error texts are stored masked, by the recorder itself so that no caller
-can forget it: an error text repeats whatever the call was given (LangGraph's own says
-"with kwargs {...}"). tools/ does not import graph/ (where the masking lives), so the
-masking function is handed in by whoever builds the recorder.
+Arguments and error texts are stored masked, by the recorder's writer so that no caller
+can forget it and no tool call waits for it: an error text repeats whatever the call was
+given (LangGraph's own says "with kwargs {...}"). tools/ does not import graph/ (where
+the masking lives), so the masking function is handed in by whoever builds the recorder.
 """
 
 from __future__ import annotations
@@ -56,8 +56,8 @@ _INSERT = (
 
 @dataclass(frozen=True)
 class ToolExecution:
-    """One finished call, as the call saw it: `ExecutionRecorder.record` masks the
-    arguments and the error before the record is queued."""
+    """One finished call, as the call saw it: the recorder masks the arguments and the
+    error before the row is written."""
 
     tool: str
     arguments: Any
@@ -118,29 +118,30 @@ class ExecutionRecorder:
             self._task = asyncio.create_task(self._run(), name="tool-executions-writer")
 
     def record(self, execution: ToolExecution) -> None:
-        """Mask, then queue. Never blocks, never raises: a record that cannot be masked
-        is dropped and counted, never stored raw."""
+        """Never blocks, never raises. The record is masked by the writer, off the tool
+        call's path; it waits in this process's memory only."""
         try:
-            masked = self._masked(execution)
+            self._queue.put_nowait(execution)
+            self._arrived.set()
+        except asyncio.QueueFull:
+            TOOL_RECORDS_DROPPED.inc()
+
+    def _masked_row(self, execution: ToolExecution) -> tuple[Any, ...] | None:
+        """The row as stored, masked whole and then cut (a cut first could leave half a
+        card number, which no rule recognises any more); None when masking fails: such
+        a record is dropped and counted, never stored raw."""
+        try:
+            error = execution.error
+            if error:
+                error = str(self.mask(error))[:ERROR_CHARS]
+            masked = replace(execution, arguments=self.mask(execution.arguments), error=error)
         except Exception as exc:
             TOOL_RECORDS_DROPPED.inc()
             log.warning(
                 "tool.record_unmaskable", tool=execution.tool, error_type=type(exc).__name__
             )
-            return
-        try:
-            self._queue.put_nowait(masked)
-            self._arrived.set()
-        except asyncio.QueueFull:
-            TOOL_RECORDS_DROPPED.inc()
-
-    def _masked(self, execution: ToolExecution) -> ToolExecution:
-        """Masked whole, then cut: a cut first could leave half a card number, which
-        no rule recognises any more."""
-        error = execution.error
-        if error:
-            error = str(self.mask(error))[:ERROR_CHARS]
-        return replace(execution, arguments=self.mask(execution.arguments), error=error)
+            return None
+        return masked.row()
 
     async def flush(self) -> int:
         """Write everything queued now; the number of rows written."""
@@ -156,14 +157,17 @@ class ExecutionRecorder:
         return batch
 
     async def _write(self, batch: list[ToolExecution]) -> int:
+        rows = [row for execution in batch if (row := self._masked_row(execution))]
+        if not rows:
+            return 0
         try:
             async with self.pool.connection() as conn, conn.cursor() as cur:
-                await cur.executemany(_INSERT, [execution.row() for execution in batch])
+                await cur.executemany(_INSERT, rows)
         except Exception as exc:
-            TOOL_RECORDS_DROPPED.inc(len(batch))
-            log.warning("tool.record_failed", rows=len(batch), error_type=type(exc).__name__)
+            TOOL_RECORDS_DROPPED.inc(len(rows))
+            log.warning("tool.record_failed", rows=len(rows), error_type=type(exc).__name__)
             return 0
-        return len(batch)
+        return len(rows)
 
     async def aclose(self) -> None:
         """Stop the writer and write what is left (best effort)."""

@@ -208,10 +208,6 @@ class AbuseGate:
         self._end_stand_in()
         return await self._judge(request, verdict, self.limiter)
 
-    async def record_usage(self, turn: GatedTurn, tokens: int) -> None:
-        """The worker's call (server/conversations.py): its turns know their customer."""
-        await self.count_tokens(turn.wa_id, tokens)
-
     async def count_tokens(self, wa_id: str, tokens: int) -> None:
         """Count a finished turn's model tokens against today's budget. Never raises:
         the replies are decided by now and must go out."""

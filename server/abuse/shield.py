@@ -66,7 +66,7 @@ class FloodShield:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        consumed, body = await _read_body(receive, services.settings.max_body_bytes)
+        consumed, body = await _read_body(receive)
         dropped = await self._dropped(scope, services, body) if body is not None else 0
         if dropped:
             await _answer(send, dropped)
@@ -96,22 +96,17 @@ class FloodShield:
         return len(senders)
 
 
-async def _read_body(receive: Receive, limit: int) -> tuple[list[Message], bytes | None]:
-    """Every message taken from `receive` (to replay them), and the body — or None past
-    `limit` bytes, which `/webhook` then refuses with its own 413."""
+async def _read_body(receive: Receive) -> tuple[list[Message], bytes | None]:
+    """Every message taken from `receive` (to replay them), and the body — or None when
+    the client went away. Its size is capped outside (server/body_limit.py)."""
     consumed: list[Message] = []
     chunks: list[bytes] = []
-    size = 0
     while True:
         message = await receive()
         consumed.append(message)
         if message["type"] != "http.request":
             return consumed, None
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            return consumed, None
-        chunks.append(chunk)
+        chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
             return consumed, b"".join(chunks)
 

@@ -114,7 +114,7 @@ async def login(
     failures = failed_logins(request)
     wait = failures.retry_after(address)
     if wait is not None:
-        return await _locked_out(services, request, wait)
+        return await _locked_out(services, request, address or None, wait)
     tokens = configured_tokens(services.settings)
     name = match_token(token.strip(), tokens) if tokens and token.strip() else None
     if name is None:
@@ -149,10 +149,11 @@ def failed_logins(request: Request) -> FailedLogins:
     return counter
 
 
-async def _locked_out(services: Services, request: Request, wait: int) -> HTMLResponse:
+async def _locked_out(
+    services: Services, request: Request, address: str | None, wait: int
+) -> HTMLResponse:
     """429 with Retry-After; audited once per address per interval, like other refusals
     an outsider can repeat at will."""
-    address = request.client.host if request.client else None
     log.warning("dashboard.login_locked_out", remote_addr=address, retry_after=wait)
     await record_folded(
         services.pool,
