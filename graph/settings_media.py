@@ -62,9 +62,21 @@ class MediaSettings(BaseModel):
     sandbox_memory_mb: int = Field(
         default=256, ge=64, le=4096, validation_alias="WA_AGENT_SANDBOX_MEMORY_MB"
     )
-    sandbox_max_processes: int = Field(
-        default=32, ge=4, le=1024, validation_alias="WA_AGENT_SANDBOX_MAX_PROCESSES"
+    sandbox_max_processes: int = Field(  # per run, all its processes together
+        default=16, ge=4, le=1024, validation_alias="WA_AGENT_SANDBOX_MAX_PROCESSES"
     )
+    # A run's CPU bandwidth, in cores, whatever it forks (needs a control group).
+    sandbox_cpu_cores: float = Field(
+        default=0.5, ge=0.01, le=64, validation_alias="WA_AGENT_SANDBOX_CPU_CORES"
+    )
+    # Runs at once per service process; more wait for a free slot.
+    sandbox_concurrency: int = Field(
+        default=2, ge=1, le=64, validation_alias="WA_AGENT_SANDBOX_CONCURRENCY"
+    )
+    # Where each run's control group is made: "auto" (under the service's own group),
+    # "off" (none: per-process limits and fewer processes only), or the path of a
+    # delegated cgroup v2 directory (e.g. one systemd made with Delegate=yes).
+    sandbox_cgroup: str = Field(default="auto", validation_alias="WA_AGENT_SANDBOX_CGROUP")
     sandbox_output_chars: int = Field(
         default=4000, ge=100, validation_alias="WA_AGENT_SANDBOX_OUTPUT_CHARS"
     )
@@ -84,5 +96,8 @@ class MediaSettings(BaseModel):
             memory_bytes=self.sandbox_memory_mb * MEGABYTE,
             max_processes=self.sandbox_max_processes,
             max_output_chars=self.sandbox_output_chars,
+            cpu_cores=self.sandbox_cpu_cores,
+            max_concurrent_runs=self.sandbox_concurrency,
+            cgroup=self.sandbox_cgroup,
             python=self.sandbox_python,
         )

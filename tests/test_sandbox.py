@@ -8,6 +8,7 @@ The last test runs it through a real agent turn (webhook → worker → fake mod
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import uuid
 from dataclasses import replace
@@ -24,8 +25,10 @@ from tools.sandbox import (
     THROWAWAY_UIDS,
     SandboxLimits,
     SandboxUnavailable,
+    cgroup_problem,
     make_code_interpreter_tool,
 )
+from tools.sandbox_cgroup import RUN_PREFIX
 
 LIMITS = SandboxLimits(wall_seconds=8.0, cpu_seconds=4)
 
@@ -145,6 +148,124 @@ async def test_big_files_and_overlong_programs_are_refused(interpreter: BaseTool
     overlong = await run(interpreter, "x = 1\n" * LIMITS.max_code_chars)
     assert overlong.startswith("refused")
     assert "longer than" in overlong
+
+
+MEMORY_HOG = """
+import os, time
+children = []
+for _ in range(4):
+    pid = os.fork()
+    if pid == 0:
+        block = b"x" * (120 * 1024 * 1024)  # touched: every page is resident
+        print("allocated", flush=True)
+        time.sleep(2)
+        os._exit(0)
+    children.append(pid)
+for pid in children:
+    os.waitpid(pid, 0)
+"""
+
+
+async def test_a_memory_hog_in_several_processes_is_bounded_as_a_whole(
+    interpreter: BaseTool,
+) -> None:
+    """Each process stays under its own 256 MB, four of them would take 480 MB: the
+    run as a whole gets its 256 MB, no more."""
+    _needs_cgroups()
+    answer = await run(interpreter, MEMORY_HOG)
+    assert answer.count("allocated") <= 2, answer
+    assert "note: the memory limit was reached" in answer
+    await eventually(_no_sandbox_process_left, within=10, what="the hog's processes to die")
+    assert _sandbox_cgroups_left() == []
+
+
+async def test_a_run_gets_its_share_of_one_core_however_much_it_forks() -> None:
+    """Three processes spinning for 2 s of wall time could take both cores (4 s of CPU);
+    the run is held to `cpu_cores` (0.5) of one core, whatever it forks."""
+    _needs_cgroups()
+    tool = make_code_interpreter_tool(replace(LIMITS, cpu_cores=0.5))
+    answer = await run(
+        tool,
+        "import os, time\n"
+        "end = time.monotonic() + 2\n"
+        "children = []\n"
+        "for _ in range(2):\n"
+        "    pid = os.fork()\n"
+        "    if pid == 0:\n"
+        "        break\n"
+        "    children.append(pid)\n"
+        "while time.monotonic() < end:\n"
+        "    pass\n"
+        "print('cpu', time.process_time(), flush=True)\n"
+        "for pid in children:\n"
+        "    os.waitpid(pid, 0)\n",
+    )
+    assert answer.startswith("ok"), answer
+    used = [float(line.split()[1]) for line in answer.splitlines() if line.startswith("cpu ")]
+    assert len(used) == 3
+    assert sum(used) <= 0.5 * 2 * 1.3, used
+
+
+async def test_runs_beyond_the_concurrency_limit_wait_for_a_free_slot() -> None:
+    tool = make_code_interpreter_tool(replace(LIMITS, max_concurrent_runs=1))
+    program = "import time\nprint('started', time.time())\ntime.sleep(1)"
+    first, second = await asyncio.gather(run(tool, program), run(tool, program))
+    starts = sorted(float(answer.split()[-1]) for answer in (first, second))
+    assert starts[1] - starts[0] >= 0.9, (first, second)
+
+
+async def test_without_a_control_group_a_run_gets_only_a_few_processes() -> None:
+    tool = make_code_interpreter_tool(replace(LIMITS, cgroup="off"))
+    one_child = await run(tool, "import os\nif os.fork() == 0:\n    os._exit(0)\nprint('ok')")
+    assert one_child.splitlines() == ["ok", "ok"]
+    many = await run(
+        tool, "import os\nfor _ in range(4):\n    if os.fork() == 0:\n        os._exit(0)"
+    )
+    assert "note: the process limit was reached" in many
+    await eventually(_no_sandbox_process_left, within=10, what="the children to die")
+
+
+async def test_only_the_interpreter_and_its_libraries_are_there(interpreter: BaseTool) -> None:
+    answer = await run(
+        interpreter,
+        "import os, sqlite3, ssl, ctypes, zoneinfo, decimal, lzma, hashlib\n"
+        "print(zoneinfo.ZoneInfo('Africa/Kigali'), sqlite3.sqlite_version > '3')\n"
+        "print(sorted(os.listdir('/usr/bin')))\n"
+        "absent = ('/usr/bin/sh', '/bin/sh', '/usr/bin/gcc', '/usr/sbin')\n"
+        "print([os.path.exists(p) for p in absent])",
+    )
+    lines = answer.splitlines()
+    assert lines[:2] == ["ok", "Africa/Kigali True"], answer
+    assert all(name.startswith("python") for name in eval(lines[2])), answer
+    assert lines[3] == "[False, False, False, False]"
+
+
+async def test_kernel_interfaces_a_calculation_never_needs_are_refused(
+    interpreter: BaseTool,
+) -> None:
+    answer = await run(
+        interpreter,
+        "import ctypes, errno, socket\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "print('ptrace', libc.ptrace(0, 0, 0, 0), errno.errorcode[ctypes.get_errno()])\n"
+        "try:\n"
+        "    socket.socket(socket.AF_NETLINK, socket.SOCK_RAW)\n"
+        "    print('netlink open')\n"
+        "except OSError as exc:\n"
+        "    print('netlink', errno.errorcode[exc.errno])\n",
+    )
+    assert "ptrace -1 EPERM" in answer, answer
+    assert "netlink EAFNOSUPPORT" in answer, answer
+
+
+def _needs_cgroups() -> None:
+    problem = cgroup_problem(LIMITS)
+    if problem is not None:
+        pytest.skip(f"no control group for sandbox runs here: {problem}")
+
+
+def _sandbox_cgroups_left() -> list[str]:
+    return [str(p) for p in Path("/sys/fs/cgroup").rglob(RUN_PREFIX + "*")]
 
 
 def test_without_bubblewrap_the_tool_is_not_offered() -> None:

@@ -3,14 +3,21 @@
 Isolation comes from bubblewrap (Debian package `bubblewrap`), never from Python itself:
 new user, network, pid, ipc, uts and cgroup namespaces (`--unshare-all`: the only
 network device is the sandbox's own loopback, with nothing listening), a root file
-system holding nothing but a read-only `/usr` (the interpreter and its standard
-library; no `/etc`, `/home`, `/root` or repository), size-capped tmpfs folders as the
-only writable places, no way back to the service's terminal (`--new-session`) and no
-nested namespaces. Inside, the process is an unprivileged user (a service running as
-root drops to a throwaway uid first: the kernel does not apply RLIMIT_NPROC to root),
-with kernel resource limits set by `prlimit` before bwrap starts: address space, CPU
-seconds, processes, file size. The wall-time limit kills the whole process group;
-bwrap's `--die-with-parent` and its pid namespace take every process inside with it.
+system holding only the interpreter, its standard library and the libraries those load
+(tools/sandbox_root.py; no other binary, no `/etc`, `/home`, `/root` or repository),
+size-capped tmpfs folders as the only writable places, a system-call filter
+(tools/sandbox_seccomp.py), no way back to the service's terminal (`--new-session`) and
+no nested namespaces. Inside, the process is an unprivileged user (a service running
+as root drops to a throwaway uid first: the kernel does not apply RLIMIT_NPROC to root).
+
+Limits hold for the run as a whole, not per process: a control group per run
+(tools/sandbox_cgroup.py) caps its memory, CPU bandwidth and process count together;
+where no group can be made, the process limit falls to `FALLBACK_MAX_PROCESSES` so the
+per-process limits cannot add up to much. Kernel rlimits set by `prlimit` still bound
+each process (address space, CPU seconds, file size), at most `max_concurrent_runs`
+runs share the machine at once per service process, and the wall-time limit kills the
+whole process group; bwrap's `--die-with-parent`, its pid namespace and the group's
+removal take every process inside with it.
 
 Where bubblewrap cannot start (no binary, user namespaces disabled) the tool is not
 offered at all: `make_code_interpreter_tool` raises `SandboxUnavailable`. Code never runs
@@ -27,7 +34,7 @@ import shutil
 import signal
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import structlog
@@ -35,11 +42,26 @@ from langchain_core.tools import BaseTool, StructuredTool
 from pydantic import Field
 
 from tools.common import ToolArgs
+from tools.sandbox_cgroup import (
+    CgroupLimits,
+    CgroupUnavailable,
+    CgroupUsage,
+    RunCgroup,
+    joining_command,
+    open_run_cgroup,
+)
+from tools.sandbox_process import converse, exit_code, kill_group
+from tools.sandbox_root import InterpreterUnusable, python_binds
+from tools.sandbox_seccomp import compiled_filter, filter_fd
+from tools.sandbox_slots import SandboxBusy, run_slots
 
 log = structlog.get_logger(__name__)
 
 THROWAWAY_UIDS = 2_000_000_000  # far above login users and /etc/subuid ranges
 MEBIBYTE = 1024 * 1024
+FALLBACK_MAX_PROCESSES = 4
+"""Processes of a run without a control group: bwrap's two and Python, and one child.
+Each may use the per-process limits, so fewer processes is the only bound left."""
 
 
 @dataclass(frozen=True)
@@ -49,11 +71,14 @@ class SandboxLimits:
     wall_seconds: float = 10.0
     cpu_seconds: int = 5
     memory_bytes: int = 256 * MEBIBYTE
-    max_processes: int = 32
+    max_processes: int = 16
     max_file_bytes: int = 4 * MEBIBYTE
     scratch_bytes: int = 16 * MEBIBYTE
     max_output_chars: int = 4000
     max_code_chars: int = 20_000
+    cpu_cores: float = 0.5
+    max_concurrent_runs: int = 2
+    cgroup: str = "auto"  # "auto", "off", or a delegated cgroup v2 directory
     python: str = "/usr/bin/python3"
     bwrap: str = "bwrap"
 
@@ -65,25 +90,31 @@ class SandboxResult:
     truncated: bool = False
     timed_out: bool = False
     seconds: float = 0.0
+    usage: CgroupUsage = field(default_factory=CgroupUsage)
 
 
 class SandboxUnavailable(RuntimeError):
     """This platform cannot isolate code; the tool must not be offered."""
 
 
-def sandbox_command(limits: SandboxLimits) -> list[str]:
-    """prlimit (kernel limits) ▸ bwrap (namespaces, file system) ▸ python, reading the
-    program from stdin. `-I -S`: no environment variables, no user or site packages."""
-    prefix = os.path.dirname(os.path.dirname(os.path.realpath(limits.python)))
-    binds = ["--ro-bind", "/usr", "/usr"]
-    if prefix != "/usr" and prefix != "/":
-        binds += ["--ro-bind", prefix, prefix]
+def sandbox_command(
+    limits: SandboxLimits, *, processes: int, uid: int | None, seccomp_fd: int | None
+) -> list[str]:
+    """[setpriv (drop root)] ▸ prlimit (per-process limits) ▸ bwrap (namespaces, file
+    system, seccomp) ▸ python, reading the program from stdin. `-I -S`: no environment
+    variables, no user or site packages."""
+    drop = []
+    if uid is not None:
+        drop = [shutil.which("setpriv") or "setpriv", f"--reuid={uid}", f"--regid={uid}"]
+        drop += ["--clear-groups", "--"]
+    seccomp = [] if seccomp_fd is None else ["--seccomp", str(seccomp_fd)]
     return [
+        *drop,
         shutil.which("prlimit") or "prlimit",
         f"--as={limits.memory_bytes}",
         # SIGXCPU at the soft limit (a clear cause); SIGKILL a second later if ignored.
         f"--cpu={limits.cpu_seconds}:{limits.cpu_seconds + 1}",
-        f"--nproc={limits.max_processes}",
+        f"--nproc={processes}",
         f"--fsize={limits.max_file_bytes}",
         "--core=0",
         "--",
@@ -97,7 +128,7 @@ def sandbox_command(limits: SandboxLimits) -> list[str]:
         "--setenv", "PATH", "/usr/bin",
         "--setenv", "HOME", "/scratch",
         "--setenv", "LANG", "C.UTF-8",
-        *binds,
+        *python_binds(limits.python),
         "--symlink", "usr/lib", "/lib",
         "--symlink", "usr/lib64", "/lib64",
         "--symlink", "usr/bin", "/bin",
@@ -106,6 +137,7 @@ def sandbox_command(limits: SandboxLimits) -> list[str]:
         "--size", str(limits.scratch_bytes), "--tmpfs", "/scratch",
         "--size", str(MEBIBYTE), "--tmpfs", "/tmp",
         "--chdir", "/scratch",
+        *seccomp,
         limits.python, "-I", "-S", "-B", "-",
     ]  # fmt: skip
 
@@ -119,76 +151,111 @@ def _sandbox_uid() -> int | None:
     return THROWAWAY_UIDS + secrets.randbelow(1_000_000)
 
 
-async def run_sandboxed(code: str, limits: SandboxLimits) -> SandboxResult:
-    """Run `code` and return what it printed (stdout and stderr, interleaved)."""
-    started = time.perf_counter()
+@dataclass
+class _Launch:
+    """Everything one start of the sandbox needs, and what must be undone after it."""
+
+    argv: list[str]
+    cgroup: RunCgroup | None
+    seccomp_fd: int | None
+
+    @property
+    def pass_fds(self) -> tuple[int, ...]:
+        return () if self.seccomp_fd is None else (self.seccomp_fd,)
+
+    def close_fd(self) -> None:
+        if self.seccomp_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.seccomp_fd)
+            self.seccomp_fd = None
+
+
+def _launch(limits: SandboxLimits) -> _Launch:
+    """The command for one run, in its own control group when the machine allows."""
+    cgroup: RunCgroup | None = None
+    if cgroup_problem(limits) is None:
+        try:
+            cgroup = open_run_cgroup(_cgroup_limits(limits), _cgroup_parent(limits))
+        except CgroupUnavailable as exc:
+            log.warning("code_interpreter.cgroup_failed", reason=str(exc)[:300])
     uid = _sandbox_uid()
+    processes = limits.max_processes
+    if cgroup is None and uid is not None:
+        processes = min(processes, FALLBACK_MAX_PROCESSES)
+    program = compiled_filter()
+    fd = filter_fd(program) if program is not None else None
+    command = sandbox_command(limits, processes=processes, uid=uid, seccomp_fd=fd)
+    return _Launch(joining_command(cgroup, command), cgroup, fd)
+
+
+def _cgroup_limits(limits: SandboxLimits) -> CgroupLimits:
+    return CgroupLimits(limits.memory_bytes, limits.max_processes, limits.cpu_cores)
+
+
+def _cgroup_parent(limits: SandboxLimits) -> str | None:
+    return None if limits.cgroup in ("auto", "off") else limits.cgroup
+
+
+@lru_cache(maxsize=8)
+def cgroup_problem(limits: SandboxLimits) -> str | None:
+    """None when runs get a control group here, else why not (tried once per limits)."""
+    if limits.cgroup == "off":
+        return "WA_AGENT_SANDBOX_CGROUP=off"
+    try:
+        trial = open_run_cgroup(_cgroup_limits(limits), _cgroup_parent(limits))
+    except CgroupUnavailable as exc:
+        log.warning("code_interpreter.no_cgroup", reason=str(exc)[:300])
+        return str(exc)
+    trial.discard()
+    log.info("code_interpreter.cgroup", version=trial.version)
+    return None
+
+
+async def run_sandboxed(code: str, limits: SandboxLimits) -> SandboxResult:
+    """Run `code` and return what it printed (stdout and stderr, interleaved); waits
+    for a free slot first (`SandboxBusy` when none frees up within the wall time)."""
+    async with run_slots.hold(limits.max_concurrent_runs, wait_seconds=limits.wall_seconds):
+        launch = _launch(limits)
+        try:
+            return await _run(code, limits, launch)
+        finally:
+            launch.close_fd()
+            if launch.cgroup is not None:
+                await launch.cgroup.remove()
+
+
+async def _run(code: str, limits: SandboxLimits, launch: _Launch) -> SandboxResult:
+    started = time.perf_counter()
     process = await asyncio.create_subprocess_exec(
-        *sandbox_command(limits),
+        *launch.argv,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,
         cwd="/",
         env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
-        user=uid,
-        group=uid,
-        extra_groups=None if uid is None else [],
+        pass_fds=launch.pass_fds,
     )
+    launch.close_fd()  # the child has its copy
     output = bytearray()
     truncated = timed_out = False
     try:
         truncated = await asyncio.wait_for(
-            _converse(process, code, output, limits.max_output_chars), limits.wall_seconds
+            converse(process, code, output, limits.max_output_chars), limits.wall_seconds
         )
     except TimeoutError:
         timed_out = True
     finally:
-        _kill_group(process)  # nothing a run started outlives it
+        kill_group(process)  # nothing a run started outlives it
         status = await process.wait()
     return SandboxResult(
         output=bytes(output[: limits.max_output_chars]).decode(errors="replace"),
-        exit_code=None if timed_out else _exit_code(status),
+        exit_code=None if timed_out else exit_code(status),
         truncated=truncated,
         timed_out=timed_out,
         seconds=time.perf_counter() - started,
+        usage=launch.cgroup.usage() if launch.cgroup is not None else CgroupUsage(),
     )
-
-
-async def _converse(
-    process: asyncio.subprocess.Process, code: str, kept: bytearray, limit: int
-) -> bool:
-    """Hand over the program, collect what it prints; True when the output was cut."""
-    assert process.stdin is not None
-    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-        process.stdin.write(code.encode())
-        await process.stdin.drain()
-        process.stdin.close()
-    truncated = await _read_capped(process, kept, limit)
-    if not truncated:
-        await process.wait()  # its own exit status, not the kill that follows
-    return truncated
-
-
-async def _read_capped(process: asyncio.subprocess.Process, kept: bytearray, limit: int) -> bool:
-    """Collect output into `kept` until EOF; a program printing more than `limit` bytes is
-    stopped, not drained. True when it was cut."""
-    assert process.stdout is not None
-    while chunk := await process.stdout.read(65536):
-        kept += chunk
-        if len(kept) > limit:
-            return True
-    return False
-
-
-def _exit_code(status: int) -> int:
-    """bwrap reports a program killed by signal N as 128 + N; say it the Python way."""
-    return -(status - 128) if 128 < status < 128 + 65 else status
-
-
-def _kill_group(process: asyncio.subprocess.Process) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
 
 
 _HINTS = (
@@ -206,6 +273,10 @@ def describe_result(result: SandboxResult, limits: SandboxLimits) -> str:
     """What the model reads: whether it worked, which limit stopped it in plain words,
     then the output (notes first, so they survive any later trimming)."""
     notes = [hint for marker, hint in _HINTS if marker in result.output]
+    if result.usage.oom_killed:
+        notes.insert(0, "the memory limit was reached")
+    if result.usage.processes_refused:
+        notes.insert(0, "the process limit was reached")
     if result.timed_out:
         notes.insert(0, f"stopped after {limits.wall_seconds:g} s (wall-time limit)")
     elif result.truncated:
@@ -225,29 +296,36 @@ def describe_result(result: SandboxResult, limits: SandboxLimits) -> str:
 
 @lru_cache(maxsize=8)
 def probe_sandbox(limits: SandboxLimits) -> str | None:
-    """None when the sandbox works here, else why not (checked once per limits)."""
-    if shutil.which(limits.bwrap) is None:
-        return f"{limits.bwrap} is not installed (Debian: apt-get install bubblewrap)"
-    if shutil.which("prlimit") is None:
-        return "prlimit is not installed (Debian: util-linux)"
+    """None when the sandbox works here, else why not (checked once per limits): one
+    program run exactly as the model's will be, control group and filter included."""
+    missing = [tool for tool in (limits.bwrap, "prlimit") if shutil.which(tool) is None]
+    if os.geteuid() == 0 and shutil.which("setpriv") is None:
+        missing.append("setpriv")
+    if missing:
+        return f"{', '.join(missing)} not installed (Debian: apt-get install bubblewrap util-linux)"
     if not os.access(limits.python, os.X_OK):
         return f"{limits.python} is not an executable Python interpreter"
-    uid = _sandbox_uid()
+    try:
+        launch = _launch(limits)
+    except InterpreterUnusable as exc:
+        return str(exc)
     try:
         completed = subprocess.run(
-            sandbox_command(limits),
+            launch.argv,
             input=b"print(6 * 7)",
             capture_output=True,
             timeout=max(limits.wall_seconds, 5.0),
             cwd="/",
             env={"PATH": "/usr/bin:/bin"},
             check=False,
-            user=uid,
-            group=uid,
-            extra_groups=None if uid is None else [],
+            pass_fds=launch.pass_fds,
         )
     except (OSError, subprocess.SubprocessError) as exc:
         return f"the sandbox did not start: {exc}"
+    finally:
+        launch.close_fd()
+        if launch.cgroup is not None:
+            launch.cgroup.discard()
     if completed.returncode != 0 or completed.stdout.strip() != b"42":
         detail = completed.stderr.decode(errors="replace").strip()[:300]
         return f"the sandbox did not start (exit {completed.returncode}): {detail}"
@@ -274,12 +352,18 @@ def make_code_interpreter_tool(limits: SandboxLimits) -> BaseTool:
     async def code_interpreter(code: str) -> str:
         if len(code) > limits.max_code_chars:
             return f"refused: the program is longer than {limits.max_code_chars} characters"
-        result = await run_sandboxed(code, limits)
+        try:
+            result = await run_sandboxed(code, limits)
+        except SandboxBusy:
+            return "refused: the sandbox is busy with other programs; try again in a minute"
+        peak = result.usage.memory_peak_bytes
         log.info(
             "code_interpreter.ran",
             exit_code=result.exit_code,
             timed_out=result.timed_out,
             seconds=round(result.seconds, 3),
+            memory_peak_mb=None if peak is None else round(peak / MEBIBYTE, 1),
+            oom_killed=result.usage.oom_killed,
         )
         return describe_result(result, limits)
 
