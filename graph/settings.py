@@ -271,6 +271,12 @@ class Settings(
     )
     # WhatsApp's own limit for a text message: a longer one was not typed in WhatsApp.
     max_text_chars: int = Field(default=4096, ge=1, validation_alias="WA_AGENT_MAX_TEXT_CHARS")
+    # Webhook messages older than this are ignored (logged, not stored, not answered):
+    # Meta redelivers for up to 7 days while the webhook fails, so anything older is a
+    # replay, not a retry. Past 24 h only templates reach the customer anyway. 0 = off.
+    webhook_max_age_days: float = Field(
+        default=7.0, ge=0, validation_alias="WA_AGENT_WEBHOOK_MAX_AGE_DAYS"
+    )
     # Extra PII formats as a JSON object {"label": "regex"}; matches become "[label]".
     pii_patterns: dict[str, str] = Field(
         default_factory=dict, validation_alias="WA_AGENT_PII_PATTERNS"

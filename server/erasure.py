@@ -10,6 +10,10 @@ own `adelete_thread`):
 - their contact row and, through it, bookings, payments and support tickets;
 - their blacklist entry and penalty ladder (also in the rate limiter).
 
+What stays of their messages is a tombstone each: the SHA-256 of the message id
+(migrations/0018_erased_wamids.sql), so a delivery Meta repeats later is recognised as
+a duplicate instead of bringing the customer back; it says nothing about them.
+
 The audit log is not deleted from: every administrative action must stay traceable to
 its moment and its author, "alice blocked them" included. The rows that name the
 customer are pseudonymised instead — their wa_id, user id and conversation ids in
@@ -116,6 +120,16 @@ _DELETIONS: Sequence[tuple[str, str]] = (
 )
 
 
+# Before the messages go: the digest of every wamid of theirs, as the webhook computes
+# it (server/inbox.py), so a redelivery is a duplicate rather than a new customer.
+_TOMBSTONES = b"""
+    INSERT INTO erased_wamids (wamid_sha256)
+    SELECT encode(sha256(convert_to(wamid, 'UTF8')), 'hex') FROM inbound_messages
+    WHERE wa_id = %(wa_id)s
+    ON CONFLICT (wamid_sha256) DO NOTHING
+"""
+
+
 async def forget_customer(
     pool: Pool,
     wa_id: str,
@@ -153,6 +167,7 @@ async def _erase(pool: Pool, wa_id: str, actor: str, remote_addr: str | None) ->
         await _refuse_running_jobs(conn, texts)
         deleted = {"checkpoints": await _delete_threads(pool, conn, texts)}
         params = {"wa_id": wa_id, "ids": ids, "texts": texts}
+        await conn.execute(_TOMBSTONES, params)
         for label, statement in _DELETIONS:
             cur = await conn.execute(statement.encode(), params)
             deleted[label] = max(cur.rowcount, 0)

@@ -40,9 +40,20 @@ async def record_inbound(
     the job that claims this conversation's messages takes the same lock, so a job can
     never read the inbox between this insert and its commit and miss the message.
     """
-    conversation_id = await _upsert_conversation(conn, event)
     message = event.message
-    silent = message.kind in SILENT_KINDS
+    # An erased customer's message that Meta delivers again must not bring them back:
+    # erasure keeps the message's SHA-256 (server/erasure.py). The contact row lock waits
+    # for an erasure in progress, so its tombstones are visible to the check after it.
+    await conn.execute("SELECT 1 FROM contacts WHERE wa_id = %s FOR KEY SHARE", (event.sender_id,))
+    cur = await conn.execute(
+        "SELECT 1 FROM erased_wamids"
+        " WHERE wamid_sha256 = encode(sha256(convert_to(%s, 'UTF8')), 'hex')",
+        (message.id,),
+    )
+    if await cur.fetchone() is not None:
+        return False, False
+    conversation_id = await _upsert_conversation(conn, event)
+    silent = message.kind in SILENT_KINDS or not message.expects_reply
     cur = await conn.execute(
         """
         INSERT INTO inbound_messages

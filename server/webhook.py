@@ -86,7 +86,11 @@ async def _acknowledge(request: Request) -> Response:
         await services.abuse.signature_failed("invalid", remote_addr)
         return _error(403, "invalid signature")
     try:
-        payload = parse_webhook(body, max_text_chars=settings.max_text_chars)
+        payload = parse_webhook(
+            body,
+            max_text_chars=settings.max_text_chars,
+            max_age_days=settings.webhook_max_age_days,
+        )
     except InvalidWebhook as exc:
         log.warning("webhook.malformed", error=str(exc)[:300])
         return _error(400, f"malformed payload: {exc}"[:300])

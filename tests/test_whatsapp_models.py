@@ -265,13 +265,13 @@ def test_unknown_fields_are_tolerated_at_every_level() -> None:
 
 
 def test_contacts_are_matched_to_messages_by_wa_id() -> None:
-    first = text_message("111", "from one", user_id="US.111", name="One")
-    second = text_message("222", "from two", user_id="US.222", name="Two")
+    first = text_message("15550000111", "from one", user_id="US.111", name="One")
+    second = text_message("15550000222", "from two", user_id="US.222", name="Two")
     first["contacts"] = second["contacts"] + first["contacts"]  # order must not matter
     first["messages"] += second["messages"]
     events = list(WebhookPayload.model_validate(envelope(first)).iter_messages())
     found = {event.wa_id: (event.user_id, event.profile_name) for event in events}
-    assert found == {"111": ("US.111", "One"), "222": ("US.222", "Two")}
+    assert found == {"15550000111": ("US.111", "One"), "15550000222": ("US.222", "Two")}
 
 
 def test_username_customer_without_phone_number_is_keyed_by_user_id() -> None:
@@ -303,7 +303,7 @@ def test_statuses_with_errors() -> None:
     delivered, failed, deleted = (status for _, status in statuses)
     assert isinstance(delivered, MessageStatus)
     assert delivered.recipient_user_id == "US.1"
-    assert delivered.pricing is not None and delivered.pricing.category == "service"
+    assert delivered.pricing == {"billable": False, "pricing_model": "PMP", "category": "service"}
     assert failed.is_failed and failed.errors[0].code == 131047
     assert "24 hours" in failed.errors[0].detail_text
     assert deleted.status == "deleted" and not deleted.is_failed
@@ -339,47 +339,17 @@ def test_payloads_without_whatsapp_messages_parse_to_nothing(body: dict[str, Any
     assert list(payload.iter_statuses()) == []
 
 
-def _without(key: str) -> dict[str, Any]:
-    body = envelope(text_message(WA_ID, "hi"))
-    del body["entry"][0]["changes"][0]["value"]["messages"][0][key]
-    return body
-
-
-def _with_message_field(key: str, value: Any) -> dict[str, Any]:
-    body = envelope(text_message(WA_ID, "hi"))
-    body["entry"][0]["changes"][0]["value"]["messages"][0][key] = value
-    return body
-
-
 @pytest.mark.parametrize(
     "body",
     [
         {"object": "whatsapp_business_account", "entry": {"id": "1"}},
         {"entry": []},
-        _without("id"),
-        _without("from"),
-        _without("type"),
-        _without("timestamp"),
-        _with_message_field("timestamp", "yesterday"),
-        _with_message_field("text", {"no_body": True}),
-        {
-            "object": "whatsapp_business_account",
-            "entry": [{"id": "1", "changes": [{"field": "messages", "value": {"messages": []}}]}],
-        },
+        {"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": "x"}]},
+        {"object": "whatsapp_business_account", "entry": [{"changes": [{"value": {}}]}]},
     ],
-    ids=[
-        "entry-not-list",
-        "object-missing",
-        "message-without-id",
-        "message-without-sender",
-        "message-without-type",
-        "message-without-timestamp",
-        "timestamp-not-unix",
-        "text-without-body",
-        "value-without-metadata",
-    ],
+    ids=["entry-not-list", "object-missing", "changes-not-list", "change-without-field"],
 )
-def test_malformed_payloads_raise_validation_error(body: dict[str, Any]) -> None:
+def test_a_broken_envelope_raises_validation_error(body: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         WebhookPayload.model_validate(body)
 

@@ -23,7 +23,13 @@ import httpx
 import structlog
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
-from server.whatsapp.outbound import buttons_payload, list_payload, split_text, text_payload
+from server.whatsapp.outbound import (
+    addressed,
+    buttons_payload,
+    list_payload,
+    split_text,
+    text_payload,
+)
 
 __all__ = [
     "MediaFile",
@@ -175,12 +181,16 @@ class WhatsAppClient:
         return await self.send_message(payload)
 
     async def send_message(self, payload: Mapping[str, Any]) -> SendResult:
-        """Send any message object (template, media, ...); ``messaging_product`` is added."""
+        """Send any message object (template, media, ...); ``messaging_product`` is added.
+
+        The customer goes in ``to`` as the caller's key; a business-scoped user id there
+        is moved to ``recipient``, where Meta expects it (see ``recipient_fields``)."""
         if not payload.get("to") and not payload.get("recipient"):
             raise ValueError("message payload needs a recipient ('to')")
         if not payload.get("type"):
             raise ValueError("message payload needs a 'type'")
-        body = {"messaging_product": "whatsapp", "recipient_type": "individual", **payload}
+        body = {"messaging_product": "whatsapp", "recipient_type": "individual"}
+        body.update(addressed(payload))
         data = await self._post_messages(body, idempotent=False)
         try:
             wamid = data["messages"][0]["id"]
@@ -191,7 +201,9 @@ class WhatsAppClient:
         return SendResult(wamid=wamid)
 
     async def mark_read(self, message_id: str, *, typing: bool = True) -> None:
-        """Blue ticks for the customer, plus "typing…" for up to 25 s while we think."""
+        """Blue ticks for the customer, plus "typing…" for up to 25 s while we think.
+        Addressed by the message alone, so it is the same for a customer known only by a
+        business-scoped user id."""
         body: dict[str, Any] = {
             "messaging_product": "whatsapp",
             "status": "read",

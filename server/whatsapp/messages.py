@@ -1,130 +1,73 @@
-"""Inbound WhatsApp message kinds, one class per ``type`` (pywa style).
+"""Inbound WhatsApp message kinds a customer sends, one class per kind (pywa style).
 
 Each kind knows how to say itself as text for the conversation graph (``as_text``) and
 whether the bot should treat it as customer input at all (``is_supported``). A ``type``
 this code has never seen parses into :class:`UnknownMessage` instead of failing, because
-Meta adds kinds without notice and a 400 would make it retry the webhook for days.
+Meta adds kinds without notice and a 400 would make it retry the webhook for days; a
+message its kind's model refuses becomes a :class:`MalformedMessage` (see
+:func:`parse_message`). Notices about other messages (reactions, edits...) live in
+:mod:`server.whatsapp.notices`, the shared base in :mod:`server.whatsapp.message_base`.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, Self
+import json
+from typing import Annotated, Any, Literal
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Discriminator,
-    Field,
-    Tag,
-    model_validator,
+from pydantic import Discriminator, Field, Tag, TypeAdapter, ValidationError
+
+from server.whatsapp.message_base import (
+    ErrorDetail,
+    IdString,
+    LenientModel,
+    MediaObject,
+    MessageBase,
+    MessageContext,
+    UnixSeconds,
+    to_datetime,
+)
+from server.whatsapp.notices import (
+    EditMessage,
+    MalformedMessage,
+    ReactionMessage,
+    RevokeMessage,
+    SystemMessage,
+    UnknownMessage,
+    UnsupportedMessage,
 )
 
-
-class LenientModel(BaseModel):
-    """Base for every payload model: Meta's new fields are kept, never rejected."""
-
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
-
-
-def _unix_seconds_to_str(value: Any) -> Any:
-    """Meta documents timestamps as strings but some samples carry integers; accept both,
-    and reject anything that is not a whole number of seconds so a bad body fails early."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    if isinstance(value, str) and value.strip().isdigit():
-        return value.strip()
-    raise ValueError("timestamp must be unix seconds")
-
-
-def _number_to_str(value: Any) -> Any:
-    """Ids are strings in Meta's docs, but a few older fields arrive as JSON numbers."""
-    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
-
-
-UnixSeconds = Annotated[str, BeforeValidator(_unix_seconds_to_str)]
-IdString = Annotated[str, BeforeValidator(_number_to_str)]
-
-
-def to_datetime(unix_seconds: str) -> datetime:
-    return datetime.fromtimestamp(int(unix_seconds), tz=UTC)
-
-
-class ErrorDetail(LenientModel):
-    """An error as Meta embeds it in messages, statuses and change values."""
-
-    code: int
-    title: str = ""
-    message: str | None = None
-    details: str | None = None
-    error_data: dict[str, Any] | None = None
-    href: str | None = None
-
-    @property
-    def detail_text(self) -> str:
-        """Meta puts the human explanation in different places depending on the event."""
-        if self.error_data and isinstance(self.error_data.get("details"), str):
-            return str(self.error_data["details"])
-        return self.details or self.message or self.title
-
-
-class MessageContext(LenientModel):
-    """Present when the customer replied to, or forwarded, a message."""
-
-    id: str | None = None
-    from_: str | None = Field(default=None, alias="from")
-    forwarded: bool = False
-    frequently_forwarded: bool = False
-
-
-class MediaObject(LenientModel):
-    """One shape for every media kind; fields that do not apply to a kind stay None."""
-
-    id: str
-    mime_type: str | None = None
-    sha256: str | None = None
-    caption: str | None = None
-    filename: str | None = None
-    voice: bool = False
-    animated: bool = False
-
-
-class MessageBase(LenientModel):
-    """What every inbound message carries, whatever its kind; ``id`` is the wamid we
-    deduplicate on, so a message without one is rejected."""
-
-    id: str
-    from_: str | None = Field(default=None, alias="from")
-    from_user_id: str | None = None
-    timestamp: UnixSeconds
-    type: str
-    context: MessageContext | None = None
-    errors: list[ErrorDetail] | None = None
-
-    @model_validator(mode="after")
-    def _require_sender(self) -> Self:
-        # With WhatsApp usernames Meta may omit the phone number (`from`) and send only the
-        # business-scoped user id; a message with neither cannot be answered.
-        if not self.from_ and not self.from_user_id:
-            raise ValueError("message has neither 'from' nor 'from_user_id'")
-        return self
-
-    @property
-    def kind(self) -> str:
-        return self.type
-
-    @property
-    def occurred_at(self) -> datetime:
-        return to_datetime(self.timestamp)
-
-    @property
-    def is_supported(self) -> bool:
-        """Whether the conversation graph should read this message as customer input."""
-        return True
-
-    def as_text(self) -> str:
-        return ""
+__all__ = [  # with the base and notice kinds, so one import reaches every kind
+    "AudioMessage",
+    "ButtonMessage",
+    "ContactsMessage",
+    "DocumentMessage",
+    "EditMessage",
+    "ErrorDetail",
+    "FlowReplyMessage",
+    "IdString",
+    "ImageMessage",
+    "InboundMessage",
+    "InteractiveMessage",
+    "LenientModel",
+    "LocationMessage",
+    "MalformedMessage",
+    "MediaObject",
+    "MessageBase",
+    "MessageContext",
+    "OrderMessage",
+    "ReactionMessage",
+    "RevokeMessage",
+    "StickerMessage",
+    "SystemMessage",
+    "TextMessage",
+    "UnixSeconds",
+    "UnknownMessage",
+    "UnsupportedMessage",
+    "VideoMessage",
+    "WelcomeRequestMessage",
+    "parse_message",
+    "to_datetime",
+]
 
 
 class TextBody(LenientModel):
@@ -156,7 +99,7 @@ class InteractivePayload(LenientModel):
 
 
 class InteractiveMessage(MessageBase):
-    """A tap on one of our reply buttons or list rows; flow replies land here too."""
+    """A tap on one of our reply buttons or list rows."""
 
     type: Literal["interactive"]
     interactive: InteractivePayload
@@ -167,9 +110,71 @@ class InteractiveMessage(MessageBase):
         reply = self.interactive.reply
         return reply.id if reply else None
 
+    @property
+    def is_supported(self) -> bool:
+        """A tap carries a reply; an interactive subtype we do not know yet does not."""
+        return self.interactive.reply is not None
+
     def as_text(self) -> str:
         reply = self.interactive.reply
         return reply.title if reply else ""
+
+
+class FlowReply(LenientModel):
+    name: str | None = None
+    body: str | None = None
+    response_json: str = "{}"
+
+
+class FlowInteractive(LenientModel):
+    type: Literal["nfm_reply"]
+    nfm_reply: FlowReply
+
+
+# Meta's own field in every flow reply, an opaque token we set when sending the flow:
+# not something the customer filled in.
+_FLOW_BOOKKEEPING = frozenset({"flow_token"})
+
+
+class FlowReplyMessage(MessageBase):
+    """A WhatsApp Flow the customer completed (``interactive.type == "nfm_reply"``).
+
+    The agent reads the submitted fields, one ``name: value`` line each, under a
+    ``[form reply]`` line; ``response_json`` arrives as a JSON string.
+    https://developers.facebook.com/docs/whatsapp/flows/reference/responsemsgwebhook
+    """
+
+    type: Literal["interactive"]
+    interactive: FlowInteractive
+
+    @property
+    def kind(self) -> str:
+        return "flow_reply"
+
+    @property
+    def fields(self) -> dict[str, Any]:
+        """What the customer submitted, without Meta's bookkeeping; {} if unreadable."""
+        try:
+            submitted = json.loads(self.interactive.nfm_reply.response_json)
+        except ValueError:
+            return {}
+        if not isinstance(submitted, dict):
+            return {}
+        return {k: v for k, v in submitted.items() if k not in _FLOW_BOOKKEEPING}
+
+    def as_text(self) -> str:
+        lines = [f"{name}: {_field_text(value)}" for name, value in self.fields.items()]
+        if not lines:
+            fallback = (self.interactive.nfm_reply.body or "").strip()
+            return f"[form reply] {fallback}" if fallback else "[form reply]"
+        return "\n".join(["[form reply]", *lines])
+
+
+def _field_text(value: Any) -> str:
+    """A submitted value as a person would write it: text as is, the rest as JSON."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
 
 
 class TemplateButtonPayload(LenientModel):
@@ -293,50 +298,6 @@ class ContactsMessage(MessageBase):
         return f"[shared contact] {', '.join(names)}" if names else "[shared contact]"
 
 
-class ReactionPayload(LenientModel):
-    message_id: str
-    emoji: str | None = None
-
-
-class ReactionMessage(MessageBase):
-    type: Literal["reaction"]
-    reaction: ReactionPayload
-
-    @property
-    def is_supported(self) -> bool:
-        return False
-
-    @property
-    def removed(self) -> bool:
-        """Meta signals an un-reaction by leaving out the emoji."""
-        return not self.reaction.emoji
-
-    def as_text(self) -> str:
-        return "[reaction removed]" if self.removed else f"[reaction {self.reaction.emoji}]"
-
-
-class SystemPayload(LenientModel):
-    body: str = ""
-    type: str | None = None
-    wa_id: IdString | None = None
-    new_wa_id: IdString | None = None
-    user_id: str | None = None
-
-
-class SystemMessage(MessageBase):
-    """Identity changes (number or user id); bookkeeping for us, never customer words."""
-
-    type: Literal["system"]
-    system: SystemPayload
-
-    @property
-    def is_supported(self) -> bool:
-        return False
-
-    def as_text(self) -> str:
-        return self.system.body
-
-
 class OrderItem(LenientModel):
     product_retailer_id: str
     quantity: int = 1
@@ -361,22 +322,18 @@ class OrderMessage(MessageBase):
         return f"{label} {note}" if note else label
 
 
-class UnsupportedMessage(MessageBase):
-    """What Meta sends for kinds it cannot deliver through the API (e.g. polls, edits)."""
+class WelcomeRequestMessage(MessageBase):
+    """The customer opened the chat with the business for the first time (Meta's
+    ``request_welcome``, sent when the number's welcome message is switched on).
 
-    type: Literal["unsupported"]
+    It carries no words, but it is a request: to be greeted. The graph reads it as the
+    line below, so the rule-based menu (which greets) or the agent welcomes them.
+    """
 
-    @property
-    def is_supported(self) -> bool:
-        return False
+    type: Literal["request_welcome"]
 
-
-class UnknownMessage(MessageBase):
-    """A ``type`` this code does not know yet; kept whole so nothing is lost."""
-
-    @property
-    def is_supported(self) -> bool:
-        return False
+    def as_text(self) -> str:
+        return "[the customer opened the chat]"
 
 
 _KNOWN_KINDS: dict[str, type[MessageBase]] = {
@@ -393,20 +350,39 @@ _KNOWN_KINDS: dict[str, type[MessageBase]] = {
     "reaction": ReactionMessage,
     "system": SystemMessage,
     "order": OrderMessage,
+    "request_welcome": WelcomeRequestMessage,
+    "edit": EditMessage,
+    "revoke": RevokeMessage,
     "unsupported": UnsupportedMessage,
 }
 _UNKNOWN_TAG = "unknown"
+_FLOW_TAG = "flow_reply"
+_MALFORMED_TAG = "malformed"
 
 
 def _message_tag(raw: Any) -> str:
-    """Route each message to its class by ``type``; anything else goes to UnknownMessage."""
-    kind = raw.get("type") if isinstance(raw, dict) else getattr(raw, "type", None)
+    """Route each message to its class by ``type`` (and a flow reply by its interactive
+    ``type``); anything else goes to UnknownMessage."""
+    if isinstance(raw, MessageBase):
+        return _MALFORMED_TAG if isinstance(raw, MalformedMessage) else _instance_tag(raw)
+    kind = raw.get("type") if isinstance(raw, dict) else None
+    if kind == "interactive" and isinstance(raw, dict):
+        interactive = raw.get("interactive")
+        if isinstance(interactive, dict) and interactive.get("type") == "nfm_reply":
+            return _FLOW_TAG
     return kind if isinstance(kind, str) and kind in _KNOWN_KINDS else _UNKNOWN_TAG
+
+
+def _instance_tag(message: MessageBase) -> str:
+    if isinstance(message, FlowReplyMessage):
+        return _FLOW_TAG
+    return message.type if message.type in _KNOWN_KINDS else _UNKNOWN_TAG
 
 
 InboundMessage = Annotated[
     Annotated[TextMessage, Tag("text")]
     | Annotated[InteractiveMessage, Tag("interactive")]
+    | Annotated[FlowReplyMessage, Tag(_FLOW_TAG)]
     | Annotated[ButtonMessage, Tag("button")]
     | Annotated[ImageMessage, Tag("image")]
     | Annotated[AudioMessage, Tag("audio")]
@@ -418,7 +394,23 @@ InboundMessage = Annotated[
     | Annotated[ReactionMessage, Tag("reaction")]
     | Annotated[SystemMessage, Tag("system")]
     | Annotated[OrderMessage, Tag("order")]
+    | Annotated[WelcomeRequestMessage, Tag("request_welcome")]
+    | Annotated[EditMessage, Tag("edit")]
+    | Annotated[RevokeMessage, Tag("revoke")]
     | Annotated[UnsupportedMessage, Tag("unsupported")]
-    | Annotated[UnknownMessage, Tag(_UNKNOWN_TAG)],
+    | Annotated[UnknownMessage, Tag(_UNKNOWN_TAG)]
+    | Annotated[MalformedMessage, Tag(_MALFORMED_TAG)],
     Discriminator(_message_tag),
 ]
+_INBOUND = TypeAdapter[Any](InboundMessage)
+
+
+def parse_message(raw: Any) -> tuple[MessageBase | None, ValidationError | None]:
+    """One message as its kind, or as a :class:`MalformedMessage` when its kind's model
+    refuses it (with the refusal, for the log); ``(None, refusal)`` when it has no
+    usable id or sender, so it can be neither stored nor answered."""
+    try:
+        message: MessageBase = _INBOUND.validate_python(raw)
+        return message, None
+    except ValidationError as refusal:
+        return MalformedMessage.from_raw(raw), refusal

@@ -1,51 +1,73 @@
 """Typed view of the WhatsApp Cloud API webhook body.
 
-Meta keeps adding fields and message kinds, and retries a webhook for days when we answer
-with an error, so these models are lenient about what they do not know (extra fields are
-kept, an unknown message ``type`` becomes :class:`UnknownMessage`, changes other than
-``messages`` stay raw) and strict only about the shape we rely on (``entry`` is a list, a
-message has an ``id`` and a sender). A body that fails that strict part raises
-:class:`pydantic.ValidationError`, which the webhook turns into a 400.
+Meta retries a webhook for days when we answer with an error, and one signed delivery
+may carry many messages, statuses and changes, so the models are strict about the
+envelope only (an object with ``entry`` a list of entries whose ``changes`` are a list)
+and lenient inside it, one item at a time:
 
-The message kinds live in :mod:`server.whatsapp.messages` and are re-exported here.
+- a message its kind's model refuses becomes a ``MalformedMessage`` (stored, answered
+  politely); one with no usable id or sender is left out, with a warning;
+- a status, a contact or a ``messages`` change value that does not parse is left out,
+  with a warning, and the rest of the delivery stands;
+- fields the service never reads are not checked (``Any``), so a changed type there
+  (an integer ``expiration_timestamp``) costs nothing.
+
+An envelope that fails raises :class:`pydantic.ValidationError` (the webhook's 400).
+The warnings name the field path and the error type, never a value. The message kinds
+live in :mod:`server.whatsapp.messages` and :mod:`server.whatsapp.notices`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import Field, model_validator
+import structlog
+from pydantic import (
+    BeforeValidator,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+    model_validator,
+)
 
+from server.whatsapp.identity import usable_user_id, usable_wa_id
+from server.whatsapp.message_base import (
+    ErrorDetail,
+    IdString,
+    LenientModel,
+    MessageBase,
+    describe_errors,
+)
 from server.whatsapp.messages import (
     AudioMessage,
     ButtonMessage,
     ContactsMessage,
     DocumentMessage,
-    ErrorDetail,
-    IdString,
+    EditMessage,
+    FlowReplyMessage,
     ImageMessage,
     InboundMessage,
     InteractiveMessage,
-    LenientModel,
     LocationMessage,
-    MediaObject,
-    MessageBase,
-    MessageContext,
+    MalformedMessage,
     OrderMessage,
     ReactionMessage,
+    RevokeMessage,
     StickerMessage,
     SystemMessage,
     TextMessage,
-    UnixSeconds,
     UnknownMessage,
     UnsupportedMessage,
     VideoMessage,
-    to_datetime,
+    WelcomeRequestMessage,
+    parse_message,
 )
 
+# The message kinds are re-exported: callers read the whole webhook vocabulary here.
 __all__ = [
     "WHATSAPP_OBJECT",
     "AudioMessage",
@@ -55,21 +77,23 @@ __all__ = [
     "ContactProfile",
     "ContactsMessage",
     "DocumentMessage",
+    "EditMessage",
     "Entry",
     "ErrorDetail",
+    "FlowReplyMessage",
     "ImageMessage",
     "InboundEvent",
     "InboundMessage",
     "InteractiveMessage",
     "LocationMessage",
-    "MediaObject",
+    "MalformedMessage",
     "MessageBase",
-    "MessageContext",
     "MessageStatus",
     "MessagesValue",
     "Metadata",
     "OrderMessage",
     "ReactionMessage",
+    "RevokeMessage",
     "StatusValue",
     "StickerMessage",
     "SystemMessage",
@@ -78,42 +102,69 @@ __all__ = [
     "UnsupportedMessage",
     "VideoMessage",
     "WebhookPayload",
+    "WelcomeRequestMessage",
 ]
+
+log = structlog.get_logger(__name__)
 
 WHATSAPP_OBJECT = "whatsapp_business_account"
 """The only webhook ``object`` we act on; bodies for other objects parse to nothing."""
 
 StatusValue = Literal["sent", "delivered", "read", "failed"]
 
-
-class StatusConversation(LenientModel):
-    id: str | None = None
-    expiration_timestamp: str | None = None
-    origin: dict[str, Any] | None = None
+_Item = TypeVar("_Item", bound=LenientModel)
 
 
-class StatusPricing(LenientModel):
-    billable: bool | None = None
-    pricing_model: str | None = None
-    category: str | None = None
-    type: str | None = None
+def _each(model: type[_Item], what: str) -> Callable[[Any], Any]:
+    """A list validator that keeps the items that parse and logs the others."""
+
+    def keep_readable(raw: Any) -> Any:
+        if not isinstance(raw, list):
+            return raw  # not a list at all: the field's own type check refuses it
+        kept: list[_Item] = []
+        for item in raw:
+            try:
+                kept.append(model.model_validate(item))
+            except ValidationError as refusal:
+                log.warning(f"webhook.{what}_skipped", problems=describe_errors(refusal))
+        return kept
+
+    return keep_readable
+
+
+def _each_message(raw: Any) -> Any:
+    """Every message as its kind or as a malformed one; see the module docstring."""
+    if not isinstance(raw, list):
+        return raw
+    kept: list[MessageBase] = []
+    for item in raw:
+        message, refusal = parse_message(item)
+        problems = describe_errors(refusal) if refusal is not None else ""
+        if message is None:
+            log.warning(
+                "webhook.message_skipped", reason="no usable id or sender", problems=problems
+            )
+            continue
+        if refusal is not None:
+            log.warning("webhook.message_unreadable", kind=message.kind, problems=problems)
+        kept.append(message)
+    return kept
 
 
 class MessageStatus(LenientModel):
-    """Delivery news about a message WE sent; arrives out of order, ~3 per message."""
+    """Delivery news about a message WE sent; arrives out of order, ~3 per message.
+    Only ``id``, ``status`` and ``errors`` are read; the rest is kept as sent."""
 
     id: str
     status: StatusValue | str
-    timestamp: UnixSeconds
-    recipient_id: str | None = None
-    recipient_user_id: str | None = None
-    conversation: StatusConversation | None = None
-    pricing: StatusPricing | None = None
-    errors: list[ErrorDetail] = Field(default_factory=list)
-
-    @property
-    def occurred_at(self) -> datetime:
-        return to_datetime(self.timestamp)
+    timestamp: Any = None
+    recipient_id: Any = None
+    recipient_user_id: Any = None
+    conversation: Any = None
+    pricing: Any = None
+    errors: Annotated[list[ErrorDetail], BeforeValidator(_each(ErrorDetail, "status_error"))] = (
+        Field(default_factory=list)
+    )
 
     @property
     def is_failed(self) -> bool:
@@ -127,24 +178,30 @@ class ContactProfile(LenientModel):
 
 class Contact(LenientModel):
     profile: ContactProfile | None = None
-    wa_id: str | None = None
+    wa_id: IdString | None = None
     user_id: str | None = None
 
 
 class Metadata(LenientModel):
-    display_phone_number: str
-    phone_number_id: str
+    display_phone_number: IdString = ""
+    phone_number_id: IdString
 
 
 class MessagesValue(LenientModel):
     """The ``value`` of a ``messages`` change: what one business number received."""
 
-    messaging_product: str = "whatsapp"
+    messaging_product: Any = "whatsapp"
     metadata: Metadata
-    contacts: list[Contact] = Field(default_factory=list)
-    messages: list[InboundMessage] = Field(default_factory=list)
-    statuses: list[MessageStatus] = Field(default_factory=list)
-    errors: list[ErrorDetail] = Field(default_factory=list)
+    contacts: Annotated[list[Contact], BeforeValidator(_each(Contact, "contact"))] = Field(
+        default_factory=list
+    )
+    messages: Annotated[list[InboundMessage], BeforeValidator(_each_message)] = Field(
+        default_factory=list
+    )
+    statuses: Annotated[list[MessageStatus], BeforeValidator(_each(MessageStatus, "status"))] = (
+        Field(default_factory=list)
+    )
+    errors: Any = None
 
     def contact_for(self, message: MessageBase) -> Contact | None:
         """The sender's contact entry; matched by phone number, else by business user id."""
@@ -174,9 +231,20 @@ class Change(LenientModel):
             data["raw_value"] = data.pop("value", None)
         return data
 
+    @field_validator("value", mode="wrap")
+    @classmethod
+    def _skip_unreadable_value(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        """A value with no usable business number (``metadata``) or with lists that are
+        not lists cannot be told apart into messages; it alone is left out."""
+        try:
+            return handler(value)
+        except ValidationError as refusal:
+            log.warning("webhook.change_skipped", problems=describe_errors(refusal))
+            return None
+
 
 class Entry(LenientModel):
-    id: IdString
+    id: Any = None
     changes: list[Change] = Field(default_factory=list)
 
 
@@ -190,7 +258,7 @@ class InboundEvent:
     user_id: str | None
     profile_name: str | None
     username: str | None
-    message: InboundMessage
+    message: MessageBase
 
     @property
     def sender_id(self) -> str:
@@ -204,6 +272,9 @@ class WebhookPayload(LenientModel):
 
     object: str
     entry: list[Entry] = Field(default_factory=list)
+    _screened: tuple[list[InboundEvent], list[tuple[str, MessageStatus]]] | None = PrivateAttr(
+        default=None
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -212,6 +283,13 @@ class WebhookPayload(LenientModel):
         if isinstance(data, dict) and data.get("object") != WHATSAPP_OBJECT:
             data = {key: value for key, value in data.items() if key != "entry"}
         return data
+
+    def keep_only(
+        self, events: Iterable[InboundEvent], statuses: Iterable[tuple[str, MessageStatus]]
+    ) -> None:
+        """What the webhook's checks let through (server/abuse/validation.py): from now
+        on the only events and statuses this payload yields."""
+        self._screened = (list(events), list(statuses))
 
     def _values(self) -> Iterator[MessagesValue]:
         if self.object != WHATSAPP_OBJECT:
@@ -222,21 +300,33 @@ class WebhookPayload(LenientModel):
                     yield change.value
 
     def iter_messages(self) -> Iterator[InboundEvent]:
+        if self._screened is not None:
+            yield from self._screened[0]
+            return
         for value in self._values():
             for message in value.messages:
-                contact = value.contact_for(message)
-                profile = contact.profile if contact else None
-                yield InboundEvent(
-                    phone_number_id=value.metadata.phone_number_id,
-                    display_phone_number=value.metadata.display_phone_number,
-                    wa_id=message.from_ or (contact.wa_id if contact else None),
-                    user_id=message.from_user_id or (contact.user_id if contact else None),
-                    profile_name=profile.name if profile else None,
-                    username=profile.username if profile else None,
-                    message=message,
-                )
+                yield _event(value, message)
 
     def iter_statuses(self) -> Iterator[tuple[str, MessageStatus]]:
+        if self._screened is not None:
+            yield from self._screened[1]
+            return
         for value in self._values():
             for status in value.statuses:
                 yield value.metadata.phone_number_id, status
+
+
+def _event(value: MessagesValue, message: MessageBase) -> InboundEvent:
+    """The message with its sender resolved; an id of no known shape counts as absent,
+    so it is never stored as a customer's key nor addressed."""
+    contact = value.contact_for(message)
+    profile = contact.profile if contact else None
+    return InboundEvent(
+        phone_number_id=value.metadata.phone_number_id,
+        display_phone_number=value.metadata.display_phone_number,
+        wa_id=usable_wa_id(message.from_ or (contact.wa_id if contact else None)),
+        user_id=usable_user_id(message.from_user_id or (contact.user_id if contact else None)),
+        profile_name=profile.name if profile else None,
+        username=profile.username if profile else None,
+        message=message,
+    )

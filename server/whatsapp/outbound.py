@@ -9,8 +9,10 @@ which :meth:`WhatsAppClient.send_message` adds.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+from server.whatsapp.identity import is_business_scoped_user_id
 
 TEXT_LIMIT = 4096
 INTERACTIVE_BODY_LIMIT = 1024
@@ -34,12 +36,33 @@ ListSection = tuple[str, Sequence[ListRow]]
 """(section title, rows)."""
 
 
+def recipient_fields(to: str) -> dict[str, str]:
+    """How a message names its customer, chosen from the key's shape so callers pass
+    one string: a phone number goes in ``to``, a business-scoped user id (a customer
+    whose username hides the number) in ``recipient``. Meta reads ``to`` as a phone
+    number and gives it precedence when both are present, so a BSUID never goes there.
+    https://developers.facebook.com/documentation/business-messaging/whatsapp/business-scoped-user-ids/
+    """
+    return {"recipient": to} if is_business_scoped_user_id(to) else {"to": to}
+
+
+def addressed(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """A hand-built message object (template, media...) whose ``to`` holds a BSUID,
+    readdressed through ``recipient``; anything else unchanged."""
+    message = dict(payload)
+    to = message.get("to")
+    if isinstance(to, str) and "recipient" not in message and is_business_scoped_user_id(to):
+        del message["to"]
+        message.update(recipient_fields(to))
+    return message
+
+
 def text_payload(
     to: str, text: str, *, reply_to: str | None = None, preview_url: bool = False
 ) -> dict[str, Any]:
     check_text("text", text, TEXT_LIMIT, hint="split it with split_text() first")
     payload: dict[str, Any] = {
-        "to": to,
+        **recipient_fields(to),
         "type": "text",
         "text": {"body": text, "preview_url": preview_url},
     }
@@ -69,7 +92,7 @@ def buttons_payload(
         ]
     }
     interactive = _interactive("button", body, action, header=header, footer=footer)
-    return {"to": to, "type": "interactive", "interactive": interactive}
+    return {**recipient_fields(to), "type": "interactive", "interactive": interactive}
 
 
 def list_payload(
@@ -94,7 +117,7 @@ def list_payload(
         ],
     }
     interactive = _interactive("list", body, action, header=header, footer=footer)
-    return {"to": to, "type": "interactive", "interactive": interactive}
+    return {**recipient_fields(to), "type": "interactive", "interactive": interactive}
 
 
 def check_text(label: str, value: str, limit: int, *, hint: str = "") -> None:

@@ -411,7 +411,15 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def _validate_message(raw: bytes) -> tuple[JSON, str | None]:
-    """Check the few things Meta rejects with (#100); returns the payload and a problem."""
+    """Check the few things Meta rejects with (#100); returns the payload and a problem.
+
+    A customer is named by ``to`` (a phone number) or ``recipient`` (a business-scoped
+    user id, ``US.1349...``); Meta reads ``to`` as a phone number and prefers it when
+    both are present, so a BSUID in ``to`` is refused. A message addressed only by
+    ``recipient`` is recorded under ``to`` as well, so ``sent_to()`` finds it by the one
+    key the service knows the customer by; ``recipient`` stays as it was sent.
+    https://developers.facebook.com/documentation/business-messaging/whatsapp/business-scoped-user-ids/
+    """
     try:
         payload = json.loads(raw or b"null")
     except ValueError:
@@ -425,6 +433,11 @@ def _validate_message(raw: bytes) -> tuple[JSON, str | None]:
             return payload, "(#100) The parameter message_id is required"
         return payload, None
     kind = payload.get("type", "text")
+    to, recipient = payload.get("to"), payload.get("recipient")
+    if isinstance(to, str) and to[:2].isupper() and to[2:3] == ".":  # US.1349...
+        return payload, "(#100) Param to must be a phone number; use recipient for a user ID"
+    if not to and isinstance(recipient, str) and recipient:
+        payload = {**payload, "to": recipient}
     if not payload.get("to"):
         return payload, "(#100) The parameter to is required"
     if not isinstance(payload.get(kind), dict):
