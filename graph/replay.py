@@ -229,9 +229,11 @@ class Replayer:
                     None, config, context=replay_context, durability=DURABILITY
                 )
                 replies = list(result.get("replies", []))
-                pending = [i.value for i in result.get("__interrupt__") or ()]
-                confirmations = [p for p in pending if isinstance(p, dict)]
-                if confirmations and confirmations[0].get("type") == "confirmation":
+                pending = [
+                    i for i in result.get("__interrupt__") or () if isinstance(i.value, dict)
+                ]
+                confirmations = pending
+                if confirmations and confirmations[0].value.get("type") == "confirmation":
                     replies.append(confirmation_buttons(confirmations[0]))
                 t.record(result, replies)
             ran = await self._nodes_run(config)

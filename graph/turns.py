@@ -10,15 +10,27 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
+import yaml
 from langchain_core.messages import HumanMessage
 from langchain_core.runnables import RunnableConfig
-from langgraph.types import Command
+from langgraph._internal._constants import CONFIG_KEY_RESUMING
+from langgraph.types import Command, Interrupt
 
 from graph.builder import ConversationGraph
 from graph.context import ConversationContext
-from graph.state import ButtonsReply, ConversationState, Reply, whatsapp_meta
+from graph.prompts import PROMPTS_DIR
+from graph.state import (
+    ButtonsReply,
+    ConversationState,
+    Reply,
+    ReplyButton,
+    text_reply,
+    whatsapp_meta,
+)
+from tools.registry import HELD
 
 Waiting = Literal["confirmation", "human"]
 
@@ -26,8 +38,57 @@ Waiting = Literal["confirmation", "human"]
 # mid-turn leaves exactly the steps it finished, which the retried job resumes from.
 DURABILITY: Literal["sync"] = "sync"
 
+# A tool's buttons carry these ids (tools/common.py); the buttons sent to the customer
+# carry them bound to their question: `confirm:yes:<tag>`, the tag taken from the id
+# LangGraph gives the interrupt. Every question a customer sees stays on their screen,
+# so a tap answers the question it came with, or nothing.
 CONFIRM_YES = "confirm:yes"
 CONFIRM_NO = "confirm:no"
+_ANSWERS = (CONFIRM_YES, CONFIRM_NO)
+_TAG_CHARS = 12
+
+
+@dataclass(frozen=True)
+class ConfirmationTexts:
+    """What the customer reads around the buttons (prompts/confirmations.yaml)."""
+
+    question: str
+    confirm: str
+    cancel: str
+    stale_with_question: str
+    stale: str
+
+    @classmethod
+    def load(cls, path: Path = PROMPTS_DIR / "confirmations.yaml") -> ConfirmationTexts:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return cls(**{name: str(raw[name]).strip() for name in cls.__dataclass_fields__})
+
+
+TEXTS = ConfirmationTexts.load()
+
+
+@dataclass(frozen=True)
+class Tap:
+    """A tap on a Confirm or Cancel button: the answer, and the question it belongs to
+    ("" for buttons sent before questions were tagged: they match no question)."""
+
+    answer: str
+    tag: str
+
+
+def question_tag(question: Interrupt) -> str:
+    """The short id a question's buttons carry: stable while the question waits (it is
+    the interrupt's own id), different for every question asked."""
+    return question.id[:_TAG_CHARS]
+
+
+def read_tap(reply_id: object) -> Tap | None:
+    """`confirm:yes:<tag>` → Tap("confirm:yes", tag); None for any other id."""
+    if not isinstance(reply_id, str):
+        return None
+    parts = reply_id.split(":")
+    answer = ":".join(parts[:2])
+    return Tap(answer, ":".join(parts[2:])) if answer in _ANSWERS else None
 
 
 @dataclass(frozen=True)
@@ -101,55 +162,93 @@ async def run_turn(
         update = {"messages": list(messages), "run_id": run_id, "replies": []}
         await graph.aupdate_state(config, update, as_node="escalate")
         return TurnOutcome(waiting="human", state={**values, **update})
+    taps, typed = _split_taps(messages)
+    answered: list[Reply] = []  # what the answered question's run said
     pending = _pending_interrupt(snapshot.interrupts)
-    if pending is not None and pending.get("type") == "confirmation":
-        taps, typed = _split_taps(messages)
-        answer = {"confirmed": bool(taps) and taps[-1] == CONFIRM_YES}
+    if pending is not None and pending.value.get("type") == "confirmation":
+        tag = question_tag(pending)
+        answers = [tap.answer for tap in taps if tap.tag == tag]
+        if not answers and not typed:  # only buttons of earlier questions
+            again = confirmation_buttons(pending, note=TEXTS.stale_with_question)
+            return TurnOutcome(replies=[again], waiting="confirmation", state=values)
+        answer = {"confirmed": bool(answers) and answers[-1] == CONFIRM_YES}
         resume: Command[str] = Command(resume=answer, update={"run_id": run_id, "replies": []})
         result = await graph.ainvoke(resume, config, context=context, durability=DURABILITY)
         if not typed or "__interrupt__" in result:
             return _outcome(result, result.get("__interrupt__"))
-        messages = typed  # the customer wrote instead of tapping: cancelled, then answered
-    turn: ConversationState = {"messages": list(messages), "run_id": run_id, "replies": []}
+        # The customer wrote instead of tapping: cancelled, then answered.
+        answered, config = list(result.get("replies", [])), _another_run(config)
+    elif taps and not typed:  # a button of a question already answered or dropped
+        return TurnOutcome(replies=[text_reply(TEXTS.stale)], state=values)
+    turn: ConversationState = {"messages": list(typed), "run_id": run_id, "replies": []}
     result = await graph.ainvoke(turn, config, context=context, durability=DURABILITY)
-    return _outcome(result, result.get("__interrupt__"))
+    return _outcome(result, result.get("__interrupt__"), answered)
 
 
-def _pending_interrupt(interrupts: Sequence[Any]) -> dict[str, Any] | None:
-    for item in interrupts:
+def _another_run(config: RunnableConfig) -> RunnableConfig:
+    """The config of a second graph run in one turn, after a resumed one.
+
+    LangGraph takes new input on a thread whose latest checkpoint carries the same
+    `metadata.run_id` for a re-entry into that run and drops the input; the typed
+    message would go unanswered. Saying "not resuming" starts a run for it.
+    """
+    configurable = {**(config.get("configurable") or {}), CONFIG_KEY_RESUMING: False}
+    return {**config, "configurable": configurable}
+
+
+def _pending_interrupt(interrupts: Sequence[Interrupt] | None) -> Interrupt | None:
+    for item in interrupts or ():
         if isinstance(item.value, dict):
-            return item.value
+            return item
     return None
 
 
-def _split_taps(messages: Sequence[HumanMessage]) -> tuple[list[str], list[HumanMessage]]:
-    taps: list[str] = []
+def _split_taps(messages: Sequence[HumanMessage]) -> tuple[list[Tap], list[HumanMessage]]:
+    """Confirm / Cancel taps apart from everything else the customer sent."""
+    taps: list[Tap] = []
     typed: list[HumanMessage] = []
     for message in messages:
-        reply_id = whatsapp_meta(message).get("reply_id")
-        if reply_id in (CONFIRM_YES, CONFIRM_NO):
-            taps.append(str(reply_id))
+        tap = read_tap(whatsapp_meta(message).get("reply_id"))
+        if tap is not None:
+            taps.append(tap)
         else:
             typed.append(message)
     return taps, typed
 
 
-def _outcome(result: dict[str, Any], interrupts: Any) -> TurnOutcome:
-    replies: list[Reply] = list(result.get("replies", []))
-    pending = _pending_interrupt(interrupts or ())
+def _outcome(
+    result: Mapping[str, Any], interrupts: Sequence[Interrupt] | None, before: Sequence[Reply] = ()
+) -> TurnOutcome:
+    replies: list[Reply] = [*before, *result.get("replies", [])]
+    pending = _pending_interrupt(interrupts)
     if pending is None:
         return TurnOutcome(replies=replies, state=result)
-    if pending.get("type") == "confirmation":
+    kind = pending.value.get("type")
+    if kind == "confirmation":
         replies.append(confirmation_buttons(pending))
         return TurnOutcome(replies=replies, waiting="confirmation", state=result)
+    if kind == HELD:  # a replay stopped before a side effect: nobody is waited for
+        return TurnOutcome(replies=replies, state=result)
     return TurnOutcome(replies=replies, waiting="human", state=result)
 
 
-def confirmation_buttons(request: dict[str, Any]) -> ButtonsReply:
-    """The question a paused tool asks, as WhatsApp reply buttons."""
+def confirmation_buttons(question: Interrupt, note: str = "") -> ButtonsReply:
+    """The question a paused tool asks, as WhatsApp reply buttons bound to it; `note`
+    goes above the question."""
+    request: Mapping[str, Any] = question.value
+    tag = question_tag(question)
     buttons = request.get("buttons") or [
-        {"id": CONFIRM_YES, "title": "Confirm"},
-        {"id": CONFIRM_NO, "title": "Cancel"},
+        {"id": CONFIRM_YES, "title": TEXTS.confirm},
+        {"id": CONFIRM_NO, "title": TEXTS.cancel},
     ]
-    body = str(request.get("summary") or "Please confirm.")
-    return {"kind": "buttons", "body": body[:1024], "buttons": list(buttons)[:3]}
+    bound: list[ReplyButton] = [
+        {"id": _bound(str(button["id"]), tag), "title": str(button["title"])[:20]}
+        for button in list(buttons)[:3]
+    ]
+    asked = str(request.get("summary") or TEXTS.question)
+    body = f"{note}\n\n{asked}" if note else asked
+    return {"kind": "buttons", "body": body[:1024], "buttons": bound}
+
+
+def _bound(button_id: str, tag: str) -> str:
+    return f"{button_id}:{tag}" if button_id in _ANSWERS else button_id

@@ -111,7 +111,9 @@ async def test_book_hand_over_pay_after_confirming_then_ask_for_a_person(
         assert state["route"]["method"] == "sticky"
 
         openai_server.script("Here is how to pay.")
-        tap = interactive_reply(customer, "confirm:yes", "Confirm")
+        confirm = buttons["interactive"]["action"]["buttons"][0]["reply"]
+        assert confirm["id"].startswith("confirm:yes:")  # bound to this question
+        tap = interactive_reply(customer, confirm["id"], confirm["title"])
         await say(service, graph_api, customer, tap)
         await service.post_webhook(envelope(tap))  # Meta redelivers the tap: no second payment
         payments = await service.fetch("SELECT booking_id, status FROM payments")

@@ -36,13 +36,18 @@ class Customer:
     async def write(self, text: str) -> JSON:
         return await self.send(text_message(self.wa_id, text))
 
-    async def tap(self, message: JSON, title_part: str = "", *, row_id: str = "") -> JSON:
-        """Tap the first option of `message` whose id or title contains the given text."""
+    async def tap(
+        self, message: JSON, title_part: str = "", *, row_id: str = "", prefix: str = ""
+    ) -> JSON:
+        """Tap the first option of `message` whose title contains `title_part`, whose id
+        is `row_id` or starts with `prefix`."""
         options = choices(message)
         chosen = next(
             (i, t)
             for i, t in options
-            if (row_id and i == row_id) or (title_part and title_part in t)
+            if (row_id and i == row_id)
+            or (prefix and i.startswith(prefix))
+            or (title_part and title_part in t)
         )
         is_list = message["interactive"]["type"] == "list"
         return await self.send(interactive_reply(self.wa_id, *chosen, list_reply=is_list))
@@ -89,10 +94,13 @@ async def test_without_a_model_a_customer_books_a_slot_and_pays_after_confirming
         assert slot_title.split("–")[0] in body(booked)  # the time the customer tapped
 
         question = await ada.tap(booked, "Pay now")
-        assert {i for i, _ in choices(question)} == {"confirm:yes", "confirm:no"}
+        # The buttons are bound to this question: `confirm:yes:<tag>`, one tag for both.
+        ids = [i for i, _ in choices(question)]
+        assert [i.rsplit(":", 1)[0] for i in ids] == ["confirm:yes", "confirm:no"]
+        assert len({i.rsplit(":", 1)[1] for i in ids}) == 1
         assert await service.fetch("SELECT id FROM payments") == []  # nothing before the tap
 
-        paid = await ada.tap(question, row_id="confirm:yes")
+        paid = await ada.tap(question, prefix="confirm:yes")
         payments = await service.fetch("SELECT booking_id, status FROM payments")
         assert [(p["booking_id"], p["status"]) for p in payments] == [(rows[0]["id"], "pending")]
         assert "Payment created" in body(paid)
@@ -127,7 +135,7 @@ async def test_with_ai_off_the_menu_sells_a_product_cancels_on_request_and_opens
         assert sellable, offered
         detail = await ada.tap(products, row_id=sellable[0])
         question = await ada.tap(detail, "Buy one")
-        declined = await ada.tap(question, row_id="confirm:no")
+        declined = await ada.tap(question, prefix="confirm:no")
         assert await service.fetch("SELECT id FROM payments") == []
         assert body(declined) == "Alright, nothing was changed."
 

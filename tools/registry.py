@@ -44,6 +44,9 @@ DEFAULT_TIMEOUT_SECONDS = 30.0
 AGENTS_KEY = "wa_agent_agents"
 FLAG_KEY = "wa_agent_flag"
 
+# The interrupt a side-effecting call raises in a replay instead of running (`"type"`).
+HELD = "held"
+
 ToolResult = ToolMessage | Command[Any]
 Execute = Callable[[ToolCallRequest], Awaitable[ToolResult]]
 
