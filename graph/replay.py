@@ -36,7 +36,8 @@ from graph.state import (
     reply_text,
 )
 from graph.trace_metadata import traced_turn, with_trace_metadata
-from graph.turns import DURABILITY, GraphStandIn, confirmation_buttons, run_turn
+from graph.turns import DURABILITY, GraphStandIn, replayed_outcome, run_turn
+from tools.registry import HELD
 
 REPLAY_THREAD_PREFIX = "replay-"
 
@@ -74,7 +75,7 @@ class ReplayResult:
     replies: list[Reply]
     ran: list[str] = field(default_factory=list)
     waiting: str | None = None
-    # Tool calls the replay stopped before, not made (see REPLAY_SAFE_TOOLS).
+    # Tool calls the replay stopped before, not made (tools/registry.py `side_effects`).
     held_tools: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -131,29 +132,6 @@ def _local_time(created_at: str | None) -> str:
     return datetime.fromisoformat(created_at).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
 
-# Tools a replay may run again: they only read, or only move the conversation inside
-# the throw-away thread (handoffs). Any other call — a booking, a payment, a ticket, an
-# unknown MCP tool — is not made: the replay stops before it and reports it.
-REPLAY_SAFE_TOOLS = frozenset(
-    {
-        "check_availability",
-        "list_my_bookings",
-        "search_catalog",
-        "get_product",
-        "search_knowledge_base",
-        "get_payment_status",
-        "get_ticket_status",
-        "web_search",
-        "deep_research",
-        "escalate_to_human",
-    }
-)
-
-
-def replay_safe(tool: str) -> bool:
-    return tool in REPLAY_SAFE_TOOLS or tool.startswith("transfer_to_")
-
-
 def _check_state_edit(state: Mapping[str, Any] | None) -> None:
     """Only the state's own fields; `messages` is appended to (or replaced by id)."""
     unknown = set(state or {}) - set(ConversationState.__annotations__)
@@ -161,9 +139,11 @@ def _check_state_edit(state: Mapping[str, Any] | None) -> None:
         raise ReplayError(f"not fields of the conversation state: {sorted(unknown)}")
 
 
-class _NoSideEffects(GraphStandIn):
-    """The graph as a replay runs it: it pauses before the tool node, and goes on only
-    when every pending call is safe to repeat (graph/turns.py's `TurnGraph`)."""
+class _Dry(GraphStandIn):
+    """The graph as a replay runs it (graph/turns.py's `TurnGraph`). The replay's
+    context says `replay`, so the tool registry holds every side-effecting call, from
+    whichever node (tools/registry.py): the run stops there on a `held` interrupt, and
+    the calls it stopped before are kept here for the report."""
 
     def __init__(self, graph: ConversationGraph) -> None:
         super().__init__(graph)
@@ -177,18 +157,13 @@ class _NoSideEffects(GraphStandIn):
         context: Any = None,
         durability: Any = None,
     ) -> Any:
-        while True:
-            result = await self.graph.ainvoke(
-                input, config, context=context, durability=durability, interrupt_before=["tools"]
-            )
-            snapshot = await self.graph.aget_state(config or {})
-            if "tools" not in snapshot.next:
-                return result
-            calls = list(getattr(snapshot.values["messages"][-1], "tool_calls", []))
-            self.held = [dict(call) for call in calls if not replay_safe(call["name"])]
-            if self.held:
-                return result
-            input = None
+        result = await self.graph.ainvoke(input, config, context=context, durability=durability)
+        self.held += [
+            {key: value for key, value in i.value.items() if key != "type"}
+            for i in result.get("__interrupt__") or ()
+            if isinstance(i.value, dict) and i.value.get("type") == HELD
+        ]
+        return result
 
 
 class Replayer:
@@ -220,7 +195,7 @@ class Replayer:
                 " or fork the next turn with a message"
             )
         _check_state_edit(state)
-        guarded = _NoSideEffects(self.graph)
+        guarded = _Dry(self.graph)
         async with self._copy(source, context) as (config, replay_context):
             if state:
                 await self.graph.aupdate_state(config, dict(state))
@@ -228,17 +203,12 @@ class Replayer:
                 result = await guarded.ainvoke(
                     None, config, context=replay_context, durability=DURABILITY
                 )
-                replies = list(result.get("replies", []))
-                pending = [
-                    i for i in result.get("__interrupt__") or () if isinstance(i.value, dict)
-                ]
-                confirmations = pending
-                if confirmations and confirmations[0].value.get("type") == "confirmation":
-                    replies.append(confirmation_buttons(confirmations[0]))
-                t.record(result, replies)
+                outcome = replayed_outcome(result)
+                t.record(result, outcome.replies)
             ran = await self._nodes_run(config)
-        waiting = "confirmation" if confirmations else None
-        return ReplayResult("replay", conversation_id, chosen, replies, ran, waiting, guarded.held)
+        return ReplayResult(
+            "replay", conversation_id, chosen, outcome.replies, ran, outcome.waiting, guarded.held
+        )
 
     async def fork(
         self, context: ConversationContext, text: str, checkpoint_id: str | None = None
@@ -252,7 +222,7 @@ class Replayer:
         source = await self._checkpoint(conversation_id, base) if base else None
         message = customer_message(text, wamid=f"replay-{uuid.uuid4().hex}", kind="text")
         run_id = str(uuid.uuid4())
-        guarded = _NoSideEffects(self.graph)
+        guarded = _Dry(self.graph)
         async with self._copy(source, context) as (config, replay_context):
             async with traced_turn(config, {"messages": [text]}, name="replay_turn") as trace:
                 outcome = await run_turn(guarded, config, replay_context, [message], run_id)

@@ -216,6 +216,12 @@ def _split_taps(messages: Sequence[HumanMessage]) -> tuple[list[Tap], list[Human
     return taps, typed
 
 
+def replayed_outcome(result: Mapping[str, Any]) -> TurnOutcome:
+    """What a replayed run (`ainvoke(None)` from a checkpoint) says and waits for, as a
+    turn would: a question it stopped at comes with its buttons."""
+    return _outcome(result, result.get("__interrupt__"))
+
+
 def _outcome(
     result: Mapping[str, Any], interrupts: Sequence[Interrupt] | None, before: Sequence[Reply] = ()
 ) -> TurnOutcome:

@@ -20,7 +20,7 @@ from tests.fakes.openai_server import FakeOpenAIServer, ToolCall
 from tests.support import RunningService, eventually, running_service, service_settings
 from tools.demo import seed_demo
 
-ADMIN = {"Authorization": "Bearer admin-secret"}
+ADMIN = {"Authorization": "Bearer admin-secret-of-the-agent-tests"}
 
 
 def agent_settings(db_url: str, graph_api: FakeGraphAPI, openai: FakeOpenAIServer) -> Any:
@@ -29,7 +29,7 @@ def agent_settings(db_url: str, graph_api: FakeGraphAPI, openai: FakeOpenAIServe
         whatsapp_api_base_url=graph_api.base_url,
         openai_api_key="sk-test",
         openai_base_url=openai.base_url + "/v1",
-        admin_token="admin-secret",
+        admin_token="admin-secret-of-the-agent-tests",
     )
 
 

@@ -22,7 +22,7 @@ from tests.support import REPO, RunningService, running_service, service_env
 from tests.test_agent_flows import agent_settings, next_saturday_rental_slot, say
 from tools.demo import seed_demo
 
-ADMIN = {"Authorization": "Bearer admin-secret"}
+ADMIN = {"Authorization": "Bearer admin-secret-of-the-agent-tests"}
 
 
 async def _record_two_turns(

@@ -14,6 +14,12 @@ Whatever happens — over a limit, too slow, an exception — the model gets a s
 message it can act on and the turn goes on; only LangGraph's own control flow
 (`interrupt()` for confirmations) passes through. Each call leaves a row in
 `agent_tool_executions` and Prometheus figures (tools/monitoring.py).
+
+A replay or a fork (the run's context says `replay`, or its metadata does) must change
+nothing in the world, whichever node calls the tool: a call of a side-effecting tool is
+held here, never run, and recorded as held. Side-effecting is the default — a booking,
+a payment, a ticket, any plugin or MCP tool — and only tools known to read nothing but
+data (READ_ONLY_TOOLS, or a declaration with `read_only=True`) run again in a replay.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from langchain_core.messages import ToolMessage
 from langchain_core.tools import BaseTool
 from langgraph.errors import GraphBubbleUp
 from langgraph.prebuilt.tool_node import ToolCallRequest
-from langgraph.types import Command
+from langgraph.types import Command, interrupt
 
 from tools.limits import LocalRateLimiter, RateLimit, RateLimiter
 from tools.monitoring import TOOL_CALLS, TOOL_SECONDS, ExecutionRecorder, ToolExecution
@@ -44,8 +50,27 @@ DEFAULT_TIMEOUT_SECONDS = 30.0
 AGENTS_KEY = "wa_agent_agents"
 FLAG_KEY = "wa_agent_flag"
 
-# The interrupt a side-effecting call raises in a replay instead of running (`"type"`).
+# The interrupt a side-effecting call raises in a replay instead of running (`"type"`):
+# the replay stops there and reports the call (graph/replay.py).
 HELD = "held"
+HELD_TEXT = "held: not executed in a replay"
+
+# Built-in tools that only read (the catalog, free slots, the customer's own records,
+# the knowledge base, the web): a replay may run them again. `get_payment_status` asks
+# the provider and may copy its answer into our row, which only brings our copy in line.
+READ_ONLY_TOOLS = frozenset(
+    {
+        "check_availability",
+        "list_my_bookings",
+        "search_catalog",
+        "get_product",
+        "search_knowledge_base",
+        "get_payment_status",
+        "get_ticket_status",
+        "web_search",
+        "deep_research",
+    }
+)
 
 ToolResult = ToolMessage | Command[Any]
 Execute = Callable[[ToolCallRequest], Awaitable[ToolResult]]
@@ -70,6 +95,8 @@ class ToolDeclaration:
     flag: str | None = None
     agents: frozenset[str] | None = None
     source: str = "builtin"
+    # None: a built-in named in READ_ONLY_TOOLS reads only, anything else has effects.
+    read_only: bool | None = None
 
     def __post_init__(self) -> None:
         if not self.name or self.timeout_seconds <= 0:
@@ -96,6 +123,13 @@ class ToolDeclaration:
             changes["agents"] = None if agents is None else frozenset(agents)
         return replace(self, **changes)
 
+    @property
+    def side_effects(self) -> bool:
+        """Whether a call may change anything outside the conversation: held in replays."""
+        if self.read_only is not None:
+            return not self.read_only
+        return not (self.source == "builtin" and self.name in READ_ONLY_TOOLS)
+
 
 @dataclass(frozen=True)
 class CallFacts:
@@ -108,6 +142,8 @@ class CallFacts:
     run_id: str = ""
     agent: str = ""
     flag: Callable[[str], bool] | None = field(default=None, compare=False)
+    # A replay or fork: nothing may change outside the throw-away thread.
+    dry_run: bool = False
 
     @classmethod
     def of(cls, request: ToolCallRequest) -> CallFacts:
@@ -131,6 +167,7 @@ class CallFacts:
             run_id=str(state.get("run_id") or metadata.get("run_id") or ""),
             agent=str(state.get("active_agent") or ""),
             flag=flag if callable(flag) else None,
+            dry_run=bool(getattr(context, "replay", False) or metadata.get("replay")),
         )
 
 
@@ -231,6 +268,8 @@ class ToolRegistry:
             return await execute(request)
         call = CallFacts.of(request)
         started = time.perf_counter()
+        if call.dry_run and declaration.side_effects:
+            return self._hold(request, call, started)
         refusal = await self._refusal(declaration, call)
         if refusal is not None:
             outcome, text = refusal
@@ -257,6 +296,21 @@ class ToolRegistry:
             return self._finish(request, call, started, "error", _error_message(request, text))
         failed = isinstance(result, ToolMessage) and result.status == "error"
         return self._finish(request, call, started, "error" if failed else "ok", result)
+
+    def _hold(self, request: ToolCallRequest, call: CallFacts, started: float) -> ToolResult:
+        """Not run: recorded, then the replay stops here (`interrupt`) and reports the
+        call. Whoever resumes anyway gets the held result, never the side effect."""
+        held = _error_message(request, f"{call.tool} {HELD_TEXT}; nothing was changed.")
+        self._finish(request, call, started, HELD, held)
+        interrupt(
+            {
+                "type": HELD,
+                "name": call.tool,
+                "args": call.arguments,
+                "id": request.tool_call["id"],
+            }
+        )
+        return held
 
     async def _refusal(
         self, declaration: ToolDeclaration, call: CallFacts
