@@ -94,6 +94,35 @@ async def test_buttons_and_list_are_sent_as_interactive_messages(
     assert graph.texts_to(CUSTOMER) == ["What next?", "Pick a slot"]
 
 
+async def test_a_customer_known_only_by_business_scoped_user_id_is_sent_to_as_recipient(
+    graph: FakeGraphAPI, client: WhatsAppClient
+) -> None:
+    """Meta reads `to` as a phone number; a BSUID goes in `recipient` (the fake refuses a
+    BSUID in `to`, as that send would not reach the customer)."""
+    bsuid, parent = "US.13491208655302741918", "US.ENT.11815799212886844830"
+    await client.send_text(bsuid, "Hello")
+    await client.send_buttons(bsuid, "What next?", [("menu:main", "Menu")])
+    await client.send_list(bsuid, "Pick", "Slots", [("", [("slot:1", "Mon 10:00", None)])])
+    template = {"to": parent, "type": "template", "template": {"name": "hello_world"}}
+    await client.send_message(template)
+    await client.send_text(CUSTOMER, "Hello")
+    sent = graph.sent
+    assert [message.get("recipient") for message in sent] == [bsuid] * 3 + [parent, None]
+    kinds = ["text", "interactive", "interactive", "template", "text"]
+    assert [message["type"] for message in sent] == kinds
+    assert sent[-1]["to"] == CUSTOMER
+    assert graph.texts_to(bsuid) == ["Hello", "What next?", "Pick"]
+
+
+async def test_a_read_receipt_names_the_message_not_the_customer(
+    graph: FakeGraphAPI, client: WhatsAppClient
+) -> None:
+    await client.mark_read("wamid.FROM_A_USERNAME_CUSTOMER")
+    [receipt] = graph.read_receipts
+    assert receipt["message_id"] == "wamid.FROM_A_USERNAME_CUSTOMER"
+    assert "to" not in receipt and "recipient" not in receipt
+
+
 async def test_429_with_retry_after_is_retried_once(graph: FakeGraphAPI) -> None:
     graph.fail_next(1, status=429, retry_after=0, title="Rate limit hit")
     # A long backoff proves Retry-After (0 s) is what decides the wait.
