@@ -85,6 +85,21 @@ class Settings(
     model: str = Field(default="openai:gpt-4o-mini", validation_alias="WA_AGENT_MODEL")
     embeddings: str = Field(default="local:minilm", validation_alias="WA_AGENT_EMBEDDINGS")
     model_timeout_seconds: float = Field(
+    # A run that failed waits 1, 2, 4… seconds before its next attempt, never longer than this.
+    retry_max_seconds: float = Field(default=30.0, gt=0, validation_alias="WA_AGENT_RETRY_MAX_S")
+    # A reply Meta keeps refusing (429/5xx) is retried until it is this old, then failed:
+    # past the 24-hour customer-service window only templates may be sent anyway.
+    send_give_up_hours: float = Field(
+        default=24.0, gt=0, validation_alias="WA_AGENT_SEND_GIVE_UP_H"
+    )
+    # How often each worker looks for stalled or orphaned jobs and unanswered messages.
+    heal_interval_seconds: float = Field(
+        default=10.0, gt=0, validation_alias="WA_AGENT_HEAL_INTERVAL_S"
+    )
+    # The webhook answers 503 (Meta delivers again later) when storing takes longer.
+    webhook_db_timeout_seconds: float = Field(
+        default=1.5, gt=0, validation_alias="WA_AGENT_WEBHOOK_DB_TIMEOUT_S"
+    )
         default=30.0, gt=0, validation_alias="WA_AGENT_MODEL_TIMEOUT_S"
     )
     model_max_retries: int = Field(default=2, ge=0, validation_alias="WA_AGENT_MODEL_MAX_RETRIES")

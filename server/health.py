@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import asdict
 
 from fastapi import APIRouter, Request
@@ -11,6 +12,17 @@ from graph.persistence import PoolStats, migration_status
 from server.services import Services
 
 router = APIRouter()
+
+# A load balancer's probe times out soon; say "not ready" before it does.
+_CHECK_TIMEOUT_S = 1.5
+
+
+def _reason(exc: BaseException) -> str:
+    """What went wrong, without connection strings (psycopg's messages name the host)."""
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {_CHECK_TIMEOUT_S:g} s"
+    cause = exc.__cause__ or exc
+    return type(cause).__name__
 
 
 @router.get("/healthz")
@@ -25,21 +37,23 @@ async def readyz(request: Request) -> JSONResponse:
     services: Services = request.app.state.services
     checks: dict[str, object] = {}
     try:
-        status = await migration_status(services.pool)
+        async with asyncio.timeout(_CHECK_TIMEOUT_S):
+            status = await migration_status(services.pool)
         missing = status.pending
         checks["database"] = "ok"
         checks["migrations"] = "ok" if not missing else {"pending": missing}
         if status.waiting_for_extension:
             checks["waiting_for_extension"] = status.waiting_for_extension
     except Exception as exc:
-        checks["database"] = f"error: {type(exc).__name__}"
+        checks["database"] = f"unreachable: {_reason(exc)}"
         missing = ["unknown"]
     try:
-        queue_ok = await services.queue.check_connection_async()
+        async with asyncio.timeout(_CHECK_TIMEOUT_S):
+            queue_ok = await services.queue.check_connection_async()
         checks["queue"] = "ok" if queue_ok else "schema missing"
     except Exception as exc:
         queue_ok = False
-        checks["queue"] = f"error: {type(exc).__name__}"
+        checks["queue"] = f"unreachable: {_reason(exc)}"
     if services.worker_task is not None:
         checks["worker"] = "stopped" if services.worker_task.done() else "ok"
     ready = checks["database"] == "ok" and not missing and queue_ok

@@ -35,6 +35,8 @@ log = structlog.get_logger(__name__)
 REMEMBER_TASK = "remember_conversation"
 MEMORY_CLEANUP_TASK = "memory_cleanup"
 CHECKPOINT_RETENTION_TASK = "checkpoint_retention"
+# Extraction is worth little late: a few tries, then the next turn's job covers it.
+REMEMBER_ATTEMPTS = 3
 
 
 def remember_lock(conversation_id: str) -> str:
@@ -42,7 +44,11 @@ def remember_lock(conversation_id: str) -> str:
 
 
 async def enqueue_remember(
-    queue: procrastinate.App, conversation_id: str, *, delay_seconds: float = 0.0
+    queue: procrastinate.App,
+    conversation_id: str,
+    *,
+    delay_seconds: float = 0.0,
+    attempt: int = 1,
 ) -> bool:
     """Defer the remember job; a job already waiting for this conversation covers it
     (it reads every line written until it runs)."""
@@ -52,7 +58,7 @@ async def enqueue_remember(
             lock=remember_lock(conversation_id),
             queueing_lock=remember_lock(conversation_id),
             schedule_in={"seconds": int(delay_seconds)} if delay_seconds > 0 else None,
-        ).defer_async(conversation_id=conversation_id)
+        ).defer_async(conversation_id=conversation_id, attempt=attempt)
     except AlreadyEnqueued:
         return False
     return True
@@ -122,12 +128,19 @@ def register_memory_tasks(queue: procrastinate.App, jobs: MemoryJobs, settings: 
     """The remember task (retried a few times: extraction is worth little late) and
     the periodic chores, which a missed tick simply leaves to the next one."""
 
-    @queue.task(
-        name=REMEMBER_TASK,
-        retry=procrastinate.RetryStrategy(max_attempts=3, exponential_wait=5),
-    )
-    async def remember_conversation(conversation_id: str) -> None:
-        await jobs.remember(conversation_id)
+    @queue.task(name=REMEMBER_TASK)
+    async def remember_conversation(conversation_id: str, attempt: int = 1) -> None:
+        try:
+            await jobs.remember(conversation_id)
+        except Exception as exc:
+            # Not the queue's retry: it would collide with a job already waiting under
+            # this conversation's queueing lock. A waiting job covers this one anyway.
+            if attempt >= REMEMBER_ATTEMPTS:
+                log.warning("memory.remember_gave_up", attempts=attempt, error=str(exc)[:200])
+                return
+            await enqueue_remember(
+                queue, conversation_id, delay_seconds=5.0 * 2**attempt, attempt=attempt + 1
+            )
 
     @queue.periodic(cron=settings.maintenance_cron, periodic_id="memory")
     @queue.task(name=MEMORY_CLEANUP_TASK, queueing_lock=MEMORY_CLEANUP_TASK)

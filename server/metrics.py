@@ -32,6 +32,23 @@ RUN_SECONDS = Histogram(
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
 OUTBOUND = Counter("wa_agent_outbound_total", "Outbound message parts by result", ["result"])
+RUNS_POSTPONED = Counter(
+    "wa_agent_runs_postponed_total",
+    "Runs that could not go on and wait for their next attempt, by what failed",
+    ["waiting_on"],
+)
+WORKER_RESTARTS = Counter(
+    "wa_agent_worker_restarts_total", "Queue workers started again after they stopped"
+)
+JOBS_RECOVERED = Counter(
+    "wa_agent_jobs_recovered_total",
+    "Jobs left 'doing' by a dead worker (stalled) or by a lost end (orphaned)",
+    ["reason"],
+)
+CONVERSATIONS_HEALED = Counter(
+    "wa_agent_conversations_healed_total",
+    "Conversations with unanswered messages and no job, found by the sweep (should stay 0)",
+)
 
 router = APIRouter()
 

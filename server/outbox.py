@@ -2,15 +2,18 @@
 
 A part is written before anything is sent, claimed (`pending` → `sending`) in its own
 committed statement just before its HTTP call, and settled after. A retryable refusal
-(429/5xx after the client's own retries) puts the part back to `pending` and fails the
-job, so the queue retries it later. A worker that dies in between leaves the part
-`sending`; the retried run marks it `unknown` and never sends it
-again — a duplicate reply is worse than a log line an operator can act on.
+(429/5xx after the client's own retries) puts the part back to `pending` and raises
+`DeliveryDeferred`: the run is postponed and sends it later, in order, until the part
+is older than the give-up age (then it is `failed`: past WhatsApp's 24-hour window a
+late answer could not be sent anyway). A worker that dies in between leaves the part
+`sending`; the resumed run marks it `unknown` and never sends it again — a duplicate
+reply is worse than a log line an operator can act on.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 import structlog
@@ -21,6 +24,19 @@ from graph.state import Reply, reply_text
 from server.whatsapp.client import WhatsAppClient, WhatsAppError, split_text
 
 log = structlog.get_logger(__name__)
+
+
+# Parts older than this are given up on when Meta refuses them again: the customer
+# service window is 24 hours, after which only templates may be sent.
+DEFAULT_GIVE_UP = timedelta(hours=24)
+
+
+class DeliveryDeferred(Exception):
+    """Meta refused a part for now (429/5xx); `retry_after` is its own hint, if any."""
+
+    def __init__(self, retry_after: float | None) -> None:
+        super().__init__("WhatsApp refused the send for now")
+        self.retry_after = retry_after
 
 
 def reply_parts(replies: Sequence[Reply]) -> list[Reply]:
@@ -68,8 +84,18 @@ async def stage_parts(
             )
 
 
-async def deliver_parts(pool: Pool, client: WhatsAppClient | None, run_id: str) -> int:
-    """Send the run's pending parts in order; returns how many were sent."""
+async def deliver_parts(
+    pool: Pool,
+    client: WhatsAppClient | None,
+    run_id: str,
+    *,
+    give_up_after: timedelta = DEFAULT_GIVE_UP,
+) -> int:
+    """Send the run's pending parts in order; returns how many were sent.
+
+    Raises `DeliveryDeferred` when Meta refuses a part for now: that part and the ones
+    after it stay `pending`, so order holds when the run sends again.
+    """
     async with pool.connection() as conn:
         cur = await conn.execute(
             "UPDATE outbound_messages SET status = 'unknown', updated_at = now()"
@@ -79,9 +105,9 @@ async def deliver_parts(pool: Pool, client: WhatsAppClient | None, run_id: str) 
         for row in await cur.fetchall():
             log.error("outbox.part_state_unknown", run_id=run_id, part=row["part"])
         cur = await conn.execute(
-            "SELECT id, wa_id, payload FROM outbound_messages"
-            " WHERE run_id = %s AND status = 'pending' ORDER BY part",
-            (run_id,),
+            "SELECT id, wa_id, payload, created_at < now() - %s AS expired"
+            " FROM outbound_messages WHERE run_id = %s AND status = 'pending' ORDER BY part",
+            (give_up_after, run_id),
         )
         pending = await cur.fetchall()
     sent = 0
@@ -110,9 +136,9 @@ async def _send_one(pool: Pool, client: WhatsAppClient | None, row: dict[str, An
         if exc.maybe_delivered and not exc.retryable:
             await _settle_unknown(pool, row["id"], exc)
             return 0
-        if exc.retryable:
+        if exc.retryable and not row["expired"]:
             await _release(pool, row["id"])
-            raise  # Meta refused for now (429/5xx after retries): the job retries later
+            raise DeliveryDeferred(exc.retry_after) from exc
         await _settle_failed(pool, row["id"], exc)
         return 0
     except ValueError as exc:

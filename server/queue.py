@@ -8,21 +8,49 @@ webhook only needs the app to defer, the worker also registers the task.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import procrastinate
 import psycopg
 import structlog
 from procrastinate.exceptions import AlreadyEnqueued
+from procrastinate.middleware import WorkerMiddleware
 
 from graph.settings import Settings
+from server.metrics import WORKER_RESTARTS
 
 log = structlog.get_logger(__name__)
 
 ANSWER_TASK = "answer_conversation"
 
 AnswerFn = Callable[[str, int | None], Awaitable[None]]
+
+_FIRST_RESTART_PAUSE_S = 0.5
+_MAX_RESTART_PAUSE_S = 5.0
+_HEALTHY_RUN_S = 60.0
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """What a worker process needs of the settings."""
+
+    concurrency: int
+    poll_seconds: float
+    heartbeat_seconds: float
+    stalled_seconds: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> WorkerOptions:
+        return cls(
+            concurrency=settings.worker_concurrency,
+            poll_seconds=settings.queue_poll_seconds,
+            heartbeat_seconds=settings.worker_heartbeat_seconds,
+            stalled_seconds=settings.stalled_job_seconds,
+        )
 
 
 def create_queue_app(database_url: str, settings: Settings) -> procrastinate.App:
@@ -38,7 +66,7 @@ def create_queue_app(database_url: str, settings: Settings) -> procrastinate.App
 async def enqueue_answer(
     queue: procrastinate.App, conn: psycopg.AsyncConnection[Any], conversation_id: str
 ) -> bool:
-    """Defer the conversation's job inside the caller's transaction.
+    """Defer the conversation's job inside the caller's transaction (the webhook's).
 
     `lock` keeps one job per conversation running at a time (order holds across any
     number of workers); `queueing_lock` keeps at most one waiting, which is how double
@@ -47,28 +75,53 @@ async def enqueue_answer(
     """
     try:
         async with conn.transaction():
-            await queue.configure_task(
-                name=ANSWER_TASK,
-                lock=conversation_id,
-                queueing_lock=conversation_id,
-                connection=conn,
-            ).defer_async(conversation_id=conversation_id)
+            await _answer_task(queue, conversation_id, connection=conn).defer_async(
+                conversation_id=conversation_id
+            )
     except AlreadyEnqueued:
         return False
     return True
 
 
-def register_answer_task(queue: procrastinate.App, answer: AnswerFn, settings: Settings) -> None:
-    """Bind the task to the worker's runner. Failures retry with exponential backoff;
-    the runner makes a retried job resume its run instead of starting over."""
+async def schedule_answer(
+    queue: procrastinate.App, conversation_id: str, at: datetime | None = None
+) -> bool:
+    """Make sure a job of the conversation runs no later than `at` (None: now).
 
-    @queue.task(
-        name=ANSWER_TASK,
-        pass_context=True,
-        retry=procrastinate.RetryStrategy(
-            max_attempts=settings.job_max_attempts, exponential_wait=2
-        ),
+    A job already waiting covers it; when that one is scheduled later (a run postponed
+    while Meta was down, say), it is brought forward. Returns whether a job was added.
+    """
+    try:
+        await _answer_task(queue, conversation_id, schedule_at=at).defer_async(
+            conversation_id=conversation_id
+        )
+    except AlreadyEnqueued:
+        await queue.connector.execute_query_async(
+            "UPDATE procrastinate_jobs SET scheduled_at = %(at)s"
+            " WHERE status = 'todo' AND task_name = %(task)s"
+            " AND queueing_lock = %(conversation)s AND scheduled_at > %(at)s",
+            at=at or datetime.now(UTC),
+            task=ANSWER_TASK,
+            conversation=conversation_id,
+        )
+        return False
+    return True
+
+
+def _answer_task(
+    queue: procrastinate.App, conversation_id: str, **options: Any
+) -> procrastinate.jobs.JobDeferrer:
+    return queue.configure_task(
+        name=ANSWER_TASK, lock=conversation_id, queueing_lock=conversation_id, **options
     )
+
+
+def register_answer_task(queue: procrastinate.App, answer: AnswerFn) -> None:
+    """Bind the task to the worker's runner. No retry strategy: a run that fails is
+    postponed by the runner, which schedules the conversation's next job itself (a
+    retried job would collide with the one waiting under the same queueing lock)."""
+
+    @queue.task(name=ANSWER_TASK, pass_context=True)
     async def answer_conversation(context: procrastinate.JobContext, conversation_id: str) -> None:
         await answer(conversation_id, context.job.id if context.job else None)
 
@@ -111,51 +164,41 @@ def register_operator_tasks(
         await desk.release(conversation_id, action_id, operator)
 
 
-async def recover_stalled_jobs(queue: procrastinate.App, settings: Settings) -> int:
-    """Put back jobs whose worker died mid-run (no heartbeat): nothing else would.
+async def run_worker(
+    queue: procrastinate.App,
+    options: WorkerOptions,
+    *,
+    name: str,
+    middleware: list[WorkerMiddleware] | None = None,
+) -> None:
+    """Run jobs until cancelled, restarting the worker whenever it stops.
 
-    When a newer job for the same conversation is already waiting, the stalled one is
-    failed instead: the waiting job resumes the interrupted run on its own.
+    procrastinate's worker stops when one of its side tasks fails (the heartbeat or
+    the listener, when the database goes away) and raises when fetching a job fails:
+    either way it is started again, a little later each time, so a database restart
+    costs a pause, never a service that acknowledges and no longer answers.
     """
-    recovered = 0
-    jobs = await queue.job_manager.get_stalled_jobs(
-        seconds_since_heartbeat=settings.stalled_job_seconds
-    )
-    for job in jobs:
-        try:
-            await queue.job_manager.retry_job(job)
-            recovered += 1
-            log.warning("job.stalled.retried", job_id=job.id, task=job.task_name)
-        except psycopg.errors.UniqueViolation:
-            await queue.job_manager.finish_job(
-                job, status=procrastinate.jobs.Status.FAILED, delete_job=False
-            )
-            log.warning("job.stalled.superseded", job_id=job.id, task=job.task_name)
-    return recovered
-
-
-async def watch_stalled_jobs(queue: procrastinate.App, settings: Settings) -> None:
-    """At start and then periodically, until cancelled."""
+    pause = _FIRST_RESTART_PAUSE_S
     while True:
+        started = time.monotonic()
         try:
-            await recover_stalled_jobs(queue, settings)
-        except Exception as exc:  # keep watching: a failed sweep is retried next time
-            log.error("job.stalled.sweep_failed", error=str(exc)[:200])
-        await asyncio.sleep(max(1.0, settings.stalled_job_seconds / 2))
-
-
-async def run_worker(queue: procrastinate.App, settings: Settings, *, name: str) -> None:
-    """Run jobs until cancelled, with the stalled-job watch beside them."""
-    watcher = asyncio.create_task(watch_stalled_jobs(queue, settings), name="stalled-jobs")
-    try:
-        await queue.run_worker_async(
-            name=name,
-            concurrency=settings.worker_concurrency,
-            fetch_job_polling_interval=settings.queue_poll_seconds,
-            update_heartbeat_interval=settings.worker_heartbeat_seconds,
-            stalled_worker_timeout=settings.stalled_job_seconds,
-            install_signal_handlers=False,
-            delete_jobs="successful",
-        )
-    finally:
-        watcher.cancel()
+            await queue.run_worker_async(
+                name=name,
+                concurrency=options.concurrency,
+                fetch_job_polling_interval=options.poll_seconds,
+                update_heartbeat_interval=options.heartbeat_seconds,
+                stalled_worker_timeout=options.stalled_seconds,
+                install_signal_handlers=False,
+                delete_jobs="successful",
+                worker_middleware=middleware or [],
+            )
+            log.error("worker.stopped", behaviour="restarting", pause_s=pause)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.error("worker.crashed", error=repr(exc)[:300], behaviour="restarting")
+        WORKER_RESTARTS.inc()
+        if time.monotonic() - started > _HEALTHY_RUN_S:
+            pause = _FIRST_RESTART_PAUSE_S
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, _MAX_RESTART_PAUSE_S)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import gc
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -29,16 +31,20 @@ from graph.tool_platform import open_tool_registry
 from server.abuse import AbuseProtection, open_abuse_protection
 from server.accounting import Accounting
 from server.console.alerts import AlertMonitor, register_alert_task
-from server.conversations import ConversationRunner
+from server.conversations import ConversationRunner, RunnerOptions
+from server.graph_phase import GraphPhase
+from server.healing import HealingOptions, JobWatch, keep_healing
 from server.media import build_media_understanding
 from server.memory_jobs import MemoryJobs, enqueue_remember, register_memory_tasks
 from server.operators import OperatorDesk
 from server.outcomes import build_outcome_hooks, register_outcome_tasks
 from server.queue import (
+    WorkerOptions,
     create_queue_app,
     register_answer_task,
     register_operator_tasks,
     run_worker,
+    schedule_answer,
 )
 from server.tool_limits import open_tool_limiter
 from server.tracing import configure_tracing, flush_tracing
@@ -103,20 +109,25 @@ async def open_services(
         accounting = Accounting(pool, settings) if settings.accounting_enabled else None
         queue = create_queue_app(database_url, settings)
         outcomes = build_outcome_hooks(pool, graphs, whatsapp, flags, settings)
-        runner = ConversationRunner(
+        phase = GraphPhase(
             pool,
             graphs,
             whatsapp,
             settings,
             agents=agents,
-            gate=abuse.gate,
             flags=flags,
-            after_delivery=_remember_later(queue, memory, settings),
             outcomes=outcomes,
             accounting=accounting,
             media=build_media_understanding(settings, pool, whatsapp, flags),
         )
-        register_answer_task(queue, runner.answer, settings)
+        runner = ConversationRunner(
+            phase,
+            functools.partial(schedule_answer, queue),
+            RunnerOptions.from_settings(settings),
+            gate=abuse.gate,
+            after_delivery=_remember_later(queue, memory, settings),
+        )
+        register_answer_task(queue, runner.answer)
         register_operator_tasks(queue, OperatorDesk(pool, graphs, whatsapp), settings)
         register_memory_tasks(queue, MemoryJobs(pool, settings, memory), settings)
         register_alert_task(queue, AlertMonitor(pool, settings), settings)
@@ -129,7 +140,7 @@ async def open_services(
             services.accounting = accounting
             if run_worker_here:
                 services.worker_task = asyncio.create_task(
-                    run_worker(queue, settings, name=f"wa-agent-{os.getpid()}")
+                    _work_and_heal(queue, pool, settings), name="worker"
                 )
             freeze_startup_objects()
             try:
@@ -139,6 +150,29 @@ async def open_services(
                 if whatsapp is not None:
                     await whatsapp.aclose()
                 await asyncio.to_thread(flush_tracing, tracing)
+
+
+async def _work_and_heal(queue: procrastinate.App, pool: Pool, settings: Settings) -> None:
+    """The queue's worker, restarted whenever it stops, with the self-healing sweeps
+    beside it; both until cancelled."""
+    watch = JobWatch()
+    healing = HealingOptions(
+        every_seconds=settings.heal_interval_seconds,
+        stalled_seconds=settings.stalled_job_seconds,
+        grace_seconds=max(5.0, settings.heal_interval_seconds),
+    )
+    sweeps = asyncio.create_task(keep_healing(queue, pool, watch, healing), name="healing")
+    try:
+        await run_worker(
+            queue,
+            WorkerOptions.from_settings(settings),
+            name=f"wa-agent-{os.getpid()}",
+            middleware=[watch.middleware],
+        )
+    finally:
+        sweeps.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sweeps
 
 
 @asynccontextmanager

@@ -7,14 +7,17 @@ message is committed together with the job that will answer it.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import time
 from typing import Annotated
 
+import psycopg
 import structlog
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from psycopg_pool import PoolTimeout
 
 from server.abuse.validation import InvalidWebhook, parse_webhook
 from server.inbox import record_inbound, record_status
@@ -94,12 +97,36 @@ async def _acknowledge(request: Request) -> Response:
     except InvalidWebhook as exc:
         log.warning("webhook.malformed", error=str(exc)[:300])
         return _error(400, f"malformed payload: {exc}"[:300])
-    counts = await _store(services, payload, remote_addr)
+    try:
+        async with asyncio.timeout(settings.webhook_db_timeout_seconds):
+            counts = await _store_retrying(services, payload, remote_addr)
+    except (TimeoutError, psycopg.OperationalError, PoolTimeout) as exc:
+        # Nothing is acknowledged that was not stored: Meta delivers the body again, and
+        # what was stored of it by then is a duplicate (a no-op).
+        log.error("webhook.database_unavailable", error=type(exc).__name__)
+        return JSONResponse(
+            {"error": "database unavailable, deliver again later"},
+            status_code=503,
+            headers={"Retry-After": "10"},
+        )
     if counts["dropped"]:
         # Not a 200: Meta delivers the body again later, the messages stored now are
         # duplicates then (no-ops), the dropped ones get another chance. Nothing is lost.
         return JSONResponse(counts, status_code=429, headers={"Retry-After": "60"})
     return JSONResponse(counts)
+
+
+async def _store_retrying(
+    services: Services, payload: WebhookPayload, remote_addr: str | None
+) -> dict[str, int]:
+    """Store, once more if a connection turned out dead: after a database restart the
+    pool still holds connections to the old server, and each fails once before the
+    pool replaces it. The caller's deadline bounds both tries."""
+    try:
+        return await _store(services, payload, remote_addr)
+    except psycopg.OperationalError:
+        await services.pool.check()
+        return await _store(services, payload, remote_addr)
 
 
 async def _store(

@@ -11,7 +11,7 @@ import pytest
 
 from graph.persistence import Pool, open_pool
 from graph.state import Reply
-from server.outbox import deliver_parts, reply_parts, stage_parts
+from server.outbox import DeliveryDeferred, deliver_parts, reply_parts, stage_parts
 from server.whatsapp.client import WhatsAppClient, WhatsAppError
 from tests.fakes.graph_api import FakeGraphAPI
 from tests.support import ACCESS_TOKEN, PHONE_NUMBER_ID, service_settings
@@ -113,10 +113,10 @@ async def test_meta_unavailable_puts_the_part_back_for_the_next_attempt(
 ) -> None:
     run_id = await new_run(pool, [{"kind": "text", "text": "Your order ships today."}])
     graph_api.fail_next(2, status=503)
-    with pytest.raises(WhatsAppError):
+    with pytest.raises(DeliveryDeferred):
         await deliver_parts(pool, client, run_id)
     assert [r["status"] for r in await statuses(pool, run_id)] == ["pending"]
-    assert await deliver_parts(pool, client, run_id) == 1  # the job's retry
+    assert await deliver_parts(pool, client, run_id) == 1  # the run's next attempt
     assert graph_api.texts_to(CUSTOMER) == ["Your order ships today."]
 
 
