@@ -33,6 +33,7 @@ from langgraph.graph import END
 from langgraph.runtime import Runtime
 
 from graph.context import ConversationContext
+from graph.privacy import mask_text
 from graph.state import (
     ButtonsReply,
     ConversationState,
@@ -48,6 +49,7 @@ from tools.listings import Listings, ListRow
 
 TICKET = "ticket"
 _MIN_TICKET_CHARS = 10
+_SUBJECT_CHARS = 80
 
 
 class MenuActions:
@@ -116,7 +118,7 @@ class MenuActions:
     def on_ticket_text(self, text: str) -> dict[str, Any] | None:
         if len(text.strip()) < _MIN_TICKET_CHARS:
             return {**self.text(self.say("describe_more")), "menu_awaiting": TICKET}
-        subject = " ".join(text.split())[:80]
+        subject = ticket_subject(text)
         return self.call("create_support_ticket", {"subject": subject, "description": text[:2000]})
 
     async def after_tool(
@@ -227,6 +229,20 @@ async def _next_step(
     if state.get("menu_awaiting") == TICKET and text:
         return actions.on_ticket_text(text)
     return None
+
+
+def ticket_subject(text: str, limit: int = _SUBJECT_CHARS) -> str:
+    """The first line staff read of a ticket, from the customer's description.
+
+    Masked before it is cut: a card or phone number cut in half is no longer one the
+    masking recognises, and its digits would stay in the subject and the tool records.
+    Cut between words, so no word (or mask label) is left in pieces.
+    """
+    line = mask_text(" ".join(text.split()))
+    if len(line) <= limit:
+        return line
+    head = line[: limit - 1]
+    return (head.rsplit(" ", 1)[0] if " " in head else head) + "…"
 
 
 def after_menu(state: ConversationState) -> str:
