@@ -1,5 +1,6 @@
-"""The semantic answer cache (issue 9): guard.py decides what may be cached and served,
-store.py keeps the entries, cache.py looks up and remembers, node.py wraps a specialist."""
+"""The semantic answer cache: guard.py decides what may be cached and served, trust.py
+which answers may be shared with other customers, store.py keeps the entries, cache.py
+looks up and remembers, node.py wraps a specialist."""
 
 from nodes.answer_cache.cache import AnswerCache, CacheConfig
 from nodes.answer_cache.node import with_answer_cache

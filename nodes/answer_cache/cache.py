@@ -6,7 +6,9 @@ questions at or above the threshold, and the same specifics (guard.py). What may
 remembered: a turn whose question stands alone and holds nothing personal, whose tool
 calls were all on the cacheable allow-list (knowledge base, catalog — nothing about
 this customer), whose answer is plain text with no personal data and not the
-customer's name, and that recalled no long-term memory of the customer.
+customer's name, that recalled no long-term memory of the customer, and whose links
+and numbers all appear in what the answer was grounded on (trust.py: the node also
+stores nothing from a turn whose customer had said more than greetings before).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from nodes.answer_cache.guard import (
     substitutions,
 )
 from nodes.answer_cache.store import AnswerCacheStore, Candidate
+from nodes.answer_cache.trust import grounded
 
 log = structlog.get_logger(__name__)
 
@@ -202,12 +205,16 @@ class AnswerCache:
         answer: str,
         tokens: int,
         tools_used: set[str],
+        grounded_on: Sequence[str],
         customer_names: Sequence[str] = (),
     ) -> bool:
-        """Store the answer if the turn is cacheable (see the module docstring)."""
+        """Store the answer if the turn is cacheable (see the module docstring);
+        `grounded_on`: the trusted text it was made from (prompt, question, tool results)."""
         if not tools_used <= self.config.cacheable_tools:
             return False
         if not answer.strip() or mask_text(answer) != answer:
+            return False
+        if not grounded(answer, grounded_on):
             return False
         if mentions(answer, customer_names):
             return False

@@ -3,10 +3,12 @@
 On the agent's first step of a turn (the newest message is the customer's), a cacheable
 question is looked up; a hit answers with the cached text and ends the turn with no model
 call (the agent's message says so in `response_metadata`). A miss runs the agent as
-usual and keeps the stamp read at lookup time in the state; when the agent's final
-answer comes (perhaps after cacheable tool calls), the turn is remembered under that
-stamp if it qualifies. With the `answer_cache` flag off for the customer, the wrapped
-node runs untouched.
+usual and keeps the stamp read at lookup time in the state — unless the answer will be
+made with more than trusted context in view (recalled memories, or earlier words of the
+customer: trust.py), then there is no stamp and nothing is stored. When the agent's
+final answer comes (perhaps after cacheable tool calls), the turn is remembered under
+that stamp if it qualifies. With the `answer_cache` flag off for the customer, the
+wrapped node runs untouched.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from nodes.answer_cache.cache import (
     turn_tools,
 )
 from nodes.answer_cache.store import agent_stamp
+from nodes.answer_cache.trust import said_nothing_before, tool_results
 from nodes.specialists import current_agents
 
 log = structlog.get_logger(__name__)
@@ -62,21 +65,23 @@ def with_answer_cache(
             return await node(state, runtime)
         humans, after = current_turn(state["messages"])
         question = cacheable_question(humans) if humans else None
+        config = current_agents(runtime, defaults).get(name, defaults[name])
         if not after:  # the agent's first step in this turn
             if question is None:
                 return {**await node(state, runtime), "answer_cache_stamp": None}
-            config = current_agents(runtime, defaults).get(name, defaults[name])
             found = await _lookup(cache, name, question, config, state, context)
             if found is None or found.served is not None:
                 return await _answer_from(found, name, node, state, runtime)
-            # An answer built on a customer's recalled memories may be about them.
-            stamp = None if state.get("memories") else found.stamp
-            state = {**state, "answer_cache_stamp": stamp}
+            trusted = not state.get("memories") and said_nothing_before(
+                state["messages"], state.get("summary")
+            )
+            state = {**state, "answer_cache_stamp": found.stamp if trusted else None}
         update = await node(state, runtime)
         stamp = state.get("answer_cache_stamp")
         if question is not None and stamp:
+            grounding = [config.system_prompt, *(str(h.content) for h in humans)]
             try:
-                await _remember(cache, name, question, stamp, after, update, context)
+                await _remember(cache, name, question, stamp, [*after], update, context, grounding)
             except Exception as exc:  # a lost entry costs a future hit, never this answer
                 log.warning("answer_cache.store_failed", error=type(exc).__name__)
         return {**update, "answer_cache_stamp": stamp}
@@ -138,8 +143,10 @@ async def _remember(
     after: Sequence[AnyMessage],
     update: dict[str, Any],
     context: ConversationContext,
+    grounding: Sequence[str],
 ) -> None:
-    """Remember the agent's final plain-text answer of a turn without handoffs."""
+    """Remember the agent's final plain-text answer of a turn without handoffs;
+    `grounding`: the trusted text besides this turn's tool results (prompt, question)."""
     new: list[AnyMessage] = list(update.get("messages", []))
     replies = update.get("replies") or []
     final = new[-1] if new else None
@@ -148,6 +155,7 @@ async def _remember(
     if any(reply["kind"] != "text" for reply in replies) or update.get("handoffs"):
         return
     names = [context.customer_name] if context.customer_name else []
+    found = tool_results([*after, *new], cache.config.cacheable_tools)
     await cache.remember(
         question,
         agent=name,
@@ -155,5 +163,6 @@ async def _remember(
         answer="\n\n".join(reply["text"] for reply in replies),
         tokens=turn_tokens([*after, *new]),
         tools_used=turn_tools([*after, *new]),
+        grounded_on=[*grounding, *found],
         customer_names=names,
     )
