@@ -18,12 +18,19 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from graph.settings_console import ConsoleSettings
 from graph.settings_media import MediaSettings
 from graph.settings_outcomes import OutcomeSettings
+from graph.settings_security import HttpSecuritySettings
 from graph.settings_tools import ToolSettings
 from graph.settings_tracing import TracingSettings
 
 
 class Settings(
-    ToolSettings, MediaSettings, ConsoleSettings, TracingSettings, OutcomeSettings, BaseSettings
+    ToolSettings,
+    MediaSettings,
+    ConsoleSettings,
+    TracingSettings,
+    OutcomeSettings,
+    HttpSecuritySettings,
+    BaseSettings,
 ):
     """Configuration names are a stable interface (see DESIGN.md): do not rename them.
 

@@ -8,8 +8,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from graph.settings import Settings, get_settings
-from server import admin, body_limit, health, metrics, streaming, webhook
+from server import admin, body_limit, health, metrics, streaming, web_conversations, webhook
 from server.abuse.shield import FloodShield
+from server.admin.auth import check_token_strength
 from server.admin.security import SecurityHeadersMiddleware
 from server.console import dashboard
 from server.services import open_services
@@ -17,8 +18,10 @@ from server.services import open_services
 
 def create_app(settings: Settings | None = None, *, run_worker_here: bool | None = None) -> FastAPI:
     """`serve` runs an in-process worker by default (`WA_AGENT_IN_PROCESS_WORKER`);
-    `wa-agent worker` processes can be added beside it or instead of it."""
+    `wa-agent worker` processes can be added beside it or instead of it. Raises
+    `WeakToken` when a configured admin or stream token is too short."""
     settings = settings or get_settings()
+    check_token_strength(settings)  # a short token faces the internet: refuse to start
     with_worker = settings.in_process_worker if run_worker_here is None else run_worker_here
 
     @asynccontextmanager
@@ -27,12 +30,17 @@ def create_app(settings: Settings | None = None, *, run_worker_here: bool | None
             app.state.services = services
             yield
 
-    app = FastAPI(title="wa-agent", lifespan=lifespan, docs_url=None, redoc_url=None)
+    # No public schema or docs: /openapi.json would list every admin route to anyone.
+    # Operators read it at /admin/api/openapi.json with a token (server/admin/schema.py).
+    app = FastAPI(
+        title="wa-agent", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+    )
     app.include_router(webhook.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(admin.router)
     app.include_router(dashboard.router)  # the /admin pages (server/console)
+    app.include_router(web_conversations.router)
     app.include_router(streaming.router)
     app.add_middleware(FloodShield)  # drops a flooding sender's deliveries before routing
     app.add_middleware(body_limit.BodyLimitMiddleware, webhook_limit=settings.max_body_bytes)

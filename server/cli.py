@@ -22,10 +22,12 @@ from graph.settings import Settings, get_settings
 from graph.state import ConversationState, Reply, customer_message
 from server import eval_router, replay
 from server.abuse import commands as blacklist_commands
+from server.admin.auth import WeakToken
 from server.app import create_app
 from server.erasure import forget_from_terminal
 from server.logging import configure_logging
 from server.services import open_services
+from server.serving import trusted_proxies, uvicorn_config
 
 log = structlog.get_logger(__name__)
 
@@ -78,9 +80,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def serve_http(settings: Settings, *, with_worker: bool) -> int:
-    app = create_app(settings, run_worker_here=with_worker and settings.in_process_worker)
-    log.info("serve.start", host=settings.host, port=settings.port, worker=with_worker)
-    uvicorn.run(app, host=settings.host, port=settings.port, access_log=False, log_level="warning")
+    """The HTTP server; exit code 2, with the reason, when a configured token is too
+    short. Which proxies may name client addresses is always explicit (server/serving.py)."""
+    try:
+        app = create_app(settings, run_worker_here=with_worker and settings.in_process_worker)
+    except WeakToken as exc:
+        print(f"wa-agent: refusing to start: {exc}", file=sys.stderr)
+        return 2
+    proxies = trusted_proxies(settings)
+    log.info(
+        "serve.start", host=settings.host, port=settings.port, worker=with_worker, proxies=proxies
+    )
+    uvicorn.Server(uvicorn_config(app, settings)).run()
     return 0
 
 

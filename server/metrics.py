@@ -79,6 +79,7 @@ REGISTRY.register(POOL_COLLECTOR)
 
 @router.get("/metrics")
 async def metrics(request: Request) -> Response:
-    POOL_COLLECTOR.pool = request.app.state.services.pool
-    await QUEUE_COLLECTOR.refresh(POOL_COLLECTOR.pool)
+    services = request.app.state.services
+    POOL_COLLECTOR.pool = services.pool
+    await QUEUE_COLLECTOR.refresh_if_stale(services.pool, services.settings.metrics_cache_seconds)
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

@@ -28,7 +28,9 @@ the conversation (server/turn_lock.py) so it never runs beside a worker's turn. 
 that disconnects does not cut the turn short: it finishes, and its answer is in the
 thread and the transcript.
 
-Auth: an admin token, or `WA_AGENT_STREAM_API_TOKEN` (a web chat's backend).
+Auth: the conversation's own token, which `POST /v1/conversations` gave the web chat's
+backend (server/web_conversations.py). Only web conversations can be streamed: a
+WhatsApp customer's thread answers 404 to every token, admin ones included.
 """
 
 from __future__ import annotations
@@ -53,9 +55,9 @@ from graph.trace_metadata import app_version, traced_turn, with_trace_metadata
 from graph.turns import TurnOutcome, run_turn
 from server.abuse.gate import Decision, GateRequest
 from server.abuse.usage import metered_usage
-from server.admin.auth import configured_tokens, match_token
 from server.services import Services
 from server.turn_lock import ConversationBusy, conversation_turn_lock
+from server.web_conversations import require_conversation_token
 
 log = structlog.get_logger(__name__)
 
@@ -86,30 +88,15 @@ def _services(request: Request) -> Services:
     return services
 
 
-async def require_stream_client(request: Request) -> str:
-    """The caller's token name: an admin's, or "stream-api"."""
-    settings = _services(request).settings
-    tokens = configured_tokens(settings)
-    if settings.stream_api_token is not None:
-        tokens["stream-api"] = settings.stream_api_token.get_secret_value().encode()
-    if not tokens:
-        raise HTTPException(503, "streaming disabled: set ADMIN_TOKEN or a stream API token")
-    scheme, _, presented = (request.headers.get("authorization") or "").partition(" ")
-    name = match_token(presented.strip(), tokens) if scheme.lower() == "bearer" else None
-    if name is None:
-        raise HTTPException(401, "a valid token is required", {"WWW-Authenticate": "Bearer"})
-    return name
-
-
-Client = Annotated[str, Depends(require_stream_client)]
+WebConversation = Annotated[str, Depends(require_conversation_token)]
 
 
 @router.post("/v1/conversations/{conversation_id}/stream")
 async def stream_turn(
-    request: Request, conversation_id: uuid.UUID, body: StreamTurn, _: Client
+    request: Request, body: StreamTurn, conversation: WebConversation
 ) -> EventSourceResponse:
     services = _services(request)
-    context = await _context(services, str(conversation_id))
+    context = await _context(services, conversation)
     return EventSourceResponse(_events(services, context, body.text), ping=15)
 
 

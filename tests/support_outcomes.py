@@ -22,7 +22,7 @@ def outcome_settings(
         "whatsapp_api_base_url": graph_api.base_url,
         "openai_api_key": "sk-test",
         "openai_base_url": openai.base_url + "/v1",
-        "admin_token": "admin-secret",
+        "admin_token": "admin-secret-0123456789a",
         "router_llm": False,
         "memory_enabled": False,
     }

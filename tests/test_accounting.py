@@ -17,7 +17,7 @@ from tests.fakes.meta_payloads import envelope, text_message
 from tests.fakes.openai_server import FakeOpenAIServer, ToolCall
 from tests.support import RunningService, eventually, running_service, service_settings
 
-ADMIN = {"Authorization": "Bearer admin-secret"}
+ADMIN = {"Authorization": "Bearer admin-secret-0123456789a"}
 GPT_4O_MINI = DEFAULT_MODEL_PRICES["gpt-4o-mini"]
 
 
@@ -29,7 +29,7 @@ def console_settings(
         whatsapp_api_base_url=graph_api.base_url,
         openai_api_key="sk-test",
         openai_base_url=openai.base_url + "/v1",
-        admin_token="admin-secret",
+        admin_token="admin-secret-0123456789a",
         accounting_flush_seconds=30,  # the tests flush explicitly
         **overrides,
     )

@@ -183,7 +183,7 @@ async def test_the_admin_api_serves_the_figures_behind_the_token(
     db_url: str, graph_api: FakeGraphAPI
 ) -> None:
     settings = service_settings(
-        db_url, whatsapp_api_base_url=graph_api.base_url, admin_token="admin-secret"
+        db_url, whatsapp_api_base_url=graph_api.base_url, admin_token="admin-secret-0123456789a"
     )
     async with running_service(settings, with_worker=False) as service:
         await seed(service.services.pool)
@@ -193,7 +193,7 @@ async def test_the_admin_api_serves_the_figures_behind_the_token(
             " 'agent_booking', 'gpt-4o-mini', 400, 80, 700, true, now() - interval '1 second')",
             CONVERSATIONS["C"][0],
         )
-        headers = {"Authorization": "Bearer admin-secret"}
+        headers = {"Authorization": "Bearer admin-secret-0123456789a"}
         async with httpx.AsyncClient(base_url=service.base_url, headers=headers) as client:
             overview = (await client.get("/admin/api/console/overview?days=1")).json()
             found = (await client.get("/admin/api/console/conversations?q=Claud")).json()

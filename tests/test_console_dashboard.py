@@ -4,11 +4,13 @@ Chart.js served from node_modules, and the admin API usable with the session."""
 from __future__ import annotations
 
 import re
+import uuid
 from typing import Any
 
 import httpx
 
 from server.console.session import (
+    COOKIE,
     LOGIN_FAILURE_LIMIT,
     LOGIN_FAILURE_WINDOW_SECONDS,
     FailedLogins,
@@ -22,6 +24,16 @@ DASHBOARD = {"X-WA-Agent-Dashboard": "1"}
 
 def settings(db_url: str, graph_api: FakeGraphAPI) -> Any:
     return service_settings(db_url, whatsapp_api_base_url=graph_api.base_url, admin_tokens=TOKENS)
+
+
+async def log_in(client: httpx.AsyncClient, token: str) -> httpx.Response:
+    """The login form, and its session cookie kept for the next requests. The cookie is
+    Secure, which httpx honours by sending it over https only: these tests speak plain
+    http to 127.0.0.1, so the value is copied into a cookie of their own."""
+    answer = await client.post("/admin/login", data={"token": token})
+    if COOKIE in answer.cookies:
+        client.cookies.set(COOKIE, answer.cookies[COOKIE], path="/admin")
+    return answer
 
 
 async def seed_conversation(service: RunningService, wa_id: str, said: str) -> str:
@@ -48,12 +60,11 @@ async def test_login_sets_a_strict_http_only_session_and_pages_need_it(
             assert refused.status_code == 401 and "not valid" in refused.text
             assert "set-cookie" not in refused.headers
 
-            answer = await client.post(
-                "/admin/login", data={"token": "bob-token-0123456789abcdef01234"}
-            )
+            answer = await log_in(client, "bob-token-0123456789abcdef01234")
             assert answer.status_code == 303
             cookie = answer.headers["set-cookie"]
             assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/admin" in cookie
+            assert "Secure" in cookie
             assert "bob-token" not in cookie  # a signature, never the token
 
             page = await client.get("/admin")
@@ -80,7 +91,8 @@ async def test_login_sets_a_strict_http_only_session_and_pages_need_it(
             assert (await client.get("/admin")).status_code == 303
 
         async with httpx.AsyncClient(base_url=service.base_url) as forger:
-            forger.cookies.set("wa_agent_admin", "bob:99999999999:" + "0" * 64, path="/admin")
+            forged = f"bob:{uuid.uuid4()}:99999999999:" + "0" * 64
+            forger.cookies.set("wa_agent_admin", forged, path="/admin")
             assert (await forger.get("/admin")).status_code == 303
         audit = await service.fetch(
             "SELECT actor, action, target, remote_addr FROM audit_log"
@@ -107,7 +119,7 @@ async def test_the_session_acts_through_the_admin_api_with_the_dashboard_header(
 ) -> None:
     async with running_service(settings(db_url, graph_api), with_worker=False) as service:
         async with httpx.AsyncClient(base_url=service.base_url) as client:
-            await client.post("/admin/login", data={"token": "alice-token-0123456789abcdef0123"})
+            await log_in(client, "alice-token-0123456789abcdef0123")
             assert (await client.get("/admin/api/console/overview")).status_code == 200
             block = {"wa_id": "+250 788 123 456", "reason": "spam"}
             # Without the dashboard's header, a cookie alone changes nothing.

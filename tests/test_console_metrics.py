@@ -1,14 +1,17 @@
 """`/metrics` for Prometheus: model tokens, cost and latency per agent after a real turn,
-and the job queue's depth read from the database at scrape time."""
+the job queue's depth read from the database at scrape time — at most once per
+`WA_AGENT_METRICS_CACHE_S`, so a flood of anonymous scrapes cannot take the pool."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from server.console.prometheus import QUEUE_COLLECTOR
 from tests.fakes.graph_api import FakeGraphAPI
 from tests.fakes.meta_payloads import envelope, text_message
 from tests.fakes.openai_server import FakeOpenAIServer
@@ -38,6 +41,7 @@ async def test_model_usage_per_agent_is_counted(
         whatsapp_api_base_url=graph_api.base_url,
         openai_api_key="sk-test",
         openai_base_url=openai_server.base_url + "/v1",
+        metrics_cache_seconds=0,  # each scrape reads the queue's figures afresh
     )
     async with running_service(settings) as service:
         before = await scrape(service)
@@ -74,7 +78,9 @@ async def test_model_usage_per_agent_is_counted(
 
 
 async def test_queue_depth_is_read_at_scrape_time(db_url: str, graph_api: FakeGraphAPI) -> None:
-    settings = service_settings(db_url, whatsapp_api_base_url=graph_api.base_url)
+    settings = service_settings(
+        db_url, whatsapp_api_base_url=graph_api.base_url, metrics_cache_seconds=0
+    )
     async with running_service(settings, with_worker=False) as service:
         empty = await scrape(service)
         assert value(empty, "wa_agent_queue_jobs", task="answer_conversation", status="todo") == 0
@@ -85,3 +91,32 @@ async def test_queue_depth_is_read_at_scrape_time(db_url: str, graph_api: FakeGr
     assert value(waiting, "wa_agent_queue_jobs", task="answer_conversation", status="todo") == 3
     assert value(waiting, "wa_agent_queue_oldest_waiting_seconds") >= 0
     assert ("wa_agent_queue_oldest_waiting_seconds", ()) in waiting
+
+
+async def test_a_flood_of_scrapes_reads_the_database_once_and_the_webhook_goes_on(
+    db_url: str, graph_api: FakeGraphAPI
+) -> None:
+    """Sixty scrapes at once against a pool of three connections: one read of the
+    queue's figures, every scrape answered, and a customer's message still stored while
+    they come in; the figures held are served until they are `metrics_cache_seconds` old."""
+    settings = service_settings(
+        db_url,
+        whatsapp_api_base_url=graph_api.base_url,
+        db_pool_max_size=3,
+        metrics_cache_seconds=60,
+    )
+    async with running_service(settings, with_worker=False) as service:
+        reads_before = QUEUE_COLLECTOR.refreshes
+        async with httpx.AsyncClient(base_url=service.base_url, timeout=30) as client:
+            flood = [asyncio.create_task(client.get("/metrics")) for _ in range(60)]
+            delivered = await service.post_webhook(
+                envelope(text_message("250788000077", "hello"))
+            )
+            scrapes = await asyncio.gather(*flood)
+        later = await scrape(service)
+        reads = QUEUE_COLLECTOR.refreshes - reads_before
+    assert delivered.status_code == 200
+    assert {response.status_code for response in scrapes} == {200}
+    assert reads == 1
+    # The message's job is waiting, but the figures held were read before it was stored.
+    assert value(later, "wa_agent_queue_jobs", task="answer_conversation", status="todo") == 0

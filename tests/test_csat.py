@@ -18,7 +18,7 @@ from tests.fakes.openai_server import FakeOpenAIServer
 from tests.support import RunningService, running_service
 from tests.support_outcomes import episodes_of, new_customer, outcome_settings, say
 
-ADMIN = {"Authorization": "Bearer admin-secret"}
+ADMIN = {"Authorization": "Bearer admin-secret-0123456789a"}
 
 
 def hooks_of(service: RunningService) -> OutcomeHooks:

@@ -42,11 +42,11 @@ async def test_ai_off_for_a_customer_gives_the_menu_and_a_person_on_request(
         whatsapp_api_base_url=graph_api.base_url,
         openai_api_key="sk-test",
         openai_base_url=openai_server.base_url + "/v1",
-        admin_token="admin-secret",
+        admin_token="admin-secret-0123456789a",
     )
     async with running_service(settings) as service:
         async with httpx.AsyncClient(
-            base_url=service.base_url, headers={"Authorization": "Bearer admin-secret"}
+            base_url=service.base_url, headers={"Authorization": "Bearer admin-secret-0123456789a"}
         ) as admin:
             changed = await admin.put("/admin/api/flags/ai_agent", json={"enabled": False})
             assert changed.status_code == 200

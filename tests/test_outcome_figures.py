@@ -19,7 +19,7 @@ from tests.fakes.openai_server import FakeOpenAIServer
 from tests.support import RunningService, running_service
 from tests.support_outcomes import outcome_settings
 
-ADMIN = {"Authorization": "Bearer admin-secret"}
+ADMIN = {"Authorization": "Bearer admin-secret-0123456789a"}
 T0 = datetime(2026, 1, 10, 9, 0, tzinfo=UTC)
 
 # outcome, escalated, first response s, handling s, cost, closed at, csat (agent, rating)

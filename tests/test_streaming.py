@@ -1,7 +1,8 @@
 """`POST /v1/conversations/{id}/stream` read by a real SSE client (httpx-sse): tokens
 as the model writes them, the steps around them, a final event, an error event instead
-of a broken stream — never a second run beside the worker's on the same thread, and
-never a way around the abuse gate (blacklist, rate limits, token budget)."""
+of a broken stream — only for web conversations, each with its own token (a WhatsApp
+customer's thread is never driven from the web), never two turns at once on a thread,
+and never a way around the abuse gate (blacklist, rate limits, token budget)."""
 
 from __future__ import annotations
 
@@ -14,13 +15,15 @@ import httpx
 from httpx_sse import aconnect_sse
 
 from tests.fakes.graph_api import FakeGraphAPI
-from tests.fakes.meta_payloads import envelope, text_message
+from tests.fakes.meta_payloads import text_message
 from tests.fakes.openai_server import FakeOpenAIServer, ToolCall
 from tests.support import RunningService, eventually, running_service, service_settings
 from tests.support_abuse import BLACKLIST, BLOCK_PREFIX, NOTICES, WARNING
-from tests.test_agent_flows import say, thread_state
+from tests.test_agent_flows import say
 
-WEB_TOKEN = "web-chat-token-0123456789abcdef"
+BACKEND_TOKEN = "web-chat-backend-token-0123456789abcdef"
+ADMIN_TOKEN = "admin-secret-token-0123456789abcdef"
+BACKEND = {"Authorization": f"Bearer {BACKEND_TOKEN}"}
 
 
 def stream_settings(
@@ -30,15 +33,25 @@ def stream_settings(
         "whatsapp_api_base_url": graph_api.base_url,
         "openai_api_key": "sk-test",
         "openai_base_url": openai.base_url + "/v1",
-        "admin_token": "admin-secret",
-        "stream_api_token": WEB_TOKEN,
+        "admin_token": ADMIN_TOKEN,
+        "stream_api_token": BACKEND_TOKEN,
         "stream_wait_seconds": 0.5,
     }
     return service_settings(db_url, **{**values, **overrides})
 
 
+async def web_conversation(service: RunningService, visitor: str | None = None) -> dict[str, str]:
+    """A new web conversation, as the web chat's backend creates it: id, customer, token."""
+    async with httpx.AsyncClient(base_url=service.base_url, timeout=30) as client:
+        body = {} if visitor is None else {"visitor": visitor}
+        answer = await client.post("/v1/conversations", json=body, headers=BACKEND)
+    assert answer.status_code == 201, answer.text
+    created: dict[str, str] = answer.json()
+    return created
+
+
 async def stream(
-    service: RunningService, conversation: str, text: str, token: str = WEB_TOKEN
+    service: RunningService, conversation: dict[str, str], text: str, token: str | None = None
 ) -> list[tuple[str, Any]]:
     """Every event of one streamed turn, as (event, data)."""
     async with (
@@ -46,29 +59,30 @@ async def stream(
         aconnect_sse(
             client,
             "POST",
-            f"/v1/conversations/{conversation}/stream",
+            f"/v1/conversations/{conversation['conversation_id']}/stream",
             json={"text": text},
-            headers={"Authorization": f"Bearer {token}"},
+            headers={"Authorization": f"Bearer {token or conversation['token']}"},
         ) as source,
     ):
         assert source.response.status_code == 200
         return [(event.event, json.loads(event.data)) async for event in source.aiter_sse()]
 
 
-async def conversation_of(service: RunningService, customer: str) -> str:
-    rows = await service.fetch("SELECT id FROM agent_conversations WHERE wa_id = %s", customer)
-    return str(rows[0]["id"])
+async def state_of(service: RunningService, conversation: dict[str, str]) -> dict[str, Any]:
+    config = {"configurable": {"thread_id": conversation["conversation_id"]}}
+    async with service.services.runner.graphs.borrow() as graph:
+        return dict((await graph.aget_state(config)).values)  # type: ignore[arg-type]
 
 
 async def test_tokens_and_steps_arrive_in_order_and_nothing_goes_to_whatsapp(
     db_url: str, graph_api: FakeGraphAPI, openai_server: FakeOpenAIServer
 ) -> None:
-    customer = "2507" + str(uuid.uuid4().int)[:8]
     async with running_service(stream_settings(db_url, graph_api, openai_server)) as service:
+        conversation = await web_conversation(service)
+        assert conversation["customer"].startswith("web:")
         openai_server.script("Sure, for which day?")
-        await say(service, graph_api, customer, text_message(customer, "I want to book a bike"))
-        conversation = await conversation_of(service, customer)
-        received = graph_api.texts_to(customer)
+        first = await stream(service, conversation, "I want to book a bike")
+        assert first[-1][0] == "final"
 
         answer = "A city bike costs 10000 RWF a day. A mountain bike costs 15000 RWF."
         openai_server.script(ToolCall("transfer_to_sales", {"reason": "asks the price"}), answer)
@@ -88,64 +102,71 @@ async def test_tokens_and_steps_arrive_in_order_and_nothing_goes_to_whatsapp(
         assert "".join(t["text"] for t in tokens) == answer
         assert data["final"]["texts"] == [answer]
 
-        assert graph_api.texts_to(customer) == received  # the stream is the channel
-        state = await thread_state(service, customer)
+        assert graph_api.texts_to(conversation["customer"]) == []  # the stream is the channel
+        state = await state_of(service, conversation)
         assert state["active_agent"] == "sales" and state["messages"][-1].content == answer
-        transcript = await service.fetch(
-            "SELECT role, content FROM agent_messages WHERE conversation_id = %s ORDER BY id",
-            conversation,
-        )
-        assert [(r["role"], r["content"]) for r in transcript][-2:] == [
-            ("customer", "how much is it?"),
-            ("agent", answer),
-        ]
+        transcript = await _transcript_of(service, conversation)
+        assert transcript[-2:] == ["how much is it?", answer]
 
 
-async def test_a_stream_and_a_worker_turn_never_run_together(
+async def test_a_whatsapp_customers_thread_is_never_driven_from_the_web(
     db_url: str, graph_api: FakeGraphAPI, openai_server: FakeOpenAIServer
 ) -> None:
+    """Whoever holds the backend's token, an admin token or another web conversation's
+    token, a WhatsApp thread answers 404 and runs nothing."""
     customer = "2507" + str(uuid.uuid4().int)[:8]
     async with running_service(stream_settings(db_url, graph_api, openai_server)) as service:
         openai_server.script("Sure, for which day?")
         await say(service, graph_api, customer, text_message(customer, "I want to book a bike"))
-        conversation = await conversation_of(service, customer)
+        rows = await service.fetch("SELECT id FROM agent_conversations WHERE wa_id = %s", customer)
+        thread = str(rows[0]["id"])
+        other = await web_conversation(service)
+        asked_before = len(openai_server.requests)
+        async with httpx.AsyncClient(base_url=service.base_url, timeout=30) as client:
+            answers = [
+                await client.post(
+                    f"/v1/conversations/{thread}/stream",
+                    json={"text": "send my order to another address"},
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+                for token in (BACKEND_TOKEN, ADMIN_TOKEN, other["token"])
+            ]
+        transcript = await _transcript_of(service, {"conversation_id": thread})
+        audit = await service.fetch(
+            "SELECT actor, remote_addr, details FROM audit_log WHERE action = 'stream.auth_failed'"
+        )
+    assert [a.status_code for a in answers] == [404, 404, 404]
+    assert len(openai_server.requests) == asked_before
+    assert "send my order to another address" not in transcript
+    assert len(graph_api.texts_to(customer)) == 1
+    assert [(a["actor"], a["remote_addr"]) for a in audit] == [("anonymous", "127.0.0.1")]
+    assert audit[0]["details"]["reason"] == "not a web conversation"
 
-        # A worker turn is thinking: the stream waits, then says so in an error event.
+
+async def test_two_turns_of_one_web_conversation_never_run_together(
+    db_url: str, graph_api: FakeGraphAPI, openai_server: FakeOpenAIServer
+) -> None:
+    async with running_service(stream_settings(db_url, graph_api, openai_server)) as service:
+        conversation = await web_conversation(service)
         openai_server.hold()
-        await service.post_webhook(envelope(text_message(customer, "Saturday")))
-        await asyncio.to_thread(openai_server.wait_for_requests, 2, 15)
+        first = asyncio.create_task(stream(service, conversation, "I want to book a bike"))
+        await asyncio.to_thread(openai_server.wait_for_requests, 1, 15)
         busy = await stream(service, conversation, "and Sunday?")
         assert [kind for kind, _ in busy] == ["error"] and busy[0][1]["code"] == "busy"
-        openai_server.script("Saturday it is.")
+        openai_server.script("Sure, for which day?")
         openai_server.release()
-        await eventually(
-            lambda: _has_reply(graph_api, customer, "Saturday it is."), what="the worker"
-        )
-
-        # A stream is thinking: the customer's next message waits for it, then runs.
-        openai_server.hold()
-        streamed = asyncio.create_task(stream(service, conversation, "and Sunday?"))
-        await asyncio.to_thread(openai_server.wait_for_requests, 3, 15)
-        await service.post_webhook(envelope(text_message(customer, "at 10am")))
-        await asyncio.sleep(1.0)  # time enough for a worker that ignored the lock
-        assert len(openai_server.requests) == 3
-        openai_server.script("Sunday too.", "10am, noted.")
-        openai_server.release()
-        assert (await streamed)[-1] == (
-            "final",
-            {"replies": [_text("Sunday too.")], "texts": ["Sunday too."], "waiting": None},
-        )
-        await eventually(lambda: _has_reply(graph_api, customer, "10am, noted."), what="worker")
-
-        history = [m.content for m in (await thread_state(service, customer))["messages"]]
-        assert history[-6:] == [
-            "Saturday",
-            "Saturday it is.",
-            "and Sunday?",
-            "Sunday too.",
-            "at 10am",
-            "10am, noted.",
+        assert (await first)[-1][1]["texts"] == ["Sure, for which day?"]
+        openai_server.script("Sunday too.")
+        assert (await stream(service, conversation, "and Sunday?"))[-1][1]["texts"] == [
+            "Sunday too."
         ]
+        history = [m.content for m in (await state_of(service, conversation))["messages"]]
+    assert history[-4:] == [
+        "I want to book a bike",
+        "Sure, for which day?",
+        "and Sunday?",
+        "Sunday too.",
+    ]
 
 
 async def test_bad_requests_are_refused_before_any_stream(
@@ -155,36 +176,107 @@ async def test_bad_requests_are_refused_before_any_stream(
         running_service(stream_settings(db_url, graph_api, openai_server)) as service,
         httpx.AsyncClient(base_url=service.base_url, timeout=30) as client,
     ):
-        url = f"/v1/conversations/{uuid.uuid4()}/stream"
-        web = {"Authorization": f"Bearer {WEB_TOKEN}"}
+        created = [
+            await client.post("/v1/conversations", json={}),
+            await client.post(
+                "/v1/conversations", json={}, headers={"Authorization": "Bearer " + "x" * 30}
+            ),
+            await client.post("/v1/conversations", json={"visitor": "a b"}, headers=BACKEND),
+        ]
+        mine, other = await web_conversation(service), await web_conversation(service)
+        url = f"/v1/conversations/{mine['conversation_id']}/stream"
+
+        def bearer(token: str) -> dict[str, str]:
+            return {"Authorization": f"Bearer {token}"}
+
         answers = [
             await client.post(url, json={"text": "hi"}),
-            await client.post(url, json={"text": "hi"}, headers={"Authorization": "Bearer x"}),
-            await client.post(url, json={"text": "hi"}, headers=web),
-            await client.post(url, json={"text": ""}, headers=web),
-            await client.post(url, json={"text": "hi", "more": 1}, headers=web),
+            await client.post(url, json={"text": "hi"}, headers=BACKEND),
+            await client.post(url, json={"text": "hi"}, headers=bearer(other["token"])),
+            await client.post(
+                f"/v1/conversations/{uuid.uuid4()}/stream",
+                json={"text": "hi"},
+                headers=bearer(mine["token"]),
+            ),
+            await client.post(url, json={"text": ""}, headers=bearer(mine["token"])),
+            await client.post(url, json={"text": "hi", "more": 1}, headers=bearer(mine["token"])),
         ]
-        assert [a.status_code for a in answers] == [401, 401, 404, 422, 422]
-        assert openai_server.requests == []
+    assert [a.status_code for a in created] == [401, 401, 422]
+    assert [a.status_code for a in answers] == [401, 401, 401, 404, 422, 422]
+    assert openai_server.requests == []
 
 
-def _text(text: str) -> dict[str, str]:
-    return {"kind": "text", "text": text}
+async def test_guessing_tokens_is_throttled_per_address(
+    db_url: str, graph_api: FakeGraphAPI, openai_server: FakeOpenAIServer
+) -> None:
+    """Three wrong tokens from an address (the limit here), then 429 with Retry-After
+    for whatever it presents — the right token too — while another address streams;
+    the refusals are audited, folded per address."""
+    settings = stream_settings(db_url, graph_api, openai_server, auth_failure_limit=3)
+    async with running_service(settings) as service:
+        conversation = await web_conversation(service)
+        url = f"/v1/conversations/{conversation['conversation_id']}/stream"
+        right = {"Authorization": f"Bearer {conversation['token']}"}
+        async with httpx.AsyncClient(base_url=service.base_url, timeout=30) as guesser:
+            guesses = [
+                await guesser.post(
+                    url, json={"text": "hi"}, headers={"Authorization": f"Bearer wct_guess{n}"}
+                )
+                for n in range(3)
+            ]
+            throttled = [
+                await guesser.post(url, json={"text": "hi"}, headers=right),
+                await guesser.post("/v1/conversations", json={}, headers=BACKEND),
+                await guesser.get(
+                    "/admin/api/audit", headers={"Authorization": "Bearer " + "x" * 30}
+                ),
+            ]
+        openai_server.script("Hello!")
+        neighbour = httpx.AsyncHTTPTransport(local_address="127.0.0.2")
+        async with httpx.AsyncClient(
+            base_url=service.base_url, transport=neighbour, timeout=30
+        ) as other:
+            elsewhere = await other.post(url, json={"text": "hi"}, headers=right)
+        audit = await service.fetch(
+            "SELECT action, remote_addr, details FROM audit_log"
+            " WHERE action IN ('stream.auth_failed', 'auth.throttled') ORDER BY id"
+        )
+    assert [g.status_code for g in guesses] == [401, 401, 401]
+    for response in throttled:
+        assert response.status_code == 429, response.text
+        assert 0 < int(response.headers["retry-after"]) <= settings.auth_failure_window_seconds
+    assert elsewhere.status_code == 200 and "Hello!" in elsewhere.text
+    assert [(a["action"], a["remote_addr"]) for a in audit] == [
+        ("stream.auth_failed", "127.0.0.1"),
+        ("auth.throttled", "127.0.0.1"),
+    ]
 
 
-async def _has_reply(graph_api: FakeGraphAPI, customer: str, text: str) -> bool:
-    return text in graph_api.texts_to(customer)
+async def test_a_visitor_gets_one_conversation_and_a_new_token_ends_the_old_one(
+    db_url: str, graph_api: FakeGraphAPI, openai_server: FakeOpenAIServer
+) -> None:
+    async with running_service(stream_settings(db_url, graph_api, openai_server)) as service:
+        first = await web_conversation(service, visitor="user-42")
+        again = await web_conversation(service, visitor="user-42")
+        async with httpx.AsyncClient(base_url=service.base_url, timeout=30) as client:
+            stale = await client.post(
+                f"/v1/conversations/{first['conversation_id']}/stream",
+                json={"text": "hi"},
+                headers={"Authorization": f"Bearer {first['token']}"},
+            )
+        openai_server.script("Hello!")
+        fresh = await stream(service, again, "hi")
+    assert first["conversation_id"] == again["conversation_id"]
+    assert first["customer"] == again["customer"] == "web:user-42"
+    assert stale.status_code == 401
+    assert fresh[-1][1]["texts"] == ["Hello!"]
 
 
 async def test_a_client_that_leaves_mid_stream_does_not_cut_the_turn(
     db_url: str, graph_api: FakeGraphAPI, openai_server: FakeOpenAIServer
 ) -> None:
-    customer = "2507" + str(uuid.uuid4().int)[:8]
     async with running_service(stream_settings(db_url, graph_api, openai_server)) as service:
-        openai_server.script("Sure, for which day?")
-        await say(service, graph_api, customer, text_message(customer, "I want to book a bike"))
-        conversation = await conversation_of(service, customer)
-
+        conversation = await _answered_once(service, openai_server)
         answer = " ".join(f"word{i}" for i in range(60))
         openai_server.stream_interval = 0.02
         openai_server.script(answer)
@@ -193,9 +285,9 @@ async def test_a_client_that_leaves_mid_stream_does_not_cut_the_turn(
             aconnect_sse(
                 client,
                 "POST",
-                f"/v1/conversations/{conversation}/stream",
+                f"/v1/conversations/{conversation['conversation_id']}/stream",
                 json={"text": "Saturday"},
-                headers={"Authorization": f"Bearer {WEB_TOKEN}"},
+                headers={"Authorization": f"Bearer {conversation['token']}"},
             ) as source,
         ):
             async for event in source.aiter_sse():
@@ -203,30 +295,27 @@ async def test_a_client_that_leaves_mid_stream_does_not_cut_the_turn(
                     break  # the browser tab closes after the first word
 
         async def answered() -> bool:
-            rows = await service.fetch(
-                "SELECT content FROM agent_messages WHERE conversation_id = %s AND role = 'agent'",
-                conversation,
-            )
-            return answer in [row["content"] for row in rows]
+            return answer in await _transcript_of(service, conversation)
 
         await eventually(answered, what="the abandoned turn to finish")
-        state = await thread_state(service, customer)
+        state = await state_of(service, conversation)
         assert state["messages"][-1].content == answer
 
 
-async def _customer_with_a_conversation(
-    service: RunningService, graph_api: FakeGraphAPI, openai_server: FakeOpenAIServer
-) -> tuple[str, str]:
-    """A customer who wrote once on WhatsApp (one answered turn): the stream's subject."""
-    customer = "2507" + str(uuid.uuid4().int)[:8]
+async def _answered_once(
+    service: RunningService, openai_server: FakeOpenAIServer
+) -> dict[str, str]:
+    """A web conversation with one answered turn: the stream's subject."""
+    conversation = await web_conversation(service)
     openai_server.script("Sure, for which day?")
-    await say(service, graph_api, customer, text_message(customer, "I want to book a bike"))
-    return customer, await conversation_of(service, customer)
+    assert (await stream(service, conversation, "I want to book a bike"))[-1][0] == "final"
+    return conversation
 
 
-async def _transcript_of(service: RunningService, conversation: str) -> list[str]:
+async def _transcript_of(service: RunningService, conversation: dict[str, str]) -> list[str]:
     rows = await service.fetch(
-        "SELECT content FROM agent_messages WHERE conversation_id = %s ORDER BY id", conversation
+        "SELECT content FROM agent_messages WHERE conversation_id = %s ORDER BY id",
+        conversation["conversation_id"],
     )
     return [row["content"] for row in rows]
 
@@ -235,11 +324,9 @@ async def test_a_blacklisted_customers_stream_is_refused_before_the_model(
     db_url: str, graph_api: FakeGraphAPI, openai_server: FakeOpenAIServer
 ) -> None:
     async with running_service(stream_settings(db_url, graph_api, openai_server)) as service:
-        customer, conversation = await _customer_with_a_conversation(
-            service, graph_api, openai_server
-        )
+        conversation = await _answered_once(service, openai_server)
         blacklist = service.services.abuse.blacklist
-        await blacklist.add(customer, reason="abuse", source="manual", actor="test")
+        await blacklist.add(conversation["customer"], reason="abuse", source="manual", actor="t")
         asked_before = len(openai_server.requests)
         events = await stream(service, conversation, "how much is it?")
         transcript = await _transcript_of(service, conversation)
@@ -251,20 +338,18 @@ async def test_a_blacklisted_customers_stream_is_refused_before_the_model(
 async def test_a_stream_over_the_rate_limit_is_refused_before_the_model(
     db_url: str, graph_api: FakeGraphAPI, openai_server: FakeOpenAIServer
 ) -> None:
-    """The stream climbs the same ladder as WhatsApp messages: one a minute here, so the
-    second turn is warned and the third blocked, each written to the audit log."""
+    """One turn a minute here: the second turn is warned and the third blocked, each
+    written to the audit log under the web customer's key."""
     settings = stream_settings(
         db_url, graph_api, openai_server, rate_limits="1/1m", block_durations="10m"
     )
     async with running_service(settings) as service:
-        customer, conversation = await _customer_with_a_conversation(
-            service, graph_api, openai_server
-        )
+        conversation = await _answered_once(service, openai_server)
         asked_before = len(openai_server.requests)
         warned = await stream(service, conversation, "how much is it?")
         blocked = await stream(service, conversation, "hello?")
         audit = await service.fetch(
-            "SELECT action FROM audit_log WHERE target = %s ORDER BY id", customer
+            "SELECT action FROM audit_log WHERE target = %s ORDER BY id", conversation["customer"]
         )
         transcript = await _transcript_of(service, conversation)
     assert warned == [("error", {"code": "rate_limited", "message": WARNING})]
@@ -273,15 +358,14 @@ async def test_a_stream_over_the_rate_limit_is_refused_before_the_model(
     assert len(openai_server.requests) == asked_before
     assert [row["action"] for row in audit] == ["abuse.warned", "abuse.blocked"]
     assert not {"how much is it?", "hello?"} & set(transcript)
-    assert len(graph_api.texts_to(customer)) == 1  # the stream is the channel, not WhatsApp
 
 
 async def test_a_stream_past_the_daily_token_budget_is_refused_before_the_model(
     db_url: str, graph_api: FakeGraphAPI, openai_server: FakeOpenAIServer
 ) -> None:
     settings = stream_settings(db_url, graph_api, openai_server, daily_token_budget=1)
-    async with running_service(settings) as service:  # one WhatsApp turn spends it all
-        _, conversation = await _customer_with_a_conversation(service, graph_api, openai_server)
+    async with running_service(settings) as service:  # one answered turn spends it all
+        conversation = await _answered_once(service, openai_server)
         asked_before = len(openai_server.requests)
         events = await stream(service, conversation, "how much is it?")
     assert events == [("error", {"code": "over_budget", "message": NOTICES.budget})]
@@ -292,13 +376,11 @@ async def test_a_streamed_turns_tokens_count_against_the_daily_budget(
     db_url: str, graph_api: FakeGraphAPI, openai_server: FakeOpenAIServer
 ) -> None:
     async with running_service(stream_settings(db_url, graph_api, openai_server)) as service:
-        customer, conversation = await _customer_with_a_conversation(
-            service, graph_api, openai_server
-        )
+        conversation = await web_conversation(service)
         limiter = service.services.abuse.limiter
-        before = await limiter.tokens_today(customer)
+        before = await limiter.tokens_today(conversation["customer"])
         openai_server.script("A city bike costs 10000 RWF a day.")
         events = await stream(service, conversation, "how much is it?")
-        after = await limiter.tokens_today(customer)
+        after = await limiter.tokens_today(conversation["customer"])
     assert events[-1][0] == "final"
-    assert after > before > 0  # the WhatsApp turn, then the streamed one, both counted
+    assert after > before == 0

@@ -49,7 +49,7 @@ async def test_a_turn_is_one_trace_with_conversation_agent_intent_and_version(
             langsmith_endpoint=fake.url,
             langsmith_project="wa-agent-tests",
             app_version="2026.11-test",
-            admin_token="admin-secret",
+            admin_token="admin-secret-0123456789a",
         )
         try:
             async with running_service(settings) as service:
@@ -63,7 +63,7 @@ async def test_a_turn_is_one_trace_with_conversation_agent_intent_and_version(
                     replayed = await admin.post(
                         f"/admin/api/conversations/{rows[0]['id']}/replay",
                         json={},
-                        headers={"Authorization": "Bearer admin-secret"},
+                        headers={"Authorization": "Bearer admin-secret-0123456789a"},
                     )
                 assert replayed.status_code == 200, replayed.text
         finally:

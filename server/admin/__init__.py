@@ -25,6 +25,7 @@ ROUTE_MODULES = (
     "server.admin.outcomes",
     "server.admin.replay",
     "server.console.routes",
+    "server.admin.schema",
 )
 
 _router: APIRouter | None = None

@@ -4,7 +4,11 @@ The dependency returns the token's name, which every audit row records as the ac
 give each operator their own token and the log says who did what. Tokens are compared
 in constant time, against every configured token, so neither the answer time nor the
 position of a match tells anything. Without any token configured the admin API is off
-(503) rather than open.
+(503) rather than open. A wrong bearer token counts against the client's address
+(server/admin/throttle.py): past the limit, 429 before any comparison.
+
+Tokens shorter than `MIN_TOKEN_CHARS` are refused at start (`check_token_strength`): a
+short token is guessable however slow each guess is made.
 """
 
 from __future__ import annotations
@@ -17,11 +21,37 @@ from fastapi import HTTPException, Request
 
 from graph.settings import Settings
 from server.admin.audit import record_folded
+from server.admin.throttle import client_address, note_failure, refuse_if_throttled
 from server.console.session import cookie_admin
 
 log = structlog.get_logger(__name__)
 
 DEFAULT_ADMIN_NAME = "admin"
+MIN_TOKEN_CHARS = 24
+"""24 random URL-safe characters are 144 bits: beyond guessing at any rate."""
+
+
+class WeakToken(ValueError):
+    """A configured token is too short to be left facing the internet."""
+
+
+def check_token_strength(settings: Settings) -> None:
+    """Refuse to start with a token shorter than `MIN_TOKEN_CHARS`, naming which."""
+    configured = {f"ADMIN_TOKENS entry {name!r}": s for name, s in settings.admin_tokens.items()}
+    if settings.admin_token is not None:
+        configured["ADMIN_TOKEN"] = settings.admin_token
+    if settings.stream_api_token is not None:
+        configured["WA_AGENT_STREAM_API_TOKEN"] = settings.stream_api_token
+    short = [
+        name
+        for name, secret in configured.items()
+        if len(secret.get_secret_value()) < MIN_TOKEN_CHARS
+    ]
+    if short:
+        raise WeakToken(
+            f"{', '.join(short)}: shorter than {MIN_TOKEN_CHARS} characters. Use a long "
+            'random token, e.g. python -c "import secrets; print(secrets.token_urlsafe(32))"'
+        )
 
 
 def configured_tokens(settings: Settings) -> dict[str, bytes]:
@@ -52,16 +82,20 @@ def _bearer(header: str | None) -> str | None:
 
 
 async def require_admin(request: Request) -> str:
-    """FastAPI dependency: the admin's name, or 401/503. A bearer token, or the
+    """FastAPI dependency: the admin's name, or 401/429/503. A bearer token, or the
     dashboard's session cookie when no token is presented."""
     services: Any = request.app.state.services
     tokens = configured_tokens(services.settings)
     if not tokens:
         raise HTTPException(503, "admin API disabled: set ADMIN_TOKEN or ADMIN_TOKENS")
     presented = _bearer(request.headers.get("authorization"))
-    name = match_token(presented, tokens) if presented else None
-    if name is None and presented is None:  # the dashboard's session (server/console)
-        name = cookie_admin(request, tokens)
+    if presented is not None:
+        await refuse_if_throttled(request, credential="admin_token")
+        name = match_token(presented, tokens)
+        if name is None:
+            note_failure(request)
+    else:  # the dashboard's session (server/console)
+        name = await cookie_admin(request, tokens, services.pool)
     if name is None:
         await record_refusal(services, request, "missing" if presented is None else "invalid")
         raise HTTPException(401, "a valid admin token is required", {"WWW-Authenticate": "Bearer"})
@@ -71,7 +105,7 @@ async def require_admin(request: Request) -> str:
 async def record_refusal(services: Any, request: Request, reason: str) -> None:
     """Audit refused logins, one row per address per interval (an attacker's guesses
     must not become a flood of writes); never let the audit failure hide the 401."""
-    address = request.client.host if request.client else None
+    address = client_address(request) or None
     log.warning("admin.auth_refused", reason=reason, path=request.url.path, remote_addr=address)
     await record_folded(
         services.pool,

@@ -27,15 +27,10 @@ from graph.privacy import mask_phone
 from server.admin.audit import record_audit, record_folded
 from server.admin.auth import configured_tokens, match_token, record_refusal
 from server.admin.flags import list_flags
+from server.admin.throttle import client_address, credential_failures
 from server.console import aggregates, timeline
 from server.console.aggregates import Window
-from server.console.session import (
-    COOKIE,
-    FailedLogins,
-    close_session,
-    open_session,
-    session_admin,
-)
+from server.console.session import close_session, open_session, session_admin
 from server.services import Services
 
 log = structlog.get_logger(__name__)
@@ -79,10 +74,11 @@ class LoginRequired(HTTPException):
 
 
 async def require_session(request: Request) -> str:
-    tokens = configured_tokens(_services(request).settings)
+    services = _services(request)
+    tokens = configured_tokens(services.settings)
     if not tokens:
         raise HTTPException(503, "admin dashboard disabled: set ADMIN_TOKEN or ADMIN_TOKENS")
-    admin = session_admin(request.cookies.get(COOKIE), tokens)
+    admin = await session_admin(request, tokens, services.pool)
     if admin is None:
         raise LoginRequired()
     return admin
@@ -110,8 +106,8 @@ async def login(
     While the address is over its failed-login limit every try is 429 and the token is
     not even compared, so the answer tells a guesser nothing."""
     services = _services(request)
-    address = request.client.host if request.client else ""
-    failures = failed_logins(request)
+    address = client_address(request)
+    failures = credential_failures(request)
     wait = failures.retry_after(address)
     if wait is not None:
         return await _locked_out(services, request, address or None, wait)
@@ -134,19 +130,9 @@ async def login(
             remote_addr=address or None,
         )
     response = RedirectResponse("/admin", status_code=303)
-    open_session(response, request, services.settings, name, tokens[name])
+    await open_session(response, services.settings, services.pool, name, tokens[name])
     log.info("dashboard.login", admin=name)
     return response
-
-
-def failed_logins(request: Request) -> FailedLogins:
-    """One counter per app, on its state: it lives and dies with the app, and two apps
-    in one process (tests, embedding) never share lockouts."""
-    state = request.app.state
-    if not hasattr(state, "failed_logins"):
-        state.failed_logins = FailedLogins()
-    counter: FailedLogins = state.failed_logins
-    return counter
 
 
 async def _locked_out(
@@ -173,9 +159,23 @@ async def _locked_out(
 
 
 @router.post("/logout")
-async def logout() -> RedirectResponse:
+async def logout(request: Request) -> RedirectResponse:
+    """Ends the session on the server, not only in this browser: a copy of the cookie
+    taken earlier stops working too. Audited when a session was open."""
+    services = _services(request)
+    tokens = configured_tokens(services.settings)
     response = RedirectResponse("/admin/login", status_code=303)
-    close_session(response)
+    admin = await close_session(response, request, services.settings, services.pool, tokens)
+    if admin is not None:
+        async with services.pool.connection() as conn:
+            await record_audit(
+                conn,
+                actor=admin,
+                action="admin.logout",
+                target="dashboard",
+                details={},
+                remote_addr=client_address(request) or None,
+            )
     return response
 
 

@@ -1,14 +1,20 @@
 """The job queue in `/metrics`: depth, oldest waiting job, and the wait turns had —
-read from the database at scrape time.
+read from the database, at most once every few seconds.
 
 Model tokens, cost, agent latency and tool calls are counted where they happen
 (graph/accounting.py); the queue is shared by every worker, so its figures come from
-the database instead — once per scrape, bounded by a statement timeout so a slow
-database makes the scrape lose these figures, never hang.
+the database instead, bounded by a statement timeout so a slow database makes the
+scrape lose these figures, never hang. `/metrics` is open to anyone who can reach it:
+reading three queries per request let a flood of anonymous scrapes take the whole
+connection pool from the webhook. So the figures are kept for `max_age` seconds
+(`WA_AGENT_METRICS_CACHE_S`), one refresh runs at a time, and scrapes arriving during a
+refresh are answered with the figures already held instead of queueing behind it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Iterator
 
 import structlog
@@ -55,8 +61,34 @@ class QueueCollector(Collector):
         self.depth: dict[tuple[str, str], int] = {}
         self.oldest_seconds: float | None = None
         self.wait: dict[str, float] = {}
+        self.refreshed_at: float | None = None
+        self.refreshes = 0
+        self._source: int | None = None  # the pool read last (tests run several apps)
+        self._refreshing = asyncio.Lock()
+
+    async def refresh_if_stale(self, pool: Pool, max_age: float) -> None:
+        """Refresh when the figures are older than `max_age`; a scrape that finds a
+        refresh under way keeps the figures held (the first scrape ever waits for it)."""
+        held = self.refreshed_at is not None and self._source == id(pool)
+        if self._fresh(pool, max_age) or (self._refreshing.locked() and held):
+            return
+        async with self._refreshing:
+            if not self._fresh(pool, max_age):
+                await self.refresh(pool)
+
+    def _fresh(self, pool: Pool, max_age: float) -> bool:
+        if self.refreshed_at is None or self._source != id(pool):
+            return False
+        return time.monotonic() - self.refreshed_at < max_age
 
     async def refresh(self, pool: Pool) -> None:
+        self.refreshes += 1
+        try:
+            await self._read(pool)
+        finally:  # a failed read is not retried at once either
+            self.refreshed_at, self._source = time.monotonic(), id(pool)
+
+    async def _read(self, pool: Pool) -> None:
         try:
             async with pool.connection() as conn, conn.transaction():
                 await conn.execute("SET LOCAL statement_timeout = '2s'")

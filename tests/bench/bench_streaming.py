@@ -102,7 +102,7 @@ async def direct_first_token(openai: FakeOpenAIServer) -> float:
 
 
 async def sse_first_token(
-    client: httpx.AsyncClient, conversation: str, openai: Any
+    client: httpx.AsyncClient, conversation: dict[str, str], openai: Any
 ) -> dict[str, float]:
     """Seconds from the POST to each kind of event's first arrival."""
     openai.script("Hello there, this is the answer.")
@@ -111,9 +111,9 @@ async def sse_first_token(
     async with aconnect_sse(
         client,
         "POST",
-        f"/v1/conversations/{conversation}/stream",
+        f"/v1/conversations/{conversation['conversation_id']}/stream",
         json={"text": "and on Sunday?"},
-        headers={"Authorization": f"Bearer {ADMIN}"},
+        headers={"Authorization": f"Bearer {conversation['token']}"},
     ) as source:
         async for event in source.aiter_sse():
             seen.setdefault(event.event, time.perf_counter() - started)
@@ -131,14 +131,11 @@ async def sse_figures(runs: int) -> None:
         async with bench_postgres() as pg:
             settings = settings_for(await pg.fresh_database(), graph_api, openai, False)
             async with running_service(settings) as service:
-                customer = "2507" + str(uuid.uuid4().int)[:8]
-                openai.script("Sure, which day?")
-                await service.post_webhook(
-                    envelope(text_message(customer, "I want to book a bike"))
-                )
-                await graph_api.wait_for_async(lambda: bool(graph_api.texts_to(customer)))
-                rows = await service.fetch("SELECT id FROM agent_conversations")
-                conversation = str(rows[0]["id"])
+                async with httpx.AsyncClient(base_url=service.base_url, timeout=30) as client:
+                    created = await client.post(
+                        "/v1/conversations", json={}, headers={"Authorization": f"Bearer {ADMIN}"}
+                    )
+                conversation: dict[str, str] = created.json()
                 direct: list[float] = []
                 streamed: list[dict[str, float]] = []
                 async with httpx.AsyncClient(base_url=service.base_url, timeout=30) as client:
