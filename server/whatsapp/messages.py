@@ -2,19 +2,18 @@
 
 Each kind knows how to say itself as text for the conversation graph (``as_text``) and
 whether the bot should treat it as customer input at all (``is_supported``). A ``type``
-this code has never seen parses into :class:`UnknownMessage` instead of failing, because
-Meta adds kinds without notice and a 400 would make it retry the webhook for days; a
-message its kind's model refuses becomes a :class:`MalformedMessage` (see
-:func:`parse_message`). Notices about other messages (reactions, edits...) live in
+this code has never seen, or a message its kind's model refuses, does not fail the
+webhook (see :mod:`server.whatsapp.inbound`, which routes each raw message to its
+class). Notices about other messages (reactions, edits...) live in
 :mod:`server.whatsapp.notices`, the shared base in :mod:`server.whatsapp.message_base`.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import Discriminator, Field, Tag, TypeAdapter, ValidationError
+from pydantic import Field
 
 from server.whatsapp.message_base import (
     ErrorDetail,
@@ -26,46 +25,28 @@ from server.whatsapp.message_base import (
     UnixSeconds,
     to_datetime,
 )
-from server.whatsapp.notices import (
-    EditMessage,
-    MalformedMessage,
-    ReactionMessage,
-    RevokeMessage,
-    SystemMessage,
-    UnknownMessage,
-    UnsupportedMessage,
-)
 
-__all__ = [  # with the base and notice kinds, so one import reaches every kind
+__all__ = [
     "AudioMessage",
     "ButtonMessage",
     "ContactsMessage",
     "DocumentMessage",
-    "EditMessage",
     "ErrorDetail",
     "FlowReplyMessage",
     "IdString",
     "ImageMessage",
-    "InboundMessage",
     "InteractiveMessage",
     "LenientModel",
     "LocationMessage",
-    "MalformedMessage",
     "MediaObject",
     "MessageBase",
     "MessageContext",
     "OrderMessage",
-    "ReactionMessage",
-    "RevokeMessage",
     "StickerMessage",
-    "SystemMessage",
     "TextMessage",
     "UnixSeconds",
-    "UnknownMessage",
-    "UnsupportedMessage",
     "VideoMessage",
     "WelcomeRequestMessage",
-    "parse_message",
     "to_datetime",
 ]
 
@@ -334,83 +315,3 @@ class WelcomeRequestMessage(MessageBase):
 
     def as_text(self) -> str:
         return "[the customer opened the chat]"
-
-
-_KNOWN_KINDS: dict[str, type[MessageBase]] = {
-    "text": TextMessage,
-    "interactive": InteractiveMessage,
-    "button": ButtonMessage,
-    "image": ImageMessage,
-    "audio": AudioMessage,
-    "video": VideoMessage,
-    "document": DocumentMessage,
-    "sticker": StickerMessage,
-    "location": LocationMessage,
-    "contacts": ContactsMessage,
-    "reaction": ReactionMessage,
-    "system": SystemMessage,
-    "order": OrderMessage,
-    "request_welcome": WelcomeRequestMessage,
-    "edit": EditMessage,
-    "revoke": RevokeMessage,
-    "unsupported": UnsupportedMessage,
-}
-_UNKNOWN_TAG = "unknown"
-_FLOW_TAG = "flow_reply"
-_MALFORMED_TAG = "malformed"
-
-
-def _message_tag(raw: Any) -> str:
-    """Route each message to its class by ``type`` (and a flow reply by its interactive
-    ``type``); anything else goes to UnknownMessage."""
-    if isinstance(raw, MessageBase):
-        return _MALFORMED_TAG if isinstance(raw, MalformedMessage) else _instance_tag(raw)
-    kind = raw.get("type") if isinstance(raw, dict) else None
-    if kind == "interactive" and isinstance(raw, dict):
-        interactive = raw.get("interactive")
-        if isinstance(interactive, dict) and interactive.get("type") == "nfm_reply":
-            return _FLOW_TAG
-    return kind if isinstance(kind, str) and kind in _KNOWN_KINDS else _UNKNOWN_TAG
-
-
-def _instance_tag(message: MessageBase) -> str:
-    if isinstance(message, FlowReplyMessage):
-        return _FLOW_TAG
-    return message.type if message.type in _KNOWN_KINDS else _UNKNOWN_TAG
-
-
-InboundMessage = Annotated[
-    Annotated[TextMessage, Tag("text")]
-    | Annotated[InteractiveMessage, Tag("interactive")]
-    | Annotated[FlowReplyMessage, Tag(_FLOW_TAG)]
-    | Annotated[ButtonMessage, Tag("button")]
-    | Annotated[ImageMessage, Tag("image")]
-    | Annotated[AudioMessage, Tag("audio")]
-    | Annotated[VideoMessage, Tag("video")]
-    | Annotated[DocumentMessage, Tag("document")]
-    | Annotated[StickerMessage, Tag("sticker")]
-    | Annotated[LocationMessage, Tag("location")]
-    | Annotated[ContactsMessage, Tag("contacts")]
-    | Annotated[ReactionMessage, Tag("reaction")]
-    | Annotated[SystemMessage, Tag("system")]
-    | Annotated[OrderMessage, Tag("order")]
-    | Annotated[WelcomeRequestMessage, Tag("request_welcome")]
-    | Annotated[EditMessage, Tag("edit")]
-    | Annotated[RevokeMessage, Tag("revoke")]
-    | Annotated[UnsupportedMessage, Tag("unsupported")]
-    | Annotated[UnknownMessage, Tag(_UNKNOWN_TAG)]
-    | Annotated[MalformedMessage, Tag(_MALFORMED_TAG)],
-    Discriminator(_message_tag),
-]
-_INBOUND = TypeAdapter[Any](InboundMessage)
-
-
-def parse_message(raw: Any) -> tuple[MessageBase | None, ValidationError | None]:
-    """One message as its kind, or as a :class:`MalformedMessage` when its kind's model
-    refuses it (with the refusal, for the log); ``(None, refusal)`` when it has no
-    usable id or sender, so it can be neither stored nor answered."""
-    try:
-        message: MessageBase = _INBOUND.validate_python(raw)
-        return message, None
-    except ValidationError as refusal:
-        return MalformedMessage.from_raw(raw), refusal

@@ -35,6 +35,7 @@ from pydantic import (
 )
 
 from server.whatsapp.identity import usable_user_id, usable_wa_id
+from server.whatsapp.inbound import InboundMessage, parse_message
 from server.whatsapp.message_base import (
     ErrorDetail,
     IdString,
@@ -47,24 +48,24 @@ from server.whatsapp.messages import (
     ButtonMessage,
     ContactsMessage,
     DocumentMessage,
-    EditMessage,
     FlowReplyMessage,
     ImageMessage,
-    InboundMessage,
     InteractiveMessage,
     LocationMessage,
-    MalformedMessage,
     OrderMessage,
-    ReactionMessage,
-    RevokeMessage,
     StickerMessage,
-    SystemMessage,
     TextMessage,
-    UnknownMessage,
-    UnsupportedMessage,
     VideoMessage,
     WelcomeRequestMessage,
-    parse_message,
+)
+from server.whatsapp.notices import (
+    EditMessage,
+    MalformedMessage,
+    ReactionMessage,
+    RevokeMessage,
+    SystemMessage,
+    UnknownMessage,
+    UnsupportedMessage,
 )
 
 # The message kinds are re-exported: callers read the whole webhook vocabulary here.
