@@ -10,6 +10,20 @@ tools (logged) and the others load; a server that crashes later makes its own ca
 fail with a message to the model, and the next call after `retry_seconds` reconnects.
 The session lives inside its keeper task, so a transport's task group failing can only
 end that task, never the caller's.
+
+Who a call is for travels beside the model's arguments, never inside them. The model
+writes a tool's arguments, and a prompt-injected customer ("my order id is the one of
++250 788 …") can make it write anything there; so every `tools/call` request carries the
+run's identity in the MCP request's `_meta` (`IDENTITY_KEYS`: the customer key, the
+conversation, the channel), read from the LangGraph run the call belongs to. A server
+whose tools are keyed by customer, order or account MUST take the customer from
+`_meta` and check every id the arguments name against it, never trust an argument
+for it, and refuse such a call when `_meta` carries no customer (a call made outside
+a conversation). See docs/mcp.md. `_meta` rather than an HTTP header: it reaches stdio
+and streamable-HTTP servers alike, and a kept session's HTTP headers are fixed when it
+opens (langchain-mcp-adapters 0.3.2 changes headers per call only by opening a new
+session for each), so the calls go through the MCP `ClientSession` itself
+(`call_tool(..., meta=...)`), which the adapter's own tools do not expose.
 """
 
 from __future__ import annotations
@@ -27,6 +41,10 @@ from langchain_core.tools import BaseTool, ToolException
 from langchain_mcp_adapters.client import MultiServerMCPClient
 from langchain_mcp_adapters.sessions import Connection
 from langchain_mcp_adapters.tools import load_mcp_tools
+from langgraph.config import get_config
+from langgraph.runtime import get_runtime
+from mcp import ClientSession
+from mcp.types import CallToolResult
 
 from tools.limits import RateLimit
 from tools.registry import ToolDeclaration
@@ -36,6 +54,13 @@ from tools.tool_config import McpServerConfig
 log = structlog.get_logger(__name__)
 
 MCP_FLAG = "mcp_tools"
+
+CUSTOMER_KEY = "wa-agent/customer"
+CONVERSATION_KEY = "wa-agent/conversation"
+CHANNEL_KEY = "wa-agent/channel"
+IDENTITY_KEYS = (CUSTOMER_KEY, CONVERSATION_KEY, CHANNEL_KEY)
+"""`_meta` keys of every tools/call: the run's customer key (a WhatsApp number or user
+id, or `web:<visitor>`), its conversation id and its channel ("whatsapp", "web")."""
 
 
 class ServerDown(RuntimeError):
@@ -65,20 +90,38 @@ def connection_of(config: McpServerConfig) -> Connection:
     }
 
 
-def content_text(result: Any) -> str:
+def run_identity() -> dict[str, str]:
+    """The customer, conversation and channel of the LangGraph run this call belongs to
+    (its runtime context, else its `configurable`); empty outside a run."""
+    try:
+        config = get_config()
+    except RuntimeError:
+        return {}
+    configurable = config.get("configurable") or {}
+    context = getattr(get_runtime(), "context", None)
+
+    def read(name: str, fallback: Any) -> str:
+        value = getattr(context, name, "") or fallback
+        return value if isinstance(value, str) else ""
+
+    identity = {
+        CUSTOMER_KEY: read("wa_id", configurable.get("wa_id")),
+        CONVERSATION_KEY: read("conversation_id", configurable.get("thread_id")),
+        CHANNEL_KEY: read("channel", ""),
+    }
+    if not identity[CUSTOMER_KEY]:
+        return {}
+    return {key: value for key, value in identity.items() if value}
+
+
+def result_text(result: CallToolResult) -> str:
     """MCP content blocks as the text the model reads."""
-    if isinstance(result, str):
-        return result
-    if isinstance(result, tuple):  # (content, artifact)
-        return content_text(result[0])
-    if isinstance(result, list):
-        parts = [
-            str(block.get("text", "")) if block.get("type") == "text" else f"[{block.get('type')}]"
-            for block in result
-            if isinstance(block, Mapping)
-        ]
-        return "\n".join(part for part in parts if part)
-    return str(result)
+    parts = [
+        block.text if block.type == "text" else f"[{block.type}]"
+        for block in result.content
+        if getattr(block, "type", None)
+    ]
+    return "\n".join(part for part in parts if part)
 
 
 class McpServer:
@@ -96,7 +139,8 @@ class McpServer:
         self.client = MultiServerMCPClient({name: connection}, tool_name_prefix=True)
         self.start_timeout = start_timeout
         self.retry_seconds = retry_seconds
-        self.tools: dict[str, BaseTool] = {}  # bound to the live session, by prefixed name
+        self.tools: dict[str, BaseTool] = {}  # the server's tools, by prefixed name
+        self._session: ClientSession | None = None
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
         self._lock = asyncio.Lock()
@@ -124,6 +168,7 @@ class McpServer:
         try:
             async with self.client.session(self.name) as session:
                 tools = await load_mcp_tools(session, server_name=self.name, tool_name_prefix=True)
+                self._session = session
                 ready.set_result({tool.name: tool for tool in tools})
                 await self._stop.wait()
         except asyncio.CancelledError:
@@ -135,18 +180,23 @@ class McpServer:
                 ready.set_exception(ConnectionError(f"MCP server {self.name}: {exc!r}"))
             log.warning("mcp.session_ended", server=self.name, error=repr(exc)[:300])
 
-    async def call(self, tool_name: str, arguments: dict[str, Any]) -> str:
-        tool = await self._live_tool(tool_name)
+    async def call(
+        self, tool_name: str, arguments: dict[str, Any], identity: Mapping[str, str]
+    ) -> str:
+        """Call one tool with the model's `arguments` and the run's `identity` in the
+        request's `_meta`, which no argument can reach."""
+        session = await self._live_session(tool_name)
+        original = tool_name.removeprefix(f"{self.name}_")
         try:
-            result = await tool.ainvoke(arguments)
-        except ToolException:
-            raise  # the server answered with an error: the session is fine
+            result = await session.call_tool(original, arguments, meta=dict(identity) or None)
         except Exception:
             self._mark_down()
             raise
-        return content_text(result)
+        if result.isError:  # the server answered with an error: the session is fine
+            raise ToolException(result_text(result) or f"{tool_name} failed")
+        return result_text(result)
 
-    async def _live_tool(self, tool_name: str) -> BaseTool:
+    async def _live_session(self, tool_name: str) -> ClientSession:
         async with self._lock:
             if not self.alive:
                 since = self._down_since or 0.0
@@ -155,10 +205,9 @@ class McpServer:
                 log.info("mcp.reconnecting", server=self.name)
                 await self.aclose()
                 await self.connect()
-        tool = self.tools.get(tool_name)
-        if tool is None:
+        if tool_name not in self.tools or self._session is None:
             raise ToolException(f"{tool_name} is no longer offered by {self.name}")
-        return tool
+        return self._session
 
     def _mark_down(self) -> None:
         log.warning("mcp.server_down", server=self.name)
@@ -167,6 +216,7 @@ class McpServer:
 
     async def aclose(self) -> None:
         self._stop.set()
+        self._session = None
         if self._task is None:
             return
         try:
@@ -185,7 +235,7 @@ class McpServer:
         name = tool.name
 
         async def call(**arguments: Any) -> str:
-            return await self.call(name, arguments)
+            return await self.call(name, arguments, run_identity())
 
         proxy = failing_tool(
             call,

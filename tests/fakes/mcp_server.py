@@ -10,7 +10,10 @@ or over streamable HTTP inside the test process with `McpHttpServer` (uvicorn on
 - `order_status(order_id)`: a business lookup;
 - `visit_count()`: counts calls in this server process, which shows whether the
   client kept one session (1, 2, 3 …) or started a new server per call (1, 1, 1 …);
-- `crash()`: the server process exits at once, mid-call (stdio only).
+- `crash()`: the server process exits at once, mid-call (stdio only);
+- `whoami(customer_id)`: says which customer, conversation and channel the request's
+  `_meta` names (what a real server must key its answers on) beside the customer id the
+  arguments named (what a prompt-injected model controls).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import time
 from types import TracebackType
 
 import uvicorn
-from mcp.server.fastmcp import FastMCP
+from mcp.server.fastmcp import Context, FastMCP
 
 ORDERS = {"A-100": "shipped on Monday", "A-200": "waiting for payment"}
 
@@ -42,6 +45,21 @@ def build_server(name: str) -> FastMCP:
         """How many times this tool was called in this server process."""
         visits["count"] += 1
         return f"visit {visits['count']} (server {name})"
+
+    @server.tool()
+    def whoami(ctx: Context, customer_id: str = "") -> str:  # type: ignore[type-arg]
+        """The customer this call is for, and the customer id the arguments name."""
+        meta = ctx.request_context.meta
+        sent = meta.model_dump() if meta is not None else {}
+        told = [
+            str(sent.get(f"wa-agent/{key}") or "-")
+            for key in ("customer", "conversation", "channel")
+        ]
+        customer, conversation, channel = told
+        argument = customer_id or "-"
+        return (
+            f"customer={customer} conversation={conversation} channel={channel} argument={argument}"
+        )
 
     @server.tool()
     def crash() -> str:
