@@ -109,9 +109,7 @@ async def test_a_flood_of_scrapes_reads_the_database_once_and_the_webhook_goes_o
         reads_before = QUEUE_COLLECTOR.refreshes
         async with httpx.AsyncClient(base_url=service.base_url, timeout=30) as client:
             flood = [asyncio.create_task(client.get("/metrics")) for _ in range(60)]
-            delivered = await service.post_webhook(
-                envelope(text_message("250788000077", "hello"))
-            )
+            delivered = await service.post_webhook(envelope(text_message("250788000077", "hello")))
             scrapes = await asyncio.gather(*flood)
         later = await scrape(service)
         reads = QUEUE_COLLECTOR.refreshes - reads_before
