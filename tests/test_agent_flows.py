@@ -1,5 +1,5 @@
 """Whole conversations through the multi-agent graph: router, specialists, tools on the
-demo business, a handoff, a confirmation tap, a human takeover and its release.
+demo business, a handoff, confirmation taps, a human takeover and its release.
 
 The model is the local fake OpenAI server, scripted call by call; routing is the real
 router (these messages are routed locally, without an LLM call, which the test checks).
@@ -62,6 +62,14 @@ async def next_saturday_rental_slot(service: RunningService) -> tuple[dt.date, i
     return saturday, int(rows[0]["id"])
 
 
+def tap_confirm(graph_api: FakeGraphAPI, customer: str) -> dict[str, Any]:
+    """A tap on the Confirm button of the question the customer received last."""
+    question = graph_api.sent_to(customer)[-1]
+    confirm = question["interactive"]["action"]["buttons"][0]["reply"]
+    assert confirm["id"].startswith("confirm:yes:")  # bound to this question
+    return interactive_reply(customer, confirm["id"], confirm["title"])
+
+
 async def thread_state(service: RunningService, customer: str) -> dict[str, Any]:
     conversation = await service.fetch(
         "SELECT id FROM agent_conversations WHERE wa_id = %s", customer
@@ -90,6 +98,8 @@ async def test_book_hand_over_pay_after_confirming_then_ask_for_a_person(
             customer,
             text_message(customer, "I want to book a bike for Saturday"),
         )
+        assert await service.fetch("SELECT id FROM bookings") == []  # asked first
+        await say(service, graph_api, customer, tap_confirm(graph_api, customer))
         booking = await service.fetch("SELECT id, status FROM bookings WHERE wa_id = %s", customer)
         assert [b["status"] for b in booking] == ["confirmed"]
         assert graph_api.texts_to(customer)[-1] == "Done: your bike is booked for Saturday."
@@ -111,9 +121,7 @@ async def test_book_hand_over_pay_after_confirming_then_ask_for_a_person(
         assert state["route"]["method"] == "sticky"
 
         openai_server.script("Here is how to pay.")
-        confirm = buttons["interactive"]["action"]["buttons"][0]["reply"]
-        assert confirm["id"].startswith("confirm:yes:")  # bound to this question
-        tap = interactive_reply(customer, confirm["id"], confirm["title"])
+        tap = tap_confirm(graph_api, customer)
         await say(service, graph_api, customer, tap)
         await service.post_webhook(envelope(tap))  # Meta redelivers the tap: no second payment
         payments = await service.fetch("SELECT booking_id, status FROM payments")

@@ -1,6 +1,6 @@
 """The rule-based menu leads to the same business actions as the agents: with no model
-(or `ai_agent` off) a customer books a slot, pays after tapping Confirm, buys a product
-and opens a ticket, all by taps, and no model token is spent."""
+(or `ai_agent` off) a customer books a slot and pays, each after tapping Confirm, buys a
+product and opens a ticket, all by taps, and no model token is spent."""
 
 from __future__ import annotations
 
@@ -85,7 +85,10 @@ async def test_without_a_model_a_customer_books_a_slot_and_pays_after_confirming
         slot_id, slot_title = choices(slots)[0]
         assert slot_id.startswith("slot:")
 
-        booked = await ada.tap(slots, row_id=slot_id)
+        asked = await ada.tap(slots, row_id=slot_id)
+        assert slot_title.split("–")[0] in body(asked) and "RWF" in body(asked)  # when, price
+        assert await service.fetch("SELECT id FROM bookings") == []  # nothing before the tap
+        booked = await ada.tap(asked, prefix="confirm:yes")
         rows = await service.fetch(
             "SELECT id, slot_id, status FROM bookings WHERE wa_id = %s", ada.wa_id
         )

@@ -57,6 +57,11 @@ class Customer:
     async def resume(self, outcome: Outcome, answer: object) -> Outcome:
         return await self._run(Command(resume=answer), outcome.config)
 
+    async def confirmed(self, name: str, args: dict[str, Any], *, call_id: str = "") -> Outcome:
+        """The call, with the customer tapping Confirm when it asks."""
+        asked = await self.call(name, args, call_id=call_id)
+        return asked if asked.interrupt is None else await self.resume(asked, "confirm:yes")
+
     async def _run(self, payload: Any, config: RunnableConfig) -> Outcome:
         result = await self.graph.ainvoke(payload, config, context=self.context)
         if result.get("__interrupt__"):
@@ -161,7 +166,7 @@ async def test_booking_lifecycle_with_confirmed_cancellation(alice: Customer, db
     assert "08:00–12:30" in listed and "City bike 1 (rental) — 6,000 RWF" in listed
     first, *others = slot_ids(listed)
 
-    booked = await alice.call("create_booking", {"slot_id": first, "notes": "tall rider"})
+    booked = await alice.confirmed("create_booking", {"slot_id": first, "notes": "tall rider"})
     assert booked.text.startswith("Booked: booking #") and "tall rider" in booked.text
     booking = booking_number(booked.text)
     after = (
@@ -169,7 +174,7 @@ async def test_booking_lifecycle_with_confirmed_cancellation(alice: Customer, db
     ).text
     assert first not in slot_ids(after)
 
-    moved = await alice.call(
+    moved = await alice.confirmed(
         "reschedule_booking", {"booking_id": booking, "new_slot_id": others[0]}
     )
     assert moved.text.startswith(f"Rescheduled: booking #{booking}")
@@ -202,14 +207,93 @@ async def test_booking_lifecycle_with_confirmed_cancellation(alice: Customer, db
     assert row == {"status": "cancelled", "cancel_reason": "rain"}
 
 
+def slots_of(listing: str, resource: str) -> list[int]:
+    """The free slots of one bike (by name) in a check_availability answer."""
+    lines = slot_lines(listing)
+    return [slot for slot, line in zip(slot_ids(listing), lines, strict=True) if resource in line]
+
+
+def slot_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("slot ")]
+
+
+async def test_booking_asks_first_and_a_moved_booking_takes_the_new_price(
+    alice: Customer, db_url: str
+) -> None:
+    day = open_day()
+    listing = (
+        await alice.call("check_availability", {"date": day.isoformat(), "kind": "rental"})
+    ).text
+    city, ebike = slots_of(listing, "City bike 1")[0], slots_of(listing, "E-bike 1")[-1]
+
+    asked = await alice.call("create_booking", {"slot_id": city})
+    assert asked.interrupt is not None and asked.interrupt.value["action"] == "create_booking"
+    assert "6,000 RWF" in asked.interrupt.value["summary"]
+    assert await query(db_url, "SELECT id FROM bookings") == []  # nothing before the yes
+    declined = await alice.resume(asked, "confirm:no")
+    assert declined.text.startswith("The customer did not confirm")
+    assert await query(db_url, "SELECT id FROM bookings") == []
+    booking = booking_number((await alice.confirmed("create_booking", {"slot_id": city})).text)
+    await alice.resume(await alice.call("create_payment", {"booking_id": booking}), "confirm:yes")
+
+    # Moving to an e-bike: asked first, at the e-bike's price, and the unpaid 6,000 RWF
+    # payment does not survive the move.
+    move = {"booking_id": booking, "new_slot_id": ebike}
+    asked = await alice.call("reschedule_booking", move)
+    assert asked.interrupt is not None and asked.interrupt.value["action"] == "reschedule_booking"
+    summary = asked.interrupt.value["summary"]
+    assert "15,000 RWF" in summary and "6,000 RWF" in summary
+    kept = await alice.resume(asked, "confirm:no")
+    assert "nothing was changed" in kept.text
+    [row] = await query(db_url, "SELECT slot_id, price_minor FROM bookings")
+    assert row == {"slot_id": city, "price_minor": 6000}
+
+    moved = await alice.confirmed("reschedule_booking", move)
+    assert moved.text.startswith(f"Rescheduled: booking #{booking}") and "15,000 RWF" in moved.text
+    [row] = await query(db_url, "SELECT slot_id, price_minor FROM bookings")
+    assert row == {"slot_id": ebike, "price_minor": 15000}
+    payments = await query(db_url, "SELECT status, amount_minor FROM payments ORDER BY id")
+    assert payments == [{"status": "cancelled", "amount_minor": 6000}]
+    asked = await alice.call("create_payment", {"booking_id": booking})
+    assert asked.interrupt is not None and "15,000 RWF" in asked.interrupt.value["summary"]
+
+
+async def test_a_paid_booking_moves_within_its_service_and_keeps_its_price(
+    alice: Customer, db_url: str
+) -> None:
+    day = open_day(2)
+    listing = (
+        await alice.call("check_availability", {"date": day.isoformat(), "kind": "rental"})
+    ).text
+    city = slots_of(listing, "City bike 1")
+    booking = booking_number((await alice.confirmed("create_booking", {"slot_id": city[0]})).text)
+    await alice.confirmed("create_payment", {"booking_id": booking})
+    await query(db_url, "UPDATE payments SET status = 'paid' RETURNING id")
+    await query(
+        db_url, "UPDATE catalog_items SET price_minor = 7000 WHERE sku = 'RENT-CITY' RETURNING sku"
+    )
+
+    ebike = slots_of(listing, "E-bike 1")[-1]
+    refused = await alice.call("reschedule_booking", {"booking_id": booking, "new_slot_id": ebike})
+    assert refused.interrupt is None and "a person settles the difference" in refused.text
+
+    other_city = slots_of(listing, "City bike 2")[-1]
+    move = {"booking_id": booking, "new_slot_id": other_city}
+    moved = await alice.confirmed("reschedule_booking", move)
+    assert moved.text.startswith("Rescheduled") and "6,000 RWF" in moved.text  # as agreed
+    [row] = await query(db_url, "SELECT slot_id, price_minor FROM bookings")
+    assert row == {"slot_id": other_city, "price_minor": 6000}
+    assert [p["status"] for p in await query(db_url, "SELECT status FROM payments")] == ["paid"]
+
+
 async def test_one_slot_raced_by_two_customers_is_booked_once(
     alice: Customer, bob: Customer, db_url: str
 ) -> None:
     listed = await alice.call("check_availability", {"date": open_day(2).isoformat()})
     slot = slot_ids(listed.text)[0]
     results = await asyncio.gather(
-        alice.call("create_booking", {"slot_id": slot}),
-        bob.call("create_booking", {"slot_id": slot}),
+        alice.confirmed("create_booking", {"slot_id": slot}),
+        bob.confirmed("create_booking", {"slot_id": slot}),
     )
     texts = sorted(result.text for result in results)
     assert texts[0].startswith("Booked: ")
@@ -221,13 +305,15 @@ async def test_a_rerun_tool_call_books_once_and_limits_hold(alice: Customer, db_
     slots = slot_ids(
         (await alice.call("check_availability", {"date": open_day(3).isoformat()})).text
     )
-    first = await alice.call("create_booking", {"slot_id": slots[0]}, call_id="call_same")
+    first = await alice.confirmed("create_booking", {"slot_id": slots[0]}, call_id="call_same")
     rerun = await alice.call("create_booking", {"slot_id": slots[0]}, call_id="call_same")
+    assert rerun.interrupt is None  # made already: not asked again
     assert first.text == rerun.text
     assert len(await query(db_url, "SELECT id FROM bookings")) == 1
     for slot in slots[1:3]:
-        assert (await alice.call("create_booking", {"slot_id": slot})).text.startswith("Booked")
-    fourth = await alice.call("create_booking", {"slot_id": slots[3]})
+        booked = await alice.confirmed("create_booking", {"slot_id": slot})
+        assert booked.text.startswith("Booked")
+    fourth = await alice.call("create_booking", {"slot_id": slots[3]})  # refused before asking
     assert "already has 3 upcoming bookings" in fourth.text
 
 
@@ -235,7 +321,7 @@ async def test_customers_only_see_and_change_their_own(alice: Customer, bob: Cus
     slot = slot_ids(
         (await alice.call("check_availability", {"date": open_day().isoformat()})).text
     )[0]
-    booking = booking_number((await alice.call("create_booking", {"slot_id": slot})).text)
+    booking = booking_number((await alice.confirmed("create_booking", {"slot_id": slot})).text)
     assert "has no booking" in (await bob.call("cancel_booking", {"booking_id": booking})).text
     assert "no upcoming bookings" in (await bob.call("list_my_bookings", {})).text
     stolen = await bob.call("create_payment", {"booking_id": booking})
@@ -303,7 +389,7 @@ async def test_forgetting_a_customer_deletes_their_business_rows(
     slot = slot_ids(
         (await alice.call("check_availability", {"date": open_day().isoformat()})).text
     )[0]
-    booking = booking_number((await alice.call("create_booking", {"slot_id": slot})).text)
+    booking = booking_number((await alice.confirmed("create_booking", {"slot_id": slot})).text)
     await alice.resume(await alice.call("create_payment", {"booking_id": booking}), "confirm:yes")
     await alice.call(
         "create_support_ticket",

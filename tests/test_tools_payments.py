@@ -118,7 +118,9 @@ async def book_a_rental(who: Customer) -> int:
     if day.weekday() == 6:
         day += dt.timedelta(days=1)
     rows = await query_slots(who, day)
-    booked = await who.call("create_booking", {"slot_id": rows})
+    asked = await who.call("create_booking", {"slot_id": rows})
+    assert asked.interrupt is not None  # a booking asks the customer first
+    booked = await who.resume(asked, "confirm:yes")
     assert booked.text.startswith("Booked: booking #"), booked.text
     return int(booked.text.split("#")[1].split()[0])
 

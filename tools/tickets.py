@@ -3,6 +3,11 @@
 A ticket belongs to the run's customer; another customer's ticket id is answered as
 "not found", never shown. Creating one is idempotent per tool call, so a re-run node
 does not open the same ticket twice.
+
+Neither opening a ticket nor adding a comment asks the customer to confirm, unlike
+bookings and payments: both only write down the customer's own words for staff, commit
+the customer to nothing, cost nothing, and are bounded (open tickets per customer); an
+"are you sure?" would only slow down someone who is already having trouble.
 """
 
 from __future__ import annotations
