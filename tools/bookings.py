@@ -14,6 +14,7 @@ the business's time zone; the database keeps UTC. The SQL is in tools/booking_st
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -80,34 +81,33 @@ class ListMyBookingsArgs(CustomerToolArgs):
     include_past: bool = Field(default=False, description="Also past and cancelled bookings.")
 
 
-def make_booking_tools(
-    pool: Pool, *, timezone: str = "Africa/Kigali", max_upcoming_per_customer: int = 5
-) -> list[BaseTool]:
-    """`check_availability`, `create_booking`, `reschedule_booking`, `cancel_booking`
-    (the three that change something ask for confirmation) and `list_my_bookings`, for
-    the customer of the run."""
-    zone = ZoneInfo(timezone)
+@dataclass(frozen=True)
+class _Desk:
+    """What the booking tools do, for one customer at a time: the tools below are the
+    model's doors to these methods."""
 
-    async def check_availability(date: dt.date, kind: str = "any") -> str:
-        today = dt.datetime.now(zone).date()
+    pool: Pool
+    zone: ZoneInfo
+    max_upcoming: int
+
+    async def free(self, date: dt.date, kind: str) -> str:
+        today = dt.datetime.now(self.zone).date()
         if date < today:
             raise ToolFailure(f"{date.isoformat()} is in the past; today is {today.isoformat()}.")
-        rows = await store.free_slots(pool, date, zone, kind)
+        rows = await store.free_slots(self.pool, date, self.zone, kind)
         if not rows:
             return f"No free {_kind_label(kind)}slots on {_day(date)}. Try another day."
-        lines = [_slot_line(row, zone) for row in rows]
-        return f"Free slots on {_day(date)} ({timezone} time):\n" + "\n".join(lines)
+        lines = [_slot_line(row, self.zone) for row in rows]
+        return f"Free slots on {_day(date)} ({self.zone.key} time):\n" + "\n".join(lines)
 
-    async def create_booking(slot_id: int, runtime: ToolRuntime[Any, Any], notes: str = "") -> str:
-        wa_id = customer_wa_id(runtime)
-        key = idempotency_key(runtime, "booking", wa_id)
-        booking_id = await store.booking_by_key(pool, key)
+    async def book(self, wa_id: str, key: str, slot_id: int, notes: str) -> str:
+        booking_id = await store.booking_by_key(self.pool, key)
         if booking_id is None:  # not made yet: ask, then book
-            async with pool.connection() as conn:
-                slot = await store.bookable(conn, wa_id, slot_id, max_upcoming_per_customer)
+            async with self.pool.connection() as conn:
+                slot = await store.bookable(conn, wa_id, slot_id, self.max_upcoming)
             if not confirmed(
                 "create_booking",
-                f"Book {_offer(slot, zone)}?",
+                f"Book {_offer(slot, self.zone)}?",
                 {"slot_id": slot_id, "price_minor": slot["price_minor"]},
                 yes_title="Book it",
                 no_title="Cancel",
@@ -115,25 +115,22 @@ def make_booking_tools(
                 return declined(f"slot {slot_id} was not booked.")
             try:
                 booking_id = await store.insert_booking(
-                    pool, wa_id, slot_id, notes, key, max_upcoming_per_customer
+                    self.pool, wa_id, slot_id, notes, key, self.max_upcoming
                 )
             except psycopg.errors.UniqueViolation:
                 raise store.taken(slot_id) from None
-        booking = await store.customer_booking(pool, wa_id, booking_id)
-        return "Booked: " + _booking_line(booking, zone)
+        booking = await store.customer_booking(self.pool, wa_id, booking_id)
+        return "Booked: " + _booking_line(booking, self.zone)
 
-    async def reschedule_booking(
-        booking_id: int, new_slot_id: int, runtime: ToolRuntime[Any, Any]
-    ) -> str:
-        wa_id = customer_wa_id(runtime)
-        booking = await store.customer_booking(pool, wa_id, booking_id)
+    async def reschedule(self, wa_id: str, booking_id: int, new_slot_id: int) -> str:
+        booking = await store.customer_booking(self.pool, wa_id, booking_id)
         note = ""
         if booking["slot_id"] != new_slot_id:  # else moved already (a re-run), or no change
-            async with pool.connection() as conn:
+            async with self.pool.connection() as conn:
                 move = await store.plan_move(conn, booking, new_slot_id)
             if not confirmed(
                 "reschedule_booking",
-                _move_question(move, zone),
+                _move_question(move, self.zone),
                 {
                     "booking_id": booking_id,
                     "new_slot_id": new_slot_id,
@@ -143,35 +140,30 @@ def make_booking_tools(
                 no_title="No, keep it",
             ):
                 return declined(f"they kept booking #{booking_id} as it was; nothing was changed.")
-            note = await _move(pool, wa_id, booking_id, new_slot_id, move)
-        booking = await store.customer_booking(pool, wa_id, booking_id)
-        return "Rescheduled: " + _booking_line(booking, zone) + note
+            note = await _move(self.pool, wa_id, booking_id, new_slot_id, move)
+        booking = await store.customer_booking(self.pool, wa_id, booking_id)
+        return "Rescheduled: " + _booking_line(booking, self.zone) + note
 
-    async def cancel_booking(
-        booking_id: int, runtime: ToolRuntime[Any, Any], reason: str = ""
-    ) -> str:
-        wa_id = customer_wa_id(runtime)
-        booking = await store.customer_booking(pool, wa_id, booking_id)
+    async def cancel(self, wa_id: str, booking_id: int, reason: str) -> str:
+        booking = await store.customer_booking(self.pool, wa_id, booking_id)
         if booking["status"] == "cancelled":
             return f"Booking #{booking_id} is already cancelled."
         store.require_upcoming(booking)
-        summary = f"Cancel booking #{booking_id}: {_booking_line(booking, zone)}?"
         if not confirmed(
             "cancel_booking",
-            summary,
+            f"Cancel booking #{booking_id}: {_booking_line(booking, self.zone)}?",
             {"booking_id": booking_id},
             yes_title="Yes, cancel it",
             no_title="No, keep it",
         ):
             return declined(f"they chose to keep booking #{booking_id}; nothing was changed.")
-        released = await store.cancel_booking(pool, wa_id, booking_id, reason)
+        released = await store.cancel_booking(self.pool, wa_id, booking_id, reason)
         note = f" {released} unpaid payment link(s) for it were voided." if released else ""
         return f"Booking #{booking_id} is cancelled.{note}"
 
-    async def list_my_bookings(runtime: ToolRuntime[Any, Any], include_past: bool = False) -> str:
-        wa_id = customer_wa_id(runtime)
+    async def mine(self, wa_id: str, include_past: bool) -> str:
         where = "" if include_past else " AND b.status = 'confirmed' AND s.ends_at > now()"
-        async with pool.connection() as conn:
+        async with self.pool.connection() as conn:
             cur = await conn.execute(
                 f"{store.BOOKING_SQL} WHERE b.wa_id = %s{where}"
                 " ORDER BY s.starts_at LIMIT 20".encode(),
@@ -180,7 +172,36 @@ def make_booking_tools(
             rows = await cur.fetchall()
         if not rows:
             return "The customer has no upcoming bookings."
-        return "\n".join(_booking_line(row, zone) for row in rows)
+        return "\n".join(_booking_line(row, self.zone) for row in rows)
+
+
+def make_booking_tools(
+    pool: Pool, *, timezone: str = "Africa/Kigali", max_upcoming_per_customer: int = 5
+) -> list[BaseTool]:
+    """`check_availability`, `create_booking`, `reschedule_booking`, `cancel_booking`
+    (the three that change something ask for confirmation) and `list_my_bookings`, for
+    the customer of the run."""
+    desk = _Desk(pool, ZoneInfo(timezone), max_upcoming_per_customer)
+
+    async def check_availability(date: dt.date, kind: str = "any") -> str:
+        return await desk.free(date, kind)
+
+    async def create_booking(slot_id: int, runtime: ToolRuntime[Any, Any], notes: str = "") -> str:
+        wa_id = customer_wa_id(runtime)
+        return await desk.book(wa_id, idempotency_key(runtime, "booking", wa_id), slot_id, notes)
+
+    async def reschedule_booking(
+        booking_id: int, new_slot_id: int, runtime: ToolRuntime[Any, Any]
+    ) -> str:
+        return await desk.reschedule(customer_wa_id(runtime), booking_id, new_slot_id)
+
+    async def cancel_booking(
+        booking_id: int, runtime: ToolRuntime[Any, Any], reason: str = ""
+    ) -> str:
+        return await desk.cancel(customer_wa_id(runtime), booking_id, reason)
+
+    async def list_my_bookings(runtime: ToolRuntime[Any, Any], include_past: bool = False) -> str:
+        return await desk.mine(customer_wa_id(runtime), include_past)
 
     return [
         business_tool(
