@@ -85,13 +85,6 @@ class Settings(
     stalled_job_seconds: float = Field(
         default=30.0, gt=0, validation_alias="WA_AGENT_STALLED_JOB_S"
     )
-
-    # --- model ---------------------------------------------------------------------
-    openai_api_key: SecretStr | None = Field(default=None, validation_alias="OPENAI_API_KEY")
-    openai_base_url: str | None = Field(default=None, validation_alias="OPENAI_BASE_URL")
-    model: str = Field(default="openai:gpt-4o-mini", validation_alias="WA_AGENT_MODEL")
-    embeddings: str = Field(default="local:minilm", validation_alias="WA_AGENT_EMBEDDINGS")
-    model_timeout_seconds: float = Field(
     # A run that failed waits 1, 2, 4… seconds before its next attempt, never longer than this.
     retry_max_seconds: float = Field(default=30.0, gt=0, validation_alias="WA_AGENT_RETRY_MAX_S")
     # A reply Meta keeps refusing (429/5xx) is retried until it is this old, then failed:
@@ -107,6 +100,13 @@ class Settings(
     webhook_db_timeout_seconds: float = Field(
         default=1.5, gt=0, validation_alias="WA_AGENT_WEBHOOK_DB_TIMEOUT_S"
     )
+
+    # --- model ---------------------------------------------------------------------
+    openai_api_key: SecretStr | None = Field(default=None, validation_alias="OPENAI_API_KEY")
+    openai_base_url: str | None = Field(default=None, validation_alias="OPENAI_BASE_URL")
+    model: str = Field(default="openai:gpt-4o-mini", validation_alias="WA_AGENT_MODEL")
+    embeddings: str = Field(default="local:minilm", validation_alias="WA_AGENT_EMBEDDINGS")
+    model_timeout_seconds: float = Field(
         default=30.0, gt=0, validation_alias="WA_AGENT_MODEL_TIMEOUT_S"
     )
     model_max_retries: int = Field(default=2, ge=0, validation_alias="WA_AGENT_MODEL_MAX_RETRIES")
