@@ -76,6 +76,13 @@ class FakeGraphAPI:
         self._read_receipts: list[JSON] = []
         self._requests: list[JSON] = []
         self._failures: deque[_Failure] = deque()
+        # An outage: every POST to /messages fails (or has its connection dropped) until then.
+        self._outage_until = 0.0
+        self._outage: _Failure | None = None
+        self._outage_receipts = True
+        self._sends_open = threading.Event()
+        self._sends_open.set()
+        self._held = 0
         self._media: dict[str, _Media] = {}
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -138,6 +145,43 @@ class FakeGraphAPI:
         with self._condition:
             self._failures.extend([failure] * n)
 
+    def outage(
+        self,
+        seconds: float,
+        *,
+        status: int = 500,
+        retry_after: float | None = None,
+        drop: bool = False,
+        receipts: bool = True,
+    ) -> None:
+        """For the next ``seconds``, every POST to ``/messages`` fails with ``status`` (and
+        ``Retry-After``), or, with ``drop``, has its connection closed before any answer:
+        the request may or may not have been delivered, as far as the client can tell.
+        ``receipts=False`` lets read receipts through (only sends fail)."""
+        status = 0 if drop else status
+        failure = _Failure(status, _DEFAULT_CODES.get(status), retry_after, "Outage", None)
+        with self._condition:
+            self._outage = failure
+            self._outage_until = time.monotonic() + seconds
+            self._outage_receipts = receipts
+
+    def end_outage(self) -> None:
+        with self._condition:
+            self._outage_until = 0.0
+
+    def hold_sends(self) -> None:
+        """POSTs to ``/messages`` wait, once recorded as requests, until ``release_sends``."""
+        self._sends_open.clear()
+
+    def release_sends(self) -> None:
+        self._sends_open.set()
+
+    @property
+    def held_sends(self) -> int:
+        """Requests waiting behind ``hold_sends`` right now."""
+        with self._condition:
+            return self._held
+
     def add_media(
         self, media_id: str, content: bytes, mime_type: str, *, filename: str | None = None
     ) -> None:
@@ -153,6 +197,9 @@ class FakeGraphAPI:
             self._failures.clear()
             self._media.clear()
             self.delay = 0.0
+            self._outage_until = 0.0
+            self._held = 0
+        self._sends_open.set()
 
     # ------------------------------------------------------------------ inspection
 
@@ -240,9 +287,27 @@ class FakeGraphAPI:
             self._requests.append({"method": method, "path": path, "status": status})
             self._condition.notify_all()
 
-    def _next_failure(self) -> _Failure | None:
+    def _next_failure(self, receipt: bool = False) -> _Failure | None:
         with self._condition:
-            return self._failures.popleft() if self._failures else None
+            if self._failures:
+                return self._failures.popleft()
+            if receipt and not self._outage_receipts:
+                return None
+            if self._outage is not None and time.monotonic() < self._outage_until:
+                return self._outage
+            return None
+
+    def _wait_while_held(self) -> None:
+        if self._sends_open.is_set():
+            return
+        with self._condition:
+            self._held += 1
+            self._condition.notify_all()
+        try:
+            self._sends_open.wait()
+        finally:
+            with self._condition:
+                self._held -= 1
 
     def _record(self, phone_number_id: str, payload: JSON) -> str | None:
         """Keep an accepted POST: a read receipt, or a message (given a fresh wamid)."""
@@ -342,7 +407,12 @@ class _Handler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length > 0 else b""
 
     def _post_message(self, phone_number_id: str, raw: bytes) -> None:
-        failure = self.fake._next_failure()
+        self.fake._wait_while_held()
+        failure = self.fake._next_failure(receipt=b'"read"' in raw and b'"status"' in raw)
+        if failure is not None and failure.status == 0:
+            self.fake._log_request(self.command, self.path, 0)
+            self.close_connection = True  # dropped: no answer at all
+            return
         if failure is not None:
             headers = {}
             if failure.retry_after is not None:

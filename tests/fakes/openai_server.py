@@ -81,6 +81,8 @@ class FakeOpenAIServer:
         self._queue: collections.deque[Scripted] = collections.deque()
         self._fail_remaining = 0
         self._fail_status = 500
+        self._outage_until = 0.0
+        self._outage_status = 500
         self._waiting = 0
         self._seq = itertools.count(1)
         self._httpd: _HTTPServer | None = None
@@ -156,6 +158,13 @@ class FakeOpenAIServer:
             self._fail_remaining = n
             self._fail_status = status
 
+    def outage(self, seconds: float, status: int = 500) -> None:
+        """Answer every chat request with `status` for the next `seconds` (a provider
+        incident); `status=0` hangs each request up without an answer instead."""
+        with self._lock:
+            self._outage_until = time.monotonic() + seconds
+            self._outage_status = status
+
     def hold(self) -> None:
         """Make chat requests wait (after being recorded) until `release()`."""
         self._gate.clear()
@@ -190,6 +199,7 @@ class FakeOpenAIServer:
         with self._lock:
             self._queue.clear()
             self._fail_remaining = 0
+            self._outage_until = 0.0
             self.delay = 0.0
             self.requests.clear()
             self.embedding_requests.clear()
@@ -238,6 +248,8 @@ class FakeOpenAIServer:
             if self._fail_remaining > 0:
                 self._fail_remaining -= 1
                 return Error(status=self._fail_status)
+            if time.monotonic() < self._outage_until:
+                return Error(status=self._outage_status)
             scripted = self._queue.popleft() if self._queue else None
         return default_reply(body) if scripted is None else scripted
 
@@ -303,6 +315,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         reply = fake._next_reply(body)
+        if isinstance(reply, Error) and reply.status == 0:
+            self.close_connection = True  # hung up without an answer
+            return
         if isinstance(reply, Error):
             headers = {}
             if fake.retry_after_ms is not None:
