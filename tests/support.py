@@ -94,6 +94,11 @@ def service_env(settings: Settings) -> dict[str, str]:
         "stalled_job_seconds": "WA_AGENT_STALLED_JOB_S",
         "model_max_retries": "WA_AGENT_MODEL_MAX_RETRIES",
         "model_timeout_seconds": "WA_AGENT_MODEL_TIMEOUT_S",
+        "retry_max_seconds": "WA_AGENT_RETRY_MAX_S",
+        "heal_interval_seconds": "WA_AGENT_HEAL_INTERVAL_S",
+        "queue_poll_seconds": "WA_AGENT_QUEUE_POLL_S",
+        "redis_url": "REDIS_URL",
+        "db_pool_max_size": "WA_AGENT_DB_POOL_MAX",
     }
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WA_AGENT", "WHATSAPP"))}
     env.pop("OPENAI_API_KEY", None)

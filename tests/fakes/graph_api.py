@@ -170,7 +170,8 @@ class FakeGraphAPI:
             self._outage_until = 0.0
 
     def hold_sends(self) -> None:
-        """POSTs to ``/messages`` wait, once recorded as requests, until ``release_sends``."""
+        """Message sends (not read receipts) wait until ``release_sends``, then go on as
+        if nothing happened: a client that gave up meanwhile never learns the result."""
         self._sends_open.clear()
 
     def release_sends(self) -> None:
@@ -297,8 +298,8 @@ class FakeGraphAPI:
                 return self._outage
             return None
 
-    def _wait_while_held(self) -> None:
-        if self._sends_open.is_set():
+    def _wait_while_held(self, receipt: bool) -> None:
+        if receipt or self._sends_open.is_set():
             return
         with self._condition:
             self._held += 1
@@ -407,8 +408,9 @@ class _Handler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length > 0 else b""
 
     def _post_message(self, phone_number_id: str, raw: bytes) -> None:
-        self.fake._wait_while_held()
-        failure = self.fake._next_failure(receipt=b'"read"' in raw and b'"status"' in raw)
+        receipt = b'"read"' in raw and b'"status"' in raw
+        self.fake._wait_while_held(receipt)
+        failure = self.fake._next_failure(receipt)
         if failure is not None and failure.status == 0:
             self.fake._log_request(self.command, self.path, 0)
             self.close_connection = True  # dropped: no answer at all

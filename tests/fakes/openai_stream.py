@@ -74,14 +74,22 @@ def content_text(content: Any) -> str:
     return ""
 
 
+# The service's own user-role notes (the profile-name note of nodes/specialists.py) are
+# context for the model, not the customer's words; echoing them would only add noise.
+SERVICE_NOTE = "[Context, not a request:"
+
+
 def echo_text(messages: Sequence[JSON]) -> str:
-    """Default reply: the user texts of the current turn, so tests see what the model saw."""
+    """Default reply: the customer's texts of the current turn, so tests see what the
+    model saw of them."""
     turn: list[str] = []
     for message in messages:
         if message.get("role") == "assistant":
             turn = []
         elif message.get("role") == "user":
-            turn.append(content_text(message.get("content")))
+            text = content_text(message.get("content"))
+            if not text.startswith(SERVICE_NOTE):
+                turn.append(text)
     return "echo: " + " | ".join(turn)
 
 
