@@ -20,6 +20,7 @@ from tests.fakes.meta_payloads import (
     unknown_message,
 )
 from tests.fakes.openai_server import FakeOpenAIServer
+from tests.fakes.openai_stream import SERVICE_NOTE
 from tests.support import (
     APP_SECRET,
     VERIFY_TOKEN,
@@ -125,6 +126,8 @@ async def test_missing_or_wrong_signature_stores_nothing(
 async def test_malformed_and_oversized_bodies_are_refused(
     db_url: str, graph_api: FakeGraphAPI
 ) -> None:
+    """A body that is not a webhook at all is refused; a message without an id is left
+    out of an otherwise valid delivery (it cannot be deduplicated), which is accepted."""
     settings = service_settings(db_url, whatsapp_api_base_url=graph_api.base_url)
     not_json = b'{"object": "whatsapp_business_account", "entry": ['
     wrong_shape = json.dumps({"object": "whatsapp_business_account", "entry": "nope"}).encode()
@@ -138,7 +141,7 @@ async def test_malformed_and_oversized_bodies_are_refused(
                 headers = {"X-Hub-Signature-256": sign(body, APP_SECRET)}
                 answers.append(await client.post("/webhook", content=body, headers=headers))
         stored = await count(service, "inbound_messages")
-    assert [answer.status_code for answer in answers] == [400, 400, 400, 413]
+    assert [answer.status_code for answer in answers] == [400, 400, 200, 413]
     # The sender learns what was wrong with its body (it is the sender's own data).
     assert "not valid JSON" in answers[0].json()["error"]
     assert "schema" in answers[1].json()["error"]
@@ -268,5 +271,9 @@ async def test_a_restart_loses_no_history(
     async with running_service(settings) as service:
         await service.post_webhook(envelope(text_message(customer, "what is my name?")))
         await graph_api.wait_for_async(lambda: len(graph_api.sent_to(customer)) == 2, 10)
-    seen = [m["content"] for m in openai_server.requests[-1]["messages"] if m["role"] != "system"]
+    seen = [
+        m["content"]
+        for m in openai_server.requests[-1]["messages"]
+        if m["role"] != "system" and not str(m["content"]).startswith(SERVICE_NOTE)
+    ]
     assert seen == ["my name is Ada", "echo: my name is Ada", "what is my name?"]
