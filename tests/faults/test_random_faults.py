@@ -115,7 +115,7 @@ async def test_random_faults_against_thirty_conversations(
         async with running_service(settings, with_worker=False) as service:
             meta = Meta(service.base_url, redeliver_after_s=1.0)
             talk = [
-                meta.converse(f"2507886{n:05d}", n, rng.randint(3, 5), rng.uniform(0.5, 4))
+                meta.converse(f"2507886{n:05d}", n, rng.randint(3, 5), rng.uniform(2, 9))
                 for n in range(CONVERSATIONS)
             ]
             await asyncio.gather(chaos.run(), *talk)
@@ -123,6 +123,7 @@ async def test_random_faults_against_thirty_conversations(
             async def all_answered() -> bool:
                 return await answered_count(fault_db_url) == meta.acknowledged_count
 
+            print(f"seed {seed}", *chaos.log, sep="\n")  # shown with -s, or on failure
             try:
                 await eventually(all_answered, within=180, what="every message answered")
                 await asyncio.sleep(1.0)
