@@ -30,7 +30,7 @@ ANSWER_TASK = "answer_conversation"
 AnswerFn = Callable[[str, int | None], Awaitable[None]]
 
 _FIRST_RESTART_PAUSE_S = 0.5
-_MAX_RESTART_PAUSE_S = 5.0
+_MAX_RESTART_PAUSE_S = 2.0
 _HEALTHY_RUN_S = 60.0
 
 
