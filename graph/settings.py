@@ -65,7 +65,9 @@ class Settings(
     admin_token: SecretStr | None = Field(default=None, validation_alias="ADMIN_TOKEN")
 
     # --- worker --------------------------------------------------------------------
-    in_process_worker: bool = Field(default=True, validation_alias="WA_AGENT_IN_PROCESS_WORKER")
+    # `wa-agent serve` starts this many `wa-agent worker` processes and keeps them
+    # running: "auto" is one per core; 0 runs the worker inside `serve` (one process).
+    worker_processes: str = Field(default="auto", validation_alias="WA_AGENT_WORKER_PROCESSES")
     worker_concurrency: int = Field(
         default=16, ge=1, validation_alias="WA_AGENT_WORKER_CONCURRENCY"
     )

@@ -15,6 +15,7 @@ Nothing here costs anything when tracing is off: no run tree is built and no sta
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.metadata
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
@@ -28,8 +29,12 @@ from graph.state import Reply
 
 def app_version(configured: str | None = None) -> str:
     """The configured release name, else the installed package's version."""
-    if configured:
-        return configured
+    return configured or _installed_version()
+
+
+@functools.cache
+def _installed_version() -> str:
+    """Read once per process: the metadata lookup walks sys.path (4 % of a turn's CPU)."""
     try:
         return importlib.metadata.version("wa-agent")
     except importlib.metadata.PackageNotFoundError:

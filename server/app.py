@@ -16,13 +16,14 @@ from server.console import dashboard
 from server.services import open_services
 
 
-def create_app(settings: Settings | None = None, *, run_worker_here: bool | None = None) -> FastAPI:
-    """`serve` runs an in-process worker by default (`WA_AGENT_IN_PROCESS_WORKER`);
-    `wa-agent worker` processes can be added beside it or instead of it. Raises
-    `WeakToken` when a configured admin or stream token is too short."""
+def create_app(settings: Settings | None = None, *, run_worker_here: bool = False) -> FastAPI:
+    """The HTTP app; with `run_worker_here` the queue's worker runs in this process too
+    (tests, and `WA_AGENT_WORKER_PROCESSES=0`); `wa-agent serve` otherwise supervises
+    worker processes (server/supervisor.py). Raises `WeakToken` when a configured admin
+    or stream token is too short."""
     settings = settings or get_settings()
     check_token_strength(settings)  # a short token faces the internet: refuse to start
-    with_worker = settings.in_process_worker if run_worker_here is None else run_worker_here
+    with_worker = run_worker_here
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -28,6 +28,7 @@ from server.erasure import forget_from_terminal
 from server.logging import configure_logging
 from server.services import open_services
 from server.serving import trusted_proxies, uvicorn_config
+from server.supervisor import WorkerProcesses, leave_when_parent_is_gone, worker_process_count
 
 log = structlog.get_logger(__name__)
 
@@ -80,19 +81,38 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def serve_http(settings: Settings, *, with_worker: bool) -> int:
-    """The HTTP server; exit code 2, with the reason, when a configured token is too
-    short. Which proxies may name client addresses is always explicit (server/serving.py)."""
+    """The HTTP server, and the worker processes it supervises (none with `--no-worker`;
+    with `WA_AGENT_WORKER_PROCESSES=0` the worker runs inside this process). Exit code 2,
+    with the reason, when a configured token is too short. Which proxies may name client
+    addresses is always explicit (server/serving.py)."""
+    children = worker_process_count(settings.worker_processes) if with_worker else 0
+    # Started here, not in the app, so the children share it instead of starting their own.
+    settings = settings.model_copy(update={"database_url": resolve_database_url(settings)})
     try:
-        app = create_app(settings, run_worker_here=with_worker and settings.in_process_worker)
+        app = create_app(settings, run_worker_here=with_worker and children == 0)
     except WeakToken as exc:
         print(f"wa-agent: refusing to start: {exc}", file=sys.stderr)
         return 2
     proxies = trusted_proxies(settings)
     log.info(
-        "serve.start", host=settings.host, port=settings.port, worker=with_worker, proxies=proxies
+        "serve.start", host=settings.host, port=settings.port, workers=children, proxies=proxies
     )
-    uvicorn.Server(uvicorn_config(app, settings)).run()
+    server = uvicorn.Server(uvicorn_config(app, settings))
+    env = {**os.environ, "DATABASE_URL": str(settings.database_url)}
+    with asyncio.Runner(loop_factory=server.config.get_loop_factory()) as runner:
+        runner.run(_serve_with_workers(server, WorkerProcesses(children, env)))
     return 0
+
+
+async def _serve_with_workers(server: uvicorn.Server, workers: WorkerProcesses) -> None:
+    """The workers start beside the app (each applies migrations under the same lock,
+    so whoever comes first does it) and stop after it."""
+    supervising = asyncio.create_task(workers.run(), name="worker-processes")
+    try:
+        await server.serve()
+    finally:
+        supervising.cancel()
+        await workers.stop()
 
 
 def yield_cpu_to_the_webhook(nice: int) -> None:
@@ -121,11 +141,13 @@ async def run_worker_process(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    orphaned = asyncio.create_task(leave_when_parent_is_gone(stop))
     async with open_services(settings, run_worker_here=True) as services:
         log.info("worker.start", pid=os.getpid(), concurrency=settings.worker_concurrency)
         assert services.worker_task is not None
         done = asyncio.create_task(stop.wait())
         await asyncio.wait({done, services.worker_task}, return_when=asyncio.FIRST_COMPLETED)
+        orphaned.cancel()
         if services.worker_task.done() and services.worker_task.exception():
             log.error("worker.crashed", error=str(services.worker_task.exception()))
             return 1
