@@ -14,6 +14,11 @@ applies to requests coming from other processes. Typical use::
         llm = ChatOpenAI(base_url=server.base_url + "/v1", api_key="sk-test")
         ...
         assert server.requests[-1]["messages"][-1]["role"] == "tool"
+
+`usage_mode="openai"` reports usage as OpenAI does (o200k token counts, automatic prompt
+caching in `cached_tokens`; tests/fakes/openai_usage.py); the default keeps the cheap
+~4 characters/token estimate that existing tests compute against. `responder` answers
+what is not scripted, from the request itself (benchmarks that script by request kind).
 """
 
 from __future__ import annotations
@@ -27,13 +32,15 @@ import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 from tests.fakes.openai_media import FakeTranscriptions
 from tests.fakes.openai_stream import (
     JSON,
     Error,
+    Exchange,
     Reply,
+    Responder,
     Scripted,
     ToolCall,
     completion_body,
@@ -42,8 +49,9 @@ from tests.fakes.openai_stream import (
     error_body,
     stream_events,
 )
+from tests.fakes.openai_usage import PromptCache, default_tokenizer, openai_usage
 
-__all__ = ["Error", "FakeOpenAIServer", "ToolCall"]
+__all__ = ["Error", "Exchange", "FakeOpenAIServer", "ToolCall"]
 
 _POLL = 0.05  # how often a held/delayed request checks that its client is still there
 
@@ -57,8 +65,23 @@ class FakeOpenAIServer:
     Embeddings are never held, delayed, failed or scripted.
     """
 
-    def __init__(self, api_key: str | None = "sk-test", retry_after_ms: float | None = 5.0):
+    def __init__(
+        self,
+        api_key: str | None = "sk-test",
+        retry_after_ms: float | None = 5.0,
+        *,
+        usage_mode: Literal["estimate", "openai"] = "estimate",
+        prompt_cache: PromptCache | None = None,
+    ):
         self.api_key = api_key  # None disables the Authorization check
+        # "openai": o200k counts and cached prefixes (`prompt_cache`, shared by every
+        # request, whichever process sent it); "estimate": ~4 chars/token, nothing cached.
+        self.usage_mode = usage_mode
+        self.prompt_cache = prompt_cache or PromptCache()
+        # Called for a chat request no scripted reply is waiting for; None = the default.
+        self.responder: Responder | None = None
+        # Every answered chat request with its usage, in the order they were answered.
+        self.exchanges: list[Exchange] = []
         # Sent as `retry-after-ms` on scripted errors so SDK retries take ms, not ~1 s.
         self.retry_after_ms = retry_after_ms
         self.delay: float = 0.0
@@ -207,6 +230,9 @@ class FakeOpenAIServer:
             self.stream_interval = 0.0
             self.streams_done.clear()
             self.stream_cut_after = None
+            self.exchanges.clear()
+            self.responder = None
+        self.prompt_cache.clear()
         self.transcriptions.reset()
 
     # -- used by the request handler threads -----------------------------------------
@@ -251,7 +277,20 @@ class FakeOpenAIServer:
             if time.monotonic() < self._outage_until:
                 return Error(status=self._outage_status)
             scripted = self._queue.popleft() if self._queue else None
+        if scripted is None and self.responder is not None:
+            scripted = self.responder(body)
         return default_reply(body) if scripted is None else scripted
+
+    def _usage(self, body: JSON, reply: Reply, streamed: bool) -> JSON | None:
+        """OpenAI-like usage in "openai" mode (None: the wire builders' estimate), and
+        the exchange recorded either way."""
+        usage = None
+        if self.usage_mode == "openai":
+            usage = openai_usage(body, reply, default_tokenizer(), self.prompt_cache)
+        recorded = usage or completion_body(body, reply, 0)["usage"]
+        with self._lock:
+            self.exchanges.append(Exchange(body, reply, recorded, streamed))
+        return usage
 
 
 class _HTTPServer(ThreadingHTTPServer):
@@ -324,9 +363,10 @@ class _Handler(BaseHTTPRequestHandler):
                 headers["retry-after-ms"] = str(fake.retry_after_ms)
             self._send_json(reply.status, error_body(reply), headers)
         elif body.get("stream"):
-            self._send_stream(stream_events(body, reply, seq))
+            usage = fake._usage(body, reply, streamed=True)
+            self._send_stream(stream_events(body, reply, seq, usage))
         else:
-            completion = completion_body(body, reply, seq)
+            completion = completion_body(body, reply, seq, fake._usage(body, reply, False))
             with fake._lock:
                 fake.usages.append(completion["usage"])
             self._send_json(200, completion)

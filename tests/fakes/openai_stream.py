@@ -17,7 +17,7 @@ import random
 import re
 import struct
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
@@ -56,6 +56,19 @@ class Error:
 
 Reply: TypeAlias = str | list[ToolCall]
 Scripted: TypeAlias = str | list[ToolCall] | Error
+# Answers a chat request from its body when nothing is scripted; None: the default reply.
+Responder: TypeAlias = Callable[[JSON], Scripted | None]
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One chat request answered (not failed): what came in, what went out, and the usage
+    reported with it, streamed or not."""
+
+    body: JSON
+    reply: Reply
+    usage: JSON
+    streamed: bool
 
 
 def error_body(err: Error) -> JSON:
@@ -209,8 +222,9 @@ def _envelope(body: JSON, seq: int, obj: str) -> JSON:
     }
 
 
-def completion_body(body: JSON, reply: Reply, seq: int) -> JSON:
-    """A non-streamed `chat.completion` object, usage included as OpenAI always does."""
+def completion_body(body: JSON, reply: Reply, seq: int, usage: JSON | None = None) -> JSON:
+    """A non-streamed `chat.completion` object, usage included as OpenAI always does
+    (`usage`: the caller's figures, else the ~4 characters/token estimate)."""
     message: JSON = {"role": "assistant", "content": None, "refusal": None, "annotations": []}
     if isinstance(reply, str):
         message["content"] = reply
@@ -222,7 +236,7 @@ def completion_body(body: JSON, reply: Reply, seq: int) -> JSON:
     return {
         **_envelope(body, seq, "chat.completion"),
         "choices": [choice],
-        "usage": _usage(body, reply),
+        "usage": usage or _usage(body, reply),
     }
 
 
@@ -250,8 +264,9 @@ def _sse(data: JSON | str) -> bytes:
     return f"data: {payload}\n\n".encode()
 
 
-def stream_events(body: JSON, reply: Reply, seq: int) -> list[bytes]:
-    """The SSE events of a streamed reply, ending with a usage chunk (if asked) and [DONE]."""
+def stream_events(body: JSON, reply: Reply, seq: int, usage: JSON | None = None) -> list[bytes]:
+    """The SSE events of a streamed reply, ending with a usage chunk (if asked) and [DONE];
+    `usage` as in `completion_body`."""
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
     base = _envelope(body, seq, "chat.completion.chunk")
     if include_usage:
@@ -271,7 +286,7 @@ def stream_events(body: JSON, reply: Reply, seq: int) -> list[bytes]:
             deltas[0] = {"role": "assistant", "content": None, **deltas[0]}
         events = [chunk(delta) for delta in deltas] + [chunk({}, "tool_calls")]
     if include_usage:
-        events.append(_sse({**base, "choices": [], "usage": _usage(body, reply)}))
+        events.append(_sse({**base, "choices": [], "usage": usage or _usage(body, reply)}))
     events.append(_sse("[DONE]"))
     return events
 
