@@ -1,4 +1,4 @@
-"""Media understanding and the code sandbox (issue 5): documents, images, voice, code_interpreter.
+"""Media understanding and the code sandbox: documents, images, voice, code_interpreter.
 
 A section of `graph.settings.Settings`, kept in its own module so that no settings
 module grows past a screenful per concern; `Settings` inherits it, and code reads these
@@ -51,6 +51,18 @@ class MediaSettings(BaseModel):
         default=30.0, gt=0, validation_alias="WA_AGENT_MEDIA_TIMEOUT_S"
     )
     media_max_retries: int = Field(default=2, ge=0, validation_alias="WA_AGENT_MEDIA_MAX_RETRIES")
+    # Media read per run (the messages a turn answers together), in arrival order; the
+    # agent is told the others were not read. Five covers a customer showing a problem
+    # (the item, its label, the receipt, the error screen) while one burst of photos
+    # cannot turn into dozens of paid model calls and a reply minutes late.
+    media_max_per_run: int = Field(
+        default=5, ge=1, le=50, validation_alias="WA_AGENT_MEDIA_MAX_PER_RUN"
+    )
+    # Media read at once per service process, over all conversations: each holds its file
+    # in memory (up to the limits above, a photo twice as base64) and a model call.
+    media_concurrency: int = Field(
+        default=3, ge=1, le=32, validation_alias="WA_AGENT_MEDIA_CONCURRENCY"
+    )
 
     # --- code_interpreter sandbox (flag code_interpreter) --------------------------------
     sandbox_wall_seconds: float = Field(

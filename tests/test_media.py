@@ -10,65 +10,30 @@ from __future__ import annotations
 
 import base64
 import io
-import uuid
 import zipfile
 from typing import Any
 
 import pytest
 
-from graph.settings import Settings
 from graph.state import customer_message
 from tests.fakes.graph_api import FakeGraphAPI
-from tests.fakes.meta_payloads import envelope
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.fakes.openai_stream import Error, content_text
-from tests.support import RunningService, eventually, running_service, service_settings
-from tests.support_media import make_docx, make_pdf, media_message
+from tests.support import RunningService, running_service
+from tests.support_media import (
+    JPEG,
+    make_docx,
+    make_pdf,
+    media_message,
+    media_rows,
+    media_settings,
+    new_customer,
+    reply_to,
+    send,
+)
 from tools.documents import DocumentUnreadable, document_format, extract_text
 
-JPEG = b"\xff\xd8\xff\xe0" + b"fake jpeg body " * 40
 VOICE = b"OggS" + b"\x00opus voice frames" * 30
-
-
-def media_settings(
-    db_url: str, graph_api: FakeGraphAPI, openai: FakeOpenAIServer, **overrides: Any
-) -> Settings:
-    values: dict[str, Any] = {
-        "whatsapp_api_base_url": graph_api.base_url,
-        "openai_api_key": "sk-test",
-        "openai_base_url": openai.base_url + "/v1",
-        "media_timeout_seconds": 5.0,
-        "media_max_retries": 1,
-    }
-    return service_settings(db_url, **{**values, **overrides})
-
-
-def new_customer() -> str:
-    return "2507" + str(uuid.uuid4().int)[:8]
-
-
-async def send(service: RunningService, message: dict[str, Any]) -> None:
-    """Post one signed webhook and wait until its run is done."""
-    before = await _runs_done(service)
-    assert (await service.post_webhook(envelope(message))).status_code == 200
-
-    async def answered() -> bool:
-        return await _runs_done(service) > before
-
-    await eventually(answered, within=30, what="the turn to finish")
-
-
-async def _runs_done(service: RunningService) -> int:
-    rows = await service.fetch("SELECT count(*) AS n FROM conversation_runs WHERE status='done'")
-    return int(rows[0]["n"])
-
-
-def reply_to(graph_api: FakeGraphAPI, customer: str) -> str:
-    return "\n".join(graph_api.texts_to(customer))
-
-
-async def media_rows(service: RunningService) -> list[dict[str, Any]]:
-    return await service.fetch("SELECT kind, status, text, detail FROM inbound_media")
 
 
 async def understand_again(service: RunningService, message: dict[str, Any]) -> str:

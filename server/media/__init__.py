@@ -69,4 +69,6 @@ def build_media_understanding(
         ),
         voice=VoiceReader(whatsapp, transcriber, max_bytes=settings.media_max_audio_bytes),
         deadline_seconds=deadline,
+        max_per_run=settings.media_max_per_run,
+        concurrency=settings.media_concurrency,
     )

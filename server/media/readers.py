@@ -65,6 +65,15 @@ def failure_text(kind: str) -> str:
     )
 
 
+def over_limit_text(kind: str, limit: int) -> str:
+    return (
+        f"[The customer sent a {LABELS[kind]} that was not {VERBS[kind]}: at most {limit} "
+        "photos, files or voice notes sent together are read, and this one came after "
+        "them. Tell the customer this politely and ask them to send the ones that matter "
+        "most again, a few at a time, or to type what they show.]"
+    )
+
+
 def too_large_text(kind: str, limit_bytes: int) -> str:
     return refusal_text(kind, f"it is larger than the {human_size(limit_bytes)} we accept")
 

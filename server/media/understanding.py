@@ -29,6 +29,7 @@ from server.media.readers import (
     Refused,
     VoiceReader,
     failure_text,
+    over_limit_text,
     refusal_text,
     too_large_text,
 )
@@ -51,14 +52,20 @@ class MediaUnderstanding:
         images: ImageReader,
         voice: VoiceReader,
         deadline_seconds: float,
+        max_per_run: int = 5,
+        concurrency: int = 3,
     ) -> None:
         self.pool = pool
         self.flags = flags
         self.documents = documents
         self.images = images
         self.voice = voice
-        # Per media message, over download and model calls with all their retries.
+        # Per media message, over download and model calls with all their retries; the
+        # wait for a free slot comes before it and does not count.
         self.deadline_seconds = deadline_seconds
+        self.max_per_run = max_per_run
+        # One instance per process: the slots bound media read at once over all runs.
+        self._slots = asyncio.Semaphore(concurrency)
 
     async def understand(
         self, run_id: str, wa_id: str, messages: Sequence[HumanMessage]
@@ -71,7 +78,11 @@ class MediaUnderstanding:
         if not enabled or not any(kinds[str(m.id)] in enabled for m in messages):
             return list(messages)
         rows = await self._media_rows(run_id, sorted(enabled))
-        outcomes = await asyncio.gather(*(self._outcome(row) for row in rows))
+        if len(rows) > self.max_per_run:
+            log.warning("media.over_run_limit", media=len(rows), limit=self.max_per_run)
+        outcomes = await asyncio.gather(
+            *(self._outcome(row, read=n < self.max_per_run) for n, row in enumerate(rows))
+        )
         texts = {row["wamid"]: outcome.text for row, outcome in zip(rows, outcomes, strict=True)}
         return [_with_text(m, texts[str(m.id)]) if str(m.id) in texts else m for m in messages]
 
@@ -95,12 +106,20 @@ class MediaUnderstanding:
             )
             return list(await cur.fetchall())
 
-    async def _outcome(self, row: dict[str, Any]) -> MediaOutcome:
+    async def _outcome(self, row: dict[str, Any], *, read: bool) -> MediaOutcome:
+        """`read=False` (past the run's limit): nothing is downloaded, the agent is told."""
         if row["status"] is not None:  # a retried run: understood (or not) already
             return MediaOutcome(row["status"], row["text"])
-        started = time.perf_counter()
-        outcome = await self._convert(row["kind"], row["payload"])
-        seconds = time.perf_counter() - started
+        if not read:
+            limit = self.max_per_run
+            detail = f"over the limit of {limit} media read per turn"
+            outcome = MediaOutcome("refused", over_limit_text(row["kind"], limit), detail)
+            await self._store(row["id"], row["kind"], outcome, 0.0)
+            return outcome
+        async with self._slots:
+            started = time.perf_counter()
+            outcome = await self._convert(row["kind"], row["payload"])
+            seconds = time.perf_counter() - started
         log.info(
             "media.understood" if outcome.status == "understood" else "media.not_understood",
             kind=row["kind"],

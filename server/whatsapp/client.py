@@ -11,8 +11,6 @@ The access token never appears in an exception message or a log line.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import math
 import random
 from collections.abc import Mapping, Sequence
@@ -23,6 +21,19 @@ import httpx
 import structlog
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
+from server.whatsapp.media_fetch import (
+    MEDIA_HARD_CAP,
+    FetchedBody,
+    MediaAccess,
+    MediaFile,
+    MediaHTTPError,
+    MediaTooLarge,
+    UntrustedMediaHost,
+    fetch_capped,
+    file_size,
+    sha256_matches,
+    trusted_media_url,
+)
 from server.whatsapp.outbound import (
     addressed,
     buttons_payload,
@@ -35,6 +46,7 @@ __all__ = [
     "MediaFile",
     "MediaTooLarge",
     "SendResult",
+    "UntrustedMediaHost",
     "WhatsAppClient",
     "WhatsAppError",
     "split_text",
@@ -80,26 +92,9 @@ class WhatsAppError(Exception):
         super().__init__(f"{label} ({where}): {title}" + (f" — {details}" if details else ""))
 
 
-class MediaTooLarge(Exception):
-    """A media file over the caller's size limit; nothing of it is kept."""
-
-    def __init__(self, size: int, limit: int) -> None:
-        self.size = size
-        self.limit = limit
-        super().__init__(f"media file of {size} bytes is over the limit of {limit} bytes")
-
-
 @dataclass(frozen=True)
 class SendResult:
     wamid: str
-
-
-@dataclass(frozen=True)
-class MediaFile:
-    content: bytes
-    mime_type: str
-    sha256: str | None
-    filename: str | None = None
 
 
 class WhatsAppClient:
@@ -130,6 +125,8 @@ class WhatsAppClient:
         self._max_wait = max_wait
         self._owns_http = http is None
         self._http = http if http is not None else httpx.AsyncClient(timeout=timeout)
+        # Media URLs may name this API's origin too (tests, self-hosted proxies).
+        self._media = MediaAccess(self._http, access_token, httpx.URL(self._base_url), timeout)
 
     def __repr__(self) -> str:
         return f"WhatsAppClient({self._base_url!r}, phone_number_id={self.phone_number_id!r})"
@@ -216,33 +213,52 @@ class WhatsAppClient:
     # ------------------------------------------------------------------ media
 
     async def download_media(self, media_id: str, *, max_bytes: int | None = None) -> MediaFile:
-        """Resolve a media id to its short-lived URL, then fetch the bytes (both need the
-        bearer token). The URL expires after five minutes, so it is never stored.
-
-        With `max_bytes`, a file Meta declares larger is refused before it is fetched
-        (`MediaTooLarge`), and so is a download that turns out larger."""
-        meta_response = await self._request("GET", f"{self._version_url()}/{media_id}")
-        info = _json_object(meta_response)
+        """Resolve a media id to its short-lived URL (it expires after five minutes, so it
+        is never stored), then fetch the bytes; both need the bearer token, which goes only
+        to Meta's media hosts or this API's origin (else `UntrustedMediaHost`). Over
+        `max_bytes` (Meta's 100 MB by default) is `MediaTooLarge`: from the declared size
+        or Content-Length before reading, or once the body passes the cap."""
+        info = _json_object(await self._request("GET", f"{self._version_url()}/{media_id}"))
         url = info.get("url")
         if not isinstance(url, str) or not url:
             raise WhatsAppError(title="media lookup returned no url", status_code=200)
-        declared = _int_or_none(info.get("file_size"))
-        if max_bytes is not None and declared is not None and declared > max_bytes:
-            raise MediaTooLarge(declared, max_bytes)
-        file_response = await self._request("GET", url)
-        content = file_response.content
-        if max_bytes is not None and len(content) > max_bytes:
-            raise MediaTooLarge(len(content), max_bytes)
+        cap = max_bytes if max_bytes is not None else MEDIA_HARD_CAP
+        declared = file_size(info.get("file_size"))
+        if declared is not None and declared > cap:
+            raise MediaTooLarge(declared, cap)
+        body = await self._fetch_media(trusted_media_url(url, self._media.api_origin), cap)
         expected_sha = info.get("sha256") if isinstance(info.get("sha256"), str) else None
-        if expected_sha and not _sha256_matches(content, expected_sha):
-            raise WhatsAppError(
-                title="media checksum mismatch", status_code=file_response.status_code
-            )
-        mime_type = info.get("mime_type") or file_response.headers.get("content-type", "")
+        if expected_sha and not sha256_matches(body.content, expected_sha):
+            raise WhatsAppError(title="media checksum mismatch", status_code=body.status_code)
+        mime_type = info.get("mime_type") or body.content_type
         filename = info.get("filename") if isinstance(info.get("filename"), str) else None
         return MediaFile(
-            content=content, mime_type=str(mime_type), sha256=expected_sha, filename=filename
+            content=body.content, mime_type=str(mime_type), sha256=expected_sha, filename=filename
         )
+
+    async def _fetch_media(self, url: httpx.URL, cap: int) -> FetchedBody:
+        """The download, with the same bounded retries as every other call."""
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self._max_attempts),
+            wait=self._wait_before_retry,
+            retry=retry_if_exception(_is_retryable),
+            before_sleep=_log_retry,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                try:
+                    return await fetch_capped(self._media, url, cap)
+                except MediaHTTPError as exc:
+                    raise self._error_from(exc.response) from None
+                except httpx.HTTPError as exc:  # idempotent: a transport error is retried
+                    raise WhatsAppError(
+                        title=f"media download error: {type(exc).__name__}",
+                        status_code=0,
+                        details=self._redact(str(exc)),
+                        retryable=isinstance(exc, httpx.TransportError),
+                    ) from None
+        raise AssertionError("unreachable: tenacity either returns or re-raises")
 
     # ------------------------------------------------------------------ transport
 
@@ -386,9 +402,3 @@ def _json_object(response: httpx.Response) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise WhatsAppError(title="response is not a JSON object", status_code=response.status_code)
     return data
-
-
-def _sha256_matches(content: bytes, expected: str) -> bool:
-    """Meta's docs do not pin the digest encoding; accept hex or base64."""
-    digest = hashlib.sha256(content).digest()
-    return expected.lower() == digest.hex() or expected == base64.b64encode(digest).decode()
