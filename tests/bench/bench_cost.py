@@ -1,7 +1,7 @@
 """Prompt tokens and cost per conversation, on the held-out typical conversations.
 
     .venv/bin/python -m tests.bench.bench_cost [--conversations DIR] [--only ID ...]
-        [--remember-wait 150]
+        [--remember-wait 150] [--calls]
 
 The service runs as it ships (`wa-agent serve` with its in-process worker, default
 settings; only WA_AGENT_COALESCE_MS=0, which changes waiting, not tokens, and the demo
@@ -42,13 +42,9 @@ from tests.bench.common import (
     tune_benchmark_process,
 )
 from tests.bench.common import bench_postgres as open_postgres
-from tests.bench.cost_report import by_kind, figures_for, report
-from tests.bench.cost_script import (
-    DATA_DIR,
-    Conversation,
-    ScriptedModel,
-    load_conversations,
-)
+from tests.bench.cost_data import DATA_DIR, Conversation, load_conversations
+from tests.bench.cost_report import by_kind, figures_for, print_calls, report
+from tests.bench.cost_script import ScriptedModel
 from tests.bench.e2e import start_service
 from tests.bench.processes import free_port, process_group, service_environment
 from tests.fakes.meta_payloads import envelope, interactive_reply, sign, text_message
@@ -226,6 +222,10 @@ async def run(conversations: Sequence[Conversation], args: argparse.Namespace) -
         figures_for(c, openai.exchanges, model.labels, problems[c.id] + model.notes(c.id))
         for c in conversations
     ]
+    for f in figures:
+        f.handoffs_added = model.handoffs_added(f.conversation.id)
+    if args.calls:
+        print_calls(openai.exchanges, model.labels)
     report(figures, by_kind(openai.exchanges, model.labels), metered)
 
 
@@ -263,6 +263,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--remember-wait", type=float, default=150.0, help="seconds to wait for memory jobs"
     )
+    parser.add_argument("--calls", action="store_true", help="also list every model call")
     return parser.parse_args(argv)
 
 

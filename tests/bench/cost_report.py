@@ -13,7 +13,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from tests.bench.common import percentile, print_table
-from tests.bench.cost_script import Conversation, Label
+from tests.bench.cost_data import Conversation
+from tests.bench.cost_script import Label
 from tests.fakes.openai_stream import JSON, Exchange
 
 INPUT_USD_PER_M = 0.15
@@ -32,6 +33,7 @@ class ConversationFigures:
     cached: int = 0
     completion: int = 0
     problems: list[str] = field(default_factory=list)
+    handoffs_added: list[str] = field(default_factory=list)
 
     @property
     def new(self) -> int:
@@ -94,6 +96,7 @@ def _row(f: ConversationFigures) -> list[object]:
         f"{f.billed_prompt:,.0f}",
         f"{f.completion:,}",
         f"{f.cost_usd:.5f}",
+        len(f.handoffs_added) or "",
         len(f.problems) or "",
     ]
 
@@ -109,6 +112,7 @@ HEADERS = [
     "billed prompt",
     "completion",
     "cost $",
+    "handoffs+",
     "issues",
 ]
 
@@ -134,7 +138,7 @@ def _stat_rows(figures: Sequence[ConversationFigures]) -> list[list[object]]:
         turns, calls, *tokens = (stat([pick(f) for f in figures]) for pick in numbers)
         cost = stat([f.cost_usd for f in figures])
         counts = [f"{turns:.1f}", f"{calls:.1f}", ""]
-        rows.append([name, "", *counts, *(f"{t:,.0f}" for t in tokens), f"{cost:.5f}", ""])
+        rows.append([name, "", *counts, *(f"{t:,.0f}" for t in tokens), f"{cost:.5f}", "", ""])
     return rows
 
 
@@ -164,6 +168,26 @@ def by_kind(exchanges: Sequence[Exchange], labels: Mapping[int, Label]) -> list[
 
 
 KIND_HEADERS = ["call", "calls", "prompt/call", "cached/call", "completion/call", "billed share"]
+
+
+def print_calls(exchanges: Sequence[Exchange], labels: Mapping[int, Label]) -> None:
+    """Every model call in order: which conversation and turn, what kind, its tokens."""
+    rows: list[list[object]] = []
+    for exchange in exchanges:
+        label = labels.get(id(exchange.body)) or Label(None, "?", None)
+        usage = exchange.usage
+        rows.append(
+            [
+                label.conversation or "-",
+                label.turn or "-",
+                label.kind + (f" ({label.agent})" if label.agent else ""),
+                usage["prompt_tokens"],
+                _cached(usage),
+                usage["completion_tokens"],
+            ]
+        )
+    print("Every model call")
+    print_table(["conversation", "turn", "call", "prompt", "cached", "completion"], rows)
 
 
 def _cached(usage: JSON) -> int:
@@ -197,15 +221,23 @@ def report(
     print(f"share of prompt tokens served from the cache: {cached:.1%}")
     billed = statistics.median(f.billed_prompt for f in figures)
     median_cost = statistics.median(f.cost_usd for f in figures)
-    for what, value, goal, shown in (
+    goals = (
         ("median billed prompt tokens", billed, GOAL_BILLED_PROMPT_TOKENS, f"{billed:,.0f}"),
         ("median cost per conversation", median_cost, GOAL_COST_USD, f"${median_cost:.5f}"),
-    ):
-        verdict = "met" if value < goal else "NOT met"
-        print(f"goal: {what} < {goal:,} -> {shown}: {verdict}")
+    )
+    for (what, value, goal, shown), limit in zip(goals, ("2,000", "$0.005"), strict=True):
+        print(f"goal: {what} < {limit} -> {shown}: {'met' if value < goal else 'NOT met'}")
+    _listed("handoffs+: the router gave the turn to another agent, which handed over", figures)
     issues = [(f.conversation.id, p) for f in figures for p in f.problems]
-    if issues:
-        print("\nnot as scripted:")
-        for conversation, problem in issues:
-            print(f"  {conversation}: {problem}")
+    print(f"\nnot as scripted: {len(issues) or 'nothing'}")
+    for conversation, problem in issues:
+        print(f"  {conversation}: {problem}")
     print(flush=True)
+
+
+def _listed(title: str, figures: Sequence[ConversationFigures]) -> None:
+    added = [(f.conversation.id, h) for f in figures for h in f.handoffs_added]
+    if added:
+        print(f"\n{title}:")
+        for conversation, handoff in added:
+            print(f"  {conversation}: {handoff}")
