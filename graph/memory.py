@@ -33,7 +33,7 @@ from nodes.memory.cache import EmbeddingCache, vector_literal
 from nodes.memory.history import HistoryBudget
 from nodes.memory.policy import MemoryPolicy
 from nodes.memory.remember import Rememberer
-from nodes.memory.store import HNSW_INDEX, IterativeHNSWOptions, LongTermMemory
+from nodes.memory.store import HNSW_INDEX, LongTermMemory
 from nodes.memory.summarize import Summarizer
 from nodes.memory.tokens import build_token_counter
 from tools.knowledge import create_pg_engine
@@ -132,25 +132,7 @@ async def _long_term(pool: Pool, engine: PGEngine, settings: Settings) -> LongTe
         log.warning("memory.long_term_disabled", reason=problem)
         return None
     cache = EmbeddingCache(pool, embeddings, model=model_id)
-    options = IterativeHNSWOptions(iterative_scan=await _iterative_scan(pool))
-    return LongTermMemory(pool, engine, cache, memory_policy(settings), query_options=options)
-
-
-async def _iterative_scan(pool: Pool) -> str | None:
-    """pgvector 0.8+ keeps scanning the index until k rows pass the customer filter;
-    before it, a customer with few memories among many may get fewer than k."""
-    async with pool.connection() as conn:
-        cur = await conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
-        row = await cur.fetchone()
-    version = tuple(int(p) for p in str(row["extversion"]).split(".")[:2]) if row else (0, 0)
-    if version >= (0, 8):
-        return "relaxed_order"
-    log.warning(
-        "memory.no_iterative_scan",
-        pgvector=row["extversion"] if row else None,
-        advice="upgrade pgvector to 0.8+ so filtered recall always finds k memories",
-    )
-    return None
+    return LongTermMemory(pool, engine, cache, memory_policy(settings))
 
 
 async def _table_problem(pool: Pool, settings: Settings) -> str | None:

@@ -1,16 +1,14 @@
-"""Long-term memories per customer in `agent_embeddings`, through langchain-postgres'
-PGVectorStore: search filtered to one customer, adding, merging near-duplicates,
-refreshing on recall, and the cleanup policy.
+"""Long-term memories per customer in `agent_embeddings` (written through
+langchain-postgres' PGVectorStore): search within one customer, adding, merging
+near-duplicates, refreshing on recall, and the cleanup policy.
 
 Every query names the customer (`user_id` = their wa_id) and the embeddings model:
 memories are shared by all of one customer's conversations and agents, never across
 customers, and vectors of another model are never compared with this one's.
 
-A filtered nearest-neighbour search on an HNSW index looks at `ef_search` candidates
-and then drops those of other customers, which can leave fewer than k rows. pgvector
-0.8's iterative scan keeps scanning until k rows pass the filter
-(`hnsw.iterative_scan = relaxed_order`, bounded by `hnsw.max_scan_tuples`); the order
-it returns is re-ranked here anyway.
+Search is exact over the customer's own rows (capped by `memory_max_per_user`, found by
+the user_id index): a filtered approximate search on the HNSW index can return fewer
+than k rows, and one plain statement is far cheaper on the turn's hot path.
 """
 
 from __future__ import annotations
@@ -23,9 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import structlog
-from langchain_core.documents import Document
 from langchain_postgres import PGEngine, PGVectorStore
-from langchain_postgres.v2.indexes import QueryOptions
 
 from nodes.memory.cache import EmbeddingCache, Vector, vector_literal
 from nodes.memory.policy import MemoryPolicy
@@ -48,26 +44,6 @@ METADATA_COLUMNS = [
 ]
 MemoryKind = Literal["fact", "preference", "event"]
 _LOCK_CLASS = 71_519  # advisory locks (class, hashtext(customer)) of the memory writers
-
-
-@dataclass
-class IterativeHNSWOptions(QueryOptions):
-    """`SET LOCAL`s for each search (PGVectorStore runs them in the query's transaction).
-    `iterative_scan=None` for pgvector before 0.8, which has no iterative scan."""
-
-    ef_search: int = 40
-    iterative_scan: str | None = "relaxed_order"
-    max_scan_tuples: int = 20_000
-
-    def to_parameter(self) -> list[str]:
-        options = [f"hnsw.ef_search = {int(self.ef_search)}"]
-        if self.iterative_scan is not None:
-            options.append(f"hnsw.iterative_scan = {self.iterative_scan}")
-            options.append(f"hnsw.max_scan_tuples = {int(self.max_scan_tuples)}")
-        return options
-
-    def to_string(self) -> str:
-        return ", ".join(self.to_parameter())
 
 
 @dataclass(frozen=True)
@@ -108,18 +84,15 @@ class CleanupReport:
     cache_rows: int
 
 
-def _stored(document: Document, distance: float) -> StoredMemory:
-    meta = document.metadata
-    return StoredMemory(
-        id=str(document.id),
-        content=document.page_content,
-        kind=str(meta["kind"]),
-        importance=float(meta["importance"]),
-        similarity=1.0 - float(distance),
-        created_at=meta["created_at"],
-        updated_at=meta["updated_at"],
-        last_recalled_at=meta.get("last_recalled_at"),
-    )
+# `+ 0` keeps the planner off the HNSW index: the order is exact over the customer's rows.
+_NEAREST = """
+SELECT langchain_id, content, kind, importance, created_at, updated_at, last_recalled_at,
+       1 - (embedding <=> %(v)s::vector) AS similarity
+FROM agent_embeddings
+WHERE user_id = %(user)s AND embedding_model = %(model)s
+ORDER BY (embedding <=> %(v)s::vector) + 0
+LIMIT %(k)s
+"""
 
 
 class LongTermMemory:
@@ -132,14 +105,11 @@ class LongTermMemory:
         engine: PGEngine,
         cache: EmbeddingCache,
         policy: MemoryPolicy,
-        *,
-        query_options: IterativeHNSWOptions | None = None,
     ) -> None:
         self.pool = pool
         self.engine = engine
         self.cache = cache
         self.policy = policy
-        self.query_options = query_options or IterativeHNSWOptions()
         self._store: PGVectorStore | None = None
 
     @property
@@ -153,7 +123,6 @@ class LongTermMemory:
                 self.cache.embeddings,
                 MEMORY_TABLE,
                 metadata_columns=METADATA_COLUMNS,
-                index_query_options=self.query_options,
             )
         return self._store
 
@@ -166,17 +135,56 @@ class LongTermMemory:
         }
 
     async def nearest(self, user_id: str, vector: Vector, k: int) -> list[StoredMemory]:
-        """This customer's k memories closest to `vector`, closest first."""
-        store = await self.store()
-        found = await store.asimilarity_search_with_score_by_vector(
-            vector, k=k, filter=self._filter(user_id)
-        )
-        memories = [_stored(document, distance) for document, distance in found]
-        return sorted(memories, key=lambda m: m.similarity, reverse=True)
+        """This customer's k memories closest to `vector`, closest first.
+
+        An exact search over the customer's own rows (at most `memory_max_per_user`,
+        found by the user_id index), not the HNSW index: it cannot miss a memory the
+        way a filtered approximate search can, and one statement costs a fraction of
+        the vector store's transaction of settings and query.
+        """
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                _NEAREST,
+                {
+                    "v": vector_literal(vector),
+                    "user": user_id,
+                    "model": self.embedding_model,
+                    "k": k,
+                },
+            )
+            rows = await cur.fetchall()
+        return [
+            StoredMemory(
+                id=str(row["langchain_id"]),
+                content=row["content"],
+                kind=str(row["kind"]),
+                importance=float(row["importance"]),
+                similarity=float(row["similarity"]),
+                created_at=row["created_at"],
+                updated_at=row["updated_at"],
+                last_recalled_at=row["last_recalled_at"],
+            )
+            for row in rows
+        ]
+
+    async def has_memories(self, user_id: str) -> bool:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM agent_embeddings WHERE user_id = %s"
+                " AND embedding_model = %s) AS found",
+                (user_id, self.embedding_model),
+            )
+            row = await cur.fetchone()
+        return bool(row and row["found"])
 
     async def recall(self, user_id: str, text: str) -> list[RankedMemory]:
-        """The best `recall_k` memories for this message, refreshed as recalled."""
-        vector = await self.cache.embed_one(text, scope=user_id)
+        """The best `recall_k` memories for this message, refreshed as recalled. A
+        customer with none costs one query and no embedding; the message's vector comes
+        from the model (and its in-process cache), not the Postgres cache: a turn's words
+        are rarely seen twice, and the lookup would cost a round trip every turn."""
+        if not await self.has_memories(user_id):
+            return []
+        vector = await self.cache.embeddings.aembed_query(text)
         candidates = await self.nearest(user_id, vector, self.policy.candidates)
         ranked = self.rank(candidates, datetime.now(UTC))
         if ranked:
