@@ -22,7 +22,8 @@ from tests.support import REPO
 BENCHMARKS = (
     "bench_webhook_ack",
     "bench_end_to_end",
-    "bench_naive_adapter",
+    "bench_load",
+    "bench_recovery",
     "bench_checkpointer_concurrency",
     "bench_agent_turns",
     "bench_router",

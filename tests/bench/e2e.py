@@ -1,4 +1,4 @@
-"""End-to-end measurements shared by bench_end_to_end and bench_naive_adapter.
+"""End-to-end measurements shared by bench_end_to_end and bench_load.
 
 End to end = from the moment the webhook POST leaves this process to the moment the
 reply's POST reaches the FakeGraphAPI in this process (both `time.perf_counter()`),
@@ -213,12 +213,6 @@ async def start_service(
     await wait_until_ready(f"http://127.0.0.1:{port}", group)
     if workers >= 0:
         await wait_for_workers(db_url, max(1, workers), group)
-    return f"http://127.0.0.1:{port}/webhook"
-
-
-async def start_naive(group: ProcessGroup, env: dict[str, str], port: int) -> str:
-    group.start("naive", ["-m", "tests.bench.naive_adapter"], env)
-    await wait_until_ready(f"http://127.0.0.1:{port}", group, path="/healthz")
     return f"http://127.0.0.1:{port}/webhook"
 
 

@@ -3,15 +3,12 @@
     python -m tests.bench.naive_adapter      (reads the service's env vars, incl. PORT)
 
 One FastAPI app: POST /webhook parses the body and, in a `BackgroundTasks` call, runs
-the graph and POSTs the reply to the Graph API with httpx. No inbox, no queue, no
-dedupe, no outbox, no read receipt: a crash or a redelivery loses or doubles a reply.
-
-It runs the SAME compiled graph as the service, built by the service's own factory
-(`server.services.open_conversation_graphs`: `graph.builder.build_graph` with the same
-chat model, prompts, router, agents and tools) but with ONE `AsyncPostgresSaver` for the
-whole process (one worker slot), on the service's kind of pool, with the customer's
-wa_id as thread_id, as those templates do. It exists only for bench_naive_adapter;
-nothing in the service uses it.
+one agent node (`langchain.agents.create_agent` with the same chat model and no tools)
+checkpointed by one `AsyncPostgresSaver`, with the customer's wa_id as thread_id, and
+POSTs the reply to the Graph API with httpx — what the public templates do. No inbox,
+no queue, no dedupe, no outbox, no read receipt, no router, memory, accounting, limits
+or outcomes: a crash or a redelivery loses or doubles a reply. It exists only for the
+benchmarks; nothing in the service uses it.
 """
 
 from __future__ import annotations
@@ -25,26 +22,30 @@ import httpx
 import structlog
 import uvicorn
 from fastapi import BackgroundTasks, FastAPI, Request
+from langchain.agents import create_agent
 from langchain_core.messages import HumanMessage
 
-from graph.context import ConversationContext
-from graph.persistence import open_pool
+from graph.models import build_chat_model
+from graph.persistence import create_checkpointer, open_pool
 from graph.settings import Settings, get_settings
-from server.services import open_conversation_graphs
 
 log = structlog.get_logger(__name__)
+
+SYSTEM_PROMPT = "You are the WhatsApp assistant of a bike rental shop. Answer briefly."
 
 
 def create_naive_app(settings: Settings) -> FastAPI:
     if not settings.database_url:
         raise SystemExit("the naive adapter needs DATABASE_URL")
     database_url = settings.database_url
+    model = build_chat_model(settings)
+    if model is None:
+        raise SystemExit("the naive adapter needs a model (OPENAI_API_KEY)")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         token = settings.whatsapp_access_token
         headers = {"Authorization": f"Bearer {token.get_secret_value() if token else ''}"}
-        one_saver = settings.model_copy(update={"worker_concurrency": 1})
         async with (
             open_pool(database_url, settings) as pool,
             httpx.AsyncClient(
@@ -52,10 +53,11 @@ def create_naive_app(settings: Settings) -> FastAPI:
                 headers=headers,
                 timeout=settings.whatsapp_timeout_seconds,
             ) as http,
-            open_conversation_graphs(one_saver, database_url, pool) as opened,
-            opened[0].borrow() as graph,  # kept for the process: every request shares it
         ):
-            app.state.graph = graph
+            saver = create_checkpointer(pool)
+            app.state.agent = create_agent(
+                model, tools=[], system_prompt=SYSTEM_PROMPT, checkpointer=saver
+            )
             app.state.http = http
             yield
 
@@ -63,9 +65,7 @@ def create_naive_app(settings: Settings) -> FastAPI:
 
     async def answer(wa_id: str, text: str) -> None:
         config: Any = {"configurable": {"thread_id": wa_id}}
-        context = ConversationContext(conversation_id=wa_id, wa_id=wa_id)
-        turn = {"messages": [HumanMessage(content=text)]}
-        result = await app.state.graph.ainvoke(turn, config, context=context)
+        result = await app.state.agent.ainvoke({"messages": [HumanMessage(content=text)]}, config)
         reply = result["messages"][-1].content
         path = f"/{settings.whatsapp_api_version}/{settings.whatsapp_phone_number_id}/messages"
         payload = {

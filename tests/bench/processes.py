@@ -69,12 +69,23 @@ def _children(parent: int) -> list[int]:
     return pids
 
 
+def _with_descendants(pids: Sequence[int]) -> list[int]:
+    """The processes and every process they started (serve's worker processes)."""
+    found: list[int] = []
+    pending = list(pids)
+    while pending:
+        pid = pending.pop()
+        found.append(pid)
+        pending.extend(_children(pid))
+    return found
+
+
 @dataclass
 class CpuMeter:
-    """CPU seconds used by the service processes, Postgres and this process between
-    `start()` and `stop()` (Postgres: the postmaster, its live children and the
-    children it reaped meanwhile), and by everything else on the machine ("other":
-    another job's load, kernel work not charged to a process)."""
+    """CPU seconds used by the service processes (and their children), Postgres and this
+    process between `start()` and `stop()` (Postgres: the postmaster, its live children
+    and the children it reaped meanwhile), and by everything else on the machine
+    ("other": another job's load, kernel work not charged to a process)."""
 
     service_pids: Sequence[int]
     postgres_dir: Path
@@ -98,7 +109,7 @@ class CpuMeter:
 
     def _snapshot(self) -> dict[str, dict[int, float]]:
         groups = {
-            "service": list(self.service_pids),
+            "service": _with_descendants(self.service_pids),
             "postgres": self._postgres_pids(),
             "bench": [os.getpid()],
         }
