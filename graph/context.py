@@ -45,6 +45,10 @@ FLAG_DEFAULTS: Mapping[str, bool] = {
     "media_documents": True,  # PDF, DOCX, TXT, CSV parsed into text
     "media_images": True,  # photos described by the vision model
     "media_voice": True,  # voice notes transcribed
+    # on: every step of this customer's turns is checkpointed, so an operator can replay
+    # from any step (after the router, say); off: one checkpoint per turn, plus one
+    # before each tool step (graph/turns.py), which is what the service can afford.
+    "step_checkpoints": False,
 }
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from langchain_core.messages import HumanMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
 from langgraph.types import StateSnapshot
@@ -156,8 +157,11 @@ class _Dry(GraphStandIn):
         *,
         context: Any = None,
         durability: Any = None,
+        interrupt_before: Any = None,
     ) -> Any:
-        result = await self.graph.ainvoke(input, config, context=context, durability=durability)
+        result = await self.graph.ainvoke(
+            input, config, context=context, durability=durability, interrupt_before=interrupt_before
+        )
         self.held += [
             {key: value for key, value in i.value.items() if key != "type"}
             for i in result.get("__interrupt__") or ()
@@ -183,13 +187,16 @@ class Replayer:
         checkpoint_id: str | None = None,
         state: Mapping[str, Any] | None = None,
     ) -> ReplayResult:
-        """Re-run the steps after `checkpoint_id` (default: the last turn, from its start),
-        with `state` written over that checkpoint first (`update_state`, as the node that
-        wrote it: e.g. another `active_agent` re-routes what follows)."""
+        """Re-run the steps after `checkpoint_id`, with `state` written over that
+        checkpoint first (`update_state`, as the node that wrote it: e.g. another
+        `active_agent` re-routes what follows). Default: the last turn, from the state
+        before it with the same customer messages (a turn saves one checkpoint at its
+        end, so its start is that state plus its input)."""
         conversation_id = context.conversation_id
-        chosen = checkpoint_id or await self._latest_turn_start(conversation_id)
-        source = await self._checkpoint(conversation_id, chosen)
-        if not (await self.graph.aget_state(_thread(conversation_id, chosen))).next:
+        if checkpoint_id is None:
+            return await self._replay_latest_turn(context, state)
+        source = await self._checkpoint(conversation_id, checkpoint_id)
+        if not (await self.graph.aget_state(_thread(conversation_id, checkpoint_id))).next:
             raise ReplayError(
                 "nothing runs after that checkpoint (a turn's end): pick an earlier one,"
                 " or fork the next turn with a message"
@@ -199,15 +206,45 @@ class Replayer:
         async with self._copy(source, context) as (config, replay_context):
             if state:
                 await self.graph.aupdate_state(config, dict(state))
-            async with traced_turn(config, {"from_checkpoint": chosen}, name="replay_turn") as t:
+            async with traced_turn(
+                config, {"from_checkpoint": checkpoint_id}, name="replay_turn"
+            ) as trace:
                 result = await guarded.ainvoke(
                     None, config, context=replay_context, durability=DURABILITY
                 )
                 outcome = replayed_outcome(result)
-                t.record(result, outcome.replies)
+                trace.record(result, outcome.replies)
             ran = await self._nodes_run(config)
         return ReplayResult(
-            "replay", conversation_id, chosen, outcome.replies, ran, outcome.waiting, guarded.held
+            "replay",
+            conversation_id,
+            checkpoint_id,
+            outcome.replies,
+            ran,
+            outcome.waiting,
+            guarded.held,
+        )
+
+    async def _replay_latest_turn(
+        self, context: ConversationContext, state: Mapping[str, Any] | None
+    ) -> ReplayResult:
+        conversation_id = context.conversation_id
+        base, messages = await self._latest_turn(conversation_id)
+        _check_state_edit(state)
+        source = await self._checkpoint(conversation_id, base) if base else None
+        guarded = _Dry(self.graph)
+        async with self._copy(source, context) as (config, replay_context):
+            if state and source is not None:
+                await self.graph.aupdate_state(config, dict(state))
+            texts = [str(m.content) for m in messages]
+            async with traced_turn(config, {"messages": texts}, name="replay_turn") as trace:
+                outcome = await run_turn(
+                    guarded, config, replay_context, messages, str(uuid.uuid4()), step_by_step=True
+                )
+                trace.record(outcome.state, outcome.replies)
+            ran = await self._nodes_run(config)
+        return ReplayResult(
+            "replay", conversation_id, base, outcome.replies, ran, outcome.waiting, guarded.held
         )
 
     async def fork(
@@ -225,24 +262,36 @@ class Replayer:
         guarded = _Dry(self.graph)
         async with self._copy(source, context) as (config, replay_context):
             async with traced_turn(config, {"messages": [text]}, name="replay_turn") as trace:
-                outcome = await run_turn(guarded, config, replay_context, [message], run_id)
+                outcome = await run_turn(
+                    guarded, config, replay_context, [message], run_id, step_by_step=True
+                )
                 trace.record(outcome.state, outcome.replies)
             ran = await self._nodes_run(config)
         return ReplayResult(
             "fork", conversation_id, base, outcome.replies, ran, outcome.waiting, guarded.held
         )
 
-    async def _latest_turn_start(self, conversation_id: str) -> str:
-        async for snapshot in self.graph.aget_state_history(_thread(conversation_id)):
-            if (snapshot.metadata or {}).get("source") == "input":
-                return str(snapshot.config["configurable"]["checkpoint_id"])
-        raise ReplayNotFound("this conversation has no recorded turn")
+    async def _latest_turn(self, conversation_id: str) -> tuple[str | None, list[HumanMessage]]:
+        """The checkpoint before the conversation's last turn (None: the turn was its
+        first), and the customer's messages that turn answered."""
+        history = [s async for s in self.graph.aget_state_history(_thread(conversation_id))]
+        if not history:
+            raise ReplayNotFound("this conversation has no recorded turn")
+        last_run = (history[0].metadata or {}).get("run_id")
+        before = next((s for s in history if (s.metadata or {}).get("run_id") != last_run), None)
+        seen = {m.id for m in (before.values.get("messages", []) if before else [])}
+        messages = [
+            m
+            for m in history[0].values.get("messages", [])
+            if isinstance(m, HumanMessage) and m.id not in seen
+        ]
+        if not messages:
+            raise ReplayNotFound("the last turn has no customer message to replay")
+        base = str(before.config["configurable"]["checkpoint_id"]) if before else None
+        return base, messages
 
     async def _before_latest_turn(self, conversation_id: str) -> str | None:
-        start = await self._latest_turn_start(conversation_id)
-        source = await self._checkpoint(conversation_id, start)
-        parent = source.parent_config
-        return str(parent["configurable"]["checkpoint_id"]) if parent else None
+        return (await self._latest_turn(conversation_id))[0]
 
     async def _checkpoint(self, conversation_id: str, checkpoint_id: str) -> CheckpointTuple:
         saved = await self.saver.aget_tuple(_thread(conversation_id, checkpoint_id))

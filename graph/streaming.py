@@ -50,6 +50,7 @@ class StreamingGraph(GraphStandIn):
         *,
         context: Any = None,
         durability: Any = None,
+        interrupt_before: Any = None,
     ) -> Any:
         """What `ainvoke` returns — the final values, with `__interrupt__` when the run
         paused — after streaming every token and step to the sink."""
@@ -60,6 +61,7 @@ class StreamingGraph(GraphStandIn):
             config,
             context=context,
             durability=durability,
+            interrupt_before=interrupt_before,
             stream_mode=["messages", "updates", "values"],
         ):
             mode, chunk = cast(tuple[str, Any], item)

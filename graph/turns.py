@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import yaml
-from langchain_core.messages import HumanMessage
+from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph._internal._constants import CONFIG_KEY_RESUMING
 from langgraph.types import Command, Interrupt
@@ -36,7 +36,15 @@ Waiting = Literal["confirmation", "human"]
 
 # Each step's checkpoint is written before the next step starts: a worker killed
 # mid-turn leaves exactly the steps it finished, which the retried job resumes from.
+# Replays, and turns once they reach a step that acts on the world, run this way.
 DURABILITY: Literal["sync"] = "sync"
+
+# The steps that act on the world: tool calls (a booking, a payment, a ticket). A turn
+# runs with its checkpoint written once, at its end ("exit": a plain turn writes one
+# checkpoint, not six), and pauses before these to be saved, then goes on step by step.
+# A worker killed before such a step repeats only model calls; after it, nothing is
+# repeated — the same guarantee as saving every step, for a fraction of the writes.
+ACTING_NODES = ("tools", "menu_tools")
 
 # A tool's buttons carry these ids (tools/common.py); the buttons sent to the customer
 # carry them bound to their question: `confirm:yes:<tag>`, the tag taken from the id
@@ -117,6 +125,7 @@ class TurnGraph(Protocol):
         *,
         context: Any = None,
         durability: Any = None,
+        interrupt_before: Any = None,
     ) -> Any: ...
 
 
@@ -150,7 +159,10 @@ async def run_turn(
     context: ConversationContext,
     messages: Sequence[HumanMessage],
     run_id: str,
+    *,
+    step_by_step: bool = False,
 ) -> TurnOutcome:
+    """`step_by_step`: save every step (replays, which report the steps they ran)."""
     snapshot = await graph.aget_state(config)
     values: dict[str, Any] = dict(snapshot.values)
     if values.get("run_id") == run_id:  # a retried job: this turn already started
@@ -173,7 +185,7 @@ async def run_turn(
             return TurnOutcome(replies=[again], waiting="confirmation", state=values)
         answer = {"confirmed": bool(answers) and answers[-1] == CONFIRM_YES}
         resume: Command[str] = Command(resume=answer, update={"run_id": run_id, "replies": []})
-        result = await graph.ainvoke(resume, config, context=context, durability=DURABILITY)
+        result = await _invoke(graph, resume, config, context, step_by_step)
         if not typed or "__interrupt__" in result:
             return _outcome(result, result.get("__interrupt__"))
         # The customer wrote instead of tapping: cancelled, then answered.
@@ -181,8 +193,44 @@ async def run_turn(
     elif taps and not typed:  # a button of a question already answered or dropped
         return TurnOutcome(replies=[text_reply(TEXTS.stale)], state=values)
     turn: ConversationState = {"messages": list(typed), "run_id": run_id, "replies": []}
-    result = await graph.ainvoke(turn, config, context=context, durability=DURABILITY)
+    result = await _invoke(graph, turn, config, context, step_by_step)
     return _outcome(result, result.get("__interrupt__"), answered)
+
+
+async def _invoke(
+    graph: TurnGraph,
+    input: Any,
+    config: RunnableConfig,
+    context: ConversationContext,
+    step_by_step: bool = False,
+) -> dict[str, Any]:
+    """Run the turn saved once at its end, unless it reaches a step that acts on the
+    world: then it is saved there and goes on step by step (see ACTING_NODES)."""
+    if step_by_step:
+        every: dict[str, Any] = await graph.ainvoke(
+            input, config, context=context, durability=DURABILITY
+        )
+        return every
+    result: dict[str, Any] = await graph.ainvoke(
+        input, config, context=context, durability="exit", interrupt_before=list(ACTING_NODES)
+    )
+    if "__interrupt__" in result or not _calls_tools_next(result):
+        return result
+    snapshot = await graph.aget_state(config)
+    if not set(snapshot.next) & set(ACTING_NODES):
+        return result
+    acted: dict[str, Any] = await graph.ainvoke(
+        None, config, context=context, durability=DURABILITY
+    )
+    return acted
+
+
+def _calls_tools_next(values: Mapping[str, Any]) -> bool:
+    """The turn stopped on a model's tool calls: only a pause before the tools does that
+    (the agents and the menu route every tool call to a tool node)."""
+    messages = values.get("messages") or []
+    last = messages[-1] if messages else None
+    return isinstance(last, AIMessage) and bool(last.tool_calls)
 
 
 def _another_run(config: RunnableConfig) -> RunnableConfig:

@@ -28,16 +28,21 @@ from server.abuse.gate import AbuseGate
 from server.abuse.usage import metered_usage
 from server.graph_phase import GraphPhase, Thought, TurnHooks
 from server.metrics import OUTBOUND, RUN_SECONDS, RUNS, RUNS_POSTPONED
-from server.outbox import DeliveryDeferred, deliver_parts, reply_parts, stage_parts
+from server.outbox import (
+    DeliveryDeferred,
+    StagedPart,
+    deliver_parts,
+    reply_parts,
+    stage_parts,
+)
 from server.partial_delivery import parts_after_partial
 from server.runs import (
     Claim,
+    Quiet,
     WaitingOn,
-    claim_waiting,
+    claim_turn,
     finish_run,
-    newest_waiting_age,
     postpone_run,
-    resume_open_run,
     wake_runs_waiting_on_whatsapp,
 )
 
@@ -82,6 +87,14 @@ class RunnerOptions:
         )
 
 
+@dataclass(frozen=True)
+class Step:
+    """Where a run left the job: try again at `retry_at`, or go on when `more` wait."""
+
+    retry_at: datetime | None = None
+    more: bool = False
+
+
 def retry_delay(attempts: int, *, cap_s: float, hint_s: float | None = None) -> float:
     """Seconds before the next attempt: doubling from 1 s, capped; Meta's own
     Retry-After wins when it asks for longer (within reason)."""
@@ -122,48 +135,62 @@ class ConversationRunner:
             claim = await self._next_claim(conversation_id, job_id)
             if claim is None:
                 return
-            retry_at = claim.retry_at or await self._answer_run(claim)
-            if retry_at is not None:
-                await self.schedule(conversation_id, retry_at)
+            step = Step(retry_at=claim.retry_at) if claim.retry_at else await self._run(claim)
+            if step.retry_at is not None:
+                await self.schedule(conversation_id, step.retry_at)
+                return
+            if not step.more:
                 return
         await self.schedule(conversation_id, None)
 
     async def _next_claim(self, conversation_id: str, job_id: int | None) -> Claim | None:
         """The open run first (it came before anything waiting now), else the waiting
-        messages once the customer paused."""
-        claim = await resume_open_run(self.pool, conversation_id, job_id, WORKER_NAME)
-        if claim is not None:
-            return claim
-        await self._wait_until_quiet(conversation_id)
-        return await claim_waiting(self.pool, conversation_id, job_id, WORKER_NAME)
+        messages once the customer paused (with a double-texting window, if any)."""
+        window = self.options.coalesce_window_s
+        deadline = asyncio.get_running_loop().time() + 10 * window
+        while True:
+            quiet = window if asyncio.get_running_loop().time() < deadline else 0.0
+            claimed = await claim_turn(
+                self.pool, conversation_id, job_id, WORKER_NAME, quiet_s=quiet
+            )
+            if not isinstance(claimed, Quiet):
+                return claimed
+            await asyncio.sleep(min(claimed.wait_s, window))
 
-    async def _answer_run(self, claim: Claim) -> datetime | None:
-        """Take the run as far as it goes now. Returns when it must be tried again, or
-        None once its replies are settled (or the gate closed it)."""
+    async def _run(self, claim: Claim) -> Step:
+        """Take the run as far as it goes now, with its run id in every log line."""
         structlog.contextvars.bind_contextvars(run_id=claim.run_id)
+        try:
+            return await self._answer_run(claim)
+        finally:
+            structlog.contextvars.unbind_contextvars("run_id")
+
+    async def _answer_run(self, claim: Claim) -> Step:
+        """Gate, graph, outbox, send: a step that says when to try again, or whether
+        more messages wait once this run is settled."""
         started = asyncio.get_running_loop().time()
         thought: Thought | None = None
         failed, tokens = False, 0
         try:
+            if self.gate is not None and not await self.gate.admit(claim):
+                return Step()  # refused before any model call; the gate closed the run
+            staged: list[StagedPart] | None = None  # None: the outbox says what to send
             if not claim.staged:
-                if self.gate is not None and not await self.gate.admit(claim):
-                    return None  # refused before any model call; the gate closed the run
-                thought, failed, tokens = await self._think_and_stage(claim)
+                thought, failed, tokens, staged = await self._think_and_stage(claim)
             sent = await deliver_parts(
                 self.pool,
                 self.whatsapp,
                 claim.run_id,
                 give_up_after=self.options.give_up_sending,
+                staged=staged if not claim.resumed else None,
             )
-            await finish_run(self.pool, claim.run_id)
+            more = await finish_run(self.pool, claim.run_id)
         except DeliveryDeferred as exc:
             self._whatsapp_was_down = True
-            return await self._postpone(claim, "whatsapp", exc.retry_after)
+            return Step(retry_at=await self._postpone(claim, "whatsapp", exc.retry_after))
         except Exception as exc:
             log.warning("run.failed", attempts=claim.attempts, error=repr(exc)[:300])
-            return await self._postpone(claim, "graph", None)
-        finally:
-            structlog.contextvars.unbind_contextvars("run_id")
+            return Step(retry_at=await self._postpone(claim, "graph", None))
         RUNS.labels(outcome="resumed" if claim.resumed else "done").inc()
         OUTBOUND.labels(result="sent").inc(sent)
         RUN_SECONDS.observe(asyncio.get_running_loop().time() - started)
@@ -171,11 +198,14 @@ class ConversationRunner:
             await self._wake_runs_waiting_on_whatsapp()
         await self._after_delivery(claim)
         await self._after_turn(thought.claim if thought else claim, thought, failed, tokens)
-        return None
+        return Step(more=more)
 
-    async def _think_and_stage(self, claim: Claim) -> tuple[Thought, bool, int]:
+    async def _think_and_stage(
+        self, claim: Claim
+    ) -> tuple[Thought, bool, int, list[StagedPart] | None]:
         """The graph's replies (or, out of attempts, the apology) into the outbox.
-        Returns what the episode needs: the thought, whether it failed, its tokens."""
+        Returns what the episode needs (the thought, whether it failed, its tokens) and
+        the parts to send."""
         typing = asyncio.create_task(self._show_typing(claim)) if not claim.resumed else None
         failed = False
         try:
@@ -194,15 +224,18 @@ class ConversationRunner:
         finally:
             if typing is not None and not typing.done():
                 typing.cancel()
-        replies = await parts_after_partial(self.pool, claim.run_id, thought.replies)
-        await stage_parts(
+        replies = thought.replies
+        if thought.sent_early:
+            replies = await parts_after_partial(self.pool, claim.run_id, replies)
+        staged = await stage_parts(
             self.pool,
             conversation_id=claim.conversation_id,
             run_id=claim.run_id,
             wa_id=claim.wa_id,
             parts=reply_parts(replies),
         )
-        return thought, failed, usage.total_tokens
+        # After early parts, the outbox (not this list) knows what is still to send.
+        return thought, failed, usage.total_tokens, None if thought.sent_early else staged
 
     async def _postpone(
         self, claim: Claim, waiting_on: WaitingOn, hint_s: float | None
@@ -247,18 +280,6 @@ class ConversationRunner:
             await self.outcomes.after_turn(claim, failed=failed, tokens=tokens, outcome=outcome)
         except Exception as exc:
             log.warning("run.after_turn_failed", error=str(exc)[:200])
-
-    async def _wait_until_quiet(self, conversation_id: str) -> None:
-        """Let a customer who sends three texts in a row finish: answer once, after the
-        newest waiting message is `coalesce_window_s` old (bounded, so a flood still
-        gets answered)."""
-        window = self.options.coalesce_window_s
-        deadline = asyncio.get_running_loop().time() + 10 * window
-        while window > 0 and asyncio.get_running_loop().time() < deadline:
-            age = await newest_waiting_age(self.pool, conversation_id)
-            if age is None or age >= window:
-                return
-            await asyncio.sleep(window - age)
 
     async def _show_typing(self, claim: Claim) -> None:
         """Blue ticks and "typing…" on the newest message; cosmetic, so never fatal."""

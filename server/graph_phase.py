@@ -31,6 +31,8 @@ from server.whatsapp.client import WhatsAppClient
 
 log = structlog.get_logger(__name__)
 
+STEP_CHECKPOINTS = "step_checkpoints"
+
 
 class TurnHooks(Protocol):
     """Business outcomes around a turn (server/outcomes.py): feedback taps answered
@@ -50,6 +52,8 @@ class Thought:
     claim: Claim
     replies: list[Reply] = field(default_factory=list)
     outcome: TurnOutcome | None = None
+    # Partial delivery was on: parts of this run's answer may have gone out already.
+    sent_early: bool = False
 
 
 @dataclass(frozen=True)
@@ -75,10 +79,11 @@ class GraphPhase:
         if self.media is not None:
             understood = await self.media.understand(claim.run_id, claim.wa_id, claim.messages)
             claim = replace(claim, messages=understood)
-        outcome = await self._run_graph(claim)
-        return Thought(claim, [*direct, *outcome.replies], outcome)
+        outcome, partial = await self._run_graph(claim)
+        return Thought(claim, [*direct, *outcome.replies], outcome, sent_early=partial)
 
-    async def _run_graph(self, claim: Claim) -> TurnOutcome:
+    async def _run_graph(self, claim: Claim) -> tuple[TurnOutcome, bool]:
+        """The turn's outcome, and whether partial delivery was on for this customer."""
         config = with_trace_metadata(
             thread_config(claim.conversation_id, run_id=claim.run_id, wa_id=claim.wa_id),
             version=app_version(self.settings.app_version),
@@ -93,13 +98,14 @@ class GraphPhase:
         if self.accounting is not None:
             plan = await self.accounting.plan_turn(config, context)
             if plan.refusal is not None:
-                return TurnOutcome(replies=[text_reply(plan.refusal)])
+                return TurnOutcome(replies=[text_reply(plan.refusal)]), False
             config, context = plan.config, plan.context
+        partial_on = context.flag(PARTIAL_DELIVERY)
         inputs = {"messages": [m.content for m in claim.messages]}
         async with (
             traced_turn(config, inputs) as trace,
             partial_delivery_if(
-                context.flag(PARTIAL_DELIVERY) and not claim.resumed,
+                partial_on and not claim.resumed,
                 self.pool,
                 self.whatsapp,
                 self.settings,
@@ -111,14 +117,24 @@ class GraphPhase:
             self.graphs.borrow() as graph,
         ):
             turn_graph = streamed_for(graph, partial)
-            outcome = await run_turn(turn_graph, config, context, claim.messages, claim.run_id)
+            outcome = await run_turn(
+                turn_graph,
+                config,
+                context,
+                claim.messages,
+                claim.run_id,
+                step_by_step=context.flag(STEP_CHECKPOINTS),
+            )
             trace.record(outcome.state, outcome.replies)
-        await self._record_waiting(claim.conversation_id, outcome)
-        return outcome
+        await self._record_waiting(claim, outcome)
+        return outcome, partial_on
 
-    async def _record_waiting(self, conversation_id: str, outcome: TurnOutcome) -> None:
+    async def _record_waiting(self, claim: Claim, outcome: TurnOutcome) -> None:
         """The operator's inbox lists conversations waiting for a person."""
         status = "escalated" if outcome.waiting == "human" else "active"
+        if status == claim.status:
+            return
+        conversation_id = claim.conversation_id
         async with self.pool.connection() as conn:
             await conn.execute(
                 "UPDATE agent_conversations SET status = %s, updated_at = now()"

@@ -13,8 +13,8 @@ reply is worse than a log line an operator can act on.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 import structlog
 from psycopg.types.json import Jsonb
@@ -54,6 +54,16 @@ def reply_transcript(parts: Sequence[Reply]) -> str:
     return "\n\n".join(reply_text(part) for part in parts)
 
 
+@dataclass(frozen=True)
+class StagedPart:
+    """A part in the outbox, as the sender needs it."""
+
+    id: int
+    wa_id: str
+    payload: Reply
+    expired: bool = False
+
+
 async def stage_parts(
     pool: Pool,
     *,
@@ -62,26 +72,45 @@ async def stage_parts(
     wa_id: str,
     parts: Sequence[Reply],
     agent: str | None = None,
-) -> None:
-    """Write every part, once per (run, part); the transcript line goes with the first write."""
-    async with pool.connection() as conn, conn.transaction():
-        inserted = 0
-        for index, part in enumerate(parts):
-            cur = await conn.execute(
-                """
-                INSERT INTO outbound_messages (conversation_id, run_id, part, wa_id, kind, payload)
-                VALUES (%s, %s, %s, %s, %s, %s)
-                ON CONFLICT (run_id, part) DO NOTHING
-                """,
-                (conversation_id, run_id, index, wa_id, part["kind"], Jsonb(part)),
-            )
-            inserted += cur.rowcount
-        if inserted:
-            await conn.execute(
-                "INSERT INTO agent_messages (conversation_id, run_id, role, agent, content)"
-                " VALUES (%s, %s, 'agent', %s, %s)",
-                (conversation_id, run_id, agent, reply_transcript(parts)),
-            )
+) -> list[StagedPart]:
+    """Write every part, once per (run, part), with the transcript line, and mark the run
+    staged (a resumed run then only sends) — one statement. Returns the parts written
+    now, in order; staging again writes nothing and returns nothing."""
+    rows = [{"part": i, "kind": part["kind"], "payload": part} for i, part in enumerate(parts)]
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            _STAGE,
+            {
+                "conversation": conversation_id,
+                "run": run_id,
+                "wa_id": wa_id,
+                "agent": agent,
+                "parts": Jsonb(rows),
+                "transcript": reply_transcript(parts),
+            },
+        )
+        written = await cur.fetchall()
+    by_part = {row["part"]: row["id"] for row in written}
+    return [StagedPart(by_part[i], wa_id, part) for i, part in enumerate(parts) if i in by_part]
+
+
+_STAGE = """
+WITH parts AS (
+    INSERT INTO outbound_messages (conversation_id, run_id, part, wa_id, kind, payload)
+    SELECT %(conversation)s, %(run)s, p.part, %(wa_id)s, p.kind, p.payload
+    FROM jsonb_to_recordset(%(parts)s) AS p(part integer, kind text, payload jsonb)
+    ON CONFLICT (run_id, part) DO NOTHING
+    RETURNING id, part
+), transcript AS (
+    INSERT INTO agent_messages (conversation_id, run_id, role, agent, content)
+    SELECT %(conversation)s, %(run)s, 'agent', %(agent)s, %(transcript)s
+    WHERE EXISTS (SELECT 1 FROM parts)
+), staged AS (
+    UPDATE conversation_runs SET staged_at = now(), retry_at = NULL, waiting_on = NULL
+    WHERE id = %(run)s
+)
+SELECT id, part FROM parts ORDER BY part
+"""
 
 
 async def deliver_parts(
@@ -90,12 +119,25 @@ async def deliver_parts(
     run_id: str,
     *,
     give_up_after: timedelta = DEFAULT_GIVE_UP,
+    staged: Sequence[StagedPart] | None = None,
 ) -> int:
-    """Send the run's pending parts in order; returns how many were sent.
+    """Send the run's pending parts in order; returns how many were sent. `staged`: the
+    parts just written by `stage_parts` (a fresh run: nothing to read back or mark).
 
     Raises `DeliveryDeferred` when Meta refuses a part for now: that part and the ones
     after it stay `pending`, so order holds when the run sends again.
     """
+    pending = list(staged) if staged is not None else await _pending(pool, run_id, give_up_after)
+    sent = 0
+    for part in pending:
+        if await _claim(pool, part.id):
+            sent += await _send_one(pool, client, part)
+    return sent
+
+
+async def _pending(pool: Pool, run_id: str, give_up_after: timedelta) -> list[StagedPart]:
+    """A resumed run's parts still to send; a part left `sending` by a worker that died
+    mid-send may have been delivered: it becomes `unknown`, never sent again."""
     async with pool.connection() as conn:
         cur = await conn.execute(
             "UPDATE outbound_messages SET status = 'unknown', updated_at = now()"
@@ -109,12 +151,8 @@ async def deliver_parts(
             " FROM outbound_messages WHERE run_id = %s AND status = 'pending' ORDER BY part",
             (give_up_after, run_id),
         )
-        pending = await cur.fetchall()
-    sent = 0
-    for row in pending:
-        if await _claim(pool, row["id"]):
-            sent += await _send_one(pool, client, row)
-    return sent
+        rows = await cur.fetchall()
+    return [StagedPart(r["id"], r["wa_id"], r["payload"], r["expired"]) for r in rows]
 
 
 async def _claim(pool: Pool, outbound_id: int) -> bool:
@@ -127,28 +165,28 @@ async def _claim(pool: Pool, outbound_id: int) -> bool:
         return cur.rowcount == 1
 
 
-async def _send_one(pool: Pool, client: WhatsAppClient | None, row: dict[str, Any]) -> int:
+async def _send_one(pool: Pool, client: WhatsAppClient | None, part: StagedPart) -> int:
     try:
         if client is None:
             raise WhatsAppError(title="WhatsApp is not configured", status_code=0)
-        result = await _send_reply(client, row["wa_id"], row["payload"])
+        result = await _send_reply(client, part.wa_id, part.payload)
     except WhatsAppError as exc:
         if exc.maybe_delivered and not exc.retryable:
-            await _settle_unknown(pool, row["id"], exc)
+            await _settle_unknown(pool, part.id, exc)
             return 0
-        if exc.retryable and not row["expired"]:
-            await _release(pool, row["id"])
+        if exc.retryable and not part.expired:
+            await _release(pool, part.id)
             raise DeliveryDeferred(exc.retry_after) from exc
-        await _settle_failed(pool, row["id"], exc)
+        await _settle_failed(pool, part.id, exc)
         return 0
     except ValueError as exc:
-        await _settle_failed(pool, row["id"], exc)
+        await _settle_failed(pool, part.id, exc)
         return 0
     async with pool.connection() as conn:
         await conn.execute(
             "UPDATE outbound_messages SET status = 'sent', wamid = %s, sent_at = now(),"
             " updated_at = now() WHERE id = %s AND status = 'sending'",
-            (result, row["id"]),
+            (result, part.id),
         )
     return 1
 

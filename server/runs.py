@@ -41,81 +41,45 @@ class Claim:
     resumed: bool
     staged: bool = False
     retry_at: datetime | None = None
+    # The conversation's status when claimed (active, escalated…).
+    status: str = "active"
 
 
-async def resume_open_run(
-    pool: Pool, conversation_id: str, job_id: int | None, worker: str
-) -> Claim | None:
-    """The conversation's unfinished run, counted as one more attempt, if there is one.
+@dataclass(frozen=True)
+class Quiet:
+    """The customer is still typing (the double-texting window): claim again later."""
 
-    A run not due yet is returned without counting an attempt: the caller only
-    schedules the job that will try it.
-    """
-    async with pool.connection() as conn, conn.transaction():
-        conversation = await _lock_conversation(conn, conversation_id)
-        if conversation is None:
-            return None
-        cur = await conn.execute(
-            "UPDATE conversation_runs SET"
-            " attempts = attempts + CASE WHEN retry_at > now() THEN 0 ELSE 1 END,"
-            " job_id = %s, worker = %s"
-            " WHERE conversation_id = %s AND status = 'running'"
-            " RETURNING id, attempts, staged_at IS NOT NULL AS staged,"
-            " CASE WHEN retry_at > now() THEN retry_at END AS retry_at",
-            (job_id, worker, conversation_id),
-        )
-        run = await cur.fetchone()
-        if run is None:
-            return None
-        cur = await conn.execute(_CLAIMED_ROWS, (run["id"],))
-        rows = await cur.fetchall()
-    return _claim(conversation_id, conversation, str(run["id"]), rows, run, resumed=True)
+    wait_s: float
 
 
-async def claim_waiting(
-    pool: Pool, conversation_id: str, job_id: int | None, worker: str
-) -> Claim | None:
-    """Open a run for every message waiting in the conversation, or None when none is."""
-    run_id = str(uuid.uuid4())
-    async with pool.connection() as conn, conn.transaction():
-        conversation = await _lock_conversation(conn, conversation_id)
-        if conversation is None:
-            return None
-        cur = await conn.execute(
-            "SELECT 1 FROM conversation_runs WHERE conversation_id = %s AND status = 'running'",
-            (conversation_id,),
-        )
-        if await cur.fetchone() is not None:
-            return None  # another job's run, opened since this job looked: it answers them
-        cur = await conn.execute(_CLAIM_WAITING, (run_id, conversation_id))
-        rows = await cur.fetchall()
-        if not rows:
-            return None
-        await conn.execute(
-            "INSERT INTO conversation_runs (id, conversation_id, job_id, worker)"
-            " VALUES (%s, %s, %s, %s)",
-            (run_id, conversation_id, job_id, worker),
-        )
-        rows = _in_order(rows)
-        async with conn.cursor() as cursor:
-            await cursor.executemany(
-                "INSERT INTO agent_messages (conversation_id, run_id, role, content)"
-                " VALUES (%s, %s, 'customer', %s)",
-                [(conversation_id, run_id, row["text"] or f"[{row['kind']}]") for row in rows],
-            )
-    return _claim(conversation_id, conversation, run_id, rows, {"attempts": 1}, resumed=False)
-
-
-async def newest_waiting_age(pool: Pool, conversation_id: str) -> float | None:
-    """Seconds since the newest unclaimed message arrived, or None when none waits."""
+async def claim_turn(
+    pool: Pool, conversation_id: str, job_id: int | None, worker: str, *, quiet_s: float = 0.0
+) -> Claim | Quiet | None:
+    """The conversation's open run (counted as one more attempt unless it is not due
+    yet), else a new run for every waiting message; None when there is nothing to do
+    (or the conversation was erased). One round trip: `wa_claim_turn` (migration 0021)."""
     async with pool.connection() as conn:
         cur = await conn.execute(
-            "SELECT EXTRACT(EPOCH FROM clock_timestamp() - max(received_at))::float8 AS age"
-            " FROM inbound_messages WHERE conversation_id = %s AND run_id IS NULL",
-            (conversation_id,),
+            "SELECT * FROM wa_claim_turn(%s, %s, %s, %s, %s)",
+            (conversation_id, job_id, worker, str(uuid.uuid4()), quiet_s),
         )
         row = await cur.fetchone()
-    return row["age"] if row else None
+    if row is None:
+        return None
+    if row["run_id"] is None:
+        return Quiet(row["wait_s"])
+    return Claim(
+        run_id=str(row["run_id"]),
+        conversation_id=conversation_id,
+        wa_id=row["wa_id"],
+        customer_name=row["profile_name"],
+        messages=[_as_customer_message(m) for m in row["messages"]],
+        attempts=row["attempts"],
+        resumed=row["resumed"],
+        staged=row["staged"],
+        retry_at=row["retry_at"],
+        status=row["status"],
+    )
 
 
 async def postpone_run(pool: Pool, run_id: str, *, after_s: float, waiting_on: WaitingOn) -> None:
@@ -137,16 +101,12 @@ async def mark_staged(conn: Any, run_id: str) -> None:
     )
 
 
-async def finish_run(pool: Pool, run_id: str) -> None:
-    async with pool.connection() as conn, conn.transaction():
-        await conn.execute(
-            "UPDATE conversation_runs SET status = 'done', finished_at = now(), retry_at = NULL,"
-            " waiting_on = NULL WHERE id = %s",
-            (run_id,),
-        )
-        await conn.execute(
-            "UPDATE inbound_messages SET processed_at = now() WHERE run_id = %s", (run_id,)
-        )
+async def finish_run(pool: Pool, run_id: str) -> bool:
+    """The run done and its messages answered; True when more messages wait."""
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT wa_finish_run(%s) AS more", (run_id,))
+        row = await cur.fetchone()
+    return bool(row and row["more"])
 
 
 async def wake_runs_waiting_on_whatsapp(pool: Pool) -> list[str]:
@@ -159,51 +119,6 @@ async def wake_runs_waiting_on_whatsapp(pool: Pool) -> list[str]:
             " RETURNING conversation_id::text AS conversation_id"
         )
         return [row["conversation_id"] for row in await cur.fetchall()]
-
-
-async def _lock_conversation(conn: Any, conversation_id: str) -> dict[str, Any] | None:
-    cur = await conn.execute(
-        "SELECT c.wa_id, k.profile_name FROM agent_conversations c"
-        " JOIN contacts k USING (wa_id) WHERE c.id = %s FOR UPDATE OF c",
-        (conversation_id,),
-    )
-    row: dict[str, Any] | None = await cur.fetchone()
-    return row  # None: erased since the job was queued
-
-
-def _in_order(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return sorted(rows, key=lambda r: (r["sent_at"], r["id"]))
-
-
-def _claim(
-    conversation_id: str,
-    conversation: dict[str, Any],
-    run_id: str,
-    rows: list[dict[str, Any]],
-    run: dict[str, Any],
-    *,
-    resumed: bool,
-) -> Claim:
-    return Claim(
-        run_id=run_id,
-        conversation_id=conversation_id,
-        wa_id=conversation["wa_id"],
-        customer_name=conversation["profile_name"],
-        messages=[_as_customer_message(row) for row in _in_order(rows)],
-        attempts=run["attempts"],
-        resumed=resumed,
-        staged=bool(run.get("staged")),
-        retry_at=run.get("retry_at"),
-    )
-
-
-_MESSAGE_COLUMNS = "id, wamid, kind, text, supported, reply_id, sent_at"
-_CLAIMED_ROWS = f"SELECT {_MESSAGE_COLUMNS} FROM inbound_messages WHERE run_id = %s"
-_CLAIM_WAITING = (
-    "UPDATE inbound_messages SET run_id = %s"
-    " WHERE conversation_id = %s AND run_id IS NULL AND processed_at IS NULL"
-    f" RETURNING {_MESSAGE_COLUMNS}"
-)
 
 
 def _as_customer_message(row: dict[str, Any]) -> HumanMessage:

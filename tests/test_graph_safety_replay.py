@@ -39,6 +39,7 @@ async def test_menu_replays_open_no_ticket_and_book_nothing_again(
         db_url,
         whatsapp_api_base_url=graph_api.base_url,
         admin_token="admin-secret-of-the-agent-tests",
+        flags=("step_checkpoints",),  # replays from a turn's start, as an operator debugging
     )
     async with (
         running_service(settings) as service,

@@ -59,8 +59,12 @@ def _last_request_text(openai: FakeOpenAIServer) -> str:
 async def test_list_replay_and_fork_send_nothing_and_leave_the_live_thread_alone(
     db_url: str, graph_api: FakeGraphAPI, openai_server: FakeOpenAIServer
 ) -> None:
+    """With `step_checkpoints` on (an operator debugging a customer), every step is a
+    checkpoint to list and replay from."""
     customer = "2507" + str(uuid.uuid4().int)[:8]
-    settings = agent_settings(db_url, graph_api, openai_server)
+    settings = agent_settings(db_url, graph_api, openai_server).model_copy(
+        update={"flags": ("step_checkpoints",)}
+    )
     async with (
         running_service(settings) as service,
         httpx.AsyncClient(base_url=service.base_url, headers=ADMIN, timeout=30) as admin,
@@ -239,3 +243,34 @@ async def _send_while_the_audit_log_refuses(
         await service.execute("DROP TRIGGER refuse_replay_audit ON audit_log")
     assert refused.status_code == 500 and openai.pending == 0  # the model did run
     assert await service.fetch("SELECT count(*) AS n FROM outbound_messages") == outbound_before
+
+
+async def test_by_default_a_turn_is_one_checkpoint_and_its_last_turn_still_replays(
+    db_url: str, graph_api: FakeGraphAPI, openai_server: FakeOpenAIServer
+) -> None:
+    """Without `step_checkpoints`, a plain turn writes one checkpoint (not one per step);
+    a turn that calls a tool is saved before the tool too. The last turn replays from
+    the state before it with the same message."""
+    customer = "2507" + str(uuid.uuid4().int)[:8]
+    settings = agent_settings(db_url, graph_api, openai_server)
+    async with (
+        running_service(settings) as service,
+        httpx.AsyncClient(base_url=service.base_url, headers=ADMIN, timeout=30) as admin,
+    ):
+        conversation = await _record_two_turns(service, graph_api, openai_server, customer)
+        plain = await service.fetch(
+            "SELECT count(*) AS n FROM checkpoints WHERE thread_id = %s", conversation
+        )
+        openai_server.script(ToolCall("search_catalog", {"query": "city bike"}), "We have two.")
+        await say(service, graph_api, customer, text_message(customer, "which bikes?"))
+        with_tool = await service.fetch(
+            "SELECT count(*) AS n FROM checkpoints WHERE thread_id = %s", conversation
+        )
+        openai_server.script("We have two (replayed).")
+        answer = await admin.post(f"/admin/api/conversations/{conversation}/replay", json={})
+    assert plain[0]["n"] == 2  # two plain turns, one checkpoint each
+    assert with_tool[0]["n"] == 2 + 3  # saved before the tool, after it, and at the end
+    assert answer.status_code == 200, answer.text
+    assert "which bikes?" in _last_request_text(openai_server)
+    assert answer.json()["texts"] == ["We have two (replayed)."]
+    assert "router" in answer.json()["ran"] and answer.json()["sent"] == 0

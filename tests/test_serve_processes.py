@@ -34,6 +34,21 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def _start_serve(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "server.cli", "serve"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def _any_alive(pids: list[int]) -> bool:
+    return any(Path(f"/proc/{pid}").exists() for pid in pids)
+
+
 async def _post(base: str, wa_id: str, text: str) -> int:
     body = envelope(text_message(wa_id, text))
     raw = httpx.Request("POST", base, json=body).content
@@ -50,14 +65,7 @@ async def test_serve_runs_a_worker_per_core_and_keeps_them_running(
     port = free_port()
     settings = service_settings(db_url, whatsapp_api_base_url=graph_api.base_url)
     env = {**service_env(settings), "PORT": str(port), "WA_AGENT_WORKER_PROCESSES": "2"}
-    serve = subprocess.Popen(
-        [sys.executable, "-m", "server.cli", "serve"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    serve = _start_serve(env)
     base = f"http://127.0.0.1:{port}"
     try:
 
@@ -94,6 +102,6 @@ async def test_serve_runs_a_worker_per_core_and_keeps_them_running(
         await asyncio.to_thread(serve.wait, 30)
 
     async def all_gone() -> bool:
-        return not any(Path(f"/proc/{pid}").exists() for pid in workers)
+        return not _any_alive(workers)
 
     await eventually(all_gone, within=30, what="the workers stopped with serve")

@@ -1,0 +1,84 @@
+-- A turn's claim in one round trip (it was five to twelve statements): lock the
+-- conversation row (the one the webhook locks while it inserts, so no message can be
+-- committed unseen), then either resume its open run or open a run for every waiting
+-- message. server/runs.py is its only caller and says what each result means.
+--
+-- p_quiet_s > 0 (the optional double-texting window): when the newest waiting message is
+-- younger than that, nothing is claimed and `wait_s` says how long to wait first.
+
+CREATE FUNCTION wa_claim_turn(
+    p_conversation uuid, p_job bigint, p_worker text, p_new_run uuid, p_quiet_s float8
+) RETURNS TABLE (
+    run_id uuid, resumed boolean, staged boolean, attempts integer, retry_at timestamptz,
+    wait_s float8, wa_id text, profile_name text, status text, messages jsonb
+) LANGUAGE plpgsql AS $$
+DECLARE
+    conv record;
+    run record;
+    age float8;
+BEGIN
+    SELECT c.wa_id, k.profile_name, c.status INTO conv
+    FROM agent_conversations c JOIN contacts k USING (wa_id)
+    WHERE c.id = p_conversation FOR UPDATE OF c;
+    IF NOT FOUND THEN
+        RETURN;  -- erased since the job was queued
+    END IF;
+    UPDATE conversation_runs r SET
+        attempts = r.attempts + CASE WHEN r.retry_at > now() THEN 0 ELSE 1 END,
+        job_id = p_job, worker = p_worker
+    WHERE r.conversation_id = p_conversation AND r.status = 'running'
+    RETURNING r.id, r.attempts, r.staged_at IS NOT NULL AS staged,
+              CASE WHEN r.retry_at > now() THEN r.retry_at END AS retry_at
+    INTO run;
+    IF FOUND THEN
+        RETURN QUERY SELECT run.id, true, run.staged, run.attempts, run.retry_at, 0::float8,
+            conv.wa_id, conv.profile_name, conv.status, wa_run_messages(run.id);
+        RETURN;
+    END IF;
+    IF p_quiet_s > 0 THEN
+        SELECT EXTRACT(EPOCH FROM clock_timestamp() - max(m.received_at))::float8 INTO age
+        FROM inbound_messages m WHERE m.conversation_id = p_conversation AND m.run_id IS NULL;
+        IF age IS NOT NULL AND age < p_quiet_s THEN
+            RETURN QUERY SELECT NULL::uuid, false, false, 0, NULL::timestamptz,
+                p_quiet_s - age, conv.wa_id, conv.profile_name, conv.status, '[]'::jsonb;
+            RETURN;
+        END IF;
+    END IF;
+    UPDATE inbound_messages m SET run_id = p_new_run
+    WHERE m.conversation_id = p_conversation AND m.run_id IS NULL AND m.processed_at IS NULL;
+    IF NOT FOUND THEN
+        RETURN;  -- nothing waits: an earlier job answered it
+    END IF;
+    INSERT INTO conversation_runs (id, conversation_id, job_id, worker)
+    VALUES (p_new_run, p_conversation, p_job, p_worker);
+    INSERT INTO agent_messages (conversation_id, run_id, role, content)
+    SELECT p_conversation, p_new_run, 'customer', COALESCE(NULLIF(m.text, ''), '[' || m.kind || ']')
+    FROM inbound_messages m WHERE m.run_id = p_new_run ORDER BY m.sent_at, m.id;
+    RETURN QUERY SELECT p_new_run, false, false, 1, NULL::timestamptz, 0::float8,
+        conv.wa_id, conv.profile_name, conv.status, wa_run_messages(p_new_run);
+END;
+$$;
+
+-- The messages a run answers, in the order the customer sent them.
+CREATE FUNCTION wa_run_messages(p_run uuid) RETURNS jsonb LANGUAGE sql STABLE AS $$
+    SELECT COALESCE(jsonb_agg(jsonb_build_object(
+        'id', m.id, 'wamid', m.wamid, 'kind', m.kind, 'text', m.text,
+        'supported', m.supported, 'reply_id', m.reply_id) ORDER BY m.sent_at, m.id), '[]')
+    FROM inbound_messages m WHERE m.run_id = p_run
+$$;
+
+-- A run's end in one round trip: the run done, its messages answered, and whether more
+-- wait (then the same job goes on with them instead of ending).
+CREATE FUNCTION wa_finish_run(p_run uuid) RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE
+    conversation uuid;
+BEGIN
+    UPDATE conversation_runs SET status = 'done', finished_at = now(), retry_at = NULL,
+        waiting_on = NULL
+    WHERE id = p_run RETURNING conversation_id INTO conversation;
+    UPDATE inbound_messages SET processed_at = now() WHERE run_id = p_run;
+    RETURN EXISTS (
+        SELECT 1 FROM inbound_messages
+        WHERE conversation_id = conversation AND run_id IS NULL AND processed_at IS NULL);
+END;
+$$;
