@@ -75,9 +75,11 @@ class Settings(
     # with `serve` and Postgres, the webhook — which Meta times — gets the CPU first;
     # a turn waits on its model far longer than on a busy core. 0 = same as the rest.
     worker_nice: int = Field(default=10, ge=0, le=19, validation_alias="WA_AGENT_WORKER_NICE")
-    # Double texting: wait this long after the newest message before answering, so
-    # "hi" / "I want to book" / "for Saturday" become one turn.
-    coalesce_window_ms: int = Field(default=1000, ge=0, validation_alias="WA_AGENT_COALESCE_MS")
+    # Double texting: 0 (the default) answers at once, and messages that come while the
+    # model thinks, before any of the reply went out, are answered together with the
+    # first (the run goes again from where it started). A window > 0 waits that long
+    # after the newest message before answering, for businesses that prefer it.
+    coalesce_window_ms: int = Field(default=0, ge=0, validation_alias="WA_AGENT_COALESCE_MS")
     job_max_attempts: int = Field(default=5, ge=1, validation_alias="WA_AGENT_JOB_MAX_ATTEMPTS")
     worker_heartbeat_seconds: float = Field(
         default=10.0, gt=0, validation_alias="WA_AGENT_WORKER_HEARTBEAT_S"

@@ -8,13 +8,14 @@ can tell a finished turn (deliver its replies) from an interrupted one (resume i
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import yaml
-from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph._internal._constants import CONFIG_KEY_RESUMING
 from langgraph.types import Command, Interrupt
@@ -45,6 +46,9 @@ DURABILITY: Literal["sync"] = "sync"
 # A worker killed before such a step repeats only model calls; after it, nothing is
 # repeated — the same guarantee as saving every step, for a fraction of the writes.
 ACTING_NODES = ("tools", "menu_tools")
+
+# Where a conversation's first turn started: before any checkpoint.
+THREAD_START = ""
 
 # A tool's buttons carry these ids (tools/common.py); the buttons sent to the customer
 # carry them bound to their question: `confirm:yes:<tag>`, the tag taken from the id
@@ -106,6 +110,10 @@ class TurnOutcome:
     # The thread's values after the turn, so that work after delivery (episodes) need
     # not read the checkpoint again.
     state: Mapping[str, Any] = field(default_factory=dict)
+    # The checkpoint the turn started from (THREAD_START: the thread's first turn), when
+    # running it again from there (with more messages) would undo nothing: no tool step
+    # ran and nothing waits for an answer.
+    undo_to: str | None = None
 
 
 class TurnGraph(Protocol):
@@ -161,10 +169,16 @@ async def run_turn(
     run_id: str,
     *,
     step_by_step: bool = False,
+    fork_from: str | None = None,
 ) -> TurnOutcome:
-    """`step_by_step`: save every step (replays, which report the steps they ran)."""
+    """`step_by_step`: save every step (replays, which report the steps they ran).
+    `fork_from`: run the turn from that checkpoint (the state before an earlier try of
+    the same run that answered fewer messages) instead of the thread's latest."""
+    if fork_from:
+        config = _at_checkpoint(config, fork_from)
     snapshot = await graph.aget_state(config)
     values: dict[str, Any] = dict(snapshot.values)
+    started_from = snapshot.config.get("configurable", {}).get("checkpoint_id")
     if values.get("run_id") == run_id:  # a retried job: this turn already started
         if snapshot.interrupts or not snapshot.next or values.get("mode") == "human":
             return _outcome(values, snapshot.interrupts)
@@ -194,7 +208,27 @@ async def run_turn(
         return TurnOutcome(replies=[text_reply(TEXTS.stale)], state=values)
     turn: ConversationState = {"messages": list(typed), "run_id": run_id, "replies": []}
     result = await _invoke(graph, turn, config, context, step_by_step)
-    return _outcome(result, result.get("__interrupt__"), answered)
+    outcome = _outcome(result, result.get("__interrupt__"), answered)
+    if answered or outcome.waiting or _acted(values, result):
+        return outcome
+    return dataclasses.replace(outcome, undo_to=str(started_from or THREAD_START))
+
+
+def _at_checkpoint(config: RunnableConfig, checkpoint_id: str) -> RunnableConfig:
+    """The config of a run started from `checkpoint_id`: a new branch of the thread,
+    which becomes its latest. Not a resumption of the run that checkpoint ended."""
+    configurable = {
+        **(config.get("configurable") or {}),
+        "checkpoint_id": checkpoint_id,
+        CONFIG_KEY_RESUMING: False,
+    }
+    return {**config, "configurable": configurable}
+
+
+def _acted(before: Mapping[str, Any], after: Mapping[str, Any]) -> bool:
+    """A tool step ran in this turn (its result is among the messages it added)."""
+    known = {m.id for m in before.get("messages", [])}
+    return any(isinstance(m, ToolMessage) and m.id not in known for m in after.get("messages", []))
 
 
 async def _invoke(

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import structlog
 import uvicorn
+import uvloop
 from langchain_core.runnables import RunnableConfig
 
 from graph.memory import migrate_memory_embeddings
@@ -62,7 +63,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         return serve_http(settings, with_worker=not args.no_worker)
     if args.command == "worker":
-        return asyncio.run(run_worker_process(settings))
+        # uvloop: the worker is a busy event loop (the queue, the pools, the model and
+        # Graph API clients); the standard loop's own overhead was a tenth of a turn.
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return runner.run(run_worker_process(settings))
     if args.command == "migrate":
         return asyncio.run(migrate(settings))
     if args.command in blacklist_commands.COMMANDS:

@@ -17,7 +17,7 @@ import asyncio
 import os
 import socket
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import structlog
@@ -40,6 +40,7 @@ from server.runs import (
     Claim,
     Quiet,
     WaitingOn,
+    claim_more,
     claim_turn,
     finish_run,
     postpone_run,
@@ -60,6 +61,8 @@ APOLOGY = (
 # Runs one job answers before it hands the conversation to a fresh job, so a customer
 # who never stops writing cannot hold a worker slot for ever.
 RUNS_PER_JOB = 8
+# Times one run takes in messages that came while it thought, then answers anyway.
+MAX_TAKE_MORE = 3
 
 # Schedules the conversation's next job at a time (None: now); False when one waits already.
 ScheduleAnswer = Callable[[str, datetime | None], Awaitable[bool]]
@@ -217,6 +220,7 @@ class ConversationRunner:
                         raise  # postponed: the run resumes from its checkpoint
                     log.exception("run.gave_up", attempts=claim.attempts)
                     thought, failed = Thought(claim, [text_reply(APOLOGY)]), True
+                thought = await self._take_more(thought)
             if self.gate is not None:
                 await self.gate.count_tokens(claim.wa_id, usage.total_tokens)
             if typing is not None:
@@ -236,6 +240,23 @@ class ConversationRunner:
         )
         # After early parts, the outbox (not this list) knows what is still to send.
         return thought, failed, usage.total_tokens, None if thought.sent_early else staged
+
+    async def _take_more(self, thought: Thought) -> Thought:
+        """Double texting: messages that came while the graph thought, before any part
+        of the reply went out, are answered together with the first — the run goes again
+        from where it started (nothing it did is lost: no tool step ran, nothing was
+        sent). Bounded, so a customer who never stops typing still gets an answer."""
+        for _ in range(MAX_TAKE_MORE):
+            outcome = thought.outcome
+            if outcome is None or outcome.undo_to is None or thought.sent_early:
+                return thought
+            messages = await claim_more(self.pool, thought.claim, outcome.undo_to)
+            if not messages:
+                return thought
+            claim = replace(thought.claim, messages=messages, rerun_from=outcome.undo_to)
+            log.info("run.took_more", messages=len(messages))
+            thought = await self.phase.think(claim)
+        return thought
 
     async def _postpone(
         self, claim: Claim, waiting_on: WaitingOn, hint_s: float | None

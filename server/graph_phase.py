@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import structlog
+from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from graph.agents import AgentDirectory
 from graph.context import ConversationContext
@@ -21,7 +22,7 @@ from graph.runtime import GraphPool
 from graph.settings import Settings
 from graph.state import Reply, text_reply
 from graph.trace_metadata import app_version, traced_turn, with_trace_metadata
-from graph.turns import TurnOutcome, run_turn, thread_config
+from graph.turns import THREAD_START, TurnOutcome, run_turn, thread_config
 from server.accounting import Accounting
 from server.media import MediaUnderstanding
 from server.partial_delivery import FLAG as PARTIAL_DELIVERY
@@ -116,6 +117,10 @@ class GraphPhase:
             ) as partial,
             self.graphs.borrow() as graph,
         ):
+            saver = graph.checkpointer
+            if claim.rerun_from == THREAD_START and isinstance(saver, BaseCheckpointSaver):
+                # Going again from the first turn's start: the thread held only that turn.
+                await saver.adelete_thread(claim.conversation_id)
             turn_graph = streamed_for(graph, partial)
             outcome = await run_turn(
                 turn_graph,
@@ -124,6 +129,7 @@ class GraphPhase:
                 claim.messages,
                 claim.run_id,
                 step_by_step=context.flag(STEP_CHECKPOINTS),
+                fork_from=claim.rerun_from,
             )
             trace.record(outcome.state, outcome.replies)
         await self._record_waiting(claim, outcome)

@@ -43,6 +43,8 @@ class Claim:
     retry_at: datetime | None = None
     # The conversation's status when claimed (active, escalated…).
     status: str = "active"
+    # The run took messages that came while it ran: it runs again from this checkpoint.
+    rerun_from: str | None = None
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,22 @@ async def claim_turn(
         staged=row["staged"],
         retry_at=row["retry_at"],
         status=row["status"],
+        rerun_from=row["rerun_from"],
     )
+
+
+async def claim_more(pool: Pool, claim: Claim, base: str) -> list[HumanMessage]:
+    """Messages that arrived while the run ran, taken into it: all its messages in order,
+    or [] when none came. The run will run again from `base` (kept, in case it is
+    resumed after a crash before that)."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT wa_claim_more(%s, %s, %s) AS messages",
+            (claim.run_id, claim.conversation_id, base),
+        )
+        row = await cur.fetchone()
+    rows = row["messages"] if row else []
+    return [_as_customer_message(m) for m in rows]
 
 
 async def postpone_run(pool: Pool, run_id: str, *, after_s: float, waiting_on: WaitingOn) -> None:
