@@ -1,7 +1,7 @@
 """Prompt tokens and cost per conversation, on the held-out typical conversations.
 
     .venv/bin/python -m tests.bench.bench_cost [--conversations DIR] [--only ID ...]
-        [--remember-wait 150] [--calls]
+        [--remember-wait 150] [--calls] [--isolated]
 
 The service runs as it ships (`wa-agent serve` with its in-process worker, default
 settings; only WA_AGENT_COALESCE_MS=0, which changes waiting, not tokens, and the demo
@@ -13,6 +13,11 @@ Confirm/Cancel question the service sent. The fake model plays the script
 OpenAI does: o200k tokens and automatic prompt caching (tests/fakes/openai_usage.py).
 Memory extraction runs a minute after a conversation's first reply, as configured; the
 bench waits for those calls too, since they are billed to the conversation.
+
+Conversations follow each other within seconds, so each finds the prefixes (system
+prompt, tool schemas) the previous customers' requests left in the prompt cache: a shop
+with steady traffic. `--isolated` empties the cache before each conversation instead: a
+quiet shop, where only the conversation's own earlier requests can be cached.
 
 Billed prompt tokens = new + cached x 0.5, and cost, at gpt-4o-mini's prices: $0.15 per
 million input tokens, $0.075 per million cached input tokens (the 50 % discount) and
@@ -209,6 +214,8 @@ async def run(conversations: Sequence[Conversation], args: argparse.Namespace) -
                 url = await start_service(group, env, db_url, port, 0)
                 async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
                     for number, conversation in enumerate(conversations, start=1):
+                        if args.isolated:
+                            openai.prompt_cache.clear()
                         wa_id = f"2507881{number:05d}"
                         customer = Customer(url, graph_api, wa_id, conversation.customer_name)
                         problems[conversation.id] = await play(conversation, customer, model, conn)
@@ -251,6 +258,8 @@ async def main(args: argparse.Namespace) -> None:
             f"conversations: {len(conversations)} from {args.conversations}",
             "model: FakeOpenAIServer(usage_mode='openai'): o200k counts, prompt caching "
             "(1,024+ tokens, 128-token steps, 5 min); scripted by request kind",
+            "prompt cache: "
+            + ("emptied before each conversation" if args.isolated else "shared by all"),
         ],
     )
     await run(conversations, args)
@@ -264,6 +273,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--remember-wait", type=float, default=150.0, help="seconds to wait for memory jobs"
     )
     parser.add_argument("--calls", action="store_true", help="also list every model call")
+    parser.add_argument(
+        "--isolated",
+        action="store_true",
+        help="empty the prompt cache before each conversation (a quiet shop: no other "
+        "customer's request in the last 5 minutes to share a prefix with)",
+    )
     return parser.parse_args(argv)
 
 
