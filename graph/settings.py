@@ -130,9 +130,10 @@ class Settings(
     router_switch_threshold: float = Field(
         default=0.69, ge=0.0, le=1.0, validation_alias="WA_AGENT_ROUTER_SWITCH_THRESHOLD"
     )
-    # Ask the chat model when the classifier is unsure; off = customer service (or the
-    # active agent) decides, with no LLM call.
-    router_llm: bool = Field(default=True, validation_alias="WA_AGENT_ROUTER_LLM")
+    # When the classifier is unsure, the agent in charge (else customer service) answers
+    # and hands over if it must: one model call per plain turn, where asking the model
+    # to route first cost a second on every unsure message. On: ask the model first.
+    router_llm: bool = Field(default=False, validation_alias="WA_AGENT_ROUTER_LLM")
     router_llm_timeout_seconds: float = Field(
         default=8.0, gt=0, validation_alias="WA_AGENT_ROUTER_LLM_TIMEOUT_S"
     )

@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import procrastinate
-import psycopg
 import structlog
 from procrastinate.exceptions import AlreadyEnqueued
 from procrastinate.middleware import WorkerMiddleware
@@ -26,6 +25,7 @@ from server.metrics import WORKER_RESTARTS
 log = structlog.get_logger(__name__)
 
 ANSWER_TASK = "answer_conversation"
+ANSWER_QUEUE = "default"  # procrastinate's default queue, where configure_task defers
 
 AnswerFn = Callable[[str, int | None], Awaitable[None]]
 
@@ -61,26 +61,6 @@ def create_queue_app(database_url: str, settings: Settings) -> procrastinate.App
         kwargs={"prepare_threshold": settings.db_prepare_threshold},
     )
     return procrastinate.App(connector=connector)
-
-
-async def enqueue_answer(
-    queue: procrastinate.App, conn: psycopg.AsyncConnection[Any], conversation_id: str
-) -> bool:
-    """Defer the conversation's job inside the caller's transaction (the webhook's).
-
-    `lock` keeps one job per conversation running at a time (order holds across any
-    number of workers); `queueing_lock` keeps at most one waiting, which is how double
-    texts are coalesced. A waiting job already covers this message, so `AlreadyEnqueued`
-    is success; the savepoint keeps that unique violation from aborting the inbound insert.
-    """
-    try:
-        async with conn.transaction():
-            await _answer_task(queue, conversation_id, connection=conn).defer_async(
-                conversation_id=conversation_id
-            )
-    except AlreadyEnqueued:
-        return False
-    return True
 
 
 async def schedule_answer(

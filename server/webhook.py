@@ -141,12 +141,8 @@ async def _store(
             counts["dropped"] += 1  # a flood: refused with 429, not stored (abuse/ingress.py)
             await services.abuse.dropped_at_ingress(event.sender_id, remote_addr)
             continue
-        async with (
-            services.abuse.ingress.lane(event.sender_id),
-            services.pool.connection() as conn,
-            conn.transaction(),
-        ):
-            stored, enqueued = await record_inbound(conn, services.queue, event)
+        async with services.abuse.ingress.lane(event.sender_id), services.pool.connection() as conn:
+            stored, enqueued = await record_inbound(conn, event)
         counts["stored" if stored else "duplicates"] += 1
         counts["enqueued"] += int(enqueued)
     for _, status in payload.iter_statuses():
