@@ -120,6 +120,12 @@ def _checker(idle_seconds: float) -> Callable[[psycopg.AsyncConnection[Any]], Aw
     return check_if_idle
 
 
+def checked_when_idle(idle_seconds: float) -> dict[str, Any]:
+    """Pool options that check a connection before use only when it sat idle longer
+    than `idle_seconds` (for any psycopg pool: ours, and the queue's)."""
+    return {"check": _checker(idle_seconds), "reset": _note_return}
+
+
 def create_pool(database_url: str, settings: Settings, *, name: str = "wa-agent") -> Pool:
     """A health-checked pool; open it with `await pool.open()` inside the running loop."""
     return AsyncConnectionPool(
@@ -127,8 +133,7 @@ def create_pool(database_url: str, settings: Settings, *, name: str = "wa-agent"
         min_size=settings.db_pool_min_size,
         max_size=settings.db_pool_max_size,
         kwargs=connection_kwargs(settings),
-        check=_checker(settings.db_check_idle_seconds),
-        reset=_note_return,
+        **checked_when_idle(settings.db_check_idle_seconds),
         open=False,
         timeout=30.0,
         name=name,

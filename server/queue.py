@@ -15,10 +15,12 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import procrastinate
+import psycopg_pool
 import structlog
 from procrastinate.exceptions import AlreadyEnqueued
 from procrastinate.middleware import WorkerMiddleware
 
+from graph.persistence import checked_when_idle
 from graph.settings import Settings
 from server.metrics import WORKER_RESTARTS
 
@@ -54,11 +56,19 @@ class WorkerOptions:
 
 
 def create_queue_app(database_url: str, settings: Settings) -> procrastinate.App:
+    idle_check = checked_when_idle(settings.db_check_idle_seconds)
+
+    def pool(**options: Any) -> psycopg_pool.AsyncConnectionPool:
+        # procrastinate checks every connection before each query (a round trip per
+        # statement, seven a turn); a connection used a moment ago is known good.
+        return psycopg_pool.AsyncConnectionPool(**{**options, **idle_check})
+
     connector = procrastinate.PsycopgConnector(
         conninfo=database_url,
         min_size=1,
         max_size=max(4, settings.worker_concurrency // 2),
         kwargs={"prepare_threshold": settings.db_prepare_threshold},
+        pool_factory=pool,
     )
     return procrastinate.App(connector=connector)
 
