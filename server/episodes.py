@@ -50,14 +50,29 @@ class ClosedEpisode:
     escalation_open: bool
 
 
-_UPSERT = """
+# The turn added to its conversation's open episode, in one statement: the turn's own
+# facts that live in other tables (when its messages arrived, how many answers came from
+# the cache, whether it escalated) read in the same statement that upserts the episode.
+_RECORD_TURN = """
+WITH facts AS (
+    SELECT
+        (SELECT min(received_at) FROM inbound_messages WHERE run_id = %(run_id)s) AS first_in,
+        (SELECT max(received_at) FROM inbound_messages WHERE run_id = %(run_id)s) AS last_in,
+        (SELECT count(*) FROM answer_cache_events WHERE run_id = %(run_id)s AND hit)
+            AS cached,
+        COALESCE((SELECT status = 'escalated' FROM agent_conversations
+                  WHERE id = %(conversation_id)s), false) AS escalated,
+        clock_timestamp() AS now
+)
 INSERT INTO conversation_episodes AS e (
     conversation_id, wa_id, started_at, first_response_at, last_response_at,
     last_customer_at, agents, handoffs, escalated, turns, failed_turns, last_turn_failed,
     waiting, cached_answers, tokens)
-VALUES (%(conversation_id)s, %(wa_id)s, %(first_in)s, %(responded)s, %(responded)s,
-    %(last_in)s, %(agents)s, %(handoffs)s, %(escalated)s, 1, %(failed_n)s, %(failed)s,
-    %(waiting)s, %(cached)s, %(tokens)s)
+SELECT %(conversation_id)s, %(wa_id)s, COALESCE(f.first_in, f.now),
+    CASE WHEN %(replied)s THEN f.now END, CASE WHEN %(replied)s THEN f.now END,
+    COALESCE(f.last_in, f.now), %(agents)s, %(handoffs)s, f.escalated, 1, %(failed_n)s,
+    %(failed)s, %(waiting)s, f.cached, %(tokens)s
+FROM facts f
 ON CONFLICT (conversation_id) WHERE closed_at IS NULL DO UPDATE SET
     first_response_at = COALESCE(e.first_response_at, EXCLUDED.first_response_at),
     last_response_at = COALESCE(EXCLUDED.last_response_at, e.last_response_at),
@@ -73,19 +88,7 @@ ON CONFLICT (conversation_id) WHERE closed_at IS NULL DO UPDATE SET
     waiting = EXCLUDED.waiting,
     cached_answers = e.cached_answers + EXCLUDED.cached_answers,
     tokens = e.tokens + EXCLUDED.tokens
-RETURNING e.*
-"""
-
-# The turn's own facts that live in other tables: when its messages arrived, how many
-# answers came from the cache, whether it escalated.
-_TURN_FACTS = """
-SELECT
-    (SELECT min(received_at) FROM inbound_messages WHERE run_id = %(run_id)s) AS first_in,
-    (SELECT max(received_at) FROM inbound_messages WHERE run_id = %(run_id)s) AS last_in,
-    (SELECT count(*) FROM answer_cache_events WHERE run_id = %(run_id)s AND hit) AS cached,
-    (SELECT status = 'escalated' FROM agent_conversations WHERE id = %(conversation_id)s)
-        AS escalated,
-    clock_timestamp() AS now
+RETURNING e.*, (SELECT escalated FROM facts) AS escalated_now, (SELECT now FROM facts) AS now
 """
 
 # Last sign of life in a conversation: any transcript line (customer, bot, operator)
@@ -116,37 +119,29 @@ class Episodes:
 
     async def record_turn(self, turn: TurnRecord) -> ClosedEpisode | None:
         """Add the turn to the open episode; returns the episode when a goodbye closed it."""
-        async with self.pool.connection() as conn, conn.transaction():
+        async with self.pool.connection() as conn:
             cur = await conn.execute(
-                _TURN_FACTS, {"run_id": turn.run_id, "conversation_id": turn.conversation_id}
-            )
-            facts = await cur.fetchone()
-            assert facts is not None
-            now = facts["now"]
-            cur = await conn.execute(
-                _UPSERT,
+                _RECORD_TURN,
                 {
+                    "run_id": turn.run_id,
                     "conversation_id": turn.conversation_id,
                     "wa_id": turn.wa_id,
-                    "first_in": facts["first_in"] or now,
-                    "last_in": facts["last_in"] or now,
-                    "responded": now if turn.replied else None,
+                    "replied": turn.replied,
                     "agents": list(dict.fromkeys(turn.agents)),
                     "handoffs": turn.handoffs,
-                    "escalated": bool(facts["escalated"]),
                     "failed_n": int(turn.failed),
                     "failed": turn.failed,
                     "waiting": turn.waiting,
-                    "cached": int(facts["cached"]),
                     "tokens": turn.tokens,
                 },
             )
             episode = await cur.fetchone()
             assert episode is not None
             ends = turn.goodbye and turn.replied and not turn.failed and turn.waiting is None
-            if not ends or facts["escalated"] or episode["turns"] < 2:
+            if not ends or episode["escalated_now"] or episode["turns"] < 2:
                 return None
-            return await _close(conn, episode, "goodbye", now)
+            async with conn.transaction():
+                return await _close(conn, episode, "goodbye", episode["now"])
 
     async def close_idle(
         self, now: datetime | None = None, *, limit: int = 500
