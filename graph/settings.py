@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from graph.settings_console import ConsoleSettings
 from graph.settings_media import MediaSettings
 from graph.settings_outcomes import OutcomeSettings
+from graph.settings_retention import RetentionSettings
 from graph.settings_security import HttpSecuritySettings
 from graph.settings_tools import ToolSettings
 from graph.settings_tracing import TracingSettings
@@ -29,6 +30,7 @@ class Settings(
     ConsoleSettings,
     TracingSettings,
     OutcomeSettings,
+    RetentionSettings,
     HttpSecuritySettings,
     BaseSettings,
 ):

@@ -46,6 +46,7 @@ from server.queue import (
     run_worker,
     schedule_answer,
 )
+from server.retention import register_retention_task
 from server.tool_limits import open_tool_limiter
 from server.tracing import configure_tracing, flush_tracing
 from server.turn_lock import register_stream_turn_task
@@ -95,7 +96,7 @@ async def open_services(
     """Database (embedded unless `DATABASE_URL`), migrations, pool, queue, graphs, and
     optionally an in-process worker; everything closed in reverse order on exit."""
     database_url = await asyncio.to_thread(resolve_database_url, settings)
-    if migrate:
+    if migrate and settings.migrate_on_start:
         await apply_migrations(database_url)
         await migrate_memory_embeddings(database_url, settings)
     whatsapp = build_whatsapp_client(settings)
@@ -132,6 +133,7 @@ async def open_services(
         register_memory_tasks(queue, MemoryJobs(pool, settings, memory), settings)
         register_alert_task(queue, AlertMonitor(pool, settings), settings)
         register_outcome_tasks(queue, outcomes, settings)
+        register_retention_task(queue, pool, settings)
         register_stream_turn_task(queue)
         async with queue.open_async(), _metered_jobs(accounting):
             services = Services(
