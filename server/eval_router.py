@@ -51,6 +51,8 @@ class LabelledMessage:
     text: str
     intent: str
     active_agent: str | None = None
+    lang: str = ""  # optional in the file: figures per language when given
+    hard: bool = False  # optional: figures for the hard subset when any is marked
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,8 @@ def read_labelled(path: Path) -> list[LabelledMessage]:
         active = raw.get("active_agent")
         if intent not in INTENTS or (active is not None and active not in INTENTS):
             raise ValueError(f"{path}:{number}: unknown intent {intent!r} / {active!r}")
-        items.append(LabelledMessage(str(text), intent, active))
+        lang, hard = str(raw.get("lang") or ""), bool(raw.get("hard", False))
+        items.append(LabelledMessage(str(text), intent, active, lang, hard))
     if not items:
         raise ValueError(f"{path}: no labelled messages")
     return items
@@ -145,8 +148,38 @@ def format_report(report: Report) -> list[str]:
     ]
     if report.llm_used:
         lines.append(f"  (d) the LLM's answer:                        {final_right / total:.3f}")
+    lines += ["", *_per_group(outcomes)]
     lines += ["", *_per_method(outcomes), "", *_confusion(outcomes), "", *_local_errors(local)]
     lines += ["", f"accuracy: {final_right / total:.3f}"]
+    return lines
+
+
+def _group_line(name: str, outcomes: Sequence[Outcome]) -> str:
+    """Confident share and its accuracy, and the best guess, for one group of messages."""
+    confident = [o for o in outcomes if o.local is not None]
+    right = sum(1 for o in confident if o.local is not None and o.local["intent"] == o.item.intent)
+    best = right + sum(1 for o in outcomes if o.local is None and o.guess == o.item.intent)
+    total = max(1, len(outcomes))
+    return (
+        f"  {name:<10} {len(outcomes):>4}  confident {len(confident) / total:.3f}"
+        f" at {right / max(1, len(confident)):.3f}   best guess {best / total:.3f}"
+    )
+
+
+def _per_group(outcomes: Sequence[Outcome]) -> list[str]:
+    """Per language and for the hard subset, when the file says which is which."""
+    lines = ["per group (confident share at its accuracy; best guess overall):"]
+    languages = sorted({o.item.lang for o in outcomes if o.item.lang})
+    for lang in languages:
+        lines.append(_group_line(lang, [o for o in outcomes if o.item.lang == lang]))
+    if languages:
+        others = [o for o in outcomes if o.item.lang not in ("", "en")]
+        lines.append(_group_line("non-en", others))
+    hard = [o for o in outcomes if o.item.hard]
+    if hard:
+        lines.append(_group_line("hard", hard))
+        lines.append(_group_line("not hard", [o for o in outcomes if not o.item.hard]))
+    lines.append(_group_line("all", outcomes))
     return lines
 
 
