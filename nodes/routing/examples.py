@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,9 @@ class RouterExamples:
     descriptions: Mapping[str, str]
     rules: Mapping[str, tuple[re.Pattern[str], ...]]
     llm_prompt: str
+    # language code (the files' keys: en, fr, rw, ...) → its example messages, all
+    # labels together: what the menu's language guess learns from
+    by_language: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def training_set(self) -> tuple[list[str], list[str]]:
         """(texts, labels) in a stable order, for the local classifier."""
@@ -62,6 +65,7 @@ class RouterExamples:
 def load_router_examples(directory: Path = ROUTER_PROMPTS_DIR) -> RouterExamples:
     """Read and check every file; a mistake fails at start, never at a customer."""
     by_label: dict[str, tuple[str, ...]] = {}
+    by_language: dict[str, list[str]] = {}
     descriptions: dict[str, str] = {}
     for label in LABELS:
         path = directory / f"{label}.yaml"
@@ -70,7 +74,10 @@ def load_router_examples(directory: Path = ROUTER_PROMPTS_DIR) -> RouterExamples
         raw = _read_yaml(path)
         if raw.get("intent") != label:
             raise RouterExamplesError(f"{path}: `intent` must be {label!r}")
-        by_label[label] = _example_texts(path, raw.get("examples"))
+        pairs = _example_texts(path, raw.get("examples"))
+        by_label[label] = tuple(text for text, _ in pairs)
+        for text, language in pairs:
+            by_language.setdefault(language, []).append(text)
         if label != FOLLOWUP:
             descriptions[label] = " ".join(str(raw.get("description", "")).split())
     _reject_shared_examples(by_label)
@@ -79,6 +86,7 @@ def load_router_examples(directory: Path = ROUTER_PROMPTS_DIR) -> RouterExamples
         descriptions=descriptions,
         rules=_load_rules(directory / RULES_FILE),
         llm_prompt=(directory / LLM_PROMPT_FILE).read_text(encoding="utf-8").strip(),
+        by_language={language: tuple(texts) for language, texts in by_language.items()},
     )
 
 
@@ -89,12 +97,12 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return raw
 
 
-def _example_texts(path: Path, raw: object) -> tuple[str, ...]:
-    """`examples:` is a mapping language → list of messages."""
+def _example_texts(path: Path, raw: object) -> list[tuple[str, str]]:
+    """`examples:` is a mapping language → list of messages; (message, language) pairs."""
     if not isinstance(raw, dict) or not raw:
         raise RouterExamplesError(f"{path}: `examples` must map languages to messages")
     seen: set[str] = set()
-    texts: list[str] = []
+    texts: list[tuple[str, str]] = []
     for language, messages in raw.items():
         if not isinstance(messages, list):
             raise RouterExamplesError(f"{path}: examples.{language} must be a list")
@@ -104,8 +112,8 @@ def _example_texts(path: Path, raw: object) -> tuple[str, ...]:
             key = normalize_text(message) or message.strip()
             if key not in seen:
                 seen.add(key)
-                texts.append(message.strip())
-    return tuple(texts)
+                texts.append((message.strip(), str(language)))
+    return texts
 
 
 def _reject_shared_examples(by_label: Mapping[str, tuple[str, ...]]) -> None:

@@ -1,0 +1,45 @@
+"""The process's one request reader, built on first use when the graph was composed
+without one.
+
+The composition should hand the menu the service's own intent router (one fitted
+classifier per process, its example vectors cached under the data directory). Until it
+does, the menu builds this reader itself: the same examples and classifier over the
+process's shared local MiniLM model, fitted once, in a worker thread, on the first typed
+message (seconds) and shared by every graph and conversation after that.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import structlog
+
+from nodes.intents.days import DayReader
+from nodes.intents.language import LanguageGuesser
+from nodes.intents.reader import LocalRouter, RequestReader
+
+log = structlog.get_logger(__name__)
+
+_lock = threading.Lock()
+_reader: RequestReader | None = None
+
+
+def reader_over(router: LocalRouter, by_language: dict[str, tuple[str, ...]]) -> RequestReader:
+    """A reader for `router`, its language guess fitted on the examples by language."""
+    days = DayReader()
+    days.warm_up()
+    return RequestReader(router, LanguageGuesser(by_language), days)
+
+
+def shared_reader() -> RequestReader:
+    """Blocking (seconds the first time): call it from a worker thread."""
+    global _reader
+    with _lock:
+        if _reader is None:
+            from graph.embeddings import shared_local_minilm  # the composition's, lazily
+            from nodes.routing import IntentRouter
+
+            router = IntentRouter.create(shared_local_minilm())
+            _reader = reader_over(router, dict(router.examples.by_language))
+            log.info("menu.reader_ready", languages=sorted(router.examples.by_language))
+        return _reader

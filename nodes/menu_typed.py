@@ -1,0 +1,100 @@
+"""Typed requests in the rule-based menu: the words lead to the action a tap would.
+
+"I want a bike on Saturday" shows Saturday's free slots, "combien coûte un casque ?"
+the helmets with their prices, "nalipaje?" the bookings left to pay, "the chain keeps
+falling off" opens a support ticket with those words, "a person please" hands over.
+Every action is the tap's own (same lists, same tools, same confirmations); what the
+customer asked is read by nodes/intents without any model. Unsure: None, and the topic
+menu answers as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+from langchain_core.messages import HumanMessage
+from langgraph.types import Command
+
+from graph.state import ConversationState, whatsapp_meta
+from nodes.intents import ProductWords, RequestReader, TypedRequest, rank_products
+from nodes.menu_actions import DAY, TICKET, MenuActions
+from tools.listings import ListRow
+
+# Enough rows for a shop's whole catalog to be matched (the list then shows nine).
+CATALOG_ROWS = 200
+_MIN_TICKET_WORDS = 3
+
+
+class TypedMenu:
+    """What the menu does with a typed message; shared by every conversation."""
+
+    def __init__(
+        self, reader: Callable[[], RequestReader], words: ProductWords | None = None
+    ) -> None:
+        self._reader = reader
+        self.words = words or ProductWords.load()
+
+    async def reader(self) -> RequestReader:
+        return await asyncio.to_thread(self._reader)
+
+    async def language(self, state: ConversationState) -> str | None:
+        """The language of the customer's latest typed words (taps carry none)."""
+        for message in reversed(state["messages"]):
+            if not isinstance(message, HumanMessage) or whatsapp_meta(message).get("reply_id"):
+                continue
+            text = str(message.content).strip()
+            if text:
+                return (await self.reader()).language_of(text)
+        return None
+
+    async def answer(
+        self, actions: MenuActions, state: ConversationState, text: str, wa_id: str
+    ) -> dict[str, Any] | Command[str] | None:
+        today = dt.datetime.now(actions.listings.zone).date()
+        reader = await self.reader()
+        awaiting_day = state.get("menu_awaiting") == DAY
+        request = await asyncio.to_thread(reader.read, text, today, awaiting_day=awaiting_day)
+        return await self.act(actions.speaking(request.language), request, wa_id)
+
+    async def act(
+        self, actions: MenuActions, request: TypedRequest, wa_id: str
+    ) -> dict[str, Any] | Command[str] | None:
+        if request.action == "human":
+            return Command(goto="escalate", update={"menu_awaiting": None})
+        if request.action == "booking":
+            return await self.booking(actions, request.day)
+        if request.action == "products":
+            return await self.products(actions, request.text)
+        if request.action == "payment":
+            return await actions.on_tap("menu:payment", wa_id)
+        if request.action == "ticket" and "create_support_ticket" in actions.tools:
+            if len(request.text.split()) < _MIN_TICKET_WORDS:
+                return {**actions.text(actions.say("describe_problem")), "menu_awaiting": TICKET}
+            return actions.on_ticket_text(request.text)
+        return None  # customer service, or unsure: the topic menu
+
+    async def booking(self, actions: MenuActions, day: dt.date | None) -> dict[str, Any]:
+        """The named day's free slots; else (or when it has none) the days that have."""
+        if day is not None:
+            slots = await actions.listings.free_slots(day)
+            if slots:
+                return actions.listing("pick_slot", slots, day=f"{day:%a %d %b}")
+        days = await actions.listings.days_with_free_slots()
+        if not days:
+            return actions.listing("pick_day", [])
+        rows = [*days, ListRow("bookings:mine", actions.say("my_bookings"))]
+        if day is None:
+            listed = actions.listing("pick_day", rows)
+        else:
+            listed = actions.listing("no_slots_on_day", rows, day=f"{day:%a %d %b}")
+        return {**listed, "menu_awaiting": DAY}
+
+    async def products(self, actions: MenuActions, text: str) -> dict[str, Any]:
+        catalog = await actions.listings.products(limit=CATALOG_ROWS)
+        matching = rank_products(catalog, text, self.words)
+        if matching:
+            return actions.listing("products_matching", matching)
+        return actions.listing("products", await actions.listings.products())
