@@ -25,7 +25,7 @@ class HandoffArgs(BaseModel):
     reason: str = Field(
         min_length=3,
         max_length=300,
-        description="What the customer wants, so the next agent needs not ask again.",
+        description="What the customer wants.",
     )
     tool_call_id: Annotated[str, InjectedToolCallId]
     state: Annotated[dict[str, Any], InjectedState]
@@ -51,7 +51,7 @@ def make_handoff_tool(target: str, description: str) -> BaseTool:
     return StructuredTool.from_function(
         transfer,
         name=handoff_tool_name(target),
-        description=f"Hand the conversation to the {target} agent. It handles: {description}",
+        description=f"Hand over to {target}: {description}",
         args_schema=HandoffArgs,
     )
 
@@ -63,9 +63,6 @@ def make_escalation_tool() -> BaseTool:
     return StructuredTool.from_function(
         escalate_to_human,
         name="escalate_to_human",
-        description=(
-            "Give the conversation to a person from the team: when the customer asks for a "
-            "person, is upset, or needs something no tool can do (refunds, exceptions)."
-        ),
+        description="Hand over to a person: asked for, upset, or beyond the tools (refunds).",
         args_schema=HandoffArgs,
     )

@@ -4,6 +4,13 @@ An agent is its configuration (prompt, tool allow-list, model, temperature), rea
 the runtime context at every turn so an operator's edit applies without a restart. The
 model only ever sees the tools on the agent's allow-list, and a call to any other tool
 is dropped here, before the tool node could run it.
+
+What a model call sends is laid out for the provider's automatic prompt caching, which
+serves (at a discount) the longest prefix a recent request already sent: first what
+never changes for the agent (its system prompt; the API puts the tool schemas right
+after it), then the customer's name, the running summary and the history, which only
+grow from call to call, and the recalled memories, which can change at every turn,
+just before the current customer turn.
 """
 
 from __future__ import annotations
@@ -24,8 +31,8 @@ from graph.context import AgentConfig, ConversationContext
 from graph.state import ConversationState, text_reply
 from nodes.fallback import FallbackTexts, fallback_update
 from nodes.handoffs import handoff_tool_name
-from nodes.memory.history import HistoryBudget
-from nodes.memory.prompt import memory_section
+from nodes.memory.history import HistoryBudget, current_turn_start
+from nodes.memory.prompt import memory_note, summary_note
 from tools.registry import offered_to
 
 log = structlog.get_logger(__name__)
@@ -48,11 +55,30 @@ def current_agents(
     return context.agents if context is not None and context.agents else defaults
 
 
-def system_prompt(config: AgentConfig, common: str, memory: str = "") -> str:
-    """The business's instructions only: nothing in it comes from the customer."""
+def system_prompt(config: AgentConfig, common: str) -> str:
+    """The business's instructions only: nothing in it comes from the customer, and
+    nothing in it changes within a day, so it (and the tools after it) stays cached."""
     today = datetime.now(UTC).strftime("%A %d %B %Y")
     facts = f"Today is {today} (UTC)."
-    return "\n\n".join(p for p in [common, config.system_prompt, facts, memory] if p)
+    return "\n\n".join(p for p in [common, config.system_prompt, facts] if p)
+
+
+def prompt_messages(
+    prompt: str,
+    state: ConversationState,
+    context: ConversationContext | None,
+    history: HistoryBudget | None,
+) -> list[AnyMessage]:
+    """The model call's messages, what changes least first (see the module's doc)."""
+    summary = state.get("summary")
+    messages = history.select(state["messages"], summary) if history else state["messages"]
+    notes: list[AnyMessage] = [SystemMessage(content=prompt), *customer_note(context)]
+    if text := summary_note(summary):
+        notes.append(SystemMessage(content=text))
+    if not (text := memory_note(state.get("memories"))):
+        return [*notes, *messages]
+    turn = current_turn_start(messages)
+    return [*notes, *messages[:turn], SystemMessage(content=text), *messages[turn:]]
 
 
 def customer_note(context: ConversationContext | None) -> list[AnyMessage]:
@@ -144,15 +170,10 @@ def make_specialist_node(
         config = agents.get(name, defaults[name])
         offered = allowed_tools(config, agents, tools, runtime.context)
         model = model_with_tools(config, offered)
-        summary = state.get("summary")
-        memory = memory_section(state.get("memories"), summary)
-        prompt = system_prompt(config, common_prompt, memory)
-        messages = history.select(state["messages"], summary) if history else state["messages"]
-        note = customer_note(runtime.context)
+        prompt = system_prompt(config, common_prompt)
+        messages = prompt_messages(prompt, state, runtime.context, history)
         try:
-            response = await model.ainvoke(
-                [SystemMessage(content=prompt), *note, *messages], config=_trace_labels(name, state)
-            )
+            response = await model.ainvoke(messages, config=_trace_labels(name, state))
         except Exception as exc:  # the client already retried with backoff
             log.warning("model.failed", agent=name, error_type=type(exc).__name__)
             return fallback_update(fallback, state)

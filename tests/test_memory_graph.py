@@ -1,5 +1,6 @@
 """Memory inside the conversation graph, on real Postgres + pgvector: the token budget
-over a long conversation, the running summary, and memories in the system prompt.
+over a long conversation, the running summary, and memories in the prompt (as system
+notes after the agent's system prompt and tools, which stay the same from turn to turn).
 
 The model is the local fake OpenAI server: agents echo the customer, summaries echo
 their request (so a summary visibly carries the folded messages), extraction replies
@@ -26,13 +27,11 @@ from graph.persistence import Pool, create_checkpointer, open_pool
 from graph.prompts import load_prompts
 from graph.routing import build_router
 from graph.state import customer_message
+from nodes.memory.prompt import MEMORY_HEADING, SUMMARY_HEADING
 from nodes.memory.store import NewMemory
 from nodes.memory.tokens import TOKENS_PER_MESSAGE, build_token_counter
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.support import service_settings
-
-SUMMARY_HEADING = "Summary of this conversation so far"
-MEMORY_HEADING = "What the business remembers about this customer"
 
 
 @dataclass
@@ -93,12 +92,18 @@ def agent_requests(openai: FakeOpenAIServer) -> list[dict[str, Any]]:
     return [request for request in openai.requests if "tools" in request]
 
 
+def system_notes(request: dict[str, Any]) -> list[str]:
+    """The system messages of a request: the agent's prompt first, then any notes."""
+    return [str(m["content"]) for m in request["messages"] if m["role"] == "system"]
+
+
 def history_tokens(request: dict[str, Any]) -> int:
-    """Summary + messages of one request to the model, as the budget counts them."""
+    """Summary + messages of one request to the model, as the budget counts them (the
+    agent's system prompt and the profile-name note are not history)."""
     counter = build_token_counter("openai:gpt-4o-mini")
-    system, *history = request["messages"]
+    history = [m for m in request["messages"][1:] if m["role"] != "system"]
     tokens = sum(TOKENS_PER_MESSAGE + counter.count_text(m.get("content") or "") for m in history)
-    _, _, summary = system["content"].partition(SUMMARY_HEADING)
+    summary = next((n for n in system_notes(request) if n.startswith(SUMMARY_HEADING)), "")
     return tokens + counter.count_text(summary.split(":\n", 1)[-1]) if summary else tokens
 
 
@@ -125,7 +130,8 @@ async def test_sixty_turns_stay_under_the_budget_and_the_summary_keeps_early_fac
     texts = [str(m.content) for m in state["messages"]]
     assert not any("vegetarian" in t for t in texts)  # removed from the model's view
     assert texts[-2].startswith("Question 59")
-    assert SUMMARY_HEADING in requests[-1]["messages"][0]["content"]
+    assert SUMMARY_HEADING not in requests[-1]["messages"][0]["content"]  # a note of its own
+    assert any(n.startswith(SUMMARY_HEADING) for n in system_notes(requests[-1]))
 
 
 async def test_a_failed_summary_removes_nothing_and_the_budget_still_holds(
@@ -162,8 +168,12 @@ async def test_recalled_memories_reach_only_their_customers_prompt(
             await long_term.add_or_merge(grace, None, NewMemory(text, "fact", importance), vector)
         await memory.say(grace, str(uuid.uuid4()), "Is there anything vegetarian at your cafe?")
         await memory.say(other, str(uuid.uuid4()), "Is there anything vegetarian at your cafe?")
-    grace_prompt, other_prompt = (
-        r["messages"][0]["content"] for r in agent_requests(openai_server)
-    )
+    grace_request, other_request = agent_requests(openai_server)
+    grace_prompt, other_prompt = ("\n".join(system_notes(r)) for r in agent_requests(openai_server))
     assert MEMORY_HEADING in grace_prompt and "The customer is vegetarian." in grace_prompt
     assert MEMORY_HEADING not in other_prompt and "vegetarian." not in other_prompt
+    # The memories are a note just before the customer's turn: the agent's system prompt
+    # (and the tools the API puts after it) is the same for every customer, so cacheable.
+    assert grace_request["messages"][0] == other_request["messages"][0]
+    assert grace_request["messages"][-2]["content"].startswith(MEMORY_HEADING)
+    assert grace_request["messages"][-1]["content"].startswith("Is there anything vegetarian")

@@ -81,6 +81,6 @@ async def test_she_is_remembered_in_her_next_conversation_after_the_reply_went_o
         )
     assert conversations[0]["n"] == 2
     answer = next(r for r in reversed(openai_server.requests) if "tools" in r)
-    system = answer["messages"][0]["content"]
-    assert "The customer is vegetarian." in system
+    notes = [m["content"] for m in answer["messages"] if m["role"] == "system"]
+    assert "The customer is vegetarian." in notes[-1]  # a note after the agent's prompt
     assert graph_api.texts_to(grace)[-1] == "echo: What could I eat at your cafe?"

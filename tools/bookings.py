@@ -41,10 +41,8 @@ BOOKING_HORIZON_DAYS = 60
 
 
 class CheckAvailabilityArgs(ToolArgs):
-    date: dt.date = Field(description="The day wanted, YYYY-MM-DD, today or later.")
-    kind: Literal["rental", "repair", "any"] = Field(
-        default="any", description="'rental' for bike hire slots, 'repair' for workshop slots."
-    )
+    date: dt.date = Field(description="YYYY-MM-DD, today or later.")
+    kind: Literal["rental", "repair", "any"] = Field(default="any")
 
     @field_validator("date")
     @classmethod
@@ -59,26 +57,22 @@ class CheckAvailabilityArgs(ToolArgs):
 
 
 class CreateBookingArgs(CustomerToolArgs):
-    slot_id: int = Field(gt=0, description="A free slot's id from check_availability.")
-    notes: str = Field(
-        default="",
-        max_length=300,
-        description="What the customer told us: bike size, the fault to repair, etc.",
-    )
+    slot_id: int = Field(gt=0, description="From check_availability.")
+    notes: str = Field(default="", max_length=300, description="E.g. bike size, the fault.")
 
 
 class RescheduleBookingArgs(CustomerToolArgs):
-    booking_id: int = Field(gt=0, description="The booking to move, from list_my_bookings.")
-    new_slot_id: int = Field(gt=0, description="A free slot's id from check_availability.")
+    booking_id: int = Field(gt=0, description="From list_my_bookings.")
+    new_slot_id: int = Field(gt=0, description="From check_availability.")
 
 
 class CancelBookingArgs(CustomerToolArgs):
-    booking_id: int = Field(gt=0, description="The booking to cancel, from list_my_bookings.")
-    reason: str = Field(default="", max_length=200, description="Why, in the customer's words.")
+    booking_id: int = Field(gt=0, description="From list_my_bookings.")
+    reason: str = Field(default="", max_length=200)
 
 
 class ListMyBookingsArgs(CustomerToolArgs):
-    include_past: bool = Field(default=False, description="Also past and cancelled bookings.")
+    include_past: bool = Field(default=False)
 
 
 @dataclass(frozen=True)
@@ -207,36 +201,32 @@ def make_booking_tools(
         business_tool(
             check_availability,
             name="check_availability",
-            description="Free bike-rental and repair slots on a given day, with slot ids "
-            "and prices. Always check before proposing or booking a slot.",
+            description="Free rental and workshop slots of a day: slot ids, prices.",
             args_schema=CheckAvailabilityArgs,
         ),
         business_tool(
             create_booking,
             name="create_booking",
-            description="Book one free slot (by slot id) for the customer. The customer is "
-            "asked to confirm with a button (time, bike, price) before anything is booked.",
+            description="Book a free slot; the customer confirms with a button.",
             args_schema=CreateBookingArgs,
         ),
         business_tool(
             reschedule_booking,
             name="reschedule_booking",
-            description="Move one of the customer's upcoming bookings to another free slot of "
-            "the same kind. Another service (e.g. an e-bike instead of a city bike) costs its "
-            "own price. The customer is asked to confirm with a button first.",
+            description="Move a booking to another free slot (another bike costs its own "
+            "price); the customer confirms with a button.",
             args_schema=RescheduleBookingArgs,
         ),
         business_tool(
             cancel_booking,
             name="cancel_booking",
-            description="Cancel one of the customer's upcoming bookings. The customer is "
-            "asked to confirm with a button before anything changes.",
+            description="Cancel a booking; the customer confirms with a button.",
             args_schema=CancelBookingArgs,
         ),
         business_tool(
             list_my_bookings,
             name="list_my_bookings",
-            description="The customer's bookings (upcoming only unless include_past).",
+            description="The customer's upcoming bookings.",
             args_schema=ListMyBookingsArgs,
         ),
     ]

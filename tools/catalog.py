@@ -20,22 +20,13 @@ class SearchCatalogArgs(ToolArgs):
     query: str = Field(
         default="",
         max_length=100,
-        description="Words to look for in names and descriptions, e.g. 'helmet' or 'tyre'. "
-        "Empty lists everything matching the other filters.",
+        description="E.g. 'helmet'; empty: all.",
     )
-    kind: Literal["product", "service", "any"] = Field(
-        default="any", description="'product' (things to buy), 'service' (rentals, repairs)."
-    )
-    category: str | None = Field(
-        default=None, max_length=40, description="A category, e.g. accessories, rental, repair."
-    )
-    min_price: int | None = Field(
-        default=None, ge=0, description="Lowest price in the currency's smallest unit (RWF)."
-    )
-    max_price: int | None = Field(
-        default=None, ge=0, description="Highest price in the currency's smallest unit (RWF)."
-    )
-    in_stock_only: bool = Field(default=False, description="Only products with stock left.")
+    kind: Literal["product", "service", "any"] = Field(default="any")
+    category: str | None = Field(default=None, max_length=40)
+    min_price: int | None = Field(default=None, ge=0, description="RWF")
+    max_price: int | None = Field(default=None, ge=0, description="RWF")
+    in_stock_only: bool = Field(default=False)
     limit: int = Field(default=5, ge=1, le=_MAX_RESULTS)
 
     @model_validator(mode="after")
@@ -51,7 +42,7 @@ class GetProductArgs(ToolArgs):
         min_length=2,
         max_length=40,
         pattern=r"^[A-Za-z0-9][A-Za-z0-9-]*$",
-        description="The item's SKU as listed by search_catalog, e.g. ACC-HELMET.",
+        description="From search_catalog.",
     )
 
 
@@ -89,15 +80,14 @@ def make_catalog_tools(pool: Pool) -> list[BaseTool]:
         business_tool(
             search_catalog,
             name="search_catalog",
-            description="Search the shop's products (accessories, parts, bikes for sale) and "
-            "services (bike rental, repairs) by words, kind, category and price range. "
-            "Returns SKU, name, price and stock.",
+            description="Products (accessories, parts, bikes for sale) and services "
+            "(rentals, repairs): SKU, name, price, stock.",
             args_schema=SearchCatalogArgs,
         ),
         business_tool(
             get_product,
             name="get_product",
-            description="Price, stock and full description of one catalog item by SKU.",
+            description="One catalog item's price, stock and description.",
             args_schema=GetProductArgs,
         ),
     ]

@@ -276,8 +276,7 @@ class SearchKnowledgeArgs(ToolArgs):
     query: str = Field(
         min_length=2,
         max_length=300,
-        description="The customer's question, rephrased to stand alone "
-        "(e.g. 'deposit for renting a mountain bike').",
+        description="The question, standing alone.",
     )
     max_results: int = Field(default=3, ge=1, le=5)
 
@@ -305,9 +304,8 @@ def make_knowledge_tools(kb: KnowledgeBase, *, min_relevance: float = 0.25) -> l
         business_tool(
             search_knowledge_base,
             name="search_knowledge_base",
-            description="Search the shop's FAQ and policies (opening hours, location, rental "
-            "rules, deposits, cancellations, repairs, warranty, payment methods). Quote it; "
-            "never invent a policy.",
+            description="The shop's FAQ and policies: hours, location, rental rules, "
+            "deposits, repairs, warranty, payment methods.",
             args_schema=SearchKnowledgeArgs,
         )
     ]

@@ -42,14 +42,12 @@ log = structlog.get_logger(__name__)
 
 
 class CreatePaymentArgs(CustomerToolArgs):
-    booking_id: int | None = Field(
-        default=None, gt=0, description="Pay for this booking (from list_my_bookings)."
-    )
+    booking_id: int | None = Field(default=None, gt=0, description="A booking to pay.")
     items: list[ItemLine] | None = Field(
         default=None,
         min_length=1,
         max_length=10,
-        description="Or pay for catalog products: SKUs and quantities.",
+        description="Or catalog products to pay.",
     )
 
     @model_validator(mode="after")
@@ -64,7 +62,7 @@ class PaymentReferenceArgs(CustomerToolArgs):
         default=None,
         max_length=20,
         pattern=r"^[A-Za-z0-9-]+$",
-        description="The payment reference (PAY-...); empty means the latest payment.",
+        description="PAY-...; empty: the latest.",
     )
 
 
@@ -159,22 +157,20 @@ def make_payment_tools(
         business_tool(
             create_payment,
             name="create_payment",
-            description="Create a payment link (or bank-transfer instructions) for one of the "
-            "customer's bookings or for catalog products. The amount comes from our prices. "
-            "The customer is asked to confirm with a button first.",
+            description="A payment link or transfer instructions for a booking or products, "
+            "at our prices; the customer confirms with a button.",
             args_schema=CreatePaymentArgs,
         ),
         business_tool(
             get_payment_status,
             name="get_payment_status",
-            description="Status of one of the customer's payments (or the latest one).",
+            description="A payment's status.",
             args_schema=PaymentReferenceArgs,
         ),
         business_tool(
             cancel_payment,
             name="cancel_payment",
-            description="Cancel one of the customer's pending payments. The customer is asked "
-            "to confirm with a button first.",
+            description="Cancel a pending payment; the customer confirms with a button.",
             args_schema=CancelPaymentArgs,
         ),
     ]

@@ -27,9 +27,8 @@ from tools.web import WebResult, WebSearcher
 DEEP_RESEARCH = "deep_research"
 
 _DESCRIPTION = (
-    "Research a question in depth on the web (several sources read and combined) and get "
-    "an answer with numbered citations. Slower than web_search: use it only for questions "
-    "that need more than a quick lookup."
+    "An answer from several web sources, with citations. Slow: only when web_search "
+    "does not settle it."
 )
 _RESEARCH_PROMPT = (
     "You research questions for a customer-service agent. Answer factually and briefly "
@@ -43,7 +42,7 @@ _SYNTHESIS_PROMPT = (
 
 
 class ResearchArgs(ToolArgs):
-    question: str = Field(min_length=3, max_length=1000, description="The question to research")
+    question: str = Field(min_length=3, max_length=1000)
 
 
 def with_sources(answer: str, sources: Sequence[tuple[str, str]]) -> str:

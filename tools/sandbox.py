@@ -335,10 +335,7 @@ def probe_sandbox(limits: SandboxLimits) -> str | None:
 class CodeArgs(ToolArgs):
     code: str = Field(
         min_length=1,
-        description=(
-            "A complete Python 3 program (standard library only). Print what you need: "
-            "only printed output comes back."
-        ),
+        description="Python 3, standard library; only what it prints comes back.",
     )
 
 
@@ -371,10 +368,8 @@ def make_code_interpreter_tool(limits: SandboxLimits) -> BaseTool:
         coroutine=code_interpreter,
         name="code_interpreter",
         description=(
-            "Run a short Python program for exact calculations (prices, dates, totals, "
-            "unit conversions). No network, no files outside a scratch folder, standard "
-            f"library only, {limits.wall_seconds:g} s and "
-            f"{limits.memory_bytes // MEBIBYTE} MB at most. Returns what it prints."
+            "Run Python for exact sums, dates and conversions (no network, "
+            f"{limits.wall_seconds:g} s, {limits.memory_bytes // MEBIBYTE} MB)."
         ),
         args_schema=CodeArgs,
     )

@@ -34,25 +34,19 @@ _OPEN_STATUSES = ("open", "in_progress", "waiting_customer")
 
 
 class CreateTicketArgs(CustomerToolArgs):
-    subject: str = Field(min_length=3, max_length=120, description="A one-line summary.")
-    description: str = Field(
-        min_length=10, max_length=2000, description="The problem in the customer's words."
-    )
+    subject: str = Field(min_length=3, max_length=120)
+    description: str = Field(min_length=10, max_length=2000)
     category: Category = Field(default="other")
-    priority: Priority = Field(
-        default="normal", description="'urgent' only for safety issues or a stranded rider."
-    )
+    priority: Priority = Field(default="normal", description="urgent: safety, stranded rider.")
 
 
 class TicketStatusArgs(CustomerToolArgs):
-    ticket_id: int | None = Field(
-        default=None, gt=0, description="A ticket number; empty lists the open tickets."
-    )
+    ticket_id: int | None = Field(default=None, gt=0, description="Empty: all open.")
 
 
 class AddCommentArgs(CustomerToolArgs):
     ticket_id: int = Field(gt=0)
-    comment: str = Field(min_length=1, max_length=2000, description="What the customer adds.")
+    comment: str = Field(min_length=1, max_length=2000)
 
 
 def make_ticket_tools(pool: Pool, *, max_open_per_customer: int = 5) -> list[BaseTool]:
@@ -138,21 +132,20 @@ def make_ticket_tools(pool: Pool, *, max_open_per_customer: int = 5) -> list[Bas
         business_tool(
             create_support_ticket,
             name="create_support_ticket",
-            description="Open a support ticket for staff (repair problems, complaints, lost "
-            "items, anything the chat cannot settle). Returns the ticket number.",
+            description="Open a ticket for staff (repairs, complaints, lost items, what "
+            "the chat cannot settle).",
             args_schema=CreateTicketArgs,
         ),
         business_tool(
             get_ticket_status,
             name="get_ticket_status",
-            description="Status and latest comments of one of the customer's tickets, or "
-            "the list of their open tickets.",
+            description="A ticket's status and latest comments.",
             args_schema=TicketStatusArgs,
         ),
         business_tool(
             add_ticket_comment,
             name="add_ticket_comment",
-            description="Add the customer's new information to one of their tickets.",
+            description="Add the customer's news to a ticket.",
             args_schema=AddCommentArgs,
         ),
     ]

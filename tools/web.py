@@ -123,7 +123,7 @@ def format_results(query: str, results: Sequence[WebResult]) -> str:
 
 
 class WebSearchArgs(ToolArgs):
-    query: str = Field(min_length=2, max_length=400, description="What to look up on the web")
+    query: str = Field(min_length=2, max_length=400)
 
 
 def make_web_search_tool(searcher: WebSearcher) -> BaseTool:
@@ -134,9 +134,8 @@ def make_web_search_tool(searcher: WebSearcher) -> BaseTool:
         web_search,
         name=WEB_SEARCH,
         description=(
-            "Search the public web for facts the business's own tools do not hold "
-            "(compatibility, specifications, news, opening hours of other places). Returns "
-            "a few results with numbered sources; cite them."
+            "The public web, for what our own tools do not hold (compatibility, "
+            "specifications, other places): numbered sources to cite."
         ),
         args_schema=WebSearchArgs,
     )

@@ -7,11 +7,20 @@ last run of this job stopped (`agent_conversations.remembered_message_id`): a jo
 runs after several turns reads them all, and a retried job reads nothing twice.
 A memory that says what another already says (cosine similarity above the policy's
 threshold) updates that one instead of adding a second.
+
+What it costs: one small model call per burst of turns, and none when the customer's
+new lines are only acknowledgements or greetings ("ok thanks!", "murakoze"), which
+cannot state a durable fact. Anything else is the model's call to make: no rule in six
+languages can tell "I'm vegan" or "for my sister" from a one-off question, and a
+missed diet or name costs more than the extraction (about $0.0001). The request is
+kept small: short instructions, the customer's lines whole and the assistant's cut
+(enough to show what a "yes" agreed to), and a schema without titles.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -19,7 +28,7 @@ from typing import Any, Literal
 import structlog
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage, SystemMessage
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from graph.privacy import mask_text
 from nodes.memory.metrics import MEMORIES_WRITTEN
@@ -29,35 +38,56 @@ from tools.common import Pool
 log = structlog.get_logger(__name__)
 
 CONTEXT_LINES = 4  # read before the new lines, so "yes" has its question
-LINE_CHARS = 600
+LINE_CHARS = 600  # a customer's line
+ASSISTANT_CHARS = 200  # an assistant's line: what was offered or asked, not all of it
 
 EXTRACTION_PROMPT = """\
-You maintain the long-term memory that {business_name} keeps about one customer, so \
-that a later conversation, maybe months later, serves them as someone the business \
-knows.
+List durable facts about the customer of {business_name} that the CUSTOMER stated or \
+confirmed in the new messages, for serving them months later: who they are (name, \
+city, language), preferences (diet, sizes, contact), circumstances (their bike, \
+business), events (bought, booked, complained, refunded). Not greetings, one-off \
+questions, what the assistant said, guesses, passwords, cards or codes. Each one short \
+English sentence about "the customer". importance 0-1: 0.9+ essential (diet, allergy, \
+name, accessibility), 0.5 useful, 0.2 trivia. Empty list if nothing durable."""
 
-Read the new part of the conversation and list the durable facts that the CUSTOMER \
-stated or clearly confirmed about themselves: who they are (name, city, language), \
-preferences (diet, sizes, brands, how they like to be contacted), circumstances (the \
-bike they own, their business) and notable events (bought, booked, complained, was \
-refunded).
+# Words that state nothing about the customer: acknowledgements, thanks and greetings in
+# the shop's languages (en, fr, sw, rw, es, pt). Matched whole, lower-cased.
+SMALL_TALK = frozenset(
+    """ok okay k kk yes yeah yep yup no nope sure fine alright great cool nice good perfect
+    awesome thanks thank thx ty you u pls please hi hello hey bye morning evening night
+    welcome lol haha
+    oui non merci beaucoup bonjour bonsoir salut daccord super parfait bien
+    ndiyo hapana asante sana habari jambo sawa karibu poa
+    yego oya murakoze cyane muraho mwaramutse mwiriwe ni byiza
+    si sí gracias muchas hola vale bueno perfecto adios adiós buenas
+    sim não nao obrigado obrigada olá ola oi tchau beleza""".split()
+)
 
-Never list: greetings, one-off questions, what the assistant said or offered, guesses, \
-passwords, card numbers or codes. Write each memory as one short standalone sentence \
-in English about "the customer" (for example "The customer is vegetarian."). kind is \
-fact, preference or event. importance is 0 to 1: 0.9 or more when it is essential to \
-serve them well (diet, allergy, name, accessibility), about 0.5 when useful, 0.2 for \
-trivia. Return an empty list when nothing durable was said."""
+
+def _drop_titles(schema: dict[str, Any]) -> None:
+    """Pydantic's titles repeat the field names: tokens the model reads for nothing."""
+    schema.pop("title", None)
+    for field in (schema.get("properties") or {}).values():
+        field.pop("title", None)
+
+
+def says_something(text: str) -> bool:
+    """Whether a customer's line may hold a fact: any word (or number) beyond small talk."""
+    return any(word not in SMALL_TALK for word in re.findall(r"\w+", text.lower()))
 
 
 class ExtractedMemory(BaseModel):
+    model_config = ConfigDict(json_schema_extra=_drop_titles)
+
     content: str = Field(description="One standalone sentence about the customer.")
     kind: Literal["fact", "preference", "event"]
     importance: float = Field(ge=0.0, le=1.0)
 
 
 class Extraction(BaseModel):
-    """Durable facts about the customer found in the new messages."""
+    """Durable facts about the customer."""
+
+    model_config = ConfigDict(json_schema_extra=_drop_titles)
 
     memories: list[ExtractedMemory]
 
@@ -80,9 +110,14 @@ class RememberReport:
 def render_lines(lines: Sequence[TranscriptLine]) -> str:
     speakers = {"customer": "Customer", "agent": "Assistant", "operator": "Staff"}
     return "\n".join(
-        f"{speakers.get(line.role, line.role.capitalize())}: {line.content[:LINE_CHARS]}"
-        for line in lines
+        f"{speakers.get(line.role, line.role.capitalize())}: {_cut(line)}" for line in lines
     )
+
+
+def _cut(line: TranscriptLine) -> str:
+    limit = LINE_CHARS if line.role == "customer" else ASSISTANT_CHARS
+    text = " ".join(line.content.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class Rememberer:
@@ -127,7 +162,7 @@ class Rememberer:
         context, lines = await self._transcript(conversation_id, watermark)
         if not lines:
             return RememberReport()
-        if not any(line.role == "customer" for line in lines):
+        if not any(line.role == "customer" and says_something(line.content) for line in lines):
             await self._advance(conversation_id, lines[-1].id)
             return RememberReport(read=len(lines))
         extracted = await self.extract(context, lines)
