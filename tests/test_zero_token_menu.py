@@ -44,7 +44,7 @@ def next_weekday(weekday: int) -> dt.date:
 
 
 def ids(message: dict[str, object]) -> list[str]:
-    return [i for i, _ in choices(message)]  # type: ignore[arg-type]
+    return [i for i, _ in choices(message)]
 
 
 async def test_a_typed_booking_request_shows_the_named_days_slots_and_books(
@@ -132,7 +132,9 @@ async def test_a_problem_report_opens_a_ticket_and_a_person_is_handed_over(
     service = no_model_service
     ada = Customer(service, graph_api)
     opened = await ada.write("the chain of my rental bike keeps falling off on every hill")
-    tickets = await service.fetch("SELECT description FROM support_tickets WHERE wa_id = %s", ada.wa_id)
+    tickets = await service.fetch(
+        "SELECT description FROM support_tickets WHERE wa_id = %s", ada.wa_id
+    )
     assert [t["description"] for t in tickets] == [
         "the chain of my rental bike keeps falling off on every hill"
     ]
@@ -141,7 +143,7 @@ async def test_a_problem_report_opens_a_ticket_and_a_person_is_handed_over(
     bea = Customer(service, graph_api)
     handed = await bea.write("I want to talk to a person")
     assert "member of our team" in body(handed)
-    [row] = await service.fetch("SELECT status FROM conversations WHERE wa_id = %s", bea.wa_id)
+    [row] = await service.fetch("SELECT status FROM agent_conversations WHERE wa_id = %s", bea.wa_id)
     assert row["status"] == "escalated"
 
 
