@@ -143,7 +143,9 @@ async def test_a_problem_report_opens_a_ticket_and_a_person_is_handed_over(
     bea = Customer(service, graph_api)
     handed = await bea.write("I want to talk to a person")
     assert "member of our team" in body(handed)
-    [row] = await service.fetch("SELECT status FROM agent_conversations WHERE wa_id = %s", bea.wa_id)
+    [row] = await service.fetch(
+        "SELECT status FROM agent_conversations WHERE wa_id = %s", bea.wa_id
+    )
     assert row["status"] == "escalated"
 
 
