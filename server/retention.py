@@ -50,6 +50,8 @@ _REDELIVERY_DAYS = 8.0
 # A batch waits this long for a row lock (a status webhook, a turn) before giving up
 # on that table until the next run.
 _LOCK_TIMEOUT = "2s"
+# Threads per batch: each holds a few checkpoints, blobs and writes.
+_THREADS_PER_BATCH = 500
 _GIVE_UP = (
     psycopg.errors.LockNotAvailable,
     psycopg.errors.DeadlockDetected,
@@ -223,6 +225,7 @@ class RetentionReport:
 
     deleted: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    table_seconds: dict[str, float] = field(default_factory=dict)
     complete: bool = True
 
     @property
@@ -256,7 +259,11 @@ async def enforce_retention(
             if steps and time.monotonic() > deadline:  # a run always gets one batch done
                 report.complete = False
                 break
-            report.deleted[_name(cursor)] += await _step(pool, cursor, settings.retention_batch)
+            began, name = time.monotonic(), _name(cursor)
+            report.deleted[name] += await _step(pool, cursor, settings.retention_batch)
+            report.table_seconds[name] = report.table_seconds.get(name, 0.0) + (
+                time.monotonic() - began
+            )
             steps += 1
         if not report.complete:
             break
@@ -320,13 +327,13 @@ async def _drop_idle_threads(pool: Pool, cursor: _Cursor, batch: int) -> int:
     """Checkpoints go through the checkpointer (its tables are its own business)."""
     async with pool.connection() as conn:
         cur = await conn.execute(
-            _IDLE_THREADS.encode(), {"cutoff": cursor.cutoff, "batch": min(batch, 200)}
+            _IDLE_THREADS.encode(),
+            {"cutoff": cursor.cutoff, "batch": min(batch, _THREADS_PER_BATCH)},
         )
         threads = [row["thread_id"] for row in await cur.fetchall()]
-    saver = create_checkpointer(pool)
-    for thread_id in threads:
-        await saver.adelete_thread(thread_id)
-    cursor.more = len(threads) >= min(batch, 200)
+    # One transaction for the batch, through the checkpointer's own bulk delete.
+    await create_checkpointer(pool).aprune(threads, strategy="delete")
+    cursor.more = len(threads) >= min(batch, _THREADS_PER_BATCH)
     return len(threads)
 
 

@@ -153,7 +153,12 @@ def print_run(report: RetentionReport) -> None:
         f"retention run: {report.total:,} rows in {report.seconds:.1f} s = {rate:,.0f} rows/s"
         f" (complete: {report.complete})"
     )
-    print_table(["table", "deleted"], [[t, f"{n:,}"] for t, n in report.deleted.items() if n])
+    rows = []
+    for table, deleted in report.deleted.items():
+        seconds = report.table_seconds.get(table, 0.0)
+        if deleted:
+            rows.append([table, f"{deleted:,}", f"{seconds:.1f}", f"{deleted / seconds:,.0f}"])
+    print_table(["table", "deleted", "seconds", "rows/s"], rows)
 
 
 async def main(args: argparse.Namespace) -> None:

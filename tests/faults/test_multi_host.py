@@ -267,11 +267,20 @@ async def test_a_worker_host_lost_mid_turn_leaves_every_conversation_answered_on
 
     await eventually(lost_host_released, within=60, what="Postgres dropping the lost host")
     sampling.cancel()
+    memory = {name: rss_mib(cluster.processes[name].pid) for name in ("web", "worker2")}
     await _stops_gracefully(cluster)
     print(
         f"\nconnections per host (peak): {connections.peak}; lost host's turns: {len(cut_runs)};"
-        f" all answered {recovered_s:.1f} s after the loss"
+        f" all answered {recovered_s:.1f} s after the loss; resident MiB: {memory}"
     )
+
+
+def rss_mib(pid: int) -> int:
+    """A process's resident memory (what a container's memory limit counts)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) // 1024
+    return 0
 
 
 async def _stops_gracefully(cluster: Cluster) -> None:
