@@ -116,12 +116,9 @@ async def traffic(db_url: str, conv: str, wa_id: str, at: datetime, *, finished:
         await sql(db_url, statement, conv, run_id, at)
 
 
-async def test_old_rows_go_and_young_or_unfinished_rows_stay(pool: Pool, db_url: str) -> None:
-    old_conv = await conversation(db_url, "250788600001", OLD)
-    young_conv = await conversation(db_url, "250788600002", RECENT)
-    await traffic(db_url, old_conv, "250788600001", OLD, finished=True)
-    await traffic(db_url, old_conv, "250788600001", OLD, finished=False)  # stuck a long time
-    await traffic(db_url, young_conv, "250788600002", RECENT, finished=True)
+async def episodes_and_sessions(db_url: str, old_conv: str, young_conv: str) -> None:
+    """A closed old episode and an open one, each with a CSAT answer; an expired and a
+    live dashboard session."""
     for conv, wa_id, closed in ((old_conv, "250788600001", OLD), (young_conv, "x", None)):
         rows = await query(
             db_url,
@@ -148,6 +145,15 @@ async def test_old_rows_go_and_young_or_unfinished_rows_stay(pool: Pool, db_url:
         NOW,
         NOW + timedelta(hours=12),
     )
+
+
+async def test_old_rows_go_and_young_or_unfinished_rows_stay(pool: Pool, db_url: str) -> None:
+    old_conv = await conversation(db_url, "250788600001", OLD)
+    young_conv = await conversation(db_url, "250788600002", RECENT)
+    await traffic(db_url, old_conv, "250788600001", OLD, finished=True)
+    await traffic(db_url, old_conv, "250788600001", OLD, finished=False)  # stuck a long time
+    await traffic(db_url, young_conv, "250788600002", RECENT, finished=True)
+    await episodes_and_sessions(db_url, old_conv, young_conv)
 
     deleted = await run(pool, db_url)
 
