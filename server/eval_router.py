@@ -15,12 +15,17 @@ figure that depends on an LLM mean different things:
 
 `--tune` prints the thresholds that 10-fold cross-validation on the *examples* in
 prompts/router/ recommends; the evaluation file plays no part in that.
+
+`--conversations DIR` (tests/data/cost_conversations/) measures the rule-based menu's
+typed path on scripted conversations: the share of typed customer turns that reach the
+action the scripted agent took (its first tool), with no model.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import json
 import time
 from collections import Counter
@@ -28,14 +33,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
+import yaml
 
 from graph.embeddings import build_embeddings
 from graph.models import build_chat_model
 from graph.routing import router_config
 from graph.settings import Settings
 from graph.state import RouteDecision
+from nodes.intents.shared import reader_over
 from nodes.routing.classifier import cross_validated_proba, tune_threshold
 from nodes.routing.intents import DEFAULT_INTENT, FOLLOWUP, INTENTS
 from nodes.routing.router import IntentRouter
@@ -240,12 +248,82 @@ def tune_report(router: IntentRouter) -> list[str]:
     ]
 
 
+# The menu action that an agent's first tool call in a turn corresponds to. A turn that
+# starts with create_booking accepts an offer just made: in the menu that is a tap.
+_ACTION_OF_TOOL = {
+    "check_availability": "booking",
+    "list_my_bookings": "booking",
+    "cancel_booking": "booking",
+    "reschedule_booking": "booking",
+    "search_catalog": "products",
+    "get_product": "products",
+    "create_payment": "payment",
+    "get_payment_status": "payment",
+    "cancel_payment": "payment",
+    "create_support_ticket": "ticket",
+    "add_ticket_comment": "ticket",
+    "get_ticket_status": "ticket",
+    "escalate_to_human": "human",
+}
+_TAPPED_TOOLS = frozenset({"create_booking"})
+
+
+def scripted_turns(directory: Path) -> list[tuple[str, str]]:
+    """(text, expected action) of every typed turn; the action is "topics" where the
+    agent only talked or searched the knowledge base. (The scripts' dates are shifted to
+    keep conversations apart, so the day a text names is checked by the tests instead.)"""
+    turns: list[tuple[str, str]] = []
+    for path in sorted(directory.glob("*.yaml")):
+        for turn in (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("turns", []):
+            if "customer" not in turn:
+                continue  # a tap
+            tools = [step for step in turn.get("model") or [] if "tool" in step]
+            if tools and tools[0]["tool"] in _TAPPED_TOOLS:
+                continue
+            expected = _ACTION_OF_TOOL.get(tools[0]["tool"], "topics") if tools else "topics"
+            if turn.get("agent") == "human":
+                expected = "human"
+            turns.append((str(turn["customer"]), expected))
+    return turns
+
+
+def actions_report(router: IntentRouter, directory: Path) -> list[str]:
+    reader = reader_over(router, dict(router.examples.by_language))
+    today = dt.datetime.now(ZoneInfo("Africa/Kigali")).date()
+    counts: Counter[str] = Counter()
+    wrong: list[str] = []
+    for text, expected in scripted_turns(directory):
+        request = reader.read(text, today)
+        acted = request.action if request.action not in (None, "topics") else "topics"
+        kind = "actionable" if expected != "topics" else "other"
+        counts[kind] += 1
+        counts[f"{kind} right"] += acted == expected
+        if acted != expected and acted != "topics":
+            counts["wrong action"] += 1
+            wrong.append(f"  {expected} → {acted}: {text}")
+    total = counts["actionable"] + counts["other"]
+    right = counts["actionable right"] + counts["other right"]
+    reached = counts["actionable right"] / max(1, counts["actionable"])
+    return [
+        f"typed turns: {total} (turns that accept an offer are taps in the menu: left out)",
+        f"right action without a model: {right}/{total} = {right / max(1, total):.3f}",
+        f"  actionable turns that reach their action: {counts['actionable right']}"
+        f"/{counts['actionable']} = {reached:.3f}",
+        f"  other turns answered with the topic menu: {counts['other right']}/{counts['other']}",
+        f"  a wrong action: {counts['wrong action']}",
+        *wrong,
+    ]
+
+
 def add_command(commands: Any) -> None:
     """The `eval-router` subcommand's arguments (called by server/cli.py)."""
     parser = commands.add_parser("eval-router", help="measure the intent router on a JSONL file")
     parser.add_argument("file", type=Path, help='lines {"text": ..., "intent": ...}')
     parser.add_argument("--no-llm", action="store_true", help="never call the chat model")
     parser.add_argument("--tune", action="store_true", help="recommend thresholds (examples)")
+    parser.add_argument(
+        "--conversations", type=Path, help="scripted conversations: the menu's typed path"
+    )
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
@@ -263,4 +341,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     print("\n".join(format_report(report)))
     if args.tune:
         print("\n" + "\n".join(tune_report(router)))
+    if args.conversations:
+        print("\nzero-token menu, typed turns of scripted conversations:")
+        print("\n".join(actions_report(router, args.conversations)))
     return 0

@@ -78,8 +78,10 @@ class RequestReader:
         day = None
         if action in (None, "booking", "topics"):
             day = self.days.read(text, language, today)
-        if day is not None and (action is None or awaiting_day):
-            action = "booking"  # a day alone is a day to book: the only dated action
+        if day is not None and (awaiting_day or (action is None and route.guess == "booking")):
+            # The days are on screen, or booking is the best (if unsure) guess: a day is
+            # a day to book. Not otherwise: "see you on Saturday" books nothing.
+            action = "booking"
         intent = decision["intent"] if decision is not None else None
         confidence = decision["confidence"] if decision is not None else route.guess_confidence
         return TypedRequest(text, action, language, day, intent, confidence)
