@@ -40,7 +40,7 @@ from graph.state import ConversationState
 from nodes.dispatch import customer_turn_text
 from nodes.fallback import FallbackTexts, as_history, fallback_reply
 from nodes.intents import RequestReader
-from nodes.intents.shared import shared_reader
+from nodes.intents.shared import ready_shared_reader
 from nodes.menu_actions import DAY, TICKET, MenuActions, ticket_subject
 from nodes.menu_texts import MenuTexts
 from nodes.menu_typed import TypedMenu
@@ -62,7 +62,8 @@ def make_menu_node(
     typed = None
     if listings is not None:
         actions = MenuActions(texts, listings, tools, menu_texts=MenuTexts.load(texts))
-        typed = TypedMenu((lambda: reader) if reader is not None else shared_reader)
+        typed = TypedMenu((lambda: reader) if reader is not None else ready_shared_reader)
+        typed.reader()  # the shared one starts fitting now, at start, in the background
 
     async def answer_from_menu(
         state: ConversationState, runtime: Runtime[ConversationContext]
@@ -86,7 +87,7 @@ async def _next_step(
     last = messages[-1]
     text, tapped = customer_turn_text(state)
     if isinstance(last, ToolMessage) or tapped is not None:
-        actions = actions.speaking(await typed.language(state))
+        actions = actions.speaking(typed.language(state))
     if isinstance(last, ToolMessage):
         request = next(m for m in reversed(messages) if isinstance(m, AIMessage) and m.tool_calls)
         call = next(c for c in request.tool_calls if c["id"] == last.tool_call_id)
@@ -94,7 +95,7 @@ async def _next_step(
     if tapped is not None:
         return await actions.on_tap(tapped, wa_id)
     if state.get("menu_awaiting") == TICKET and text:
-        return actions.speaking(await typed.language(state)).on_ticket_text(text)
+        return actions.speaking(typed.language(state)).on_ticket_text(text)
     if text.strip():
         return await typed.answer(actions, state, text, wa_id)
     return None

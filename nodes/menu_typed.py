@@ -26,35 +26,47 @@ from tools.listings import ListRow
 # Enough rows for a shop's whole catalog to be matched (the list then shows nine).
 CATALOG_ROWS = 200
 _MIN_TICKET_WORDS = 3
+_LANGUAGE_LOOKBACK = 5  # typed messages looked at for the conversation's language
 
 
 class TypedMenu:
-    """What the menu does with a typed message; shared by every conversation."""
+    """What the menu does with a typed message; shared by every conversation.
+
+    `reader` returns the request reader, or None while it is still being fitted (a
+    process's first seconds): typed words then get the topic menu, as unsure ones do,
+    rather than keeping the customer waiting.
+    """
 
     def __init__(
-        self, reader: Callable[[], RequestReader], words: ProductWords | None = None
+        self, reader: Callable[[], RequestReader | None], words: ProductWords | None = None
     ) -> None:
-        self._reader = reader
+        self.reader = reader
         self.words = words or ProductWords.load()
 
-    async def reader(self) -> RequestReader:
-        return await asyncio.to_thread(self._reader)
-
-    async def language(self, state: ConversationState) -> str | None:
-        """The language of the customer's latest typed words (taps carry none)."""
+    def language(self, state: ConversationState) -> str | None:
+        """The language of the customer's latest typed words that tell one (taps and
+        "ok" do not)."""
+        reader = self.reader()
+        if reader is None:
+            return None
+        typed = 0
         for message in reversed(state["messages"]):
             if not isinstance(message, HumanMessage) or whatsapp_meta(message).get("reply_id"):
                 continue
             text = str(message.content).strip()
-            if text:
-                return (await self.reader()).language_of(text)
+            language = reader.language_of(text) if text else None
+            typed += 1
+            if language is not None or typed >= _LANGUAGE_LOOKBACK:
+                return language
         return None
 
     async def answer(
         self, actions: MenuActions, state: ConversationState, text: str, wa_id: str
     ) -> dict[str, Any] | Command[str] | None:
+        reader = self.reader()
+        if reader is None:
+            return None
         today = dt.datetime.now(actions.listings.zone).date()
-        reader = await self.reader()
         awaiting_day = state.get("menu_awaiting") == DAY
         request = await asyncio.to_thread(reader.read, text, today, awaiting_day=awaiting_day)
         return await self.act(actions.speaking(request.language), request, wa_id)

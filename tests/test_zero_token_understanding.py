@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from typing import cast
 
 import pytest
+from langchain_core.messages import HumanMessage
 
 from graph.prompts import load_prompts
+from graph.state import ConversationState
 from nodes.intents import DayReader, LanguageGuesser, ProductWords, rank_products
+from nodes.menu_actions import MenuActions
 from nodes.menu_texts import MenuTexts
+from nodes.menu_typed import TypedMenu
 from nodes.routing.examples import load_router_examples
 from tools.demo import CATALOG
 from tools.listings import ListRow
@@ -124,3 +129,11 @@ def test_translations_name_known_texts_with_the_same_placeholders() -> None:
         "Créneaux libres le sam. 12. Touchez-en un pour le réserver."
     )
     assert texts.say("products", "rw") == default.actions["products"]  # not translated yet
+
+
+async def test_while_the_reader_is_fitted_typed_words_get_the_topic_menu() -> None:
+    """A process's first seconds: nobody waits for the classifier (None: the topic menu)."""
+    typed = TypedMenu(lambda: None)
+    state: ConversationState = {"messages": [HumanMessage("I want a bike on Saturday")]}
+    assert typed.language(state) is None
+    assert await typed.answer(cast(MenuActions, None), state, "I want a bike", "250788") is None

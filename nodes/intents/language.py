@@ -13,11 +13,13 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
+from sklearn.naive_bayes import MultinomialNB
 
-# Below this probability the guess is not trusted (one word such as "ok" or "menu" is
-# written alike in many languages): the caller uses its default language.
-MIN_PROBABILITY = 0.5
+# Below this probability the guess is not trusted: the caller uses its default language.
+MIN_PROBABILITY = 0.8
+# Fewer letters than this say nothing reliable ("hi", "ok" and "menu" are written alike
+# in many languages; naive Bayes is sure of them anyway).
+MIN_LETTERS = 6
 
 
 class LanguageGuesser:
@@ -30,15 +32,17 @@ class LanguageGuesser:
         self._vectorizer = TfidfVectorizer(
             analyzer="char_wb", ngram_range=(1, 4), sublinear_tf=True, lowercase=True
         )
-        self._model: LogisticRegression | None = None
+        # Naive Bayes: fitted in a tenth of a second (a logistic regression took seconds
+        # at start for the same 97 % in 5-fold cross-validation on the examples).
+        self._model: MultinomialNB | None = None
         if len(self.languages) >= 2:
             features = self._vectorizer.fit_transform(texts)
-            self._model = LogisticRegression(C=10.0, max_iter=2000, class_weight="balanced")
+            self._model = MultinomialNB(alpha=0.1)
             self._model.fit(features, labels)
 
     def guess(self, text: str) -> str | None:
         """The language code, or None when unsure or the text has no letters."""
-        if self._model is None or not any(char.isalpha() for char in text):
+        if sum(char.isalpha() for char in text) < MIN_LETTERS or self._model is None:
             return self.languages[0] if len(self.languages) == 1 else None
         row = self._model.predict_proba(self._vectorizer.transform([text]))[0]
         best = int(np.argmax(row))

@@ -31,6 +31,25 @@ def reader_over(router: LocalRouter, by_language: dict[str, tuple[str, ...]]) ->
     return RequestReader(router, LanguageGuesser(by_language), days)
 
 
+_started = threading.Event()
+
+
+def ready_shared_reader() -> RequestReader | None:
+    """The shared reader, or None while it is being fitted in a background thread (the
+    first call starts that): nobody waits for it."""
+    if _reader is None and not _started.is_set():
+        _started.set()
+        threading.Thread(target=_fit_quietly, name="menu-reader", daemon=True).start()
+    return _reader
+
+
+def _fit_quietly() -> None:
+    try:
+        shared_reader()
+    except Exception as exc:  # typed words keep getting the topic menu; say why once
+        log.error("menu.reader_failed", error_type=type(exc).__name__, error=str(exc)[:300])
+
+
 def shared_reader() -> RequestReader:
     """Blocking (seconds the first time): call it from a worker thread."""
     global _reader
