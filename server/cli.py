@@ -8,19 +8,16 @@ import contextlib
 import os
 import signal
 import sys
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
 import structlog
 import uvicorn
 import uvloop
-from langchain_core.runnables import RunnableConfig
 
 from graph.memory import migrate_memory_embeddings
 from graph.persistence import apply_migrations, resolve_database_url
 from graph.settings import Settings, get_settings
-from graph.state import ConversationState, Reply, customer_message
 from server import eval_router, replay
 from server.abuse import commands as blacklist_commands
 from server.admin.auth import WeakToken
@@ -30,6 +27,7 @@ from server.logging import configure_logging
 from server.services import open_services
 from server.serving import trusted_proxies, uvicorn_config
 from server.supervisor import WorkerProcesses, leave_when_parent_is_gone, worker_process_count
+from server.terminal import chat_in_terminal
 
 log = structlog.get_logger(__name__)
 
@@ -166,49 +164,6 @@ async def migrate(settings: Settings) -> int:
     if reembedded := await migrate_memory_embeddings(database_url, settings):
         print(f"re-embedded {reembedded} memories with {settings.embeddings}")
     return 0
-
-
-async def chat_in_terminal(settings: Settings, customer: str) -> int:
-    """The same graph and checkpointer as production, with the terminal as WhatsApp.
-    Each conversation name is its own thread, so history survives between sessions."""
-    thread_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"wa-agent-chat:{customer}"))
-    config: RunnableConfig = {"configurable": {"thread_id": thread_id}, "tags": ["chat"]}
-    async with open_services(settings, run_worker_here=False) as services:
-        print(f"Talking to wa-agent as '{customer}'. Ctrl-D to leave.", file=sys.stderr)
-        async with services.runner.graphs.borrow() as graph:
-            while (line := await asyncio.to_thread(_prompt)) is not None:
-                if not line.strip():
-                    continue
-                reply_id = line.strip() if line.strip().startswith("menu:") else None
-                message = customer_message(
-                    line, wamid=f"chat-{uuid.uuid4().hex}", kind="text", reply_id=reply_id
-                )
-                turn: ConversationState = {
-                    "messages": [message],
-                    "run_id": str(uuid.uuid4()),
-                    "replies": [],
-                }
-                result = await graph.ainvoke(turn, config)
-                for reply in result.get("replies", []):
-                    print(render_reply(reply), flush=True)
-    return 0
-
-
-def _prompt() -> str | None:
-    try:
-        return input("you> " if sys.stdin.isatty() else "")
-    except EOFError:
-        return None
-
-
-def render_reply(reply: Reply) -> str:
-    if reply["kind"] == "text":
-        return f"bot> {reply['text']}"
-    if reply["kind"] == "buttons":
-        buttons = [f"    [{button['id']}] {button['title']}" for button in reply["buttons"]]
-        return "\n".join([f"bot> {reply['body']}", *buttons])
-    rows = [f"    [{row['id']}] {row['title']}" for s in reply["sections"] for row in s["rows"]]
-    return "\n".join([f"bot> {reply['body']}", *rows])
 
 
 if __name__ == "__main__":

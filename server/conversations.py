@@ -46,6 +46,7 @@ from server.runs import (
     postpone_run,
     wake_runs_waiting_on_whatsapp,
 )
+from server.transport import DEFAULT_QUEUE, Channels, Transport, answer_queue
 
 log = structlog.get_logger(__name__)
 
@@ -64,8 +65,9 @@ RUNS_PER_JOB = 8
 # Times one run takes in messages that came while it thought, then answers anyway.
 MAX_TAKE_MORE = 3
 
-# Schedules the conversation's next job at a time (None: now); False when one waits already.
-ScheduleAnswer = Callable[[str, datetime | None], Awaitable[bool]]
+# Schedules the conversation's next job at a time (None: now), in the queue named; False
+# when one waits already.
+ScheduleAnswer = Callable[[str, datetime | None, str], Awaitable[bool]]
 
 
 @dataclass(frozen=True)
@@ -111,13 +113,14 @@ class ConversationRunner:
         phase: GraphPhase,
         schedule: ScheduleAnswer,
         options: RunnerOptions,
+        channels: Channels,
         *,
         gate: AbuseGate | None = None,
         after_delivery: Callable[[str], Awaitable[object]] | None = None,
     ) -> None:
         self.phase = phase
         self.pool = phase.pool
-        self.whatsapp = phase.whatsapp
+        self.channels = channels
         self.graphs = phase.graphs
         self.outcomes = phase.outcomes
         self.media = phase.media
@@ -134,17 +137,19 @@ class ConversationRunner:
     async def answer(self, conversation_id: str, job_id: int | None = None) -> None:
         """Answer every waiting message of the conversation, run after run, until none
         is left or a run must wait; then the conversation's next job is scheduled."""
+        queue = DEFAULT_QUEUE
         for _ in range(RUNS_PER_JOB):
             claim = await self._next_claim(conversation_id, job_id)
             if claim is None:
                 return
+            queue = answer_queue(claim.phone_number_id, claim.wa_id)
             step = Step(retry_at=claim.retry_at) if claim.retry_at else await self._run(claim)
             if step.retry_at is not None:
-                await self.schedule(conversation_id, step.retry_at)
+                await self.schedule(conversation_id, step.retry_at, queue)
                 return
             if not step.more:
                 return
-        await self.schedule(conversation_id, None)
+        await self.schedule(conversation_id, None, queue)
 
     async def _next_claim(self, conversation_id: str, job_id: int | None) -> Claim | None:
         """The open run first (it came before anything waiting now), else the waiting
@@ -174,15 +179,16 @@ class ConversationRunner:
         started = asyncio.get_running_loop().time()
         thought: Thought | None = None
         failed, tokens = False, 0
+        transport = self.channels.for_number(claim.phone_number_id)
         try:
-            if self.gate is not None and not await self.gate.admit(claim):
+            if self.gate is not None and not await self.gate.admit(claim, transport):
                 return Step()  # refused before any model call; the gate closed the run
             staged: list[StagedPart] | None = None  # None: the outbox says what to send
             if not claim.staged:
-                thought, failed, tokens, staged = await self._think_and_stage(claim)
+                thought, failed, tokens, staged = await self._think_and_stage(claim, transport)
             sent = await deliver_parts(
                 self.pool,
-                self.whatsapp,
+                transport,
                 claim.run_id,
                 give_up_after=self.options.give_up_sending,
                 staged=staged if not claim.resumed else None,
@@ -204,23 +210,25 @@ class ConversationRunner:
         return Step(more=more)
 
     async def _think_and_stage(
-        self, claim: Claim
+        self, claim: Claim, transport: Transport | None
     ) -> tuple[Thought, bool, int, list[StagedPart] | None]:
         """The graph's replies (or, out of attempts, the apology) into the outbox.
         Returns what the episode needs (the thought, whether it failed, its tokens) and
         the parts to send."""
-        typing = asyncio.create_task(self._show_typing(claim)) if not claim.resumed else None
+        typing = None
+        if not claim.resumed and transport is not None:
+            typing = asyncio.create_task(self._show_typing(claim, transport))
         failed = False
         try:
             with metered_usage() as usage:
                 try:
-                    thought = await self.phase.think(claim)
+                    thought = await self.phase.think(claim, transport)
                 except Exception:
                     if claim.attempts < self.options.max_attempts:
                         raise  # postponed: the run resumes from its checkpoint
                     log.exception("run.gave_up", attempts=claim.attempts)
                     thought, failed = Thought(claim, [text_reply(APOLOGY)]), True
-                thought = await self._take_more(thought)
+                thought = await self._take_more(thought, transport)
             if self.gate is not None:
                 await self.gate.count_tokens(claim.wa_id, usage.total_tokens)
             if typing is not None:
@@ -241,7 +249,7 @@ class ConversationRunner:
         # After early parts, the outbox (not this list) knows what is still to send.
         return thought, failed, usage.total_tokens, None if thought.sent_early else staged
 
-    async def _take_more(self, thought: Thought) -> Thought:
+    async def _take_more(self, thought: Thought, transport: Transport | None) -> Thought:
         """Double texting: messages that came while the graph thought, before any part
         of the reply went out, are answered together with the first — the run goes again
         from where it started (nothing it did is lost: no tool step ran, nothing was
@@ -255,7 +263,7 @@ class ConversationRunner:
                 return thought
             claim = replace(thought.claim, messages=messages, rerun_from=outcome.undo_to)
             log.info("run.took_more", messages=len(messages))
-            thought = await self.phase.think(claim)
+            thought = await self.phase.think(claim, transport)
         return thought
 
     async def _postpone(
@@ -272,7 +280,7 @@ class ConversationRunner:
         try:
             woken = await wake_runs_waiting_on_whatsapp(self.pool)
             for conversation_id in woken:
-                await self.schedule(conversation_id, None)
+                await self.schedule(conversation_id, None, DEFAULT_QUEUE)
         except Exception as exc:  # each run still has its own scheduled attempt
             log.warning("run.wake_failed", error=str(exc)[:200])
             return
@@ -302,11 +310,11 @@ class ConversationRunner:
         except Exception as exc:
             log.warning("run.after_turn_failed", error=str(exc)[:200])
 
-    async def _show_typing(self, claim: Claim) -> None:
+    async def _show_typing(self, claim: Claim, transport: Transport) -> None:
         """Blue ticks and "typing…" on the newest message; cosmetic, so never fatal."""
-        if self.whatsapp is None or not claim.messages:
+        if not claim.messages:
             return
         try:
-            await self.whatsapp.mark_read(str(claim.messages[-1].id), typing=True)
+            await transport.mark_read(str(claim.messages[-1].id), typing=True)
         except Exception as exc:
             log.warning("whatsapp.mark_read_failed", error=str(exc)[:200])

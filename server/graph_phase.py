@@ -28,6 +28,7 @@ from server.media import MediaUnderstanding
 from server.partial_delivery import FLAG as PARTIAL_DELIVERY
 from server.partial_delivery import partial_delivery_if, streamed_for
 from server.runs import Claim
+from server.transport import Transport
 from server.whatsapp.client import WhatsAppClient
 
 log = structlog.get_logger(__name__)
@@ -70,8 +71,9 @@ class GraphPhase:
     accounting: Accounting | None = None
     media: MediaUnderstanding | None = None
 
-    async def think(self, claim: Claim) -> Thought:
-        """Feedback taps are answered without a graph run; the rest goes to the graph."""
+    async def think(self, claim: Claim, transport: Transport | None = None) -> Thought:
+        """Feedback taps are answered without a graph run; the rest goes to the graph.
+        `transport`: the channel's, where early parts go (partial delivery)."""
         direct: list[Reply] = []
         if self.outcomes is not None:
             claim, direct = await self.outcomes.before_turn(claim)
@@ -80,10 +82,12 @@ class GraphPhase:
         if self.media is not None:
             understood = await self.media.understand(claim.run_id, claim.wa_id, claim.messages)
             claim = replace(claim, messages=understood)
-        outcome, partial = await self._run_graph(claim)
+        outcome, partial = await self._run_graph(claim, transport)
         return Thought(claim, [*direct, *outcome.replies], outcome, sent_early=partial)
 
-    async def _run_graph(self, claim: Claim) -> tuple[TurnOutcome, bool]:
+    async def _run_graph(
+        self, claim: Claim, transport: Transport | None
+    ) -> tuple[TurnOutcome, bool]:
         """The turn's outcome, and whether partial delivery was on for this customer."""
         config = with_trace_metadata(
             thread_config(claim.conversation_id, run_id=claim.run_id, wa_id=claim.wa_id),
@@ -108,7 +112,7 @@ class GraphPhase:
             partial_delivery_if(
                 partial_on and not claim.resumed,
                 self.pool,
-                self.whatsapp,
+                transport,
                 self.settings,
                 conversation_id=claim.conversation_id,
                 run_id=claim.run_id,

@@ -36,6 +36,7 @@ from procrastinate.worker import Worker
 from graph.persistence import Pool
 from server.metrics import CONVERSATIONS_HEALED, JOBS_RECOVERED
 from server.queue import ANSWER_TASK, schedule_answer
+from server.transport import answer_queue
 
 log = structlog.get_logger(__name__)
 
@@ -122,7 +123,9 @@ async def recover_job(queue: procrastinate.App, job: Job, *, reason: str) -> Non
     try:
         if job.task_name == ANSWER_TASK:
             await queue.job_manager.finish_job(job, status=Status.FAILED, delete_job=False)
-            await schedule_answer(queue, str(job.task_kwargs["conversation_id"]))
+            await schedule_answer(
+                queue, str(job.task_kwargs["conversation_id"]), queue_name=job.queue
+            )
         else:
             try:
                 await queue.job_manager.retry_job(job)
@@ -141,12 +144,14 @@ async def heal_unanswered_conversations(
     """Schedule a job for every conversation with unanswered messages and no job."""
     async with pool.connection() as conn:
         cur = await conn.execute(_UNANSWERED_WITHOUT_JOB, (grace_seconds, ANSWER_TASK))
-        conversations = [row["conversation_id"] for row in await cur.fetchall()]
-    for conversation_id in conversations:
-        if await schedule_answer(queue, conversation_id):
+        rows = await cur.fetchall()
+    for row in rows:
+        conversation_id = row["conversation_id"]
+        where = answer_queue(row["phone_number_id"], row["wa_id"])
+        if await schedule_answer(queue, conversation_id, queue_name=where):
             CONVERSATIONS_HEALED.inc()
             log.warning("conversation.healed", conversation_id=conversation_id)
-    return len(conversations)
+    return len(rows)
 
 
 async def keep_healing(
@@ -169,8 +174,8 @@ async def keep_healing(
 
 
 _UNANSWERED_WITHOUT_JOB = """
-SELECT DISTINCT m.conversation_id::text AS conversation_id
-FROM inbound_messages m
+SELECT DISTINCT m.conversation_id::text AS conversation_id, c.phone_number_id, c.wa_id
+FROM inbound_messages m JOIN agent_conversations c ON c.id = m.conversation_id
 WHERE m.processed_at IS NULL
   AND m.received_at < now() - make_interval(secs => %s)
   AND NOT EXISTS (

@@ -12,7 +12,8 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from server.queue import ANSWER_QUEUE, ANSWER_TASK
+from server.queue import ANSWER_TASK
+from server.transport import answer_queue
 from server.whatsapp.models import InboundEvent, MessageStatus
 
 # Kinds stored for the record but never answered: a reaction or a number change is
@@ -55,7 +56,7 @@ async def record_inbound(
             Jsonb(message.model_dump(mode="json", by_alias=True)),
             message.occurred_at,
             silent,
-            ANSWER_QUEUE,
+            answer_queue(event.phone_number_id, event.sender_id),
             ANSWER_TASK,
         ),
     )

@@ -19,7 +19,7 @@ from graph.runtime import GraphPool
 from graph.state import ConversationState, text_reply
 from graph.turns import thread_config
 from server.outbox import deliver_parts, reply_parts, stage_parts
-from server.whatsapp.client import WhatsAppClient
+from server.transport import Channels
 
 log = structlog.get_logger(__name__)
 
@@ -28,12 +28,12 @@ log = structlog.get_logger(__name__)
 class OperatorDesk:
     pool: Pool
     graphs: GraphPool
-    whatsapp: WhatsAppClient | None
+    channels: Channels
 
     async def send_reply(
         self, conversation_id: str, action_id: str, text: str, operator: str
     ) -> None:
-        wa_id = await self._escalated_customer(conversation_id)
+        wa_id, channel = await self._escalated_customer(conversation_id)
         config = thread_config(conversation_id, run_id=action_id, wa_id=wa_id)
         message = AIMessage(content=text, name="operator", id=f"operator-{action_id}")
         async with self.graphs.borrow() as graph:
@@ -53,11 +53,11 @@ class OperatorDesk:
             parts=reply_parts([text_reply(text)]),
             agent=f"operator:{operator}",
         )
-        await deliver_parts(self.pool, self.whatsapp, action_id)
+        await deliver_parts(self.pool, self.channels.for_number(channel), action_id)
 
     async def release(self, conversation_id: str, action_id: str, operator: str) -> None:
         """Resume the paused run: the bot answers the next message again."""
-        wa_id = await self._escalated_customer(conversation_id)
+        wa_id, _ = await self._escalated_customer(conversation_id)
         config = thread_config(conversation_id, run_id=action_id, wa_id=wa_id)
         async with self.graphs.borrow() as graph:
             snapshot = await graph.aget_state(config)
@@ -72,12 +72,14 @@ class OperatorDesk:
             )
         log.info("conversation.handed_back", conversation_id=conversation_id)
 
-    async def _escalated_customer(self, conversation_id: str) -> str:
+    async def _escalated_customer(self, conversation_id: str) -> tuple[str, str]:
+        """The customer's key and the conversation's channel (its business number)."""
         async with self.pool.connection() as conn:
             cur = await conn.execute(
-                "SELECT wa_id, status FROM agent_conversations WHERE id = %s", (conversation_id,)
+                "SELECT wa_id, phone_number_id FROM agent_conversations WHERE id = %s",
+                (conversation_id,),
             )
             row = await cur.fetchone()
         if row is None:
             raise LookupError(f"conversation {conversation_id} does not exist")
-        return str(row["wa_id"])
+        return str(row["wa_id"]), str(row["phone_number_id"])

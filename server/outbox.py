@@ -21,7 +21,8 @@ from psycopg.types.json import Jsonb
 
 from graph.persistence import Pool
 from graph.state import Reply, reply_text
-from server.whatsapp.client import WhatsAppClient, WhatsAppError, split_text
+from server.transport import Transport
+from server.whatsapp.client import WhatsAppError, split_text
 
 log = structlog.get_logger(__name__)
 
@@ -115,7 +116,7 @@ SELECT id, part FROM parts ORDER BY part
 
 async def deliver_parts(
     pool: Pool,
-    client: WhatsAppClient | None,
+    transport: Transport | None,
     run_id: str,
     *,
     give_up_after: timedelta = DEFAULT_GIVE_UP,
@@ -131,7 +132,7 @@ async def deliver_parts(
     sent = 0
     for part in pending:
         if await _claim(pool, part.id):
-            sent += await _send_one(pool, client, part)
+            sent += await _send_one(pool, transport, part)
     return sent
 
 
@@ -165,11 +166,11 @@ async def _claim(pool: Pool, outbound_id: int) -> bool:
         return cur.rowcount == 1
 
 
-async def _send_one(pool: Pool, client: WhatsAppClient | None, part: StagedPart) -> int:
+async def _send_one(pool: Pool, transport: Transport | None, part: StagedPart) -> int:
     try:
-        if client is None:
-            raise WhatsAppError(title="WhatsApp is not configured", status_code=0)
-        result = await _send_reply(client, part.wa_id, part.payload)
+        if transport is None:
+            raise WhatsAppError(title="no transport for this channel", status_code=0)
+        result = await transport.send_reply(part.wa_id, part.payload)
     except WhatsAppError as exc:
         if exc.maybe_delivered and not exc.retryable:
             await _settle_unknown(pool, part.id, exc)
@@ -189,19 +190,6 @@ async def _send_one(pool: Pool, client: WhatsAppClient | None, part: StagedPart)
             (result, part.id),
         )
     return 1
-
-
-async def _send_reply(client: WhatsAppClient, to: str, reply: Reply) -> str:
-    if reply["kind"] == "text":
-        return (await client.send_text(to, reply["text"])).wamid
-    if reply["kind"] == "buttons":
-        buttons = [(button["id"], button["title"]) for button in reply["buttons"]]
-        return (await client.send_buttons(to, reply["body"], buttons)).wamid
-    sections = [
-        (s["title"], [(r["id"], r["title"], r.get("description")) for r in s["rows"]])
-        for s in reply["sections"]
-    ]
-    return (await client.send_list(to, reply["body"], reply["button"], sections)).wamid
 
 
 async def _settle_unknown(pool: Pool, outbound_id: int, exc: WhatsAppError) -> None:

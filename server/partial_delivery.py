@@ -31,7 +31,8 @@ from graph.state import Reply, text_reply
 from graph.streaming import StreamingGraph, TurnEvent
 from graph.turns import TurnGraph
 from server.outbox import deliver_parts
-from server.whatsapp.client import WhatsAppClient, WhatsAppError
+from server.transport import Transport
+from server.whatsapp.client import WhatsAppError
 from server.whatsapp.outbound import TEXT_LIMIT
 
 log = structlog.get_logger(__name__)
@@ -109,7 +110,7 @@ class PartialDelivery:
     def __init__(
         self,
         pool: Pool,
-        whatsapp: WhatsAppClient | None,
+        transport: Transport | None,
         settings: Settings,
         *,
         conversation_id: str,
@@ -118,7 +119,7 @@ class PartialDelivery:
         typing_on: str | None,
     ) -> None:
         self.pool = pool
-        self.whatsapp = whatsapp
+        self.transport = transport
         self.interval = settings.partial_min_interval_seconds
         self.conversation_id = conversation_id
         self.run_id = run_id
@@ -149,7 +150,7 @@ class PartialDelivery:
             await self._stage(index, part)
             index += 1
             try:
-                await deliver_parts(self.pool, self.whatsapp, self.run_id)
+                await deliver_parts(self.pool, self.transport, self.run_id)
             except WhatsAppError as exc:  # retryable: left pending for the run's delivery
                 log.warning("partial.deferred", code=exc.code, title=exc.title)
                 self._stopped = True
@@ -172,10 +173,10 @@ class PartialDelivery:
 
     async def _show_typing(self) -> None:
         """The indicator disappears with each message: show it again for the next part."""
-        if self.whatsapp is None or self.typing_on is None:
+        if self.transport is None or self.typing_on is None:
             return
         try:
-            await self.whatsapp.mark_read(self.typing_on, typing=True)
+            await self.transport.mark_read(self.typing_on, typing=True)
         except Exception as exc:  # cosmetic
             log.warning("partial.typing_failed", error=str(exc)[:200])
 
@@ -183,12 +184,12 @@ class PartialDelivery:
 @contextlib.asynccontextmanager
 async def partial_delivery(
     pool: Pool,
-    whatsapp: WhatsAppClient | None,
+    transport: Transport | None,
     settings: Settings,
     **run: Any,
 ) -> AsyncIterator[PartialDelivery]:
     """Parts are sent while the block runs; on exit every completed part is handled."""
-    delivery = PartialDelivery(pool, whatsapp, settings, **run)
+    delivery = PartialDelivery(pool, transport, settings, **run)
     sender = asyncio.create_task(delivery.send_parts())
     try:
         yield delivery
@@ -236,7 +237,7 @@ def _rest_after(answer: str, sent: Sequence[str]) -> str | None:
 async def partial_delivery_if(
     enabled: bool,
     pool: Pool,
-    whatsapp: WhatsAppClient | None,
+    transport: Transport | None,
     settings: Settings,
     **run: Any,
 ) -> AsyncIterator[PartialDelivery | None]:
@@ -244,7 +245,7 @@ async def partial_delivery_if(
     if not enabled:
         yield None
         return
-    async with partial_delivery(pool, whatsapp, settings, **run) as delivery:
+    async with partial_delivery(pool, transport, settings, **run) as delivery:
         yield delivery
 
 

@@ -23,11 +23,11 @@ from procrastinate.middleware import WorkerMiddleware
 from graph.persistence import checked_when_idle
 from graph.settings import Settings
 from server.metrics import WORKER_RESTARTS
+from server.transport import DEFAULT_QUEUE
 
 log = structlog.get_logger(__name__)
 
 ANSWER_TASK = "answer_conversation"
-ANSWER_QUEUE = "default"  # procrastinate's default queue, where configure_task defers
 
 AnswerFn = Callable[[str, int | None], Awaitable[None]]
 
@@ -44,6 +44,9 @@ class WorkerOptions:
     poll_seconds: float
     heartbeat_seconds: float
     stalled_seconds: float
+    # The queues this worker takes jobs from: every worker the default one; `wa-agent
+    # chat` only its own terminal conversation's (server/transport.py).
+    queues: tuple[str, ...] = (DEFAULT_QUEUE,)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WorkerOptions:
@@ -74,15 +77,19 @@ def create_queue_app(database_url: str, settings: Settings) -> procrastinate.App
 
 
 async def schedule_answer(
-    queue: procrastinate.App, conversation_id: str, at: datetime | None = None
+    queue: procrastinate.App,
+    conversation_id: str,
+    at: datetime | None = None,
+    queue_name: str = DEFAULT_QUEUE,
 ) -> bool:
-    """Make sure a job of the conversation runs no later than `at` (None: now).
+    """Make sure a job of the conversation runs no later than `at` (None: now), in the
+    queue of its channel (server/transport.py `answer_queue`).
 
     A job already waiting covers it; when that one is scheduled later (a run postponed
     while Meta was down, say), it is brought forward. Returns whether a job was added.
     """
     try:
-        await _answer_task(queue, conversation_id, schedule_at=at).defer_async(
+        await _answer_task(queue, conversation_id, schedule_at=at, queue=queue_name).defer_async(
             conversation_id=conversation_id
         )
     except AlreadyEnqueued:
@@ -99,9 +106,9 @@ async def schedule_answer(
 
 
 def _answer_task(
-    queue: procrastinate.App, conversation_id: str, **options: Any
+    app: procrastinate.App, conversation_id: str, **options: Any
 ) -> procrastinate.jobs.JobDeferrer:
-    return queue.configure_task(
+    return app.configure_task(
         name=ANSWER_TASK, lock=conversation_id, queueing_lock=conversation_id, **options
     )
 
@@ -129,12 +136,13 @@ class OperatorActions(Protocol):
 
 
 async def enqueue_operator_action(
-    queue: procrastinate.App, task: str, conversation_id: str, **kwargs: str
+    queue: procrastinate.App, task: str, conversation_id: str, queue_name: str, **kwargs: str
 ) -> int:
-    """Operator actions share the conversation's lock with the bot's turns."""
-    job_id: int = await queue.configure_task(name=task, lock=conversation_id).defer_async(
-        conversation_id=conversation_id, **kwargs
-    )
+    """Operator actions share the conversation's lock with the bot's turns, and its
+    channel's queue (a terminal conversation's reply is printed by its `wa-agent chat`)."""
+    job_id: int = await queue.configure_task(
+        name=task, lock=conversation_id, queue=queue_name
+    ).defer_async(conversation_id=conversation_id, **kwargs)
     return job_id
 
 
@@ -174,6 +182,7 @@ async def run_worker(
         try:
             await queue.run_worker_async(
                 name=name,
+                queues=list(options.queues),
                 concurrency=options.concurrency,
                 fetch_job_polling_interval=options.poll_seconds,
                 update_heartbeat_interval=options.heartbeat_seconds,

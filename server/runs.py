@@ -45,6 +45,8 @@ class Claim:
     status: str = "active"
     # The run took messages that came while it ran: it runs again from this checkpoint.
     rerun_from: str | None = None
+    # The conversation's business number: its channel (server/transport.py).
+    phone_number_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,7 @@ async def claim_turn(
         retry_at=row["retry_at"],
         status=row["status"],
         rerun_from=row["rerun_from"],
+        phone_number_id=row["phone_number_id"],
     )
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import gc
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -49,6 +50,7 @@ from server.queue import (
 from server.retention import register_retention_task
 from server.tool_limits import open_tool_limiter
 from server.tracing import configure_tracing, flush_tracing
+from server.transport import DEFAULT_QUEUE, Channels, Transport
 from server.turn_lock import register_stream_turn_task
 from server.whatsapp.client import WhatsAppClient
 from tools.listings import Listings
@@ -91,10 +93,17 @@ def build_whatsapp_client(settings: Settings) -> WhatsAppClient | None:
 
 @asynccontextmanager
 async def open_services(
-    settings: Settings, *, run_worker_here: bool, migrate: bool = True
+    settings: Settings,
+    *,
+    run_worker_here: bool,
+    migrate: bool = True,
+    channels: Mapping[str, Transport] | None = None,
+    worker_queues: tuple[str, ...] = (DEFAULT_QUEUE,),
 ) -> AsyncIterator[Services]:
     """Database (embedded unless `DATABASE_URL`), migrations, pool, queue, graphs, and
-    optionally an in-process worker; everything closed in reverse order on exit."""
+    optionally an in-process worker (taking jobs from `worker_queues`); everything
+    closed in reverse order on exit. `channels`: transports of channels other than
+    WhatsApp that this process holds (the terminal, in `wa-agent chat`)."""
     database_url = await asyncio.to_thread(resolve_database_url, settings)
     if migrate and settings.migrate_on_start:
         await apply_migrations(database_url)
@@ -121,15 +130,17 @@ async def open_services(
             accounting=accounting,
             media=build_media_understanding(settings, pool, whatsapp, flags),
         )
+        transports = Channels(whatsapp, channels or {})
         runner = ConversationRunner(
             phase,
             functools.partial(schedule_answer, queue),
             RunnerOptions.from_settings(settings),
+            transports,
             gate=abuse.gate,
             after_delivery=_remember_later(queue, memory, settings),
         )
         register_answer_task(queue, runner.answer)
-        register_operator_tasks(queue, OperatorDesk(pool, graphs, whatsapp), settings)
+        register_operator_tasks(queue, OperatorDesk(pool, graphs, transports), settings)
         register_memory_tasks(queue, MemoryJobs(pool, settings, memory), settings)
         register_alert_task(queue, AlertMonitor(pool, settings), settings)
         register_outcome_tasks(queue, outcomes, settings)
@@ -142,7 +153,7 @@ async def open_services(
             services.accounting = accounting
             if run_worker_here:
                 services.worker_task = asyncio.create_task(
-                    _work_and_heal(queue, pool, settings), name="worker"
+                    _work_and_heal(queue, pool, settings, worker_queues), name="worker"
                 )
             freeze_startup_objects()
             try:
@@ -154,7 +165,9 @@ async def open_services(
                 await asyncio.to_thread(flush_tracing, tracing)
 
 
-async def _work_and_heal(queue: procrastinate.App, pool: Pool, settings: Settings) -> None:
+async def _work_and_heal(
+    queue: procrastinate.App, pool: Pool, settings: Settings, queues: tuple[str, ...]
+) -> None:
     """The queue's worker, restarted whenever it stops, with the self-healing sweeps
     beside it; both until cancelled."""
     watch = JobWatch()
@@ -167,7 +180,7 @@ async def _work_and_heal(queue: procrastinate.App, pool: Pool, settings: Setting
     try:
         await run_worker(
             queue,
-            WorkerOptions.from_settings(settings),
+            dataclasses.replace(WorkerOptions.from_settings(settings), queues=queues),
             name=f"wa-agent-{os.getpid()}",
             middleware=[watch.middleware],
         )

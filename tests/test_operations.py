@@ -3,6 +3,7 @@ embedded database surviving a crash, and logs without phone numbers."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -19,7 +20,7 @@ import pytest
 from graph.privacy import mask_text, mask_value
 from tests.fakes.graph_api import FakeGraphAPI
 from tests.fakes.meta_payloads import envelope, text_message
-from tests.support import REPO, running_service, service_env, service_settings
+from tests.support import REPO, query, running_service, service_env, service_settings
 
 
 async def test_health_readiness_and_metrics(db_url: str, graph_api: FakeGraphAPI) -> None:
@@ -51,20 +52,65 @@ async def test_readiness_fails_while_a_migration_is_missing(
     assert ready.json()["checks"]["migrations"] == {"pending": ["0002_agents"]}
 
 
-def test_chat_in_the_terminal_without_whatsapp_or_model(db_url: str) -> None:
-    env = service_env(service_settings(db_url))
-    result = subprocess.run(
-        [sys.executable, "-m", "server.cli", "chat", "--as", "tester"],
-        input="hello\nmenu:payment\n",
-        capture_output=True,
-        text=True,
+class Terminal:
+    """`wa-agent chat` as someone at a terminal uses it: a line in, the bot's lines out."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+
+    async def say(self, line: str) -> list[str]:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(f"{line}\n".encode())
+        await self.process.stdin.drain()
+        lines: list[str] = []
+        while True:
+            try:
+                raw = await asyncio.wait_for(self.process.stdout.readline(), 3.0 if lines else 60)
+            except TimeoutError:
+                return lines
+            lines.append(raw.decode().rstrip())
+
+
+def _first_id(lines: list[str], prefix: str) -> str:
+    return next(line.split("[", 1)[1].split("]", 1)[0] for line in lines if f"[{prefix}" in line)
+
+
+async def test_chat_in_the_terminal_runs_the_production_path(db_url: str) -> None:
+    """No WhatsApp, no model: the demo business is loaded on first use, typed ids are
+    taps, and a booking goes through the menu's actions, its Confirm question included,
+    exactly as a customer's would."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "server.cli",
+        "chat",
+        "--as",
+        "tester",
         cwd=REPO,
-        env=env,
-        timeout=60,
+        env=service_env(service_settings(db_url)),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
     )
-    assert result.returncode == 0, result.stderr
-    assert "[menu:payment] Payments" in result.stdout
-    assert 'need help with "Payments"' in result.stdout
+    terminal = Terminal(process)
+    try:
+        assert any("[menu:booking] Bookings" in line for line in await terminal.say("hello"))
+        assert any("[book:days]" in line for line in await terminal.say("menu:booking"))
+        days = await terminal.say("book:days")
+        slots = await terminal.say(_first_id(days, "day:"))
+        question = await terminal.say(_first_id([s for s in slots if "[day:" not in s], ""))
+        confirm = _first_id(question, "confirm:yes")
+        booked = await terminal.say(confirm)
+    finally:
+        assert process.stdin is not None
+        process.stdin.close()
+        await asyncio.wait_for(process.wait(), 60)
+    assert process.returncode == 0
+    assert any("booked" in line.lower() for line in booked), booked
+    rows = await query(db_url, "SELECT status FROM bookings")
+    assert [r["status"] for r in rows] == ["confirmed"]
+    runs = await query(db_url, "SELECT count(*) AS n FROM conversation_runs WHERE status = 'done'")
+    assert runs[0]["n"] == 6  # every line went through the runner
 
 
 def test_migrate_applies_each_step_once(db_url: str) -> None:

@@ -46,6 +46,7 @@ from server.abuse.policy import (
 from server.admin.audit import record_audit
 from server.metrics import RUNS
 from server.outbox import deliver_parts, stage_parts
+from server.transport import Transport
 from server.whatsapp.client import WhatsAppClient
 
 log = structlog.get_logger(__name__)
@@ -172,8 +173,10 @@ class AbuseGate:
         self._stand_in: MemoryLimiter | None = None
         self._stand_in_lock = asyncio.Lock()
 
-    async def admit(self, turn: GatedTurn) -> bool:
-        """True: run the graph. False: the turn was refused and is closed already."""
+    async def admit(self, turn: GatedTurn, transport: Transport | None = None) -> bool:
+        """True: run the graph. False: the turn was refused and is closed already (its
+        notice, if any, sent through `transport`, the conversation's channel; WhatsApp
+        when not given)."""
         reason = await self._recorded(turn.run_id) if turn.resumed else None
         if reason == ADMITTED:
             return True
@@ -195,7 +198,7 @@ class AbuseGate:
                 )
             await self._record(turn.run_id, decision.reason)
             reason = decision.reason
-        await self._close(turn, reason)
+        await self._close(turn, reason, transport or self.whatsapp)
         return False
 
     async def screen(self, request: GateRequest) -> Decision:
@@ -330,9 +333,9 @@ class AbuseGate:
                 "UPDATE conversation_runs SET gate = %s WHERE id = %s", (reason, run_id)
             )
 
-    async def _close(self, turn: GatedTurn, reason: str) -> None:
+    async def _close(self, turn: GatedTurn, reason: str, transport: Transport | None) -> None:
         """Send the notice, if any, then mark the run and its messages handled."""
-        await deliver_parts(self.pool, self.whatsapp, turn.run_id)
+        await deliver_parts(self.pool, transport, turn.run_id)
         async with self.pool.connection() as conn, conn.transaction():
             await conn.execute(
                 "UPDATE conversation_runs SET status = 'refused', gate = %s,"

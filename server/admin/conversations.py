@@ -13,6 +13,7 @@ from server.admin.audit import record_audit
 from server.admin.auth import require_admin
 from server.queue import OPERATOR_RELEASE_TASK, OPERATOR_REPLY_TASK, enqueue_operator_action
 from server.services import Services
+from server.transport import answer_queue
 
 router = APIRouter(tags=["conversations"])
 
@@ -96,12 +97,13 @@ async def _queue_action(
     """Only a conversation waiting for a person takes operator actions; each gets an id
     now, so its job is idempotent when retried."""
     services = _services(request)
-    await _require_escalated(services, conversation_id)
+    queue_name = await _require_escalated(services, conversation_id)
     action_id = str(uuid.uuid4())
     job_id = await enqueue_operator_action(
         services.queue,
         task,
         str(conversation_id),
+        queue_name,
         action_id=action_id,
         operator=admin,
         **arguments,
@@ -110,16 +112,19 @@ async def _queue_action(
     return ActionAccepted(action_id=action_id, job_id=job_id)
 
 
-async def _require_escalated(services: Services, conversation_id: uuid.UUID) -> None:
+async def _require_escalated(services: Services, conversation_id: uuid.UUID) -> str:
+    """The queue of the conversation's channel, once it is known to wait for a person."""
     async with services.pool.connection() as conn:
         cur = await conn.execute(
-            "SELECT status FROM agent_conversations WHERE id = %s", (conversation_id,)
+            "SELECT status, phone_number_id, wa_id FROM agent_conversations WHERE id = %s",
+            (conversation_id,),
         )
         row = await cur.fetchone()
     if row is None:
         raise HTTPException(404, "no such conversation")
     if row["status"] != "escalated":
         raise HTTPException(409, "the conversation is not waiting for a person")
+    return answer_queue(row["phone_number_id"], row["wa_id"])
 
 
 async def _audit(request: Request, admin: str, action: str, target: uuid.UUID) -> None:

@@ -21,6 +21,7 @@ import httpx
 import structlog
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
+from graph.state import Reply
 from server.whatsapp.media_fetch import (
     MEDIA_HARD_CAP,
     FetchedBody,
@@ -176,6 +177,19 @@ class WhatsAppClient:
         """A list menu: sections of (id, title, description) rows behind one button."""
         payload = list_payload(to, body, button, sections, header=header, footer=footer)
         return await self.send_message(payload)
+
+    async def send_reply(self, to: str, reply: Reply) -> str:
+        """One reply part of a turn (text, buttons or list) as its message kind; the wamid."""
+        if reply["kind"] == "text":
+            return (await self.send_text(to, reply["text"])).wamid
+        if reply["kind"] == "buttons":
+            buttons = [(button["id"], button["title"]) for button in reply["buttons"]]
+            return (await self.send_buttons(to, reply["body"], buttons)).wamid
+        sections = [
+            (s["title"], [(r["id"], r["title"], r.get("description")) for r in s["rows"]])
+            for s in reply["sections"]
+        ]
+        return (await self.send_list(to, reply["body"], reply["button"], sections)).wamid
 
     async def send_message(self, payload: Mapping[str, Any]) -> SendResult:
         """Send any message object (template, media, ...); ``messaging_product`` is added.
