@@ -16,13 +16,14 @@ just before the current customer turn.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import structlog
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, SystemMessage
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, SystemMessage, ToolCall
 from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.tools import BaseTool
 from langgraph.runtime import Runtime
@@ -30,7 +31,7 @@ from langgraph.runtime import Runtime
 from graph.context import AgentConfig, ConversationContext
 from graph.state import ConversationState, text_reply
 from nodes.fallback import FallbackTexts, fallback_update
-from nodes.handoffs import handoff_tool_name
+from nodes.handoffs import HAND_OVER, as_transfer, hand_over_schema, handoff_tool_name
 from nodes.memory.history import HistoryBudget, current_turn_start
 from nodes.memory.prompt import memory_note, summary_note
 from tools.registry import offered_to
@@ -100,13 +101,31 @@ def customer_note(context: ConversationContext | None) -> list[AnyMessage]:
     ]
 
 
+@dataclass(frozen=True)
+class Offer:
+    """What one agent may call: its own tools and escalation (`tools`), and the
+    colleagues it may hand over to (`targets`: name → what they handle)."""
+
+    tools: list[BaseTool]
+    targets: dict[str, str]
+
+    def schemas(self) -> list[BaseTool | dict[str, Any]]:
+        """As the model sees them: own tools, one `hand_over`, escalation last."""
+        *own, escalate = self.tools
+        handoff = [hand_over_schema(self.targets)] if self.targets else []
+        return [*own, *handoff, escalate]
+
+    def key(self) -> tuple[object, ...]:
+        return (tuple(tool.name for tool in self.tools), tuple(self.targets.items()))
+
+
 def allowed_tools(
     config: AgentConfig,
     agents: Mapping[str, AgentConfig],
     tools: Mapping[str, BaseTool],
     context: ConversationContext | None = None,
-) -> list[BaseTool]:
-    """The agent's own tools, a handoff to each other enabled agent, and escalation.
+) -> Offer:
+    """The agent's own tools, each other enabled agent as a handoff target, escalation.
 
     Its own: those on its allow-list, or granted to it by the tool registry, whose
     feature flag (if any) is on for this customer (tools/registry.py `offered_to`).
@@ -115,22 +134,31 @@ def allowed_tools(
     listed = [tools[name] for name in config.tools if name in tools]
     others = [tool for name, tool in tools.items() if name not in config.tools]
     own = [t for t in [*listed, *others] if offered_to(t, config.name, config.tools, flag)]
-    handoffs = [
-        tools[handoff_tool_name(other.name)]
+    targets = {
+        other.name: other.description
         for other in agents.values()
         if other.enabled and other.name != config.name and handoff_tool_name(other.name) in tools
-    ]
-    return [*own, *handoffs, tools["escalate_to_human"]]
+    }
+    return Offer([*own, tools["escalate_to_human"]], targets)
 
 
-def _keep_allowed_calls(response: AIMessage, allowed: Sequence[BaseTool]) -> AIMessage:
-    names = {tool.name for tool in allowed}
-    kept = [call for call in response.tool_calls if call["name"] in names]
-    if len(kept) == len(response.tool_calls):
+def _keep_allowed_calls(response: AIMessage, offer: Offer) -> AIMessage:
+    """The calls the tool node may run: own tools, and handoffs to a colleague on offer
+    (`hand_over` rewritten as the `transfer_to_<agent>` the node runs); one at most
+    when anything had to be dropped."""
+    names = {tool.name for tool in offer.tools} | {handoff_tool_name(t) for t in offer.targets}
+    kept: list[ToolCall] = []
+    for call in response.tool_calls:
+        resolved = as_transfer(call, offer.targets) if call["name"] == HAND_OVER else call
+        if resolved is not None and resolved["name"] in names:
+            kept.append(resolved)
+    if len(kept) < len(response.tool_calls):
+        dropped = [call["name"] for call in response.tool_calls]
+        log.warning("agent.tool_not_allowed", tools=dropped, kept=[c["name"] for c in kept])
+        kept = kept[:1]
+    elif kept == response.tool_calls:
         return response
-    dropped = [call["name"] for call in response.tool_calls if call["name"] not in names]
-    log.warning("agent.tool_not_allowed", tools=dropped)
-    return response.model_copy(update={"tool_calls": kept[:1]})
+    return response.model_copy(update={"tool_calls": kept})
 
 
 def _trace_labels(agent: str, state: ConversationState) -> RunnableConfig:
@@ -156,11 +184,11 @@ def make_specialist_node(
     # changes when the operator changes the agent or which agents are enabled.
     bound: dict[tuple[object, ...], Runnable[Any, Any]] = {}
 
-    def model_with_tools(config: AgentConfig, offered: list[BaseTool]) -> Runnable[Any, Any]:
-        key = (config.model, config.temperature, tuple(tool.name for tool in offered))
+    def model_with_tools(config: AgentConfig, offer: Offer) -> Runnable[Any, Any]:
+        key = (config.model, config.temperature, *offer.key())
         if key not in bound:
             model = chat_model_for(config)
-            bound[key] = model.bind_tools(offered, parallel_tool_calls=False)
+            bound[key] = model.bind_tools(offer.schemas(), parallel_tool_calls=False)
         return bound[key]
 
     async def answer(

@@ -213,5 +213,6 @@ async def test_disabled_agent_is_never_chosen_and_edits_apply_without_restart(
     assert state["active_agent"] == "customer_service"
     system = openai_server.requests[-1]["messages"][0]["content"]
     assert prompt in system
-    offered = {tool["function"]["name"] for tool in openai_server.requests[-1]["tools"]}
-    assert "transfer_to_sales" not in offered and "transfer_to_booking" in offered
+    offered = {t["function"]["name"]: t["function"] for t in openai_server.requests[-1]["tools"]}
+    colleagues = offered["hand_over"]["parameters"]["properties"]["agent"]["enum"]
+    assert "sales" not in colleagues and "booking" in colleagues

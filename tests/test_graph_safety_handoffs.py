@@ -61,3 +61,45 @@ async def test_agents_handing_over_in_a_loop_end_with_a_person(
         ("sales", "booking"),
         ("bot", "human"),
     ]
+
+
+async def test_one_hand_over_tool_lists_the_colleagues_and_hands_over_through_the_tool_node(
+    db_url: str, graph_api: FakeGraphAPI, openai_server: FakeOpenAIServer
+) -> None:
+    """The model is offered one `hand_over` (its `agent` enum: the other enabled agents)
+    instead of a schema per colleague; the call runs as `transfer_to_<agent>`. A call
+    naming no colleague on offer (itself here) is dropped, as any tool not offered."""
+    customer = "2507" + str(uuid.uuid4().int)[:8]
+    settings = service_settings(
+        db_url,
+        whatsapp_api_base_url=graph_api.base_url,
+        openai_api_key="sk-test",
+        openai_base_url=openai_server.base_url + "/v1",
+        router_llm=False,
+        memory_enabled=False,
+    )
+    openai_server.script(
+        ToolCall("hand_over", {"agent": "sales", "reason": "asks what a helmet costs"}),
+        ToolCall("hand_over", {"agent": "sales", "reason": "itself: not on offer"}),
+    )
+    async with running_service(settings) as service:
+        await say(service, graph_api, customer, text_message(customer, "I want to book a bike"))
+        state = await thread_state(service, customer)
+
+    first, second = openai_server.requests
+    names = [t["function"]["name"] for t in first["tools"]]
+    assert "hand_over" in names and not any(n.startswith("transfer_to_") for n in names)
+    assert names[-1] == "escalate_to_human"
+    enum = {
+        r: t["function"]["parameters"]["properties"]["agent"]["enum"]
+        for r, t in (
+            ("first", next(t for t in first["tools"] if t["function"]["name"] == "hand_over")),
+            ("second", next(t for t in second["tools"] if t["function"]["name"] == "hand_over")),
+        )
+    }
+    assert "booking" not in enum["first"] and "sales" in enum["first"]
+    assert "sales" not in enum["second"] and "booking" in enum["second"]
+    assert [(h["source"], h["target"]) for h in state["handoffs"]] == [("booking", "sales")]
+    assert state["active_agent"] == "sales"
+    calls = [c for m in state["messages"] for c in getattr(m, "tool_calls", None) or []]
+    assert [c["name"] for c in calls] == ["transfer_to_sales"]  # what the tool node ran

@@ -14,11 +14,12 @@ their kind instead (`request_kind`):
 - **summary** (no tools, no schema: the running summary): the conversation's `summary`;
 - any other structured output: the fake server's schema-valid default;
 - **agent** (a request offering tools): the next scripted step of the current turn. The
-  agent is told by the handoff tools offered (every agent is offered all others but
-  itself). A scripted tool the agent in charge is not offered is preceded by a
-  `transfer_to_<owner>` call, as a model would hand over; a scripted handoff to the
-  agent already in charge is skipped; with no step left it says "Okay." and the run
-  counts it as unscripted.
+  agent is told by the handoffs offered (every agent may hand over to all others but
+  itself: one `hand_over` tool whose `agent` enum lists them, or, as the service once
+  offered them, a `transfer_to_<agent>` tool each). A scripted tool the agent in charge
+  is not offered is preceded by a handoff to its owner, as a model would hand over; a
+  scripted handoff to the agent already in charge is skipped; with no step left it
+  says "Okay." and the run counts it as unscripted.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from tests.bench.cost_data import (
 from tests.fakes.openai_stream import JSON, Reply, ToolCall, content_text
 
 UNSCRIPTED_TEXT = "Okay."
+HAND_OVER = "hand_over"
 
 
 # --- matching requests to answers ------------------------------------------------------
@@ -72,6 +74,7 @@ def request_kind(body: JSON, agents: Sequence[str]) -> tuple[str, str | None]:
     tools = [str((t.get("function") or {}).get("name")) for t in body.get("tools") or []]
     if tools:
         handed = {name.removeprefix(HANDOFF) for name in tools if name.startswith(HANDOFF)}
+        handed |= hand_over_targets(body)
         itself = [agent for agent in agents if agent not in handed]
         return "agent", itself[0] if len(itself) == 1 else None
     for message in body.get("messages") or []:
@@ -79,6 +82,24 @@ def request_kind(body: JSON, agents: Sequence[str]) -> tuple[str, str | None]:
         if isinstance(content, list) and any(p.get("type") != "text" for p in content):
             return "vision", None
     return "summary", None
+
+
+def hand_over_targets(body: JSON) -> set[str]:
+    """The colleagues the request's `hand_over` tool lists (none: no such tool)."""
+    for tool in body.get("tools") or []:
+        function = tool.get("function") or {}
+        if function.get("name") == HAND_OVER:
+            agent = ((function.get("parameters") or {}).get("properties") or {}).get("agent")
+            return {str(name) for name in (agent or {}).get("enum") or []}
+    return set()
+
+
+def handoff_call(body: JSON, target: str, reason: str) -> ToolCall | None:
+    """A handoff to `target` the way this request offers it; None when it does not."""
+    if target in hand_over_targets(body):
+        return ToolCall(HAND_OVER, {"agent": target, "reason": reason})
+    offered = {str((t.get("function") or {}).get("name")) for t in body.get("tools") or []}
+    return ToolCall(HANDOFF + target, {"reason": reason}) if HANDOFF + target in offered else None
 
 
 def _structured_reply(body: JSON, payload: JSON) -> Reply:
@@ -188,15 +209,21 @@ class ScriptedModel:
             if tool in offered:
                 progress.step += 1
                 return [ToolCall(tool, self._resolved(progress, dict(step.args)))]
+            if tool.startswith(HANDOFF):  # a scripted handoff, offered another way
+                progress.step += 1
+                args = dict(step.args)
+                call = handoff_call(body, tool.removeprefix(HANDOFF), str(args.get("reason")))
+                if call is not None:
+                    return [call]
+                continue
             target = self._owner(tool, turn.agent)
-            handoff = HANDOFF + target if target else ""
-            if not tool.startswith(HANDOFF) and handoff in offered and progress.handoffs < 2:
+            reason = f"The customer needs {tool.replace('_', ' ')}."
+            handoff = handoff_call(body, target, reason) if target else None
+            if handoff is not None and progress.handoffs < 2:
                 progress.handoffs += 1
                 progress.handoffs_added.append(f"turn {progress.turn + 1}: {agent} → {target}")
-                reason = f"The customer needs {tool.replace('_', ' ')}."
-                return [ToolCall(handoff, {"reason": reason})]
-            if not tool.startswith(HANDOFF):
-                progress.notes.append(f"turn {progress.turn + 1}: {agent} cannot {tool}")
+                return [handoff]
+            progress.notes.append(f"turn {progress.turn + 1}: {agent} cannot {tool}")
             progress.step += 1
         progress.notes.append(f"turn {progress.turn + 1}: unscripted call to {agent}")
         return UNSCRIPTED_TEXT
