@@ -150,8 +150,13 @@ class Totals:
     def tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
+    @property
+    def new_tokens(self) -> int:
+        """Prompt tokens the provider did not serve from its prompt cache (full price)."""
+        return self.prompt_tokens - self.cached_tokens
+
     def as_json(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "tokens": self.tokens}
+        return {**dataclasses.asdict(self), "tokens": self.tokens, "new_tokens": self.new_tokens}
 
 
 _TOTALS = (

@@ -31,14 +31,14 @@ RUNS = {  # run: (conversation, started at)
     "a2": ("A", DAY2.replace(hour=9)),
     "c1": ("C", DAY2.replace(hour=12)),
 }
-# run, agent, node, prompt, completion, cost, latency ms, success, minute
+# run, agent, node, prompt, completion, cost, latency ms, success, minute, cached prompt
 CALLS = [
-    ("a1", "booking", "agent_booking", 100, 20, 0.001, 100, True, 1),
-    ("a1", "sales", "agent_sales", 200, 40, 0.002, 300, True, 2),
-    ("b1", "router", "router", 50, 10, 0.0005, 50, True, 1),
-    ("b1", "sales", "agent_sales", 0, 0, 0.0, 900, False, 2),
-    ("a2", "sales", "agent_sales", 300, 60, 0.003, 500, True, 1),
-    ("c1", "booking", "agent_booking", 400, 80, 0.004, 700, True, 1),
+    ("a1", "booking", "agent_booking", 100, 20, 0.001, 100, True, 1, 0),
+    ("a1", "sales", "agent_sales", 200, 40, 0.002, 300, True, 2, 128),
+    ("b1", "router", "router", 50, 10, 0.0005, 50, True, 1, 0),
+    ("b1", "sales", "agent_sales", 0, 0, 0.0, 900, False, 2, 0),
+    ("a2", "sales", "agent_sales", 300, 60, 0.003, 500, True, 1, 256),
+    ("c1", "booking", "agent_booking", 400, 80, 0.004, 700, True, 1, 0),
 ]
 # run, kind, agent, source, method, confidence
 EVENTS = [
@@ -77,14 +77,15 @@ async def seed(pool: Pool) -> None:
                 " VALUES (%s, %s, 'done', %s)",
                 (run_id(name), CONVERSATIONS[conversation][0], started),
             )
-        for run, agent, node, prompt, completion, cost, latency, ok, minute in CALLS:
+        for run, agent, node, prompt, completion, cost, latency, ok, minute, cached in CALLS:
             conversation, started = RUNS[run]
             await conn.execute(
                 "INSERT INTO agent_metrics (conversation_id, run_id, agent, node, model,"
-                " prompt_tokens, completion_tokens, cost_usd, latency_ms, success, created_at)"
-                " VALUES (%s, %s, %s, %s, 'gpt-4o-mini', %s, %s, %s, %s, %s, %s)",
+                " prompt_tokens, completion_tokens, cached_tokens, cost_usd, latency_ms,"
+                " success, created_at)"
+                " VALUES (%s, %s, %s, %s, 'gpt-4o-mini', %s, %s, %s, %s, %s, %s, %s)",
                 (CONVERSATIONS[conversation][0], run_id(run), agent, node, prompt, completion,
-                 cost, latency, ok, started.replace(minute=minute)),
+                 cached, cost, latency, ok, started.replace(minute=minute)),
             )  # fmt: skip
         for run, kind, agent, source, method, confidence in EVENTS:
             conversation, started = RUNS[run]
@@ -139,6 +140,36 @@ async def test_daily_figures(pool: Pool) -> None:
     assert day2["error_rate"] == 0
 
 
+async def test_tokens_per_conversation_are_split_into_new_and_cached(pool: Pool) -> None:
+    day1, day2 = await aggregates.daily(pool, WINDOW)
+    # Day 1: A 300 prompt, 128 of them cached (172 new), 60 completion; B 50 new, 10.
+    assert (day1["new_tokens"], day1["cached_tokens"], day1["completion_tokens"]) == (222, 128, 70)
+    assert day1["new_tokens_per_conversation_mean"] == approx((172 + 50) / 2)
+    assert day1["cached_tokens_per_conversation_mean"] == approx(128 / 2)
+    assert day1["completion_tokens_per_conversation_mean"] == approx((60 + 10) / 2)
+    # Day 2: A 300 prompt, 256 cached (44 new), 60 completion; C 400 new, 80.
+    assert day2["new_tokens_per_conversation_mean"] == approx((44 + 400) / 2)
+    assert day2["cached_tokens_per_conversation_mean"] == approx(256 / 2)
+    assert day2["prompt_cache_rate"] == approx(256 / 700)
+    figures = await aggregates.overview(pool, WINDOW)
+    totals = figures["totals"]  # four conversation-days used the model
+    assert (totals["new_tokens"], totals["cached_tokens"]) == (666, 384)
+    assert totals["new_tokens_per_conversation"] == approx(666 / 4)
+    assert totals["cached_tokens_per_conversation"] == approx(384 / 4)
+    # Per conversation over the window, the costliest first (numbers masked).
+    costs = [
+        (c["profile_name"], c["wa_id"], c["model_calls"], c["new_tokens"], c["cached_tokens"])
+        for c in figures["conversations"]
+    ]
+    assert costs == [
+        ("Alice", "********0001", 3, 172 + 44, 128 + 256),
+        ("Claudine", "********0003", 1, 400, 0),
+        ("Bosco", "********0002", 2, 50, 0),
+    ]
+    assert figures["conversations"][0]["cost_usd"] == approx(0.006)
+    assert figures["conversations"][0]["completion_tokens"] == 120
+
+
 async def test_agent_figures(pool: Pool) -> None:
     by_agent = {row["agent"]: row for row in await aggregates.agents(pool, WINDOW)}
     assert list(by_agent) == ["booking", "router", "sales"]
@@ -189,19 +220,28 @@ async def test_the_admin_api_serves_the_figures_behind_the_token(
         await seed(service.services.pool)
         await service.execute(  # one call today, on top of the March history
             "INSERT INTO agent_metrics (conversation_id, agent, node, model, prompt_tokens,"
-            " completion_tokens, latency_ms, success, created_at) VALUES (%s, 'booking',"
-            " 'agent_booking', 'gpt-4o-mini', 400, 80, 700, true, now() - interval '1 second')",
+            " completion_tokens, cached_tokens, latency_ms, success, created_at) VALUES (%s,"
+            " 'booking', 'agent_booking', 'gpt-4o-mini', 400, 80, 128, 700, true,"
+            " now() - interval '1 second')",
             CONVERSATIONS["C"][0],
         )
         headers = {"Authorization": "Bearer admin-secret-0123456789a"}
         async with httpx.AsyncClient(base_url=service.base_url, headers=headers) as client:
             overview = (await client.get("/admin/api/console/overview?days=1")).json()
             found = (await client.get("/admin/api/console/conversations?q=Claud")).json()
+            costs = (await client.get("/admin/api/console/conversation-costs?days=1")).json()
+            totals = await client.get(f"/admin/api/console/conversations/{found[0]['id']}/totals")
             refused = await client.get("/admin/api/console/overview", headers={"Authorization": ""})
             bad = await client.get("/admin/api/console/overview?days=0")
         assert len(overview["days"]) == 1
         assert overview["totals"]["tokens"] == 480  # only C's call is from today
         assert [a["agent"] for a in overview["agents"]] == ["booking"]
         assert [(c["profile_name"], c["wa_id"]) for c in found] == [("Claudine", "********0003")]
+        # C over all its days: March 400 new; today 400 prompt, 128 of them cached.
+        assert (found[0]["new_tokens"], found[0]["cached_tokens"]) == (400 + 272, 128)
+        assert [(c["profile_name"], c["new_tokens"], c["cached_tokens"]) for c in costs] == [
+            ("Claudine", 272, 128)
+        ]
+        assert totals.json()["new_tokens"] == 672 and totals.json()["cached_tokens"] == 128
         assert refused.status_code == 401
         assert bad.status_code == 422

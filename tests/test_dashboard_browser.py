@@ -112,6 +112,11 @@ async def test_operator_logs_in_reads_the_overview_and_answers_from_the_inbox(
             )
             assert drawn, chart
         await expect(page.locator("#kpi-escalations")).to_have_text("1")
+        # Tokens per conversation, prompt tokens split into new and cached.
+        await expect(page.locator("#kpi-tokens-per-conversation")).to_contain_text(" cached")
+        costs = page.locator("#conversation-costs")
+        await expect(costs).to_contain_text("Josiane")
+        await expect(costs.locator("thead")).to_contain_text("New prompt tokens")
         # Another capability's panel (here: the routing route) is filled from its JSON.
         panel = page.locator("section.panel", has_text="Routing, as a panel")
         await expect(panel.locator("table")).to_contain_text("booking")
@@ -124,6 +129,8 @@ async def test_operator_logs_in_reads_the_overview_and_answers_from_the_inbox(
         await page.fill("input[name=q]", customer[-4:])
         await page.click("form.search button")
         await page.click("text=Josiane")
+        await expect(page.locator("#conversation-usage")).to_contain_text("model calls")
+        await expect(page.locator("#conversation-usage")).to_contain_text("cached")
         timeline = page.locator("ol.timeline")
         await expect(timeline).to_contain_text("agent · booking")
         await expect(timeline).to_contain_text("Sure, which day would you like the bike?")

@@ -9,7 +9,9 @@ two weeks reads tens of thousands of small rows whatever the history behind it
 Definitions, as the dashboard shows them:
 - conversations of a day: conversations with at least one turn that day;
 - tokens / cost per conversation: that day's model usage of each conversation that
-  used the model, mean and p95 (interpolated) over those conversations;
+  used the model, mean and p95 (interpolated) over those conversations; prompt tokens
+  split into new ones and those the provider served from its prompt cache (billed at
+  its discount: gpt-4o-mini's is half), as the provider reported each call;
 - error rate: failed model calls / model calls;
 - escalation rate: conversations escalated to a person / conversations of the day;
 - latency p50 / p95 per agent: nearest rank in a histogram of 5 %-wide buckets, given
@@ -64,6 +66,11 @@ WITH days AS (
            sum(calls) AS calls, sum(errors) AS errors,
            sum(prompt_tokens + completion_tokens) AS tokens, sum(cost_usd) AS cost,
            sum(prompt_tokens) AS prompt, sum(cached_tokens) AS cached,
+           sum(completion_tokens) AS completion,
+           count(*) FILTER (WHERE calls > 0) AS model_conversations,
+           avg(prompt_tokens - cached_tokens) FILTER (WHERE calls > 0) AS new_mean,
+           avg(cached_tokens) FILTER (WHERE calls > 0) AS cached_mean,
+           avg(completion_tokens) FILTER (WHERE calls > 0) AS completion_mean,
            count(*) FILTER (WHERE escalated) AS escalations,
            avg(prompt_tokens + completion_tokens) FILTER (WHERE calls > 0) AS tokens_mean,
            percentile_cont(0.95) WITHIN GROUP (ORDER BY prompt_tokens + completion_tokens)
@@ -78,6 +85,13 @@ SELECT days.day, coalesce(p.conversations, 0) AS conversations,
        coalesce(p.turns, 0)::bigint AS turns, coalesce(p.calls, 0)::bigint AS model_calls,
        coalesce(p.errors, 0)::bigint AS model_errors, coalesce(p.tokens, 0)::bigint AS tokens,
        coalesce(p.cost, 0)::float8 AS cost_usd,
+       coalesce(p.prompt - p.cached, 0)::bigint AS new_tokens,
+       coalesce(p.cached, 0)::bigint AS cached_tokens,
+       coalesce(p.completion, 0)::bigint AS completion_tokens,
+       coalesce(p.model_conversations, 0) AS model_conversations,
+       coalesce(p.new_mean, 0)::float8 AS new_tokens_per_conversation_mean,
+       coalesce(p.cached_mean, 0)::float8 AS cached_tokens_per_conversation_mean,
+       coalesce(p.completion_mean, 0)::float8 AS completion_tokens_per_conversation_mean,
        coalesce(p.tokens_mean, 0)::float8 AS tokens_per_conversation_mean,
        coalesce(p.tokens_p95, 0)::float8 AS tokens_per_conversation_p95,
        coalesce(p.cost_mean, 0)::float8 AS cost_per_conversation_mean,
@@ -149,6 +163,24 @@ GROUP BY tool
 ORDER BY calls DESC, tool
 """
 
+# The window's conversations that used the model, the costliest first, with their
+# prompt tokens split into new and cached: what a prompt change did to a conversation.
+CONVERSATION_COSTS = f"""
+SELECT d.conversation_id::text AS conversation_id, k.profile_name, c.wa_id,
+       sum(d.turns)::bigint AS turns, sum(d.calls)::bigint AS model_calls,
+       sum(d.prompt_tokens - d.cached_tokens)::bigint AS new_tokens,
+       sum(d.cached_tokens)::bigint AS cached_tokens,
+       sum(d.completion_tokens)::bigint AS completion_tokens,
+       sum(d.cost_usd)::float8 AS cost_usd
+FROM console_conversation_days d
+JOIN agent_conversations c ON c.id = d.conversation_id
+JOIN contacts k ON k.wa_id = c.wa_id
+WHERE d.{_DAYS} AND d.calls > 0
+GROUP BY d.conversation_id, k.profile_name, c.wa_id
+ORDER BY cost_usd DESC, d.conversation_id
+LIMIT %(limit)s
+"""
+
 CUSTOMERS = f"""
 SELECT c.wa_id, count(DISTINCT d.conversation_id) AS conversations,
        sum(d.prompt_tokens + d.completion_tokens)::bigint AS tokens,
@@ -192,11 +224,22 @@ async def customers(pool: Pool, window: Window, *, limit: int = 20) -> list[dict
     return [{**row, "wa_id": mask_phone(row["wa_id"])} for row in rows]
 
 
+async def conversation_costs(
+    pool: Pool, window: Window, *, limit: int = 20
+) -> list[dict[str, Any]]:
+    """The costliest conversations of the window, tokens split into new and cached."""
+    rows = await _rows(pool, CONVERSATION_COSTS, {**window.params(), "limit": limit})
+    return [{**row, "wa_id": mask_phone(row["wa_id"])} for row in rows]
+
+
 async def overview(pool: Pool, window: Window) -> dict[str, Any]:
     """Everything the dashboard's overview draws, in one answer."""
-    # Three connections: the queries run side by side rather than one after another.
-    days, by_agent, routes = await asyncio.gather(
-        daily(pool, window), agents(pool, window), routing(pool, window)
+    # Four connections: the queries run side by side rather than one after another.
+    days, by_agent, routes, costly = await asyncio.gather(
+        daily(pool, window),
+        agents(pool, window),
+        routing(pool, window),
+        conversation_costs(pool, window, limit=10),
     )
     return {
         "since": window.since,
@@ -205,12 +248,24 @@ async def overview(pool: Pool, window: Window) -> dict[str, Any]:
         "totals": _totals(days),
         "agents": by_agent,
         "routing": routes,
+        "conversations": costly,
     }
 
 
 def _totals(days: list[dict[str, Any]]) -> dict[str, Any]:
     calls = sum(d["model_calls"] for d in days)
+    counted = sum(d["model_conversations"] for d in days)  # conversation-days, as daily
+
+    def per_conversation(key: str) -> float:
+        return sum(d[key] for d in days) / counted if counted else 0.0
+
     return {
+        "new_tokens": sum(d["new_tokens"] for d in days),
+        "cached_tokens": sum(d["cached_tokens"] for d in days),
+        "completion_tokens": sum(d["completion_tokens"] for d in days),
+        "new_tokens_per_conversation": per_conversation("new_tokens"),
+        "cached_tokens_per_conversation": per_conversation("cached_tokens"),
+        "completion_tokens_per_conversation": per_conversation("completion_tokens"),
         "turns": sum(d["turns"] for d in days),
         "model_calls": calls,
         "tokens": sum(d["tokens"] for d in days),

@@ -78,6 +78,19 @@ async def top_customers(
     return await aggregates.customers(_services(request).pool, window, limit=limit)
 
 
+@router.get("/conversation-costs")
+async def conversation_costs(
+    request: Request,
+    _: Admin,
+    days: Days | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 20,
+) -> list[dict[str, Any]]:
+    """The window's costliest conversations: turns, model calls, prompt tokens split into
+    new and cached (served from the provider's prompt cache), completion tokens, cost."""
+    window = _window(request, days)
+    return await aggregates.conversation_costs(_services(request).pool, window, limit=limit)
+
+
 @router.get("/conversations")
 async def search_conversations(
     request: Request,
@@ -114,6 +127,8 @@ async def alerts(request: Request, _: Admin) -> list[dict[str, Any]]:
 async def totals_of_conversation(
     request: Request, conversation_id: uuid.UUID, _: Admin
 ) -> dict[str, Any]:
+    """All of a conversation's model usage: calls, prompt tokens (new and cached),
+    completion tokens, cost."""
     totals = await conversation_totals(_services(request).pool, str(conversation_id))
     return totals.as_json()
 

@@ -4,7 +4,9 @@ The transcript (agent_messages) holds each message; a bot reply whose row names 
 agent is the last specialist that called the model in its run. The accounting tables
 say what happened in between — the router's decision, handoffs, escalations, every
 model call with its tokens and latency, every tool call with its duration — and
-merging them by time gives the whole story of a turn on one page.
+merging them by time gives the whole story of a turn on one page. Each conversation
+also carries its model usage (from the per-day rollup): prompt tokens split into new
+ones and those served from the provider's prompt cache, completion tokens and cost.
 """
 
 from __future__ import annotations
@@ -15,9 +17,22 @@ from typing import Any
 from graph.persistence import Pool
 from graph.privacy import mask_phone
 
-_SEARCH = """
-SELECT c.id, c.wa_id, k.profile_name, c.status, c.last_inbound_at, c.updated_at
+# Summed over the conversation's days (indexed by conversation): a few rows each.
+_USAGE = """
+LEFT JOIN LATERAL (
+    SELECT coalesce(sum(d.calls), 0)::bigint AS model_calls,
+           coalesce(sum(d.prompt_tokens - d.cached_tokens), 0)::bigint AS new_tokens,
+           coalesce(sum(d.cached_tokens), 0)::bigint AS cached_tokens,
+           coalesce(sum(d.completion_tokens), 0)::bigint AS completion_tokens,
+           coalesce(sum(d.cost_usd), 0)::float8 AS cost_usd
+    FROM console_conversation_days d WHERE d.conversation_id = c.id
+) AS usage ON true
+"""
+
+_SEARCH = f"""
+SELECT c.id, c.wa_id, k.profile_name, c.status, c.last_inbound_at, c.updated_at, usage.*
 FROM agent_conversations c JOIN contacts k USING (wa_id)
+{_USAGE}
 WHERE (%(status)s::text IS NULL OR c.status = %(status)s)
   AND (%(q)s = '' OR k.profile_name ILIKE %(name)s
        OR (%(digits)s <> '' AND c.wa_id LIKE %(suffix)s))
@@ -82,8 +97,9 @@ async def search(
 async def conversation(pool: Pool, conversation_id: str) -> dict[str, Any] | None:
     async with pool.connection() as conn:
         cur = await conn.execute(
-            "SELECT c.id, c.wa_id, k.profile_name, c.status, c.created_at, c.updated_at"
-            " FROM agent_conversations c JOIN contacts k USING (wa_id) WHERE c.id = %s",
+            "SELECT c.id, c.wa_id, k.profile_name, c.status, c.created_at, c.updated_at,"
+            f" usage.* FROM agent_conversations c JOIN contacts k USING (wa_id) {_USAGE}"
+            " WHERE c.id = %s",
             (conversation_id,),
         )
         head = await cur.fetchone()

@@ -65,10 +65,13 @@ function drawOverview() {
   const charts = [
     lineChart("chart-conversations", days, [{ label: "conversations", data: pick("conversations") }], { type: "bar" }),
     lineChart("chart-cost", days, [{ label: "USD", data: pick("cost_usd") }]),
+    // Stacked means (new and cached prompt tokens, completion) beside the p95 of all.
     lineChart("chart-tokens", days, [
-      { label: "mean", data: pick("tokens_per_conversation_mean") },
-      { label: "p95", data: pick("tokens_per_conversation_p95") },
-    ]),
+      { label: "new prompt (mean)", data: pick("new_tokens_per_conversation_mean"), stack: "mean" },
+      { label: "cached prompt (mean)", data: pick("cached_tokens_per_conversation_mean"), stack: "mean" },
+      { label: "completion (mean)", data: pick("completion_tokens_per_conversation_mean"), stack: "mean" },
+      { label: "all (p95)", data: pick("tokens_per_conversation_p95"), type: "line", stack: "p95" },
+    ], { type: "bar", options: { scales: { x: { stacked: true }, y: { stacked: true } } } }),
     lineChart(
       "chart-latency",
       figures.agents.map((a) => a.agent || "—"),
