@@ -1,7 +1,7 @@
 """Prompt tokens and cost per conversation, on the held-out typical conversations.
 
     .venv/bin/python -m tests.bench.bench_cost [--conversations DIR] [--only ID ...]
-        [--remember-wait 150] [--calls] [--isolated]
+        [--remember-wait 150] [--calls] [--isolated] [--save FILE] [--compare FILE]
 
 The service runs as it ships (`wa-agent serve` with its in-process worker, default
 settings; only WA_AGENT_COALESCE_MS=0, which changes waiting, not tokens, and the demo
@@ -18,6 +18,10 @@ Conversations follow each other within seconds, so each finds the prefixes (syst
 prompt, tool schemas) the previous customers' requests left in the prompt cache: a shop
 with steady traffic. `--isolated` empties the cache before each conversation instead: a
 quiet shop, where only the conversation's own earlier requests can be cached.
+
+`--save FILE` keeps the run's figures per conversation; `--compare FILE` prints a kept
+run beside this one, conversation by conversation (tests/bench/cost_compare.py): run the
+bench on the service before a change with `--save`, after it with `--compare`.
 
 Billed prompt tokens = new + cached x 0.5, and cost, at gpt-4o-mini's prices: $0.15 per
 million input tokens, $0.075 per million cached input tokens (the 50 % discount) and
@@ -47,6 +51,7 @@ from tests.bench.common import (
     tune_benchmark_process,
 )
 from tests.bench.common import bench_postgres as open_postgres
+from tests.bench.cost_compare import load, print_comparison, save
 from tests.bench.cost_data import DATA_DIR, Conversation, load_conversations
 from tests.bench.cost_report import by_kind, figures_for, print_calls, report
 from tests.bench.cost_script import ScriptedModel
@@ -234,6 +239,10 @@ async def run(conversations: Sequence[Conversation], args: argparse.Namespace) -
     if args.calls:
         print_calls(openai.exchanges, model.labels)
     report(figures, by_kind(openai.exchanges, model.labels), metered)
+    if args.save:
+        save(args.save, figures, isolated=args.isolated)
+    if args.compare:
+        print_comparison(load(args.compare), figures)
 
 
 async def _service_accounting(db_url: str) -> tuple[int, float]:
@@ -279,6 +288,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="empty the prompt cache before each conversation (a quiet shop: no other "
         "customer's request in the last 5 minutes to share a prefix with)",
     )
+    parser.add_argument("--save", type=Path, help="write this run's figures (JSON)")
+    parser.add_argument("--compare", type=Path, help="a saved run to print beside this one")
     return parser.parse_args(argv)
 
 
