@@ -169,11 +169,23 @@ async def test_remember_extracts_merges_near_duplicates_and_reads_each_line_once
         calls = len(openai_server.requests)
         third = await memory.rememberer.remember(conversation)  # nothing new
         hits = memory.long_term.cache.hits
+        # Only thanks and greetings since: nothing durable can be in them, no model call.
+        await add_transcript(
+            pool,
+            conversation,
+            ("customer", "ok merci beaucoup!! 👍"),
+            ("agent", "You're welcome, Grace! See you on Saturday."),
+            ("customer", "Murakoze, bye"),
+        )
+        small_talk = await memory.rememberer.remember(conversation)
+        after_small_talk = len(openai_server.requests)
 
     assert (first.added, first.merged, second.added, second.merged) == (2, 0, 1, 1)
     assert third.read == 0 and len(openai_server.requests) == calls  # no model call
+    assert small_talk.read == 3 and after_small_talk == calls
     request = openai_server.requests[0]
     assert "Grace" in json.dumps(request["messages"]) and "json_schema" in json.dumps(request)
+    assert '"title"' not in json.dumps(request["response_format"])  # tokens for nothing
     rows = await query(
         db_url,
         "SELECT content, importance, kind, conversation_id::text AS conversation"
