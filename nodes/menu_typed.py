@@ -25,6 +25,8 @@ from tools.listings import ListRow
 
 # Enough rows for a shop's whole catalog to be matched (the list then shows nine).
 CATALOG_ROWS = 200
+# A day's slots looked at to find those of the resource asked for (a list shows nine).
+DAY_SLOT_ROWS = 60
 _MIN_TICKET_WORDS = 3
 _LANGUAGE_LOOKBACK = 5  # typed messages looked at for the conversation's language
 
@@ -77,7 +79,7 @@ class TypedMenu:
         if request.action == "human":
             return Command(goto="escalate", update={"menu_awaiting": None})
         if request.action == "booking":
-            return await self.booking(actions, request.day)
+            return await self.booking(actions, request.day, request.text)
         if request.action == "products":
             return await self.products(actions, request.text)
         if request.action == "payment":
@@ -88,10 +90,12 @@ class TypedMenu:
             return actions.on_ticket_text(request.text)
         return None  # customer service, or unsure: the topic menu
 
-    async def booking(self, actions: MenuActions, day: dt.date | None) -> dict[str, Any]:
+    async def booking(
+        self, actions: MenuActions, day: dt.date | None, text: str = ""
+    ) -> dict[str, Any]:
         """The named day's free slots; else (or when it has none) the days that have."""
         if day is not None:
-            slots = await actions.listings.free_slots(day)
+            slots = await self.slots_asked_for(actions, day, text)
             if slots:
                 return actions.listing("pick_slot", slots, day=f"{day:%a %d %b}")
         days = await actions.listings.days_with_free_slots()
@@ -103,6 +107,15 @@ class TypedMenu:
         else:
             listed = actions.listing("no_slots_on_day", rows, day=f"{day:%a %d %b}")
         return {**listed, "menu_awaiting": DAY}
+
+    async def slots_asked_for(self, actions: MenuActions, day: dt.date, text: str) -> list[ListRow]:
+        """The day's free slots of what the words name ("a mountain bike", "a repair":
+        matched against each slot's resource, as products are), in time order; all of
+        them when the words name nothing."""
+        slots = await actions.listings.free_slots(day, limit=DAY_SLOT_ROWS)
+        resources = [ListRow(slot.id, slot.description) for slot in slots]
+        wanted = {row.id for row in rank_products(resources, text, self.words)}
+        return [slot for slot in slots if slot.id in wanted] or slots
 
     async def products(self, actions: MenuActions, text: str) -> dict[str, Any]:
         catalog = await actions.listings.products(limit=CATALOG_ROWS)
