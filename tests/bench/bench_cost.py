@@ -53,7 +53,7 @@ from tests.bench.common import (
 from tests.bench.common import bench_postgres as open_postgres
 from tests.bench.cost_compare import load, print_comparison, save
 from tests.bench.cost_data import DATA_DIR, Conversation, load_conversations
-from tests.bench.cost_report import by_kind, figures_for, print_calls, report
+from tests.bench.cost_report import Metered, by_kind, figures_for, print_calls, report
 from tests.bench.cost_script import ScriptedModel
 from tests.bench.e2e import start_service
 from tests.bench.processes import free_port, process_group, service_environment
@@ -245,13 +245,17 @@ async def run(conversations: Sequence[Conversation], args: argparse.Namespace) -
         print_comparison(load(args.compare), figures)
 
 
-async def _service_accounting(db_url: str) -> tuple[int, float]:
-    """What the service's own accounting saw (agent_metrics): calls and cost."""
+async def _service_accounting(db_url: str) -> Metered:
+    """What the service's own accounting saw (agent_metrics, what the dashboard reads):
+    calls, cost, prompt tokens and how many of them were cached."""
     await asyncio.sleep(2.0)  # the accounting writer flushes every second
     async with await psycopg.AsyncConnection.connect(db_url) as conn:
-        cur = await conn.execute("SELECT count(*), coalesce(sum(cost_usd), 0) FROM agent_metrics")
+        cur = await conn.execute(
+            "SELECT count(*), coalesce(sum(cost_usd), 0), coalesce(sum(prompt_tokens), 0),"
+            " coalesce(sum(cached_tokens), 0) FROM agent_metrics"
+        )
         row = await cur.fetchone()
-    return (int(row[0]), float(row[1])) if row else (0, 0.0)
+    return Metered(int(row[0]), float(row[1]), int(row[2]), int(row[3])) if row else Metered()
 
 
 async def main(args: argparse.Namespace) -> None:

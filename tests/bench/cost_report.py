@@ -25,6 +25,16 @@ GOAL_BILLED_PROMPT_TOKENS = 2000
 GOAL_COST_USD = 0.005
 
 
+@dataclass(frozen=True)
+class Metered:
+    """The service's own accounting (agent_metrics) over the run."""
+
+    calls: int = 0
+    cost_usd: float = 0.0
+    prompt: int = 0
+    cached: int = 0
+
+
 @dataclass
 class ConversationFigures:
     conversation: Conversation
@@ -202,7 +212,7 @@ def _billed(usage: JSON) -> float:
 def report(
     figures: Sequence[ConversationFigures],
     kinds: Sequence[Sequence[object]],
-    metered: tuple[int, float],
+    metered: Metered,
 ) -> None:
     """The tables, the statistics, the goal lines, and what did not go as scripted."""
     print()
@@ -213,9 +223,12 @@ def report(
     calls = sum(sum(f.calls.values()) for f in figures)
     cost = sum(f.cost_usd for f in figures)
     print(
-        f"all: {len(figures)} conversations, {calls} model calls, ${cost:.4f}; the service's "
-        f"own accounting (agent_metrics): {metered[0]} calls, ${metered[1]:.4f} (the same "
-        "prices; it also meters calls of no conversation)"
+        f"all: {len(figures)} conversations, {calls} model calls, ${cost:.4f}, "
+        f"{sum(f.prompt for f in figures):,} prompt tokens of which "
+        f"{sum(f.cached for f in figures):,} cached; the service's "
+        f"own accounting (agent_metrics, what the dashboard shows): {metered.calls} calls, "
+        f"${metered.cost_usd:.4f}, {metered.prompt:,} prompt tokens of which "
+        f"{metered.cached:,} cached (the same prices; it also meters calls of no conversation)"
     )
     cached = sum(f.cached for f in figures) / max(1, sum(f.prompt for f in figures))
     print(f"share of prompt tokens served from the cache: {cached:.1%}")
