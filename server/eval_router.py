@@ -287,7 +287,8 @@ def scripted_turns(directory: Path) -> list[tuple[str, str]]:
     return turns
 
 
-def actions_report(router: IntentRouter, directory: Path) -> list[str]:
+def typed_path(router: IntentRouter, directory: Path) -> tuple[Counter[str], list[str]]:
+    """Counts of the menu's typed path on scripted turns, and the wrong actions."""
     reader = reader_over(router, dict(router.examples.by_language))
     today = dt.datetime.now(ZoneInfo("Africa/Kigali")).date()
     counts: Counter[str] = Counter()
@@ -301,6 +302,11 @@ def actions_report(router: IntentRouter, directory: Path) -> list[str]:
         if acted != expected and acted != "topics":
             counts["wrong action"] += 1
             wrong.append(f"  {expected} → {acted}: {text}")
+    return counts, wrong
+
+
+def actions_report(router: IntentRouter, directory: Path) -> list[str]:
+    counts, wrong = typed_path(router, directory)
     total = counts["actionable"] + counts["other"]
     right = counts["actionable right"] + counts["other right"]
     reached = counts["actionable right"] / max(1, counts["actionable"])

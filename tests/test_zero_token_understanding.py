@@ -119,7 +119,7 @@ def test_the_language_of_a_message(
 def test_translations_name_known_texts_with_the_same_placeholders() -> None:
     default = load_prompts("Inzira Bikes").fallback
     texts = MenuTexts.load(default)
-    assert {"fr", "es", "pt", "sw"} <= set(texts.translations)
+    assert {"fr", "es", "pt", "sw", "ar"} <= set(texts.translations)
     for language, translated in texts.translations.items():
         for key, text in translated.items():
             assert key in default.actions, (language, key)
