@@ -45,7 +45,9 @@ BEGIN
         RETURN QUERY SELECT false, false;  -- Meta delivered it again: a no-op
         RETURN;
     END IF;
-    IF p_silent THEN
+    IF p_silent OR p_queue IS NULL THEN
+        -- Silent kinds need no answer; a NULL queue: the caller answers it itself, now
+        -- (the web stream, under the conversation's lock).
         RETURN QUERY SELECT true, false;
         RETURN;
     END IF;

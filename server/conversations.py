@@ -24,6 +24,7 @@ import structlog
 
 from graph.settings import Settings
 from graph.state import text_reply
+from graph.streaming import TurnEvent
 from server.abuse.gate import AbuseGate
 from server.abuse.usage import metered_usage
 from server.graph_phase import GraphPhase, Thought, TurnHooks
@@ -46,7 +47,7 @@ from server.runs import (
     postpone_run,
     wake_runs_waiting_on_whatsapp,
 )
-from server.transport import DEFAULT_QUEUE, Channels, Transport, answer_queue
+from server.transport import DEFAULT_QUEUE, Channels, Transport, Watched, answer_queue
 
 log = structlog.get_logger(__name__)
 
@@ -134,16 +135,27 @@ class ConversationRunner:
         # waits on Meta, instead of leaving each to its own backoff.
         self._whatsapp_was_down = False
 
-    async def answer(self, conversation_id: str, job_id: int | None = None) -> None:
+    async def answer(
+        self,
+        conversation_id: str,
+        job_id: int | None = None,
+        *,
+        transport: Transport | None = None,
+    ) -> None:
         """Answer every waiting message of the conversation, run after run, until none
-        is left or a run must wait; then the conversation's next job is scheduled."""
+        is left or a run must wait; then the conversation's next job is scheduled.
+        `transport`: this channel's, held by the caller (the web stream); else the one
+        of the conversation's business number."""
         queue = DEFAULT_QUEUE
         for _ in range(RUNS_PER_JOB):
             claim = await self._next_claim(conversation_id, job_id)
             if claim is None:
                 return
             queue = answer_queue(claim.phone_number_id, claim.wa_id)
-            step = Step(retry_at=claim.retry_at) if claim.retry_at else await self._run(claim)
+            if claim.retry_at:
+                step = Step(retry_at=claim.retry_at)
+            else:
+                step = await self._run(claim, transport)
             if step.retry_at is not None:
                 await self.schedule(conversation_id, step.retry_at, queue)
                 return
@@ -165,24 +177,27 @@ class ConversationRunner:
                 return claimed
             await asyncio.sleep(min(claimed.wait_s, window))
 
-    async def _run(self, claim: Claim) -> Step:
+    async def _run(self, claim: Claim, transport: Transport | None) -> Step:
         """Take the run as far as it goes now, with its run id in every log line."""
         structlog.contextvars.bind_contextvars(run_id=claim.run_id)
         try:
-            return await self._answer_run(claim)
+            return await self._answer_run(
+                claim, transport or self.channels.for_number(claim.phone_number_id)
+            )
         finally:
             structlog.contextvars.unbind_contextvars("run_id")
 
-    async def _answer_run(self, claim: Claim) -> Step:
+    async def _answer_run(self, claim: Claim, transport: Transport | None) -> Step:
         """Gate, graph, outbox, send: a step that says when to try again, or whether
         more messages wait once this run is settled."""
         started = asyncio.get_running_loop().time()
         thought: Thought | None = None
         failed, tokens = False, 0
-        transport = self.channels.for_number(claim.phone_number_id)
         try:
             if self.gate is not None and not await self.gate.admit(claim, transport):
                 return Step()  # refused before any model call; the gate closed the run
+            if isinstance(transport, Watched):
+                await transport.on_event(TurnEvent("started", {"run_id": claim.run_id}))
             staged: list[StagedPart] | None = None  # None: the outbox says what to send
             if not claim.staged:
                 thought, failed, tokens, staged = await self._think_and_stage(claim, transport)

@@ -21,6 +21,7 @@ from graph.persistence import Pool
 from graph.runtime import GraphPool
 from graph.settings import Settings
 from graph.state import Reply, text_reply
+from graph.streaming import StreamingGraph
 from graph.trace_metadata import app_version, traced_turn, with_trace_metadata
 from graph.turns import THREAD_START, TurnOutcome, run_turn, thread_config
 from server.accounting import Accounting
@@ -28,7 +29,7 @@ from server.media import MediaUnderstanding
 from server.partial_delivery import FLAG as PARTIAL_DELIVERY
 from server.partial_delivery import partial_delivery_if, streamed_for
 from server.runs import Claim
-from server.transport import Transport
+from server.transport import Transport, Watched, channel_name
 from server.whatsapp.client import WhatsAppClient
 
 log = structlog.get_logger(__name__)
@@ -89,14 +90,17 @@ class GraphPhase:
         self, claim: Claim, transport: Transport | None
     ) -> tuple[TurnOutcome, bool]:
         """The turn's outcome, and whether partial delivery was on for this customer."""
+        channel = channel_name(claim.phone_number_id)
         config = with_trace_metadata(
             thread_config(claim.conversation_id, run_id=claim.run_id, wa_id=claim.wa_id),
             version=app_version(self.settings.app_version),
+            channel=channel,
         )
         context = ConversationContext(
             conversation_id=claim.conversation_id,
             wa_id=claim.wa_id,
             customer_name=claim.customer_name,
+            channel=channel,
             agents=await self.agents.current() if self.agents else {},
             flags=await self.flags.for_customer(claim.wa_id) if self.flags else {},
         )
@@ -110,7 +114,7 @@ class GraphPhase:
         async with (
             traced_turn(config, inputs) as trace,
             partial_delivery_if(
-                partial_on and not claim.resumed,
+                partial_on and not claim.resumed and not isinstance(transport, Watched),
                 self.pool,
                 transport,
                 self.settings,
@@ -125,7 +129,11 @@ class GraphPhase:
             if claim.rerun_from == THREAD_START and isinstance(saver, BaseCheckpointSaver):
                 # Going again from the first turn's start: the thread held only that turn.
                 await saver.adelete_thread(claim.conversation_id)
-            turn_graph = streamed_for(graph, partial)
+            turn_graph = (
+                StreamingGraph(graph, transport.on_event)
+                if isinstance(transport, Watched)
+                else streamed_for(graph, partial)
+            )
             outcome = await run_turn(
                 turn_graph,
                 config,

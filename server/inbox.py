@@ -33,12 +33,14 @@ class InboxResult:
 
 
 async def record_inbound(
-    conn: psycopg.AsyncConnection[Any], event: InboundEvent
+    conn: psycopg.AsyncConnection[Any], event: InboundEvent, *, answered_here: bool = False
 ) -> tuple[bool, bool]:
     """Store one message and make sure a job will answer it: one statement,
     `wa_record_inbound` (migration 0023), so the message and its job commit together.
     Returns (stored, enqueued): a message Meta delivered again, or one of an erased
-    customer, is not stored; a job already waiting for the conversation covers it."""
+    customer, is not stored; a job already waiting for the conversation covers it.
+    `answered_here`: no job, the caller answers it now (the web stream, under the
+    conversation's lock)."""
     message = event.message
     silent = message.kind in SILENT_KINDS or not message.expects_reply
     cur = await conn.execute(
@@ -56,7 +58,7 @@ async def record_inbound(
             Jsonb(message.model_dump(mode="json", by_alias=True)),
             message.occurred_at,
             silent,
-            answer_queue(event.phone_number_id, event.sender_id),
+            None if answered_here else answer_queue(event.phone_number_id, event.sender_id),
             ANSWER_TASK,
         ),
     )

@@ -50,7 +50,7 @@ from server.queue import (
 from server.retention import register_retention_task
 from server.tool_limits import open_tool_limiter
 from server.tracing import configure_tracing, flush_tracing
-from server.transport import DEFAULT_QUEUE, Channels, Transport
+from server.transport import DEFAULT_QUEUE, WEB, Channels, Stored, Transport
 from server.turn_lock import register_stream_turn_task
 from server.whatsapp.client import WhatsAppClient
 from tools.listings import Listings
@@ -130,7 +130,7 @@ async def open_services(
             accounting=accounting,
             media=build_media_understanding(settings, pool, whatsapp, flags),
         )
-        transports = Channels(whatsapp, channels or {})
+        transports = Channels(whatsapp, {WEB: Stored(), **(channels or {})})
         runner = ConversationRunner(
             phase,
             functools.partial(schedule_answer, queue),

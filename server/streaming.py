@@ -22,11 +22,14 @@ rate limit, and never beside a worker's turn of the same customer — and a clie
 already reads every refusal of a started turn (busy, failed) from that event. The
 tokens of an answered turn count against the customer's daily budget.
 
-The turn is a real turn of the conversation (same thread, same graph, transcript rows)
-but nothing is sent to WhatsApp: the stream is the channel. It holds the queue's lock of
-the conversation (server/turn_lock.py) so it never runs beside a worker's turn. A client
-that disconnects does not cut the turn short: it finishes, and its answer is in the
-thread and the transcript.
+The turn is a real turn of the conversation on the production path: the message goes
+into the inbox and the same runner answers it — claim, gate, spending caps, graph,
+outbox — with this stream as the transport (server/transport.py). It runs in this
+process, under the queue's lock of the conversation (server/turn_lock.py), so it never
+runs beside a worker's turn. A client that disconnects does not cut the turn short: it
+finishes, and its answer is in the thread, the outbox and the transcript. A turn that
+cannot finish now (the model failed) is finished later by a worker, into the same
+history.
 
 Auth: the conversation's own token, which `POST /v1/conversations` gave the web chat's
 backend (server/web_conversations.py). Only web conversations can be streamed: a
@@ -37,9 +40,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Annotated, Any
+from dataclasses import dataclass, field
+from typing import Annotated
 
 import structlog
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -48,16 +53,17 @@ from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette.sse import EventSourceResponse
 
 from graph.context import ConversationContext
-from graph.persistence import Pool
-from graph.state import customer_message, reply_text
-from graph.streaming import StreamingGraph, TurnEvent
-from graph.trace_metadata import app_version, traced_turn, with_trace_metadata
-from graph.turns import TurnOutcome, run_turn
-from server.abuse.gate import Decision, GateRequest
-from server.abuse.usage import metered_usage
+from graph.state import Reply, reply_text
+from graph.streaming import TurnEvent
+from graph.turns import TurnOutcome, Waiting
+from server.abuse.gate import Decision
+from server.inbox import record_inbound
 from server.services import Services
+from server.transport import WEB
 from server.turn_lock import ConversationBusy, conversation_turn_lock
 from server.web_conversations import require_conversation_token
+from server.whatsapp.messages import TextBody, TextMessage
+from server.whatsapp.models import InboundEvent
 
 log = structlog.get_logger(__name__)
 
@@ -149,8 +155,9 @@ def _last_event(turn: asyncio.Task[TurnOutcome]) -> TurnEvent:
     if isinstance(error, TurnRefused):
         refusal = error.decision
         return TurnEvent("error", {"code": refusal.reason, "message": refusal.message or ""})
-    if error is not None:
+    if error is not None and not isinstance(error, TurnNotFinished):
         log.error("stream.failed", error_type=type(error).__name__, error=str(error)[:200])
+    if error is not None:
         message = "the turn failed; nothing was lost, please try again"
         return TurnEvent("error", {"code": "failed", "message": message})
     outcome = turn.result()
@@ -168,14 +175,35 @@ def _sse(event: TurnEvent) -> dict[str, str]:
     return {"event": event.kind, "data": json.dumps(event.data, default=str)}
 
 
+@dataclass
+class StreamTransport:
+    """The web channel while a client watches: steps and tokens to the stream as the
+    graph makes them, replies kept for the final event, a refusal kept for the error."""
+
+    emit: Emit
+    replies: list[Reply] = field(default_factory=list)
+    refusal: TurnRefused | None = None
+
+    async def send_reply(self, to: str, reply: Reply) -> str:
+        self.replies.append(reply)
+        return f"web-{uuid.uuid4().hex}"
+
+    async def mark_read(self, message_id: str, *, typing: bool = True) -> None:
+        """The client knows its message arrived: it is watching."""
+
+    async def on_event(self, event: TurnEvent) -> None:
+        await self.emit(event)
+
+    async def refused(self, reason: str, message: str | None) -> None:
+        self.refusal = TurnRefused(Decision(reason, message))
+
+
 async def streamed_turn(
     services: Services, context: ConversationContext, text: str, emit: Emit
 ) -> TurnOutcome:
-    """One turn under the conversation's lock, its steps and tokens sent to `emit`."""
+    """One turn of the web conversation through the runner, under its lock."""
     settings = services.settings
-    run_id = str(uuid.uuid4())
-    config = _web_config(context, run_id, app_version(settings.app_version))
-    message = customer_message(text, wamid=f"web-{uuid.uuid4().hex}", kind="text")
+    transport = StreamTransport(emit)
     async with conversation_turn_lock(
         services.queue,
         services.pool,
@@ -183,45 +211,49 @@ async def streamed_turn(
         wait_seconds=settings.stream_wait_seconds,
         heartbeat_seconds=settings.worker_heartbeat_seconds,
     ):
-        gate = services.abuse.gate
-        request = GateRequest(context.wa_id, context.conversation_id, 1, can_wait=False)
-        decision = await gate.screen(request)
-        if not decision.admitted:
-            raise TurnRefused(decision)
-        await emit(TurnEvent("started", {"run_id": run_id}))
-        with metered_usage() as usage:
-            try:
-                async with (
-                    traced_turn(config, {"messages": [text]}, name="stream_turn") as trace,
-                    services.runner.graphs.borrow() as graph,
-                ):
-                    streaming = StreamingGraph(graph, emit)
-                    outcome = await run_turn(streaming, config, context, [message], run_id)
-                    trace.record(outcome.state, outcome.replies)
-            finally:  # tokens spent by a turn that failed half-way are spent all the same
-                await gate.count_tokens(context.wa_id, usage.total_tokens)
-        await _transcript(services.pool, context.conversation_id, run_id, text, outcome)
-    return outcome
+        wamid = f"web-{uuid.uuid4().hex}"
+        async with services.pool.connection() as conn:
+            await record_inbound(conn, _web_event(context, wamid, text), answered_here=True)
+        await services.runner.answer(context.conversation_id, transport=transport)
+        status = await _run_status(services, wamid)
+    if transport.refusal is not None:
+        raise transport.refusal
+    if status != "done":
+        raise TurnNotFinished("the turn could not finish now; its answer will be in the history")
+    return TurnOutcome(replies=transport.replies, waiting=await _waiting(services, context))
 
 
-def _web_config(context: ConversationContext, run_id: str, version: str) -> RunnableConfig:
-    config: RunnableConfig = {
-        "configurable": {"thread_id": context.conversation_id, "wa_id": context.wa_id},
-        "metadata": {"run_id": run_id},
-    }
-    return with_trace_metadata(config, version=version, channel="web")
+class TurnNotFinished(RuntimeError):
+    """Postponed (the model or the database failed): a worker finishes it later."""
 
 
-async def _transcript(
-    pool: Pool, conversation_id: str, run_id: str, text: str, outcome: TurnOutcome
-) -> None:
-    rows: list[tuple[Any, ...]] = [(conversation_id, run_id, "customer", None, text)]
-    if outcome.replies:
-        answer = "\n\n".join(reply_text(reply) for reply in outcome.replies)
-        rows.append((conversation_id, run_id, "agent", "web", answer))
-    async with pool.connection() as conn, conn.cursor() as cur:
-        await cur.executemany(
-            "INSERT INTO agent_messages (conversation_id, run_id, role, agent, content)"
-            " VALUES (%s, %s, %s, %s, %s)",
-            rows,
+def _web_event(context: ConversationContext, wamid: str, text: str) -> InboundEvent:
+    message = TextMessage(
+        id=wamid,
+        **{"from": context.wa_id},
+        timestamp=str(int(time.time())),
+        type="text",
+        text=TextBody(body=text),
+    )
+    return InboundEvent(WEB, WEB, context.wa_id, None, context.customer_name, None, message)
+
+
+async def _run_status(services: Services, wamid: str) -> str | None:
+    async with services.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT r.status FROM inbound_messages m JOIN conversation_runs r ON r.id = m.run_id"
+            " WHERE m.wamid = %s",
+            (wamid,),
         )
+        row = await cur.fetchone()
+    return str(row["status"]) if row else None
+
+
+async def _waiting(services: Services, context: ConversationContext) -> Waiting | None:
+    """What the conversation waits for now: a person, a tap on a question, or nothing."""
+    async with services.runner.graphs.borrow() as graph:
+        config: RunnableConfig = {"configurable": {"thread_id": context.conversation_id}}
+        snapshot = await graph.aget_state(config)
+    if snapshot.values.get("mode") == "human":
+        return "human"
+    return "confirmation" if snapshot.interrupts else None

@@ -9,11 +9,13 @@ each part sent at most once, in order, whatever the channel.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from graph.state import Reply
+from graph.streaming import TurnEvent
 
 # Business "numbers" of the channels that are not WhatsApp.
 TERMINAL = "terminal"  # `wa-agent chat`
@@ -31,6 +33,27 @@ class Transport(Protocol):
         ...
 
 
+@runtime_checkable
+class Watched(Protocol):
+    """A transport someone watches live (the web stream): it also hears the turn's
+    steps and tokens as the graph makes them, and why a turn was refused."""
+
+    async def on_event(self, event: TurnEvent) -> None: ...
+
+    async def refused(self, reason: str, message: str | None) -> None: ...
+
+
+class Stored:
+    """The web channel as a worker sees it: nobody is watching, so a reply is delivered
+    by being stored (the outbox and the transcript), where the web chat reads it."""
+
+    async def send_reply(self, to: str, reply: Reply) -> str:
+        return f"stored-{uuid.uuid4().hex}"
+
+    async def mark_read(self, message_id: str, *, typing: bool = True) -> None:
+        """Nothing to show."""
+
+
 @dataclass(frozen=True)
 class Channels:
     """The transport of each conversation, by its business number."""
@@ -42,6 +65,11 @@ class Channels:
         if phone_number_id in NOT_WHATSAPP:
             return self.others.get(phone_number_id)
         return self.whatsapp
+
+
+def channel_name(phone_number_id: str) -> str:
+    """The channel's name in traces and the run's context: whatsapp, terminal or web."""
+    return phone_number_id if phone_number_id in NOT_WHATSAPP else "whatsapp"
 
 
 def answer_queue(phone_number_id: str, wa_id: str) -> str:

@@ -320,6 +320,18 @@ async def _transcript_of(service: RunningService, conversation: dict[str, str]) 
     return [row["content"] for row in rows]
 
 
+async def _refusals_of(
+    service: RunningService, conversation: dict[str, str]
+) -> list[tuple[str, str]]:
+    """The conversation's messages the gate refused, with its reason, in order."""
+    rows = await service.fetch(
+        "SELECT text, gate FROM inbound_messages WHERE conversation_id = %s"
+        " AND gate IS NOT NULL AND gate <> 'admitted' ORDER BY id",
+        conversation["conversation_id"],
+    )
+    return [(row["text"], row["gate"]) for row in rows]
+
+
 async def test_a_blacklisted_customers_stream_is_refused_before_the_model(
     db_url: str, graph_api: FakeGraphAPI, openai_server: FakeOpenAIServer
 ) -> None:
@@ -329,10 +341,10 @@ async def test_a_blacklisted_customers_stream_is_refused_before_the_model(
         await blacklist.add(conversation["customer"], reason="abuse", source="manual", actor="t")
         asked_before = len(openai_server.requests)
         events = await stream(service, conversation, "how much is it?")
-        transcript = await _transcript_of(service, conversation)
+        refused = await _refusals_of(service, conversation)
     assert events == [("error", {"code": "blacklisted", "message": BLACKLIST})]
     assert len(openai_server.requests) == asked_before  # the model was never called
-    assert "how much is it?" not in transcript
+    assert refused == [("how much is it?", "blacklisted")]  # kept, marked, as WhatsApp's
 
 
 async def test_a_stream_over_the_rate_limit_is_refused_before_the_model(
@@ -351,13 +363,13 @@ async def test_a_stream_over_the_rate_limit_is_refused_before_the_model(
         audit = await service.fetch(
             "SELECT action FROM audit_log WHERE target = %s ORDER BY id", conversation["customer"]
         )
-        transcript = await _transcript_of(service, conversation)
+        refused = await _refusals_of(service, conversation)
     assert warned == [("error", {"code": "rate_limited", "message": WARNING})]
     assert [kind for kind, _ in blocked] == ["error"] and blocked[0][1]["code"] == "blocked"
     assert blocked[0][1]["message"] == BLOCK_PREFIX + "10 minutes. Please write again after that."
     assert len(openai_server.requests) == asked_before
     assert [row["action"] for row in audit] == ["abuse.warned", "abuse.blocked"]
-    assert not {"how much is it?", "hello?"} & set(transcript)
+    assert refused == [("how much is it?", "rate_limited"), ("hello?", "blocked")]
 
 
 async def test_a_stream_past_the_daily_token_budget_is_refused_before_the_model(
@@ -384,3 +396,20 @@ async def test_a_streamed_turns_tokens_count_against_the_daily_budget(
         after = await limiter.tokens_today(conversation["customer"])
     assert events[-1][0] == "final"
     assert after > before == 0
+
+
+async def test_a_streamed_turn_meets_the_spending_caps_like_any_other(
+    db_url: str, graph_api: FakeGraphAPI, openai_server: FakeOpenAIServer
+) -> None:
+    """The stream runs the same runner as WhatsApp: past the conversation's token cap,
+    the customer reads the cap message and the model is not called."""
+    settings = stream_settings(
+        db_url, graph_api, openai_server, conversation_token_cap=1, cap_action="message"
+    )
+    async with running_service(settings) as service:
+        conversation = await _answered_once(service, openai_server)
+        await service.services.accounting.writer.flush()  # type: ignore[union-attr]
+        asked_before = len(openai_server.requests)
+        events = await stream(service, conversation, "how much is it?")
+    assert events[-1] == ("final", {**events[-1][1], "texts": [settings.cap_message]})
+    assert len(openai_server.requests) == asked_before

@@ -46,7 +46,7 @@ from server.abuse.policy import (
 from server.admin.audit import record_audit
 from server.metrics import RUNS
 from server.outbox import deliver_parts, stage_parts
-from server.transport import Transport
+from server.transport import Transport, Watched
 from server.whatsapp.client import WhatsAppClient
 
 log = structlog.get_logger(__name__)
@@ -180,8 +180,11 @@ class AbuseGate:
         reason = await self._recorded(turn.run_id) if turn.resumed else None
         if reason == ADMITTED:
             return True
+        watched = isinstance(transport, Watched)
         if reason is None:
-            can_wait = turn.attempts < self.settings.job_max_attempts
+            # A watched turn (the web stream) has someone waiting: it is refused, not
+            # kept for later, when the limiter is down and the gate fails closed.
+            can_wait = turn.attempts < self.settings.job_max_attempts and not watched
             request = GateRequest(turn.wa_id, turn.conversation_id, len(turn.messages), can_wait)
             decision = await self.screen(request)
             if decision.admitted:
@@ -198,6 +201,8 @@ class AbuseGate:
                 )
             await self._record(turn.run_id, decision.reason)
             reason = decision.reason
+            if isinstance(transport, Watched):
+                await transport.refused(decision.reason, decision.message)
         await self._close(turn, reason, transport or self.whatsapp)
         return False
 
