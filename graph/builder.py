@@ -43,6 +43,7 @@ from nodes.handoffs import (
     make_escalation_tool,
     make_handoff_tool,
 )
+from nodes.intents import RequestReader
 from nodes.memory import HistoryBudget, MemoryNodes, add_memory_nodes
 from nodes.menu import after_menu, make_menu_node
 from nodes.specialists import ChatModelFor, agent_node_name, make_specialist_node
@@ -58,6 +59,7 @@ def build_graph(
     prompts: Prompts,
     *,
     router: IntentRouter | None = None,
+    menu_reader: RequestReader | None = None,
     agents: Mapping[str, AgentConfig] | None = None,
     tools: Sequence[BaseTool] = (),
     chat_model_for: ChatModelFor | None = None,
@@ -75,7 +77,7 @@ def build_graph(
     call (the registry's limits, timeout and records: tools/registry.py).
     """
     builder = StateGraph(ConversationState, context_schema=ConversationContext)
-    _add_menu(builder, prompts, tools, listings, tool_wrapper)
+    _add_menu(builder, prompts, tools, listings, tool_wrapper, menu_reader)
     builder.add_node("unsupported", make_unsupported_node(prompts.fallback))
     builder.add_edge("unsupported", END)
     builder.add_node("escalate", escalate)
@@ -168,10 +170,13 @@ def _add_menu(
     tools: Sequence[BaseTool],
     listings: Listings | None,
     tool_wrapper: AsyncToolCallWrapper | None,
+    reader: RequestReader | None,
 ) -> None:
-    """The menu and the tool node it hands its actions to (the agents' own tools)."""
+    """The menu and the tool node it hands its actions to (the agents' own tools).
+    `reader`: what turns typed words into the action a tap would (nodes/intents)."""
     by_name = {tool.name: tool for tool in tools} if listings is not None else {}
-    builder.add_node("menu", make_menu_node(prompts.fallback, listings, by_name))
+    menu = make_menu_node(prompts.fallback, listings, by_name, reader=reader)
+    builder.add_node("menu", menu, destinations=("escalate",))
     if not by_name:
         builder.add_edge("menu", END)
         return

@@ -6,6 +6,8 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.language_models import BaseChatModel
 
 from graph.settings import Settings
+from nodes.intents import RequestReader
+from nodes.intents.shared import reader_over
 from nodes.routing import IntentRouter, RouterConfig
 
 
@@ -29,3 +31,9 @@ async def build_router(
         config=router_config(settings),
         vectors_cache=settings.data_dir / "cache",
     )
+
+
+def menu_reader_over(router: IntentRouter) -> RequestReader:
+    """What the rule-based menu reads typed requests with: this router's decisions, and
+    a language guess fitted on its examples (no second copy of the classifier)."""
+    return reader_over(router, dict(router.examples.by_language))

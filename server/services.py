@@ -25,7 +25,7 @@ from graph.memory import ConversationMemory, migrate_memory_embeddings, open_mem
 from graph.models import ChatModels, build_chat_model
 from graph.persistence import Pool, apply_migrations, open_pool, resolve_database_url
 from graph.prompts import load_prompts
-from graph.routing import build_router
+from graph.routing import build_router, menu_reader_over
 from graph.runtime import GraphPool
 from graph.settings import Settings
 from graph.tool_platform import open_tool_registry
@@ -226,9 +226,9 @@ async def open_conversation_graphs(
         open_tool_registry(pool, database_url, settings, model, limiter=tool_limiter) as registry,
         open_memory(pool, database_url, settings, model) as memory,
     ):
-        router = None
-        if model is not None:
-            router = await build_router(settings, build_embeddings(settings), model)
+        # Built without a model too: the rule-based menu reads typed requests with it.
+        router = await build_router(settings, build_embeddings(settings), model)
+        menu_reader = menu_reader_over(router)
         chat_models = ChatModels(settings, model) if model is not None else None
         answer_cache = await open_answer_cache(pool, settings) if model is not None else None
 
@@ -236,7 +236,8 @@ async def open_conversation_graphs(
             return build_graph(
                 model,
                 prompts,
-                router=router,
+                router=router if model is not None else None,
+                menu_reader=menu_reader,
                 agents=defaults,
                 tools=list(registry.tools.values()),
                 chat_model_for=chat_models.for_agent if chat_models else None,
