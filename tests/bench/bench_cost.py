@@ -2,6 +2,7 @@
 
     .venv/bin/python -m tests.bench.bench_cost [--conversations DIR] [--only ID ...]
         [--remember-wait 150] [--calls] [--isolated] [--save FILE] [--compare FILE]
+        [--dump FILE]
 
 The service runs as it ships (`wa-agent serve` with its in-process worker, default
 settings; only WA_AGENT_COALESCE_MS=0, which changes waiting, not tokens, and the demo
@@ -21,7 +22,8 @@ quiet shop, where only the conversation's own earlier requests can be cached.
 
 `--save FILE` keeps the run's figures per conversation; `--compare FILE` prints a kept
 run beside this one, conversation by conversation (tests/bench/cost_compare.py): run the
-bench on the service before a change with `--save`, after it with `--compare`.
+bench on the service before a change with `--save`, after it with `--compare`. `--dump
+FILE` records every request, for tests/bench/cost_whatif.py to replay under other layouts.
 
 Billed prompt tokens = new + cached x 0.5, and cost, at gpt-4o-mini's prices: $0.15 per
 million input tokens, $0.075 per million cached input tokens (the 50 % discount) and
@@ -55,6 +57,7 @@ from tests.bench.cost_compare import load, print_comparison, save
 from tests.bench.cost_data import DATA_DIR, Conversation, load_conversations
 from tests.bench.cost_report import Metered, by_kind, figures_for, print_calls, report
 from tests.bench.cost_script import ScriptedModel
+from tests.bench.cost_whatif import dump
 from tests.bench.e2e import start_service
 from tests.bench.processes import free_port, process_group, service_environment
 from tests.fakes.meta_payloads import envelope, interactive_reply, sign, text_message
@@ -241,6 +244,8 @@ async def run(conversations: Sequence[Conversation], args: argparse.Namespace) -
     report(figures, by_kind(openai.exchanges, model.labels), metered)
     if args.save:
         save(args.save, figures, isolated=args.isolated)
+    if args.dump:
+        dump(args.dump, openai.exchanges, model.labels)
     if args.compare:
         print_comparison(load(args.compare), figures)
 
@@ -294,6 +299,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--save", type=Path, help="write this run's figures (JSON)")
     parser.add_argument("--compare", type=Path, help="a saved run to print beside this one")
+    parser.add_argument("--dump", type=Path, help="write every request (cost_whatif.py)")
     return parser.parse_args(argv)
 
 
