@@ -99,6 +99,17 @@ def no_tools(body: JSON, label: list[Any] | None) -> JSON:
     return {**body, "tools": []} if _agent(label) else body
 
 
+def short_tool_results(body: JSON, label: list[Any] | None) -> JSON:
+    """Every tool result cut to 600 characters, as if the tools returned less."""
+    if not _agent(label):
+        return body
+    body = copy.deepcopy(body)
+    for message in body["messages"]:
+        if message["role"] == "tool":
+            message["content"] = content_text(message.get("content"))[:600]
+    return body
+
+
 def shared_tool_block(records: Sequence[Record]) -> Transform:
     """Every agent offered the same tools (all of them, one order) after a system prompt
     common to all, its own instructions in a second system message."""
@@ -144,6 +155,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         ("... and no memory extraction", bare, identity, 0.5),
         ("... and only the current turn as history", bare, current_turn_only, 0.5),
         ("... and no tool schemas at all", bare, no_tools, 0.5),
+        ("tool results of at most 600 characters", records, short_tool_results, 0.5),
         ("one tool block shared by all agents", records, shared_tool_block(records), 0.5),
         ("as run, cached at 25 % of input", records, identity, 0.25),
         ("shared block, cached at 25 % of input", records, shared_tool_block(records), 0.25),
