@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage
+from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.tools import BaseTool
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
@@ -154,7 +154,7 @@ def _add_agents(
         if answer_cache is not None:  # see nodes/answer_cache/node.py
             node = with_answer_cache(node, name, answer_cache, agents)
         builder.add_node(agent_node_name(name), node)
-        builder.add_conditional_edges(agent_node_name(name), _after_agent, ["tools", END])
+        builder.add_conditional_edges(agent_node_name(name), _after_agent, ["tools", "menu", END])
     tool_node = ToolNode(
         list(every_tool.values()), handle_tool_errors=True, awrap_tool_call=tool_wrapper
     )
@@ -212,5 +212,9 @@ def _only_unreadable(state: ConversationState) -> bool:
 
 
 def _after_agent(state: ConversationState) -> str:
+    """An agent that said nothing to the customer's message (its model is down) leaves
+    the turn to the menu, which acts on typed words without a model."""
     last = state["messages"][-1]
+    if isinstance(last, HumanMessage):
+        return "menu"
     return "tools" if isinstance(last, AIMessage) and last.tool_calls else END

@@ -204,6 +204,8 @@ def make_specialist_node(
             response = await model.ainvoke(messages, config=_trace_labels(name, state))
         except Exception as exc:  # the client already retried with backoff
             log.warning("model.failed", agent=name, error_type=type(exc).__name__)
+            if isinstance(state["messages"][-1], HumanMessage):
+                return {}  # nothing said yet: the menu acts on the typed words
             return fallback_update(fallback, state)
         if not isinstance(response, AIMessage):
             return fallback_update(fallback, state)

@@ -176,3 +176,25 @@ async def test_with_ai_off_typed_requests_act_without_a_model_call(
         pay = await ada.write("nishyura nte?")
         assert "payment:status" in ids(pay)
     assert openai_server.requests == []
+
+
+async def test_with_the_model_down_a_typed_booking_request_still_shows_that_days_slots(
+    db_url: str, graph_api: FakeGraphAPI, openai_server: FakeOpenAIServer
+) -> None:
+    settings = service_settings(
+        db_url,
+        whatsapp_api_base_url=graph_api.base_url,
+        openai_api_key="sk-test",
+        openai_base_url=openai_server.base_url + "/v1",
+    )
+    async with running_service(settings) as service:
+        await seed_demo(service.services.pool)
+        ada = Customer(service, graph_api)
+        openai_server.outage(120)
+        slots = await ada.write("I want to book a bike for Saturday")
+        assert f"{next_weekday(5):%a %d %b}" in body(slots), body(slots)
+        assert any(i.startswith("slot:") for i in ids(slots))
+        openai_server.outage(0)
+        openai_server.script("Happy to help again.")
+        assert body(await ada.write("thanks, and can you tell me more?")) == "Happy to help again."
+    assert openai_server.requests, "the model was tried before the menu answered"
