@@ -36,6 +36,8 @@ BENCHMARKS = (
     "bench_streaming",
     "bench_accounting",
     "bench_dashboard",
+    "bench_cost",
+    "bench_retention",
 )
 TIMEOUT_S = 300
 
