@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml | $(PYTHON)
 	touch $(STAMP)
 
 # The dashboard's front-end packages (Chart.js), exactly as locked, served from node_modules.
-DASHBOARD := server/dashboard
+DASHBOARD := server/http/dashboard
 $(DASHBOARD)/node_modules/.package-lock.json: $(DASHBOARD)/package-lock.json
 	cd $(DASHBOARD) && npm ci --no-audit --no-fund --loglevel=error
 

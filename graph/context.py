@@ -33,9 +33,10 @@ FLAG_DEFAULTS: Mapping[str, bool] = {
     # on: long answers go out in up to three WhatsApp messages as the model writes them
     "partial_delivery": False,
     "spending_caps": True,  # off: WA_AGENT_*_CAP never applies to this customer
-    "csat": False,  # on: one satisfaction question after a resolved episode (server/csat.py)
+    # on: one satisfaction question after a resolved episode (server/outcomes/csat.py)
+    "csat": False,
     "answer_cache": False,  # on: common questions answered from the semantic answer cache
-    # Tools (graph/tool_platform.py); each exists only when configured, the flag then
+    # Tools (graph/composition/tool_platform.py); each exists only when configured, the flag then
     # decides per customer whether agents are offered it.
     "web_search": True,
     "deep_research": True,
@@ -47,7 +48,7 @@ FLAG_DEFAULTS: Mapping[str, bool] = {
     "media_voice": True,  # voice notes transcribed
     # on: every step of this customer's turns is checkpointed, so an operator can replay
     # from any step (after the router, say); off: one checkpoint per turn, plus one
-    # before each tool step (graph/turns.py), which is what the service can afford.
+    # before each tool step (graph/composition/turns.py), which is what the service can afford.
     "step_checkpoints": False,
 }
 

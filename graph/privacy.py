@@ -17,7 +17,7 @@ exception is a number under a key that names a measurement (`amount_minor`, `cou
 readable there, while a card number under any key is still masked.
 
 Callers: the structlog processor (server/logging.py), the LangSmith anonymizer
-(graph/tracing.py), and whoever stores tool arguments and errors (`mask_record`).
+(graph/infra/tracing.py), and whoever stores tool arguments and errors (`mask_record`).
 """
 
 from __future__ import annotations

@@ -14,8 +14,8 @@ from langgraph.runtime import Runtime
 
 from graph.context import AgentConfig, ConversationContext
 from graph.state import ConversationState, RouteDecision, latest_customer_messages, whatsapp_meta
+from nodes.counters import ROUTE_DECISIONS
 from nodes.handoffs import HUMAN
-from nodes.metrics import ROUTE_DECISIONS
 from nodes.specialists import current_agents
 
 

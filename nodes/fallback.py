@@ -20,7 +20,7 @@ from graph.state import (
 
 @dataclass(frozen=True)
 class FallbackTexts:
-    """The canned answers (prompts/fallback_menu.yaml), loaded by graph/prompts.py."""
+    """The canned answers (prompts/fallback_menu.yaml), loaded by graph/composition/prompts.py."""
 
     menu: MenuReply
     topic_acknowledgement: str

@@ -23,7 +23,7 @@ from langgraph.prebuilt import InjectedState
 from langgraph.types import Command
 from pydantic import BaseModel, Field
 
-from nodes.metrics import HANDOFFS
+from nodes.counters import HANDOFFS
 
 HUMAN = "human"
 MAX_HANDOFFS_PER_TURN = 3

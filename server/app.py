@@ -8,18 +8,19 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from graph.settings import Settings, get_settings
-from server import admin, body_limit, health, metrics, streaming, web_conversations, webhook
-from server.abuse.shield import FloodShield
-from server.admin.auth import check_token_strength
-from server.admin.security import SecurityHeadersMiddleware
-from server.console import dashboard
+from server import telemetry
+from server.http import admin, body_limit, health, web_conversations, web_stream, webhook
+from server.http.admin.auth import check_token_strength
+from server.http.admin.security import SecurityHeadersMiddleware
+from server.http.dashboard import pages as dashboard
+from server.http.shield import FloodShield
 from server.services import open_services
 
 
 def create_app(settings: Settings | None = None, *, run_worker_here: bool = False) -> FastAPI:
     """The HTTP app; with `run_worker_here` the queue's worker runs in this process too
     (tests, and `WA_AGENT_WORKER_PROCESSES=0`); `wa-agent serve` otherwise supervises
-    worker processes (server/supervisor.py). Raises `WeakToken` when a configured admin
+    worker processes (server/runner/supervisor.py). Raises `WeakToken` when a configured admin
     or stream token is too short."""
     settings = settings or get_settings()
     check_token_strength(settings)  # a short token faces the internet: refuse to start
@@ -32,17 +33,18 @@ def create_app(settings: Settings | None = None, *, run_worker_here: bool = Fals
             yield
 
     # No public schema or docs: /openapi.json would list every admin route to anyone.
-    # Operators read it at /admin/api/openapi.json with a token (server/admin/schema.py).
+    # Operators read it at /admin/api/openapi.json with a token
+    # (server/http/admin/schema_routes.py).
     app = FastAPI(
         title="wa-agent", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
     )
     app.include_router(webhook.router)
     app.include_router(health.router)
-    app.include_router(metrics.router)
+    app.include_router(telemetry.router)
     app.include_router(admin.router)
-    app.include_router(dashboard.router)  # the /admin pages (server/console)
+    app.include_router(dashboard.router)  # the /admin pages (server/http/dashboard)
     app.include_router(web_conversations.router)
-    app.include_router(streaming.router)
+    app.include_router(web_stream.router)
     app.add_middleware(FloodShield)  # drops a flooding sender's deliveries before routing
     app.add_middleware(body_limit.BodyLimitMiddleware, webhook_limit=settings.max_body_bytes)
     app.add_middleware(SecurityHeadersMiddleware)

@@ -15,18 +15,23 @@ import structlog
 import uvicorn
 import uvloop
 
-from graph.memory import migrate_memory_embeddings
-from graph.persistence import apply_migrations, resolve_database_url
+from graph.composition.memory import migrate_memory_embeddings
+from graph.infra.database import apply_migrations, resolve_database_url
 from graph.settings import Settings, get_settings
-from server import eval_router, replay
 from server.abuse import commands as blacklist_commands
-from server.admin.auth import WeakToken
 from server.app import create_app
-from server.erasure import forget_from_terminal
+from server.http.admin.auth import WeakToken
+from server.http.serving import trusted_proxies, uvicorn_config
 from server.logging import configure_logging
+from server.operations import conversation_replay as replay
+from server.operations import router_eval as eval_router
+from server.operations.erasure import forget_from_terminal
+from server.runner.supervisor import (
+    WorkerProcesses,
+    leave_when_parent_is_gone,
+    worker_process_count,
+)
 from server.services import open_services
-from server.serving import trusted_proxies, uvicorn_config
-from server.supervisor import WorkerProcesses, leave_when_parent_is_gone, worker_process_count
 from server.terminal import chat_in_terminal
 
 log = structlog.get_logger(__name__)
@@ -76,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "eval-router":
         return eval_router.run(settings, args)
     if args.command == "seed-demo":
-        from server.demo import seed_demo_data
+        from server.operations.demo_shop import seed_demo_data
 
         return asyncio.run(seed_demo_data(settings))
     return asyncio.run(chat_in_terminal(settings, args.customer))
@@ -86,7 +91,7 @@ def serve_http(settings: Settings, *, with_worker: bool) -> int:
     """The HTTP server, and the worker processes it supervises (none with `--no-worker`;
     with `WA_AGENT_WORKER_PROCESSES=0` the worker runs inside this process). Exit code 2,
     with the reason, when a configured token is too short. Which proxies may name client
-    addresses is always explicit (server/serving.py)."""
+    addresses is always explicit (server/http/serving.py)."""
     children = worker_process_count(settings.worker_processes) if with_worker else 0
     # Started here, not in the app, so the children share it instead of starting their own.
     settings = settings.model_copy(update={"database_url": resolve_database_url(settings)})

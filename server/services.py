@@ -16,30 +16,36 @@ import procrastinate
 import structlog
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
-from graph.agents import AgentDirectory, load_default_agents, seed_agent_configurations
-from graph.answer_cache import open_answer_cache
-from graph.builder import ConversationGraph, build_graph
-from graph.embeddings import build_embeddings
-from graph.flags import FeatureFlags
-from graph.memory import ConversationMemory, migrate_memory_embeddings, open_memory
-from graph.models import ChatModels, build_chat_model
-from graph.persistence import Pool, apply_migrations, open_pool, resolve_database_url
-from graph.prompts import load_prompts
-from graph.routing import build_router, menu_reader_over
-from graph.runtime import GraphPool
+from graph.composition.agent_configs import (
+    AgentDirectory,
+    load_default_agents,
+    seed_agent_configurations,
+)
+from graph.composition.answer_cache import open_answer_cache
+from graph.composition.builder import ConversationGraph, build_graph
+from graph.composition.feature_flags import FeatureFlags
+from graph.composition.graph_pool import GraphPool
+from graph.composition.memory import ConversationMemory, migrate_memory_embeddings, open_memory
+from graph.composition.prompts import load_prompts
+from graph.composition.routing import build_router, menu_reader_over
+from graph.composition.tool_platform import open_tool_registry
+from graph.infra.chat_models import ChatModels, build_chat_model
+from graph.infra.database import Pool, apply_migrations, open_pool, resolve_database_url
+from graph.infra.embeddings import build_embeddings
 from graph.settings import Settings
-from graph.tool_platform import open_tool_registry
 from server.abuse import AbuseProtection, open_abuse_protection
-from server.accounting import Accounting
-from server.console.alerts import AlertMonitor, register_alert_task
-from server.conversations import ConversationRunner, RunnerOptions
-from server.graph_phase import GraphPhase
-from server.healing import HealingOptions, JobWatch, keep_healing
+from server.abuse.tool_limits import open_tool_limiter
 from server.media import build_media_understanding
-from server.memory_jobs import MemoryJobs, enqueue_remember, register_memory_tasks
-from server.operators import OperatorDesk
-from server.outcomes import build_outcome_hooks, register_outcome_tasks
-from server.queue import (
+from server.operations.retention import register_retention_task
+from server.outcomes.alerts import AlertMonitor, register_alert_task
+from server.outcomes.hooks import build_outcome_hooks, register_outcome_tasks
+from server.runner.accounting import Accounting
+from server.runner.conversation_runner import ConversationRunner, RunnerOptions
+from server.runner.graph_phase import GraphPhase
+from server.runner.healing import HealingOptions, JobWatch, keep_healing
+from server.runner.memory_jobs import MemoryJobs, enqueue_remember, register_memory_tasks
+from server.runner.operators import OperatorDesk
+from server.runner.queue import (
     WorkerOptions,
     create_queue_app,
     register_answer_task,
@@ -47,11 +53,9 @@ from server.queue import (
     run_worker,
     schedule_answer,
 )
-from server.retention import register_retention_task
-from server.tool_limits import open_tool_limiter
+from server.runner.transport import DEFAULT_QUEUE, WEB, Channels, Stored, Transport
+from server.runner.turn_lock import register_stream_turn_task
 from server.tracing import configure_tracing, flush_tracing
-from server.transport import DEFAULT_QUEUE, WEB, Channels, Stored, Transport
-from server.turn_lock import register_stream_turn_task
 from server.whatsapp.client import WhatsAppClient
 from tools.listings import Listings
 

@@ -23,9 +23,9 @@ import structlog
 
 from graph.settings import Settings
 from graph.state import Reply
-from server.inbox import record_inbound
+from server.runner.inbox import record_inbound
+from server.runner.transport import TERMINAL, answer_queue
 from server.services import Services, open_services
-from server.transport import TERMINAL, answer_queue
 from server.whatsapp.messages import (
     InteractiveMessage,
     InteractivePayload,

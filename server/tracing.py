@@ -1,7 +1,7 @@
 """The service's side of LangSmith tracing: flushing what is queued before it exits.
 
-The masked client itself is installed by `graph.tracing.configure_tracing`, shared with
-LangGraph Studio (graph/studio.py); it is re-exported here for the service's start-up
+The masked client itself is installed by `graph.infra.tracing.configure_tracing`, shared with
+LangGraph Studio (graph/composition/studio.py); it is re-exported here for the service's start-up
 (server/services.py), which calls it once per process.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import langsmith
 import structlog
 
-from graph.tracing import configure_tracing, mask_trace
+from graph.infra.tracing import configure_tracing, mask_trace
 
 __all__ = ["configure_tracing", "flush_tracing", "mask_trace"]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from graph.persistence import apply_migrations, start_embedded_postgres
+from graph.infra.database import apply_migrations, start_embedded_postgres
 from tests.fakes.graph_api import FakeGraphAPI
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.support import create_database, drop_database, unique_name

@@ -11,8 +11,8 @@ import pytest
 
 from server.abuse.blacklist import Limiter
 from server.abuse.ingress import IngressGuard
-from server.abuse.memory import MemoryLimiter
-from server.abuse.policy import LimiterUnavailable, Outcome, Policy
+from server.abuse.memory_limiter import MemoryLimiter
+from server.abuse.rate_policy import LimiterUnavailable, Outcome, Policy
 from server.abuse.redis_store import RedisLimiter, connect_redis
 from tests.support_abuse import FakeClock, RedisProcess, shared_redis_url, unique_prefix
 

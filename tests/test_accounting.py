@@ -10,8 +10,8 @@ from typing import Any
 
 import httpx
 
-from graph.accounting import PriceTable
-from graph.settings_console import DEFAULT_MODEL_PRICES, ModelPrice
+from graph.infra.usage_meter import PriceTable
+from graph.settings.console import DEFAULT_MODEL_PRICES, ModelPrice
 from tests.fakes.graph_api import FakeGraphAPI
 from tests.fakes.meta_payloads import envelope, text_message
 from tests.fakes.openai_server import FakeOpenAIServer, ToolCall

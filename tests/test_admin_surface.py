@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from server.body_limit import OTHER_PATHS_LIMIT_BYTES
+from server.http.body_limit import OTHER_PATHS_LIMIT_BYTES
 from tests.fakes.graph_api import FakeGraphAPI
 from tests.support import RunningService, running_service, service_settings
 

@@ -20,8 +20,8 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from graph.answer_cache import cache_config
-from graph.embeddings import shared_local_minilm
+from graph.composition.answer_cache import cache_config
+from graph.infra.embeddings import shared_local_minilm
 from graph.settings import Settings
 from graph.state import customer_message
 from nodes.answer_cache import AnswerCache, AnswerCacheStore

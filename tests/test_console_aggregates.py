@@ -10,9 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
-from graph.persistence import Pool, open_pool
-from server.console import aggregates
-from server.console.aggregates import Window
+from graph.infra.database import Pool, open_pool
+from server.http.dashboard import aggregates
+from server.http.dashboard.aggregates import Window
 from tests.fakes.graph_api import FakeGraphAPI
 from tests.support import running_service, service_settings
 

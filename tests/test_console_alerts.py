@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from graph.persistence import Pool, open_pool
-from server.console.alerts import ALERTS_TASK, AlertMonitor, register_alert_task
-from server.queue import create_queue_app
+from graph.infra.database import Pool, open_pool
+from server.outcomes.alerts import ALERTS_TASK, AlertMonitor, register_alert_task
+from server.runner.queue import create_queue_app
 from tests.fakes.alert_receiver import AlertReceiver
 from tests.support import service_settings
 

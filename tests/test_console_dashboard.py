@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from server.console.session import (
+from server.http.dashboard.session import (
     COOKIE,
     LOGIN_FAILURE_LIMIT,
     LOGIN_FAILURE_WINDOW_SECONDS,

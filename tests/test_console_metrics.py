@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from server.console.prometheus import QUEUE_COLLECTOR
+from server.runner.queue_figures import QUEUE_COLLECTOR
 from tests.fakes.graph_api import FakeGraphAPI
 from tests.fakes.meta_payloads import envelope, text_message
 from tests.fakes.openai_server import FakeOpenAIServer

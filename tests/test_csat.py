@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from server.outcomes import OutcomeHooks
+from server.outcomes.hooks import OutcomeHooks
 from tests.fakes.graph_api import FakeGraphAPI
 from tests.fakes.meta_payloads import interactive_reply, text_message
 from tests.fakes.openai_server import FakeOpenAIServer

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from server.console import dashboard
-from server.console.dashboard import Panel
+from server.http.dashboard import pages as dashboard
+from server.http.dashboard.pages import Panel
 from tests.fakes.graph_api import FakeGraphAPI
 from tests.fakes.meta_payloads import envelope, text_message
 from tests.fakes.openai_server import FakeOpenAIServer

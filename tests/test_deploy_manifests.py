@@ -102,7 +102,13 @@ def test_the_image_is_multi_stage_non_root_and_copies_what_the_code_reads() -> N
     assert not any(line.startswith("RUN") and "pip install" in line for line in runtime)
     assert any(line.startswith("ENTRYPOINT") for line in runtime)
     copied = " ".join(line for stage in stages for line in stage if line.startswith("COPY"))
-    for needed in ("prompts", "migrations", "server/dashboard/node_modules", "graph", "server"):
+    for needed in (
+        "prompts",
+        "migrations",
+        "server/http/dashboard/node_modules",
+        "graph",
+        "server",
+    ):
         assert needed in copied, needed
     assert "embedded" not in " ".join(stages[1]).replace("embedded Postgres", "")
 
@@ -262,7 +268,7 @@ def test_web_is_probed_on_readyz_and_healthz_behind_its_service() -> None:
     )
     port_names = {p["name"] for p in container["ports"]}
     assert {p["targetPort"] for p in service["spec"]["ports"]} <= port_names
-    from server.health import router
+    from server.http.health import router
 
     assert {"/readyz", "/healthz"} <= {getattr(route, "path", "") for route in router.routes}
 

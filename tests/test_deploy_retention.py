@@ -14,9 +14,9 @@ import psycopg
 import pytest
 from langgraph.checkpoint.base import empty_checkpoint
 
-from graph.persistence import Pool, create_checkpointer, open_pool
+from graph.infra.database import Pool, create_checkpointer, open_pool
 from graph.settings import Settings
-from server.retention import RETENTION_TASK, enforce_retention, message_days
+from server.operations.retention import RETENTION_TASK, enforce_retention, message_days
 from server.services import open_services
 from tests.support import query, service_settings
 

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from graph.embeddings import (
+from graph.infra.embeddings import (
     MINILM_DIMENSIONS,
     EmbeddingsConfigError,
     LocalMiniLMEmbeddings,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from server.episode_rules import is_goodbye
+from server.outcomes.episode_rules import is_goodbye
 from tests.fakes.graph_api import FakeGraphAPI
 from tests.fakes.meta_payloads import text_message
 from tests.fakes.openai_server import FakeOpenAIServer

@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 import psycopg
 
-from server.admin.audit import record_audit
-from server.memory_jobs import REMEMBER_TASK
+from server.audit import record_audit
+from server.runner.memory_jobs import REMEMBER_TASK
 from tests.fakes.graph_api import FakeGraphAPI
 from tests.fakes.meta_payloads import envelope, text_message
 from tests.fakes.openai_server import FakeOpenAIServer

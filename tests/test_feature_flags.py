@@ -7,7 +7,7 @@ import uuid
 
 import httpx
 
-from graph.flags import FlagRule, parse_overrides, resolve, rollout_bucket
+from graph.composition.feature_flags import FlagRule, parse_overrides, resolve, rollout_bucket
 from tests.fakes.graph_api import FakeGraphAPI
 from tests.fakes.meta_payloads import envelope, interactive_reply, text_message
 from tests.fakes.openai_server import FakeOpenAIServer

@@ -17,15 +17,15 @@ from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 
-from graph.agents import load_default_agents
-from graph.builder import ConversationGraph, build_graph
+from graph.composition.agent_configs import load_default_agents
+from graph.composition.builder import ConversationGraph, build_graph
+from graph.composition.memory import ConversationMemory, open_memory
+from graph.composition.prompts import load_prompts
+from graph.composition.routing import build_router
 from graph.context import ConversationContext
-from graph.embeddings import build_embeddings
-from graph.memory import ConversationMemory, open_memory
-from graph.models import build_chat_model
-from graph.persistence import Pool, create_checkpointer, open_pool
-from graph.prompts import load_prompts
-from graph.routing import build_router
+from graph.infra.chat_models import build_chat_model
+from graph.infra.database import Pool, create_checkpointer, open_pool
+from graph.infra.embeddings import build_embeddings
 from graph.state import customer_message
 from nodes.memory.prompt import MEMORY_HEADING, SUMMARY_HEADING
 from nodes.memory.store import NewMemory

@@ -15,12 +15,12 @@ from typing import Any
 import numpy as np
 import psycopg
 
-from graph.memory import migrate_memory_embeddings, open_memory
-from graph.models import build_chat_model
-from graph.persistence import Pool, open_pool
+from graph.composition.memory import migrate_memory_embeddings, open_memory
+from graph.infra.chat_models import build_chat_model
+from graph.infra.database import Pool, open_pool
 from nodes.memory.cache import vector_literal
 from nodes.memory.store import LongTermMemory, NewMemory
-from server.memory_jobs import MemoryJobs
+from server.runner.memory_jobs import MemoryJobs
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.support import query
 from tests.test_memory_graph import memory_settings

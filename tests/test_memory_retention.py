@@ -9,7 +9,7 @@ from datetime import timedelta
 from langchain_core.runnables import RunnableConfig
 
 from graph.state import customer_message
-from server.memory_jobs import prune_idle_checkpoints
+from server.runner.memory_jobs import prune_idle_checkpoints
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.support import query
 from tests.test_memory_graph import agent_requests, memory_graph

@@ -12,7 +12,7 @@ import json
 import uuid
 from typing import Any
 
-from server.memory_jobs import CHECKPOINT_RETENTION_TASK, MEMORY_CLEANUP_TASK
+from server.runner.memory_jobs import CHECKPOINT_RETENTION_TASK, MEMORY_CLEANUP_TASK
 from tests.fakes.graph_api import FakeGraphAPI
 from tests.fakes.meta_payloads import envelope, text_message
 from tests.fakes.openai_server import FakeOpenAIServer

@@ -125,7 +125,7 @@ _HOLD_EMBEDDED = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from graph.persistence import start_embedded_postgres
+    from graph.infra.database import start_embedded_postgres
     print("URI=" + start_embedded_postgres(Path(sys.argv[1])), flush=True)
     if sys.argv[2] == "hold":
         time.sleep(600)
@@ -211,12 +211,12 @@ def test_logs_never_print_a_customer_number(db_url: str) -> None:
 
 
 def test_studio_entry_builds_the_agent_graph() -> None:
-    """`langgraph.json` points at graph/studio.py:graph; it must import offline and hold
+    """`langgraph.json` points at graph/composition/studio.py:graph; it must import offline and hold
     the router and every specialist, without a checkpointer of its own."""
     config = json.loads((REPO / "langgraph.json").read_text())
-    assert config["graphs"]["wa_agent"] == "./graph/studio.py:graph"
+    assert config["graphs"]["wa_agent"] == "./graph/composition/studio.py:graph"
     script = (
-        "from graph.studio import graph; "
+        "from graph.composition.studio import graph; "
         "print(sorted(graph.get_graph().nodes)); print(graph.checkpointer)"
     )
     env = {**os.environ, "OPENAI_API_KEY": "sk-offline", "LOG_LEVEL": "WARNING"}

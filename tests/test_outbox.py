@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from graph.persistence import Pool, open_pool
+from graph.infra.database import Pool, open_pool
 from graph.state import Reply
-from server.outbox import DeliveryDeferred, deliver_parts, reply_parts, stage_parts
+from server.runner.outbox import DeliveryDeferred, deliver_parts, reply_parts, stage_parts
 from server.whatsapp.client import WhatsAppClient
 from tests.fakes.graph_api import FakeGraphAPI
 from tests.support import ACCESS_TOKEN, PHONE_NUMBER_ID, service_settings

@@ -11,7 +11,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server.partial_delivery import CUT_SHORT, ParagraphCutter
+from server.runner.partial_delivery import CUT_SHORT, ParagraphCutter
 from tests.fakes.graph_api import FakeGraphAPI
 from tests.fakes.meta_payloads import text_message
 from tests.fakes.openai_server import FakeOpenAIServer

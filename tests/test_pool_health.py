@@ -6,7 +6,7 @@ import asyncio
 
 import psycopg
 
-from graph.persistence import open_pool
+from graph.infra.database import open_pool
 from tests.support import service_settings
 
 

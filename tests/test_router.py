@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from langchain_openai import ChatOpenAI
 
-from graph.embeddings import shared_local_minilm
+from graph.infra.embeddings import shared_local_minilm
 from nodes.routing import INTENTS, IntentRouter, RouterConfig
-from server.eval_router import (
+from server.operations.router_eval import (
     Report,
     evaluate,
     format_report,

@@ -20,7 +20,7 @@ import pytest
 from nodes.routing.classifier import tune_threshold
 from nodes.routing.examples import RouterExamplesError, load_router_examples, normalize_text
 from nodes.routing.intents import FOLLOWUP, INTENTS, LABELS
-from server.eval_router import read_labelled
+from server.operations.router_eval import read_labelled
 
 EVAL_SET = Path(__file__).resolve().parent / "data" / "router_eval.jsonl"
 MAX_TRIGRAM_JACCARD = 0.6

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from nodes.routing.examples import load_router_examples, normalize_text
 from nodes.routing.intents import INTENTS
-from server.eval_router import read_labelled
+from server.operations.router_eval import read_labelled
 from tests.test_router_eval_set import MAX_TRIGRAM_JACCARD, jaccard, trigrams
 
 DATA = Path(__file__).resolve().parent / "data"

@@ -1,7 +1,7 @@
 """A tampered checkpoint cannot run code: whoever can write the checkpoint tables must
 not be able to make the worker call `os.system` when it loads a conversation — nor any
 other process that reads checkpoints (erasure, replay, memory jobs), whose savers come
-from `graph.persistence.create_checkpointer` rather than through the service."""
+from `graph.infra.database.create_checkpointer` rather than through the service."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.graph import START, MessagesState, StateGraph
 
-from graph.persistence import create_checkpointer, open_pool
+from graph.infra.database import create_checkpointer, open_pool
 from tests.fakes.graph_api import FakeGraphAPI
 from tests.fakes.meta_payloads import envelope, text_message
 from tests.fakes.openai_server import FakeOpenAIServer

@@ -19,7 +19,7 @@ from langgraph.graph import START, MessagesState, StateGraph
 from langgraph.prebuilt import ToolNode
 
 from graph.context import ConversationContext
-from graph.persistence import open_pool
+from graph.infra.database import open_pool
 from graph.privacy import mask_record, mask_text, set_extra_patterns
 from tests.fakes.graph_api import FakeGraphAPI
 from tests.fakes.langsmith_server import FakeLangSmith
@@ -206,7 +206,7 @@ async def _book(slot_id: int, note: str, callback: int) -> str:
 
 
 def _tool_node_graph(registry: ToolRegistry) -> Any:
-    """The registry's wrapper on a ToolNode configured as graph/builder.py configures
+    """The registry's wrapper on a ToolNode configured as graph/composition/builder.py configures
     the agents' one (LangGraph's own error text on, which repeats the arguments)."""
     builder = StateGraph(MessagesState, context_schema=ConversationContext)
     node = ToolNode(

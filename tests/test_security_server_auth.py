@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from server.admin.auth import MIN_TOKEN_CHARS, WeakToken
 from server.app import create_app
+from server.http.admin.auth import MIN_TOKEN_CHARS, WeakToken
 from tests.fakes.graph_api import FakeGraphAPI
 from tests.support import REPO, running_service, service_settings
 

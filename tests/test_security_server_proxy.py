@@ -16,8 +16,8 @@ from fastapi import FastAPI
 
 from graph.settings import Settings
 from server.app import create_app
-from server.console.session import COOKIE
-from server.serving import uvicorn_config
+from server.http.dashboard.session import COOKIE
+from server.http.serving import uvicorn_config
 from tests.fakes.graph_api import FakeGraphAPI
 from tests.support import service_settings
 

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from server.erasure import forget_customer
+from server.operations.erasure import forget_customer
 from tests.fakes.graph_api import FakeGraphAPI
 from tests.fakes.meta_payloads import envelope, sign, status_update, text_message
 from tests.support import APP_SECRET, RunningService, running_service, service_settings

@@ -15,7 +15,7 @@ import pytest
 from pydantic import ValidationError
 
 from graph.settings import Settings
-from server.tool_limits import open_tool_limiter
+from server.abuse.tool_limits import open_tool_limiter
 from tests.fakes.graph_api import FakeGraphAPI
 from tests.fakes.meta_payloads import text_message
 from tests.fakes.openai_server import FakeOpenAIServer, ToolCall

@@ -22,7 +22,7 @@ from langgraph.prebuilt import ToolNode
 from langgraph.types import Command, Interrupt
 
 from graph.context import ConversationContext
-from graph.persistence import Pool, open_pool
+from graph.infra.database import Pool, open_pool
 from tests.support import query, service_settings
 from tools.bookings import make_booking_tools
 from tools.catalog import make_catalog_tools

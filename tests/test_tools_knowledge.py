@@ -18,8 +18,8 @@ from langchain_core.embeddings import Embeddings
 from langchain_openai import OpenAIEmbeddings
 from langchain_postgres import PGEngine
 
-from graph.embeddings import shared_local_minilm
-from graph.persistence import Pool, open_pool
+from graph.infra.database import Pool, open_pool
+from graph.infra.embeddings import shared_local_minilm
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.support import REPO, query, service_settings
 from tools.demo import KNOWLEDGE_DIR

@@ -115,7 +115,7 @@ async def test_a_turn_is_one_trace_with_conversation_agent_intent_and_version(
 
 
 def test_studio_traces_are_masked_like_the_service() -> None:
-    """`langgraph dev` imports graph/studio.py and runs its graph in its own server: the
+    """`langgraph dev` imports graph/composition/studio.py and runs its graph in its own server: the
     runs it traces go through the same masked client, and nothing opens a database
     (DATABASE_URL points nowhere; the fallback menu answers without a model)."""
     text = f"Mail {EMAIL}, call {PHONE}, card {CARD}"
@@ -123,7 +123,7 @@ def test_studio_traces_are_masked_like_the_service() -> None:
         f"""
         import asyncio
         from langchain_core.messages import HumanMessage
-        from graph import studio
+        from graph.composition import studio
         turn = {{"messages": [HumanMessage({text!r})]}}
         result = asyncio.run(studio.graph.ainvoke(turn))
         print(result["messages"][-1].content)

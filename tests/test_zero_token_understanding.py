@@ -10,7 +10,7 @@ from typing import cast
 import pytest
 from langchain_core.messages import HumanMessage
 
-from graph.prompts import load_prompts
+from graph.composition.prompts import load_prompts
 from graph.state import ConversationState
 from nodes.intents import DayReader, LanguageGuesser, ProductWords, rank_products
 from nodes.menu_actions import MenuActions

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 log = structlog.get_logger(__name__)
 
-# The service's pool (graph.persistence.Pool), restated here: tools do not import graph/.
+# The service's pool (graph.infra.database.Pool), restated here: tools do not import graph/.
 Pool = AsyncConnectionPool[psycopg.AsyncConnection[DictRow]]
 Connection = psycopg.AsyncConnection[DictRow]
 

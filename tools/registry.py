@@ -51,7 +51,7 @@ AGENTS_KEY = "wa_agent_agents"
 FLAG_KEY = "wa_agent_flag"
 
 # The interrupt a side-effecting call raises in a replay instead of running (`"type"`):
-# the replay stops there and reports the call (graph/replay.py).
+# the replay stops there and reports the call (graph/composition/replay.py).
 HELD = "held"
 HELD_TEXT = "held: not executed in a replay"
 
@@ -82,7 +82,8 @@ class ToolDeclaration:
 
     `agents=None` leaves the choice to the agents' allow-lists (`agent_configurations
     .tools`); a set offers the tool to exactly those agents, whatever their lists say.
-    `flag` names a feature flag (graph/flags.py) that must be on for the customer.
+    `flag` names a feature flag (graph/composition/feature_flags.py) that must be on for
+    the customer.
     """
 
     name: str

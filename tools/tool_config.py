@@ -1,6 +1,6 @@
 """Shapes of the tool platform's JSON settings, validated where they are read.
 
-Plain pydantic models with no heavy imports, so graph/settings_tools.py can use them
+Plain pydantic models with no heavy imports, so graph/settings/tools.py can use them
 for `WA_AGENT_TOOLS` and `WA_AGENT_MCP_SERVERS` and a typo fails at start with the
 field's name instead of at the first call.
 """

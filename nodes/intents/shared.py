@@ -55,7 +55,7 @@ def shared_reader() -> RequestReader:
     global _reader
     with _lock:
         if _reader is None:
-            from graph.embeddings import shared_local_minilm  # the composition's, lazily
+            from graph.infra.embeddings import shared_local_minilm  # the composition's, lazily
             from nodes.routing import IntentRouter
 
             router = IntentRouter.create(shared_local_minilm())

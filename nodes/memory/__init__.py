@@ -6,8 +6,9 @@
   pgvector across all their conversations, recalled into the system prompt at the
   start of each turn and extracted by a queued job after each answered turn.
 
-`MemoryNodes` is what `graph.builder.build_graph` needs; graph/memory.py builds it from
-the settings. `add_memory_nodes` puts recall and summarize before the router.
+`MemoryNodes` is what `graph.composition.builder.build_graph` needs;
+graph/composition/memory.py builds it from the settings. `add_memory_nodes` puts recall
+and summarize before the router.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """How long-term memories are ranked, merged, refreshed and let go.
 
 One place for the numbers, so recall, remember and the cleanup job agree. The
-defaults come from `graph/settings.py` (`# --- memory ---`) through graph/memory.py.
+defaults come from the settings (`graph/settings/`) through graph/composition/memory.py.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from graph.state import (
     latest_customer_messages,
     whatsapp_meta,
 )
-from nodes.memory.metrics import RECALL_SECONDS, RECALLS
+from nodes.memory.counters import RECALL_SECONDS, RECALLS
 from nodes.memory.store import LongTermMemory
 
 log = structlog.get_logger(__name__)

@@ -1,7 +1,7 @@
 """Remember: after a turn was answered, extract durable facts about the customer from
 the new part of the transcript and keep them as long-term memories.
 
-It runs in a queued job (server/memory_jobs.py), after the replies were sent, so the
+It runs in a queued job (server/runner/memory_jobs.py), after the replies were sent, so the
 customer never waits for it. The transcript (`agent_messages`) is read from where the
 last run of this job stopped (`agent_conversations.remembered_message_id`): a job that
 runs after several turns reads them all, and a retried job reads nothing twice.
@@ -31,7 +31,7 @@ from langchain_core.messages import HumanMessage, SystemMessage
 from pydantic import BaseModel, ConfigDict, Field
 
 from graph.privacy import mask_text
-from nodes.memory.metrics import MEMORIES_WRITTEN
+from nodes.memory.counters import MEMORIES_WRITTEN
 from nodes.memory.store import LongTermMemory, NewMemory
 from tools.common import Pool
 

@@ -31,8 +31,8 @@ from langchain_core.messages import (
 )
 
 from graph.state import ConversationState
+from nodes.memory.counters import SUMMARIES
 from nodes.memory.history import HistoryBudget
-from nodes.memory.metrics import SUMMARIES
 
 log = structlog.get_logger(__name__)
 

@@ -11,7 +11,7 @@ Pieces, in the order a message meets them:
   without `REDIS_URL`).
 - `blacklist.Blacklist` — Postgres as the source of truth for the blacklist and the
   penalty ladder, mirrored into the limiter.
-- `usage` — tokens per turn. (Strict checkpoint deserialisation is graph/checkpoint_types.py.)
+- `usage` — tokens per turn. (Strict checkpoint deserialisation is graph/infra/checkpoint_types.py.)
 
 `open_abuse_protection` builds all of it for a process (see server/services.py).
 """
@@ -26,16 +26,16 @@ from dataclasses import dataclass
 
 import structlog
 
-from graph.persistence import Pool
+from graph.infra.database import Pool
 from graph.settings import Settings
 from server.abuse.blacklist import Blacklist, Limiter
 from server.abuse.gate import AbuseGate
 from server.abuse.ingress import IngressGuard
-from server.abuse.memory import MemoryLimiter
-from server.abuse.policy import Clock, LimiterUnavailable, Policy, system_clock
+from server.abuse.memory_limiter import MemoryLimiter
+from server.abuse.rate_policy import Clock, LimiterUnavailable, Policy, system_clock
 from server.abuse.redis_store import RedisLimiter, connect_redis
-from server.admin.audit import AuditThrottle, record_audit, record_folded
-from server.admin.auth import configured_tokens
+from server.audit import AuditThrottle, record_audit, record_folded
+from server.http.admin.auth import configured_tokens
 from server.whatsapp.client import WhatsAppClient
 
 log = structlog.get_logger(__name__)

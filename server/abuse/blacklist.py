@@ -16,9 +16,9 @@ from typing import Any, Literal, Protocol
 import psycopg
 import structlog
 
-from graph.persistence import Pool
-from server.abuse.policy import Clock, LimiterUnavailable, PenaltyState, Verdict
-from server.admin.audit import record_audit
+from graph.infra.database import Pool
+from server.abuse.rate_policy import Clock, LimiterUnavailable, PenaltyState, Verdict
+from server.audit import record_audit
 
 log = structlog.get_logger(__name__)
 

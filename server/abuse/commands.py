@@ -16,7 +16,7 @@ import sys
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
-from graph.persistence import open_pool, resolve_database_url
+from graph.infra.database import open_pool, resolve_database_url
 from graph.settings import Settings
 from server.abuse import build_limiter
 from server.abuse.blacklist import Blacklist

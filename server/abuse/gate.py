@@ -29,12 +29,12 @@ from typing import Any, Protocol
 import structlog
 from prometheus_client import Counter
 
-from graph.persistence import Pool
+from graph.infra.database import Pool
 from graph.settings import Settings
 from graph.state import text_reply
 from server.abuse.blacklist import Blacklist, Limiter, to_datetime
-from server.abuse.memory import MemoryLimiter
-from server.abuse.policy import (
+from server.abuse.memory_limiter import MemoryLimiter
+from server.abuse.rate_policy import (
     GATE_REASONS,
     LimiterUnavailable,
     Outcome,
@@ -43,10 +43,10 @@ from server.abuse.policy import (
     Verdict,
     now_ms,
 )
-from server.admin.audit import record_audit
-from server.metrics import RUNS
-from server.outbox import deliver_parts, stage_parts
-from server.transport import Transport, Watched
+from server.audit import record_audit
+from server.runner.outbox import deliver_parts, stage_parts
+from server.runner.transport import Transport, Watched
+from server.telemetry import RUNS
 from server.whatsapp.client import WhatsAppClient
 
 log = structlog.get_logger(__name__)
@@ -59,7 +59,7 @@ TOKENS = Counter("wa_agent_customer_tokens_total", "Model tokens counted against
 
 
 class GatedTurn(Protocol):
-    """What the gate needs of a claimed turn (server.conversations.Claim)."""
+    """What the gate needs of a claimed turn (server.runner.conversation_runner.Claim)."""
 
     @property
     def run_id(self) -> str: ...

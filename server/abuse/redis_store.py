@@ -29,7 +29,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from server.abuse.policy import (
+from server.abuse.rate_policy import (
     BLACKLIST_DUE,
     DAY_MS,
     Clock,

@@ -39,7 +39,7 @@ log = structlog.get_logger(__name__)
 
 DEFAULT_MAX_AGE_DAYS = 7.0
 """Meta redelivers a message for up to 7 days while the webhook fails; older cannot be
-a delivery of Meta's. See `webhook_max_age_days` in graph/settings.py."""
+a delivery of Meta's. See `webhook_max_age_days` in graph/settings/__init__.py."""
 
 _NUMBER_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 # JSON refuses raw control characters, so a NUL can only arrive as a \u escape; a

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import structlog
 
-from graph.flags import FeatureFlags
-from graph.models import build_chat_model
-from graph.persistence import Pool
+from graph.composition.feature_flags import FeatureFlags
+from graph.infra.chat_models import build_chat_model
+from graph.infra.database import Pool
 from graph.settings import Settings
 from server.media.readers import DocumentReader, ImageReader, MediaOutcome, VoiceReader
 from server.media.understanding import MediaUnderstanding

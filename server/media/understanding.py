@@ -18,9 +18,9 @@ import structlog
 from langchain_core.messages import HumanMessage
 from pydantic import TypeAdapter, ValidationError
 
+from graph.composition.feature_flags import FeatureFlags
 from graph.context import FLAG_DEFAULTS
-from graph.flags import FeatureFlags
-from graph.persistence import Pool
+from graph.infra.database import Pool
 from graph.state import whatsapp_meta
 from server.media.readers import (
     DocumentReader,

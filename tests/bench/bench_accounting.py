@@ -25,10 +25,10 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult, LLMResult
 
-from graph.accounting import AccountingHandler, ModelCall, PriceTable
-from graph.persistence import open_pool
-from graph.settings_console import DEFAULT_MODEL_PRICES
-from server.accounting import AccountingWriter
+from graph.infra.database import open_pool
+from graph.infra.usage_meter import AccountingHandler, ModelCall, PriceTable
+from graph.settings.console import DEFAULT_MODEL_PRICES
+from server.runner.accounting import AccountingWriter
 from tests.bench.common import (
     bench_postgres,
     measuring,
@@ -155,7 +155,8 @@ def row(name: str, samples: list[float]) -> list[str]:
 
 async def main_async(calls: int, records: int) -> None:
     print_header(
-        "Accounting overhead per model call (graph/accounting.py, server/accounting.py)",
+        "Accounting overhead per model call"
+        " (graph/infra/usage_meter.py, server/runner/accounting.py)",
         ["in-process: the handler, LangChain's callback manager, an instant chat model"],
     )
     await time_handler(200)  # warm-up: imports, Prometheus label children, price lookup

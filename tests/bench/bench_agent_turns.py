@@ -26,14 +26,14 @@ from langchain_core.messages import SystemMessage
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.graph import END, START, StateGraph
 
-from graph.agents import load_default_agents
-from graph.builder import ConversationGraph, build_graph
+from graph.composition.agent_configs import load_default_agents
+from graph.composition.builder import ConversationGraph, build_graph
+from graph.composition.prompts import Prompts, load_prompts
+from graph.composition.routing import build_router
 from graph.context import ConversationContext
-from graph.embeddings import build_embeddings
-from graph.models import ChatModels, build_chat_model
-from graph.persistence import open_pool
-from graph.prompts import Prompts, load_prompts
-from graph.routing import build_router
+from graph.infra.chat_models import ChatModels, build_chat_model
+from graph.infra.database import open_pool
+from graph.infra.embeddings import build_embeddings
 from graph.settings import Settings
 from graph.state import ConversationState, customer_message, text_reply
 from tests.bench.common import bench_postgres, ms, percentile, print_header, print_table

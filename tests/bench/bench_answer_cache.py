@@ -27,10 +27,10 @@ import time
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from graph.agents import load_default_agents
-from graph.answer_cache import cache_config
-from graph.embeddings import shared_local_minilm
-from graph.prompts import load_prompts
+from graph.composition.agent_configs import load_default_agents
+from graph.composition.answer_cache import cache_config
+from graph.composition.prompts import load_prompts
+from graph.infra.embeddings import shared_local_minilm
 from graph.settings import Settings
 from graph.state import customer_message
 from nodes.answer_cache import AnswerCache, AnswerCacheStore

@@ -6,12 +6,12 @@ per concurrent slot.
 
 No HTTP in front: `--conversations` conversations (each its own thread_id, `--turns`
 turns each) are run by C concurrent tasks calling the compiled graph (`ainvoke`) in
-this process, on the service's pool (`graph.persistence.open_pool`, default settings).
+this process, on the service's pool (`graph.infra.database.open_pool`, default settings).
 The graph is the service's, from its own factory (`server.services.
 open_conversation_graphs`: router, agents, tools), compiled once per saver:
 
 - shared: ONE compiled graph with ONE `AsyncPostgresSaver`, called by all C tasks;
-- per slot: `graph.runtime.GraphPool(size=C)`, each turn borrows a graph with its own
+- per slot: `graph.composition.graph_pool.GraphPool(size=C)`, each turn borrows a graph with its own
   saver (what the worker does).
 
 The graph's model is the real ChatOpenAI pointed at FakeOpenAIServer (no delay), which
@@ -34,10 +34,10 @@ from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 
-from graph.builder import ConversationGraph
+from graph.composition.builder import ConversationGraph
+from graph.composition.graph_pool import GraphPool
 from graph.context import ConversationContext
-from graph.persistence import Pool, open_pool
-from graph.runtime import GraphPool
+from graph.infra.database import Pool, open_pool
 from graph.settings import Settings
 from graph.state import customer_message
 from server.services import open_conversation_graphs
@@ -206,7 +206,7 @@ async def main(args: argparse.Namespace) -> None:
         [
             "this process: the service's compiled graph (server.services."
             "open_conversation_graphs), called concurrently with ainvoke; pool from "
-            "graph.persistence.open_pool",
+            "graph.infra.database.open_pool",
             "child process: FakeOpenAIServer (no delay, echo), reached by ChatOpenAI",
         ],
     )

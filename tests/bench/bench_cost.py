@@ -29,7 +29,7 @@ Billed prompt tokens = new + cached x 0.5, and cost, at gpt-4o-mini's prices: $0
 million input tokens, $0.075 per million cached input tokens (the 50 % discount) and
 $0.60 per million output tokens (OpenAI, "Prompt Caching in the API", 2024-10-01,
 https://openai.com/index/api-prompt-caching/; the same figures as the service's own
-default price table, graph/settings_console.py).
+default price table, graph/settings/console.py).
 """
 
 from __future__ import annotations

@@ -20,8 +20,8 @@ import time
 
 import httpx
 
-from server.console import aggregates
-from server.console.aggregates import Window
+from server.http.dashboard import aggregates
+from server.http.dashboard.aggregates import Window
 from tests.bench.common import (
     bench_postgres,
     measuring,

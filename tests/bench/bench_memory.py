@@ -38,19 +38,19 @@ import psycopg
 from langchain_core.language_models import BaseChatModel
 from langchain_openai import ChatOpenAI
 
-from graph.agents import load_default_agents
-from graph.builder import ConversationGraph, build_graph
+from graph.composition.agent_configs import load_default_agents
+from graph.composition.builder import ConversationGraph, build_graph
+from graph.composition.memory import ConversationMemory, open_memory
+from graph.composition.prompts import load_prompts
+from graph.composition.routing import build_router
 from graph.context import ConversationContext
-from graph.embeddings import LocalMiniLMEmbeddings, build_embeddings
-from graph.memory import ConversationMemory, open_memory
-from graph.persistence import Pool, create_checkpointer, open_pool
-from graph.prompts import load_prompts
-from graph.routing import build_router
+from graph.infra.database import Pool, create_checkpointer, open_pool
+from graph.infra.embeddings import LocalMiniLMEmbeddings, build_embeddings
 from graph.settings import Settings
 from graph.state import customer_message
 from nodes.memory.store import LongTermMemory, NewMemory
 from nodes.memory.tokens import TOKENS_PER_MESSAGE, build_token_counter
-from server.memory_jobs import prune_idle_checkpoints
+from server.runner.memory_jobs import prune_idle_checkpoints
 from tests.bench.common import (
     BenchPostgres,
     bench_postgres,

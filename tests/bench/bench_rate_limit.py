@@ -38,8 +38,8 @@ import redis.asyncio as aioredis
 
 from graph.settings import Settings
 from server.abuse.blacklist import Limiter
-from server.abuse.memory import MemoryLimiter
-from server.abuse.policy import LimiterUnavailable, Policy
+from server.abuse.memory_limiter import MemoryLimiter
+from server.abuse.rate_policy import LimiterUnavailable, Policy
 from server.abuse.redis_store import RedisLimiter, connect_redis
 from tests.bench.common import (
     BenchPostgres,

@@ -29,7 +29,7 @@ from pathlib import Path
 import httpx
 import procrastinate
 
-from server.healing import (
+from server.runner.healing import (
     JobWatch,
     heal_unanswered_conversations,
     recover_orphaned_jobs,
@@ -94,7 +94,7 @@ async def sweep_cost(db_url: str, rows: int, conversations: int, runs: int = 20)
             await conn.execute(statement, {"conversations": conversations, "rows": rows})
         await conn.execute("ANALYZE")
     queue = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=db_url))
-    from graph.persistence import create_pool
+    from graph.infra.database import create_pool
     from graph.settings import Settings
 
     pool = create_pool(db_url, Settings(_env_file=None))  # type: ignore[call-arg]
@@ -159,7 +159,7 @@ async def run_all(
     graph_api: FakeGraphAPI,
     group: object,
 ) -> None:
-    from graph.persistence import apply_migrations
+    from graph.infra.database import apply_migrations
 
     db_url = await create_database(postgres.url, unique_name("bench_recovery"))
     await apply_migrations(db_url)

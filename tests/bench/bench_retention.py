@@ -26,8 +26,8 @@ from collections.abc import Sequence
 
 import psycopg
 
-from graph.persistence import open_pool
-from server.retention import RetentionReport, enforce_retention
+from graph.infra.database import open_pool
+from server.operations.retention import RetentionReport, enforce_retention
 from tests.bench.common import bench_postgres, print_header, print_table, tune_benchmark_process
 from tests.support import service_settings
 

@@ -16,10 +16,10 @@ import asyncio
 import time
 from pathlib import Path
 
-from graph.embeddings import LocalMiniLMEmbeddings
+from graph.infra.embeddings import LocalMiniLMEmbeddings
 from nodes.routing import IntentRouter
 from nodes.routing.router import embed_texts
-from server.eval_router import evaluate, format_report, read_labelled, tune_report
+from server.operations.router_eval import evaluate, format_report, read_labelled, tune_report
 from tests.bench.common import (
     measuring,
     ms,

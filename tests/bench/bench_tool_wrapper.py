@@ -26,9 +26,9 @@ from langgraph.prebuilt import ToolRuntime
 from langgraph.prebuilt.tool_node import ToolCallRequest
 
 from graph.context import ConversationContext
-from graph.persistence import Pool, open_pool
+from graph.infra.database import Pool, open_pool
 from graph.privacy import mask_record
-from server.tool_limits import RedisToolLimiter, open_tool_limiter
+from server.abuse.tool_limits import RedisToolLimiter, open_tool_limiter
 from tests.bench.common import (
     bench_postgres,
     fetch_value,

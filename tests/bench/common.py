@@ -25,7 +25,7 @@ from typing import Any
 
 import psycopg
 
-from graph.persistence import apply_migrations, start_embedded_postgres
+from graph.infra.database import apply_migrations, start_embedded_postgres
 from tests.fakes import graph_api as graph_api_module
 from tests.fakes.meta_payloads import envelope, sign, text_message
 from tests.support import (

@@ -25,8 +25,8 @@ from fastapi import BackgroundTasks, FastAPI, Request
 from langchain.agents import create_agent
 from langchain_core.messages import HumanMessage
 
-from graph.models import build_chat_model
-from graph.persistence import create_checkpointer, open_pool
+from graph.infra.chat_models import build_chat_model
+from graph.infra.database import create_checkpointer, open_pool
 from graph.settings import Settings, get_settings
 
 log = structlog.get_logger(__name__)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from graph.persistence import apply_migrations
+from graph.infra.database import apply_migrations
 from tests.faults.outages import StoppablePostgres, StoppableRedis
 from tests.support import create_database, drop_database, unique_name
 

@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlparse
 
 import redis
 
-from graph.persistence import start_embedded_postgres
+from graph.infra.database import start_embedded_postgres
 
 
 class StoppablePostgres:

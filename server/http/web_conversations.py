@@ -1,0 +1,152 @@
+"""Web conversations: who may stream turns into which conversation.
+
+The stream API token (`WA_AGENT_STREAM_API_TOKEN`) belongs to a web chat's backend, not
+to any one visitor. With it, that backend creates a conversation (`POST
+/v1/conversations`) and receives a token for that conversation alone; its page then
+streams turns with that token (server/http/web_stream.py). A web conversation has a customer
+key of its own, `web:<visitor>`, so its limits, budget, memories and blacklist entry
+are never a WhatsApp customer's — and a WhatsApp thread, having no row in
+`web_conversations`, cannot be driven from the web API with any token (404): the
+backend's token used to run turns as any WhatsApp customer whose conversation id it
+knew.
+
+Per-conversation tokens are 256 random bits, stored as their SHA-256 (the database
+never holds one that works) and shown once. Creating a conversation again for the same
+`visitor` issues a new token for the visitor's one web conversation, and the old one
+stops working. Wrong or unknown tokens, and conversations that are not web ones, count
+against the client's address like any guessed credential (server/http/admin/throttle.py)
+and are audited folded (`stream.auth_failed`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import uuid
+from typing import Annotated, Any
+
+import structlog
+from fastapi import APIRouter, Depends, HTTPException, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from server.audit import record_folded
+from server.http.admin.auth import configured_tokens, match_token
+from server.http.admin.throttle import client_address, note_failure, refuse_if_throttled
+
+log = structlog.get_logger(__name__)
+
+router = APIRouter(tags=["streaming"])
+
+WEB_PHONE_NUMBER_ID = "web"
+"""The `phone_number_id` of web conversations: no WhatsApp business number is this."""
+TOKEN_PREFIX = "wct_"
+
+
+class NewWebConversation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    visitor: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9._-]{1,64}$",
+        description="The backend's own id of the visitor; unset: a new anonymous visitor",
+    )
+    name: str | None = Field(default=None, max_length=100)
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
+
+
+def _bearer(request: Request) -> str | None:
+    scheme, _, value = (request.headers.get("authorization") or "").partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+async def _refuse(request: Request, reason: str, status: int, detail: str) -> HTTPException:
+    """Count the failure against the address, audit it folded, and build the answer."""
+    services: Any = request.app.state.services
+    note_failure(request)
+    address = client_address(request) or None
+    log.warning("stream.auth_refused", reason=reason, path=request.url.path, remote_addr=address)
+    await record_folded(
+        services.pool,
+        services.abuse.audit_throttle,
+        action="stream.auth_failed",
+        key=address or "",
+        target=request.url.path,
+        details={"reason": reason},
+        remote_addr=address,
+    )
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return HTTPException(status, detail, headers)
+
+
+async def require_backend(request: Request) -> str:
+    """The web chat backend (or an admin): the name of the token presented."""
+    settings = request.app.state.services.settings
+    tokens = configured_tokens(settings)
+    if settings.stream_api_token is not None:
+        tokens["stream-api"] = settings.stream_api_token.get_secret_value().encode()
+    if not tokens:
+        raise HTTPException(503, "web conversations disabled: set WA_AGENT_STREAM_API_TOKEN")
+    await refuse_if_throttled(request, credential="stream_api_token")
+    presented = _bearer(request)
+    name = match_token(presented, tokens) if presented else None
+    if name is None:
+        raise await _refuse(request, "invalid backend token", 401, "a valid token is required")
+    return name
+
+
+async def require_conversation_token(request: Request, conversation_id: uuid.UUID) -> str:
+    """The web conversation's id when the bearer token is that conversation's own."""
+    await refuse_if_throttled(request, credential="conversation_token")
+    presented = _bearer(request)
+    async with request.app.state.services.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT token_sha256 FROM web_conversations WHERE conversation_id = %s",
+            (str(conversation_id),),
+        )
+        row = await cur.fetchone()
+    if row is None:  # unknown, or a WhatsApp thread: the same answer for both
+        raise await _refuse(request, "not a web conversation", 404, "no such web conversation")
+    expected = bytes(row["token_sha256"])
+    if presented is None or not hmac.compare_digest(_digest(presented), expected):
+        raise await _refuse(request, "invalid conversation token", 401, "a valid token is required")
+    return str(conversation_id)
+
+
+Backend = Annotated[str, Depends(require_backend)]
+
+
+@router.post("/v1/conversations", status_code=201)
+async def create_web_conversation(
+    request: Request, body: NewWebConversation, backend: Backend
+) -> dict[str, str]:
+    """A web conversation and the token that alone may stream into it (shown once)."""
+    wa_id = f"web:{body.visitor or uuid.uuid4().hex}"
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    async with request.app.state.services.pool.connection() as conn, conn.transaction():
+        await conn.execute(
+            "INSERT INTO contacts (wa_id, profile_name) VALUES (%s, %s)"
+            " ON CONFLICT (wa_id) DO UPDATE"
+            " SET profile_name = coalesce(EXCLUDED.profile_name, contacts.profile_name)",
+            (wa_id, body.name),
+        )
+        cur = await conn.execute(
+            "INSERT INTO agent_conversations (phone_number_id, wa_id) VALUES (%s, %s)"
+            " ON CONFLICT (phone_number_id, wa_id) DO UPDATE SET updated_at = now()"
+            " RETURNING id",
+            (WEB_PHONE_NUMBER_ID, wa_id),
+        )
+        row = await cur.fetchone()
+        assert row is not None
+        conversation_id = str(row["id"])
+        await conn.execute(
+            "INSERT INTO web_conversations (conversation_id, token_sha256, created_by)"
+            " VALUES (%s, %s, %s) ON CONFLICT (conversation_id) DO UPDATE"
+            " SET token_sha256 = EXCLUDED.token_sha256, created_by = EXCLUDED.created_by",
+            (conversation_id, _digest(token), backend),
+        )
+    log.info("web_conversation.created", conversation_id=conversation_id, backend=backend)
+    return {"conversation_id": conversation_id, "customer": wa_id, "token": token}

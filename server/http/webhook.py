@@ -1,0 +1,155 @@
+"""`/webhook`: Meta's verification handshake and its signed message deliveries.
+
+The POST path checks, parses and stores, then answers 200: no model call, no outbound
+HTTP, so it stays fast under Meta's retries and bursts. Once it has answered 200 the
+message is committed together with the job that will answer it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import time
+from typing import Annotated
+
+import psycopg
+import structlog
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from psycopg_pool import PoolTimeout
+
+from server.abuse.validation import InvalidWebhook, parse_webhook
+from server.runner.inbox import record_inbound, record_status
+from server.services import Services
+from server.telemetry import WEBHOOK_LATENCY, WEBHOOK_REQUESTS
+from server.whatsapp.models import WebhookPayload
+
+log = structlog.get_logger(__name__)
+
+router = APIRouter()
+
+
+def signature_is_valid(body: bytes, header: str | None, app_secret: str) -> bool:
+    """`X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the raw body>`, compared in
+    constant time."""
+    if not header or not header.startswith("sha256="):
+        return False
+    expected = hmac.new(app_secret.encode(), body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, header.removeprefix("sha256="))
+
+
+def _services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+@router.get("/webhook")
+async def verify_subscription(
+    request: Request,
+    mode: Annotated[str | None, Query(alias="hub.mode")] = None,
+    token: Annotated[str | None, Query(alias="hub.verify_token")] = None,
+    challenge: Annotated[str | None, Query(alias="hub.challenge")] = None,
+) -> Response:
+    expected = _services(request).settings.whatsapp_verify_token
+    if (
+        mode == "subscribe"
+        and expected is not None
+        and token is not None
+        and hmac.compare_digest(token.encode(), expected.get_secret_value().encode())
+    ):
+        return PlainTextResponse(challenge or "")
+    log.warning("webhook.verify_refused")
+    return PlainTextResponse("verification failed", status_code=403)
+
+
+@router.post("/webhook")
+async def receive_webhook(request: Request) -> Response:
+    started = time.perf_counter()
+    response = await _acknowledge(request)
+    WEBHOOK_LATENCY.observe(time.perf_counter() - started)
+    WEBHOOK_REQUESTS.labels(status=str(response.status_code)).inc()
+    return response
+
+
+async def _acknowledge(request: Request) -> Response:
+    services = _services(request)
+    settings = services.settings
+    body = await request.body()  # raw: the signature covers raw bytes (size: body_limit)
+    secret = settings.whatsapp_app_secret
+    if secret is None:
+        log.error("webhook.no_app_secret", behaviour="refusing every delivery")
+        return _error(403, "webhook signature cannot be checked: WHATSAPP_APP_SECRET unset")
+    signature = request.headers.get("x-hub-signature-256")
+    remote_addr = request.client.host if request.client else None
+    if not signature:
+        await services.abuse.signature_failed("missing", remote_addr)
+        return _error(401, "missing X-Hub-Signature-256")
+    if not signature_is_valid(body, signature, secret.get_secret_value()):
+        await services.abuse.signature_failed("invalid", remote_addr)
+        return _error(403, "invalid signature")
+    try:
+        payload = parse_webhook(
+            body,
+            max_text_chars=settings.max_text_chars,
+            max_age_days=settings.webhook_max_age_days,
+        )
+    except InvalidWebhook as exc:
+        log.warning("webhook.malformed", error=str(exc)[:300])
+        return _error(400, f"malformed payload: {exc}"[:300])
+    try:
+        async with asyncio.timeout(settings.webhook_db_timeout_seconds):
+            counts = await _store_retrying(services, payload, remote_addr)
+    except (TimeoutError, psycopg.OperationalError, PoolTimeout) as exc:
+        # Nothing is acknowledged that was not stored: Meta delivers the body again, and
+        # what was stored of it by then is a duplicate (a no-op).
+        log.error("webhook.database_unavailable", error=type(exc).__name__)
+        return JSONResponse(
+            {"error": "database unavailable, deliver again later"},
+            status_code=503,
+            headers={"Retry-After": "10"},
+        )
+    if counts["dropped"]:
+        # Not a 200: Meta delivers the body again later, the messages stored now are
+        # duplicates then (no-ops), the dropped ones get another chance. Nothing is lost.
+        return JSONResponse(counts, status_code=429, headers={"Retry-After": "60"})
+    return JSONResponse(counts)
+
+
+async def _store_retrying(
+    services: Services, payload: WebhookPayload, remote_addr: str | None
+) -> dict[str, int]:
+    """Store, once more if a connection turned out dead: after a database restart the
+    pool still holds connections to the old server, and each fails once before the
+    pool replaces it. The caller's deadline bounds both tries."""
+    try:
+        return await _store(services, payload, remote_addr)
+    except psycopg.OperationalError:
+        await services.pool.check()
+        return await _store(services, payload, remote_addr)
+
+
+async def _store(
+    services: Services, payload: WebhookPayload, remote_addr: str | None
+) -> dict[str, int]:
+    counts = {"stored": 0, "duplicates": 0, "enqueued": 0, "statuses": 0, "dropped": 0}
+    for event in payload.iter_messages():
+        if not event.sender_id:
+            log.warning("webhook.message_without_sender", kind=event.message.kind)
+            continue
+        if not services.abuse.ingress.allow(event.sender_id):
+            counts["dropped"] += 1  # a flood: refused with 429, not stored (abuse/ingress.py)
+            await services.abuse.dropped_at_ingress(event.sender_id, remote_addr)
+            continue
+        async with services.abuse.ingress.lane(event.sender_id), services.pool.connection() as conn:
+            stored, enqueued = await record_inbound(conn, event)
+        counts["stored" if stored else "duplicates"] += 1
+        counts["enqueued"] += int(enqueued)
+    for _, status in payload.iter_statuses():
+        async with services.pool.connection() as conn:
+            counts["statuses"] += int(await record_status(conn, status))
+    return counts
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)

@@ -1,0 +1,203 @@
+"""`wa-agent replay` and the admin replay routes share this: find the conversation,
+run the replay or fork on a borrowed graph (graph/composition/replay.py), and send the new answers
+to the customer only when asked to.
+
+Replays are counted apart (`wa_agent_replays_total`) and traced with the `replay` tag
+and metadata, so they never pass for production turns in metrics or LangSmith.
+
+Every replay and fork is audited (`conversation.replay`, `conversation.fork`) with who
+ran it — an admin token's name, or `cli:user@host` for `wa-agent replay`. The row is
+committed before anything is sent, so a crash can leave a recorded send that never
+left, never a send without its record; its `run_id` is the outbox's, where each part's
+delivery is tracked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import Counter
+
+from graph.composition.replay import (
+    CheckpointInfo,
+    Replayer,
+    ReplayError,
+    ReplayNotFound,
+    ReplayResult,
+    checkpoint_history,
+)
+from graph.context import ConversationContext
+from graph.infra.trace_metadata import app_version
+from graph.settings import Settings
+from graph.state import Reply
+from server.abuse.commands import cli_actor
+from server.audit import record_audit
+from server.runner.outbox import deliver_parts, reply_parts, stage_parts
+from server.services import Services, open_services
+
+REPLAYS = Counter("wa_agent_replays_total", "Replays and forks run by developers", ["kind", "sent"])
+
+
+@dataclass(frozen=True)
+class ReplayRequest:
+    conversation_id: str
+    checkpoint_id: str | None = None
+    fork_text: str | None = None
+    send: bool = False
+    # Fields written over the checkpoint before a replay (not with a fork).
+    state: dict[str, Any] | None = None
+
+
+async def conversation_context(services: Services, conversation_id: str) -> ConversationContext:
+    """The context a turn of this conversation runs with today (agents, flags)."""
+    try:
+        conversation_id = str(uuid.UUID(conversation_id))
+    except ValueError as exc:
+        raise ReplayNotFound(f"not a conversation id: {conversation_id!r}") from exc
+    async with services.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT c.wa_id, k.profile_name FROM agent_conversations c"
+            " JOIN contacts k USING (wa_id) WHERE c.id = %s",
+            (conversation_id,),
+        )
+        row = await cur.fetchone()
+    if row is None:
+        raise ReplayNotFound(f"no conversation {conversation_id}")
+    return ConversationContext(
+        conversation_id=conversation_id,
+        wa_id=row["wa_id"],
+        customer_name=row["profile_name"],
+        agents=await services.agents.current(),
+        flags=await services.flags.for_customer(row["wa_id"]),
+    )
+
+
+async def list_checkpoints(
+    services: Services, conversation_id: str, limit: int = 50
+) -> list[CheckpointInfo]:
+    context = await conversation_context(services, conversation_id)
+    async with services.runner.graphs.borrow() as graph:
+        return await checkpoint_history(graph, context.conversation_id, limit=limit)
+
+
+async def run_replay(
+    services: Services, request: ReplayRequest, *, actor: str, remote_addr: str | None = None
+) -> tuple[ReplayResult, int]:
+    """The replay's result and how many messages went to the customer (0 unless `send`);
+    audited as `actor` before anything is sent."""
+    context = await conversation_context(services, request.conversation_id)
+    version = app_version(services.settings.app_version)
+    async with services.runner.graphs.borrow() as graph:
+        replayer = Replayer(graph, version)
+        if request.fork_text is not None and request.state:
+            raise ReplayError("edit the message (fork) or the state (replay), not both")
+        if request.fork_text is not None:
+            result = await replayer.fork(context, request.fork_text, request.checkpoint_id)
+        else:
+            result = await replayer.replay(context, request.checkpoint_id, request.state)
+    parts = reply_parts(result.replies) if request.send else []
+    run_id = str(uuid.uuid4()) if request.send else None
+    async with services.pool.connection() as conn:
+        await record_audit(
+            conn,
+            actor=actor,
+            action=f"conversation.{result.kind}",
+            target=context.conversation_id,
+            details={
+                "checkpoint_id": result.from_checkpoint,
+                "send": request.send,
+                "parts": len(parts),
+                "run_id": run_id,
+            },
+            remote_addr=remote_addr,
+        )
+    sent = await send_replies(services, context, parts, run_id) if run_id else 0
+    REPLAYS.labels(kind=result.kind, sent="yes" if request.send else "no").inc()
+    return result, sent
+
+
+async def send_replies(
+    services: Services, context: ConversationContext, parts: list[Reply], run_id: str
+) -> int:
+    """Through the outbox like any answer (its own run id: each part at most once)."""
+    await stage_parts(
+        services.pool,
+        conversation_id=context.conversation_id,
+        run_id=run_id,
+        wa_id=context.wa_id,
+        parts=parts,
+        agent="replay",
+    )
+    return await deliver_parts(services.pool, services.whatsapp, run_id)
+
+
+# --- the command line -----------------------------------------------------------------
+
+
+def add_command(commands: Any) -> None:
+    replay = commands.add_parser(
+        "replay", help="list a conversation's checkpoints, replay or fork from one"
+    )
+    replay.add_argument("conversation", help="the conversation id (agent_conversations.id)")
+    replay.add_argument("--list", action="store_true", help="list the checkpoints, newest first")
+    replay.add_argument("--limit", type=int, default=50, help="checkpoints listed")
+    replay.add_argument("--checkpoint", help="replay from this checkpoint id")
+    replay.add_argument("--fork", metavar="TEXT", help="the turn again with this message")
+    replay.add_argument(
+        "--state", metavar="JSON", type=json.loads, help='edit the checkpoint first: {"f": v}'
+    )
+    replay.add_argument("--send", action="store_true", help="send the new answer to the customer")
+    replay.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+
+async def run_command(settings: Settings, args: argparse.Namespace) -> int:
+    async with open_services(settings, run_worker_here=False, migrate=False) as services:
+        try:
+            if args.list:
+                checkpoints = await list_checkpoints(services, args.conversation, args.limit)
+                _print_checkpoints(checkpoints, as_json=args.json)
+                return 0
+            request = ReplayRequest(
+                args.conversation, args.checkpoint, args.fork, args.send, args.state
+            )
+            result, sent = await run_replay(services, request, actor=cli_actor())
+        except ReplayError as exc:
+            print(f"replay: {exc}", file=sys.stderr)
+            return 2
+    _print_result(result, sent, as_json=args.json, send=args.send)
+    return 0
+
+
+def _print_checkpoints(checkpoints: list[CheckpointInfo], *, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps([c.as_dict() for c in checkpoints], indent=2))
+        return
+    print(f"{'checkpoint':36}  {'step':>4}  {'time':23}  {'ran':24}  next")
+    for c in checkpoints:
+        ran = ",".join(c.ran) or c.source
+        line = f"{c.checkpoint_id:36}  {c.step:>4}  {c.created_at:23}  {ran:24}  "
+        line += ",".join(c.next) or "-"
+        if c.customer_text:
+            line += f"  customer: {c.customer_text[:60]!r}"
+        print(line)
+
+
+def _print_result(result: ReplayResult, sent: int, *, as_json: bool, send: bool) -> None:
+    if as_json:
+        print(json.dumps({**result.as_dict(), "sent": sent}, indent=2, default=str))
+        return
+    print(f"{result.kind} from checkpoint {result.from_checkpoint or '(the start)'}")
+    print(f"ran: {' -> '.join(result.ran) or 'nothing'}")
+    for text in result.texts:
+        print(f"bot> {text}")
+    if result.waiting:
+        print(f"(waiting for {result.waiting})")
+    for call in result.held_tools:
+        arguments = json.dumps(call.get("args", {}), default=str)
+        print(f"stopped before {call['name']}({arguments}): a replay changes nothing")
+    print(f"sent to the customer: {sent}" if send else "not sent (use --send to send it)")

@@ -1,0 +1,85 @@
+"""What a human operator does to a conversation the bot escalated: reply, hand back.
+
+Both run as queue jobs under the conversation's lock, like the bot's own turns: an
+operator's reply can never interleave with a graph run on the same thread (concurrent
+writes to one thread silently lose updates). Each action has an id chosen when it is
+requested, so a retried job neither sends twice nor adds the message twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import structlog
+from langchain_core.messages import AIMessage
+from langgraph.types import Command
+
+from graph.composition.graph_pool import GraphPool
+from graph.composition.turns import thread_config
+from graph.infra.database import Pool
+from graph.state import ConversationState, text_reply
+from server.runner.outbox import deliver_parts, reply_parts, stage_parts
+from server.runner.transport import Channels
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class OperatorDesk:
+    pool: Pool
+    graphs: GraphPool
+    channels: Channels
+
+    async def send_reply(
+        self, conversation_id: str, action_id: str, text: str, operator: str
+    ) -> None:
+        wa_id, channel = await self._escalated_customer(conversation_id)
+        config = thread_config(conversation_id, run_id=action_id, wa_id=wa_id)
+        message = AIMessage(content=text, name="operator", id=f"operator-{action_id}")
+        async with self.graphs.borrow() as graph:
+            snapshot = await graph.aget_state(config)
+            if snapshot.values.get("mode") != "human":
+                # Released between the request and this job: the reply would talk over
+                # the bot. Dropped loudly rather than retried forever.
+                log.warning("operator.reply_dropped", conversation_id=conversation_id)
+                return
+            update: ConversationState = {"messages": [message], "replies": []}
+            await graph.aupdate_state(config, update, as_node="escalate")
+        await stage_parts(
+            self.pool,
+            conversation_id=conversation_id,
+            run_id=action_id,
+            wa_id=wa_id,
+            parts=reply_parts([text_reply(text)]),
+            agent=f"operator:{operator}",
+        )
+        await deliver_parts(self.pool, self.channels.for_number(channel), action_id)
+
+    async def release(self, conversation_id: str, action_id: str, operator: str) -> None:
+        """Resume the paused run: the bot answers the next message again."""
+        wa_id, _ = await self._escalated_customer(conversation_id)
+        config = thread_config(conversation_id, run_id=action_id, wa_id=wa_id)
+        async with self.graphs.borrow() as graph:
+            snapshot = await graph.aget_state(config)
+            if snapshot.values.get("mode") == "human" and snapshot.next:
+                resume: Command[str] = Command(resume={"by": operator})
+                await graph.ainvoke(resume, config)
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                "UPDATE agent_conversations SET status = 'active', updated_at = now()"
+                " WHERE id = %s",
+                (conversation_id,),
+            )
+        log.info("conversation.handed_back", conversation_id=conversation_id)
+
+    async def _escalated_customer(self, conversation_id: str) -> tuple[str, str]:
+        """The customer's key and the conversation's channel (its business number)."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT wa_id, phone_number_id FROM agent_conversations WHERE id = %s",
+                (conversation_id,),
+            )
+            row = await cur.fetchone()
+        if row is None:
+            raise LookupError(f"conversation {conversation_id} does not exist")
+        return str(row["wa_id"]), str(row["phone_number_id"])
