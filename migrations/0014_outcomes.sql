@@ -1,4 +1,4 @@
--- Business outcomes (issue 9): conversation episodes, CSAT answers, answer-cache
+-- Business outcomes: conversation episodes, CSAT answers, answer-cache
 -- events, and the content versions that invalidate cached answers.
 
 -- An episode is one stretch of a conversation about one need: it opens with the

@@ -1,5 +1,5 @@
 -- requires extension: vector
--- The answer cache's entries (issue 9), apart from 0014_outcomes so that episodes and
+-- The answer cache's entries, apart from 0014_outcomes so that episodes and
 -- CSAT work on a server without pgvector (the cache then stays off and says so).
 -- 384 dimensions: the local MiniLM default, like agent_embeddings and knowledge_chunks.
 -- No customer identity is stored: only questions and answers judged free of personal data.

@@ -16,10 +16,13 @@ from graph.context import AgentConfig, ConversationContext
 from graph.state import ConversationState, RouteDecision, latest_customer_messages, whatsapp_meta
 from nodes.counters import ROUTE_DECISIONS
 from nodes.handoffs import HUMAN
+from nodes.node_types import ContextNode
 from nodes.specialists import current_agents
 
 
-class IntentRouter(Protocol):
+class DecidesRoute(Protocol):
+    """What the router node needs of the intent router (nodes.routing.IntentRouter)."""
+
     async def route(
         self,
         text: str,
@@ -39,7 +42,7 @@ def customer_turn_text(state: ConversationState) -> tuple[str, str | None]:
     return "\n".join(t for t in texts if t), tapped
 
 
-def make_router_node(router: IntentRouter, defaults: Mapping[str, AgentConfig]) -> Any:
+def make_router_node(router: DecidesRoute, defaults: Mapping[str, AgentConfig]) -> ContextNode:
     async def route_intent(
         state: ConversationState, runtime: Runtime[ConversationContext]
     ) -> dict[str, Any]:

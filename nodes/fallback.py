@@ -16,6 +16,7 @@ from graph.state import (
     reply_text,
     whatsapp_meta,
 )
+from nodes.node_types import StateNode
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ def fallback_update(texts: FallbackTexts, state: ConversationState) -> dict[str,
     return {"messages": [as_history(reply)], "replies": [reply]}
 
 
-def make_unsupported_node(texts: FallbackTexts) -> Any:
+def make_unsupported_node(texts: FallbackTexts) -> StateNode:
     async def ask_for_text(state: ConversationState) -> dict[str, Any]:
         reply: Reply = {"kind": "text", "text": texts.unsupported}
         return {"messages": [as_history(reply)], "replies": [reply]}

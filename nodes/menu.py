@@ -36,7 +36,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import Command
 
 from graph.context import ConversationContext
-from graph.state import ConversationState
+from graph.state import ConversationState, latest_customer_messages, whatsapp_meta
 from nodes.dispatch import customer_turn_text
 from nodes.fallback import FallbackTexts, as_history, fallback_reply
 from nodes.intents import RequestReader
@@ -44,6 +44,7 @@ from nodes.intents.shared import ready_shared_reader
 from nodes.menu_actions import DAY, TICKET, MenuActions, ticket_subject
 from nodes.menu_texts import MenuTexts
 from nodes.menu_typed import TypedMenu
+from nodes.node_types import RoutingNode
 from tools.listings import Listings
 
 __all__ = ["DAY", "TICKET", "MenuActions", "after_menu", "make_menu_node", "ticket_subject"]
@@ -54,7 +55,7 @@ def make_menu_node(
     listings: Listings | None,
     tools: Mapping[str, BaseTool],
     reader: RequestReader | None = None,
-) -> Any:
+) -> RoutingNode:
     """The menu node; without listings (LangGraph Studio, no database) it only offers
     topics, as the plain fallback does. `reader` understands typed requests (built over
     the service's intent router); None: the process's shared one, built on first use."""
@@ -96,9 +97,19 @@ async def _next_step(
         return await actions.on_tap(tapped, wa_id)
     if state.get("menu_awaiting") == TICKET and text:
         return actions.speaking(typed.language(state)).on_ticket_text(text)
-    if text.strip():
-        return await typed.answer(actions, state, text, wa_id)
+    typed_words = _typed_words(state)
+    if typed_words:
+        return await typed.answer(actions, state, typed_words, wa_id)
     return None
+
+
+def _typed_words(state: ConversationState) -> str:
+    """The words the customer typed this turn. The stand-in text of an event or a media
+    message ("[the customer opened the chat]") is no request: read as one, its words
+    could ask for a person; the topic menu, which greets, answers those."""
+    turn = latest_customer_messages(state["messages"])
+    typed = [str(m.content) for m in turn if whatsapp_meta(m).get("kind", "text") == "text"]
+    return "\n".join(t for t in typed if t.strip())
 
 
 def after_menu(state: ConversationState) -> str:

@@ -34,6 +34,7 @@ from nodes.fallback import FallbackTexts, fallback_update
 from nodes.handoffs import HAND_OVER, as_transfer, hand_over_schema, handoff_tool_name
 from nodes.memory.history import HistoryBudget, current_turn_start
 from nodes.memory.prompt import memory_note, summary_note
+from nodes.node_types import ContextNode
 from tools.registry import offered_to
 
 log = structlog.get_logger(__name__)
@@ -177,7 +178,7 @@ def make_specialist_node(
     common_prompt: str,
     fallback: FallbackTexts,
     history: HistoryBudget | None = None,
-) -> Any:
+) -> ContextNode:
     """`history`: the token budget of what the model reads (None: every message)."""
 
     # Converting tool schemas for the API costs milliseconds per turn; the binding only

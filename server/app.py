@@ -8,8 +8,15 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from graph.settings import Settings, get_settings
-from server import telemetry
-from server.http import admin, body_limit, health, web_conversations, web_stream, webhook
+from server.http import (
+    admin,
+    body_limit,
+    health,
+    prometheus,
+    web_conversations,
+    web_stream,
+    webhook,
+)
 from server.http.admin.auth import check_token_strength
 from server.http.admin.security import SecurityHeadersMiddleware
 from server.http.dashboard import pages as dashboard
@@ -40,7 +47,7 @@ def create_app(settings: Settings | None = None, *, run_worker_here: bool = Fals
     )
     app.include_router(webhook.router)
     app.include_router(health.router)
-    app.include_router(telemetry.router)
+    app.include_router(prometheus.router)
     app.include_router(admin.router)
     app.include_router(dashboard.router)  # the /admin pages (server/http/dashboard)
     app.include_router(web_conversations.router)

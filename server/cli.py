@@ -16,15 +16,18 @@ import uvicorn
 import uvloop
 
 from graph.composition.memory import migrate_memory_embeddings
+from graph.composition.replay import ReplayError
 from graph.infra.database import apply_migrations, resolve_database_url
 from graph.settings import Settings, get_settings
 from server.abuse import commands as blacklist_commands
+from server.abuse.commands import cli_actor
 from server.app import create_app
 from server.http.admin.auth import WeakToken
 from server.http.serving import trusted_proxies, uvicorn_config
 from server.logging import configure_logging
 from server.operations import conversation_replay as replay
 from server.operations import router_eval as eval_router
+from server.operations.demo_shop import seed_demo_data
 from server.operations.erasure import forget_from_terminal
 from server.runner.supervisor import (
     WorkerProcesses,
@@ -77,14 +80,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "forget":
         return asyncio.run(forget_from_terminal(settings, args.number))
     if args.command == "replay":
-        return asyncio.run(replay.run_command(settings, args))
+        return asyncio.run(replay_from_terminal(settings, args))
     if args.command == "eval-router":
         return eval_router.run(settings, args)
     if args.command == "seed-demo":
-        from server.operations.demo_shop import seed_demo_data
-
         return asyncio.run(seed_demo_data(settings))
     return asyncio.run(chat_in_terminal(settings, args.customer))
+
+
+async def replay_from_terminal(settings: Settings, args: argparse.Namespace) -> int:
+    """`wa-agent replay`: list, replay or fork on this machine's database, as the user."""
+    async with open_services(settings, run_worker_here=False, migrate=False) as services:
+        replays = services.replays()
+        try:
+            if args.list:
+                found = await replay.list_checkpoints(replays, args.conversation, args.limit)
+                replay.print_checkpoints(found, as_json=args.json)
+                return 0
+            request = replay.ReplayRequest(
+                args.conversation, args.checkpoint, args.fork, args.send, args.state
+            )
+            result, sent = await replay.run_replay(replays, request, actor=cli_actor())
+        except ReplayError as exc:
+            print(f"replay: {exc}", file=sys.stderr)
+            return 2
+    replay.print_result(result, sent, as_json=args.json, send=args.send)
+    return 0
 
 
 def serve_http(settings: Settings, *, with_worker: bool) -> int:

@@ -32,10 +32,12 @@ from graph.composition.tool_platform import open_tool_registry
 from graph.infra.chat_models import ChatModels, build_chat_model
 from graph.infra.database import Pool, apply_migrations, open_pool, resolve_database_url
 from graph.infra.embeddings import build_embeddings
+from graph.infra.tracing import configure_tracing, flush_tracing
 from graph.settings import Settings
 from server.abuse import AbuseProtection, open_abuse_protection
 from server.abuse.tool_limits import open_tool_limiter
 from server.media import build_media_understanding
+from server.operations.conversation_replay import Replays
 from server.operations.retention import register_retention_task
 from server.outcomes.alerts import AlertMonitor, register_alert_task
 from server.outcomes.hooks import build_outcome_hooks, register_outcome_tasks
@@ -55,7 +57,6 @@ from server.runner.queue import (
 )
 from server.runner.transport import DEFAULT_QUEUE, WEB, Channels, Stored, Transport
 from server.runner.turn_lock import register_stream_turn_task
-from server.tracing import configure_tracing, flush_tracing
 from server.whatsapp.client import WhatsAppClient
 from tools.listings import Listings
 
@@ -76,6 +77,17 @@ class Services:
     flags: FeatureFlags
     worker_task: asyncio.Task[None] | None = field(default=None)
     accounting: Accounting | None = field(default=None)
+
+    def replays(self) -> Replays:
+        """What replays and forks use of this service."""
+        return Replays(
+            self.pool,
+            self.runner.graphs,
+            self.agents,
+            self.flags,
+            self.whatsapp,
+            self.settings.app_version,
+        )
 
 
 def build_whatsapp_client(settings: Settings) -> WhatsAppClient | None:
@@ -116,7 +128,7 @@ async def open_services(
     tracing = configure_tracing(settings)
     async with (
         open_pool(database_url, settings) as pool,
-        open_abuse_protection(settings, pool, whatsapp) as abuse,
+        open_abuse_protection(settings, pool) as abuse,
         open_conversation_graphs(settings, database_url, pool) as (graphs, agents, tools, memory),
     ):
         flags = FeatureFlags(pool, settings.flags)

@@ -1,4 +1,4 @@
-"""Prometheus figures of the backbone; `/metrics` serves them for this process.
+"""Prometheus figures of the backbone; `/metrics` (server/http/prometheus.py) serves them.
 
 Model tokens, cost, agent latency and tool calls are counted by the accounting
 callback (graph/infra/usage_meter.py), the queue's depth by server/runner/queue_figures.py.
@@ -8,14 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from fastapi import APIRouter, Request
-from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import REGISTRY, Collector
 
 from graph.infra.database import Pool, PoolStats
-from server.runner.queue_figures import QUEUE_COLLECTOR
 
 WEBHOOK_REQUESTS = Counter(
     "wa_agent_webhook_requests_total", "Webhook POSTs by HTTP status", ["status"]
@@ -50,8 +47,6 @@ CONVERSATIONS_HEALED = Counter(
     "Conversations with unanswered messages and no job, found by the sweep (should stay 0)",
 )
 
-router = APIRouter()
-
 
 class PoolCollector(Collector):
     """Reads the pool's figures at scrape time rather than on every checkout."""
@@ -75,11 +70,3 @@ class PoolCollector(Collector):
 
 POOL_COLLECTOR = PoolCollector()
 REGISTRY.register(POOL_COLLECTOR)
-
-
-@router.get("/metrics")
-async def metrics(request: Request) -> Response:
-    services = request.app.state.services
-    POOL_COLLECTOR.pool = services.pool
-    await QUEUE_COLLECTOR.refresh_if_stale(services.pool, services.settings.metrics_cache_seconds)
-    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

@@ -102,7 +102,7 @@ def test_logs_never_show_the_samples() -> None:
         import structlog
         from graph.settings import Settings
         from server.logging import configure_logging
-        from server.tracing import configure_tracing
+        from graph.infra.tracing import configure_tracing
         settings = Settings(_env_file=None, log_format="json", pii_patterns={PASSPORT!r})
         configure_tracing(settings)
         configure_logging(settings)
@@ -134,7 +134,7 @@ def test_library_logs_never_show_the_samples(log_format: str) -> None:
         import logging
         from graph.settings import Settings
         from server.logging import configure_logging
-        from server.tracing import configure_tracing
+        from graph.infra.tracing import configure_tracing
         settings = Settings(_env_file=None, log_format={log_format!r}, pii_patterns={PASSPORT!r})
         configure_tracing(settings)
         configure_logging(settings)

@@ -34,7 +34,7 @@ from graph.composition.prompts import Prompts
 from graph.context import AgentConfig, ConversationContext
 from graph.state import ConversationState, latest_customer_messages, whatsapp_meta
 from nodes.answer_cache import AnswerCache, with_answer_cache
-from nodes.dispatch import IntentRouter, customer_turn_text, make_router_node
+from nodes.dispatch import DecidesRoute, customer_turn_text, make_router_node
 from nodes.escalation import escalate, human_takeover
 from nodes.fallback import make_unsupported_node
 from nodes.handoffs import (
@@ -58,7 +58,7 @@ def build_graph(
     model: BaseChatModel | None,
     prompts: Prompts,
     *,
-    router: IntentRouter | None = None,
+    router: DecidesRoute | None = None,
     menu_reader: RequestReader | None = None,
     agents: Mapping[str, AgentConfig] | None = None,
     tools: Sequence[BaseTool] = (),
@@ -121,7 +121,7 @@ def _add_agents(
     ],
     model: BaseChatModel,
     prompts: Prompts,
-    router: IntentRouter,
+    router: DecidesRoute,
     agents: Mapping[str, AgentConfig],
     tools: Sequence[BaseTool],
     chat_model_for: ChatModelFor | None,

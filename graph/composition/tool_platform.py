@@ -31,6 +31,7 @@ from tools.research import (
     make_composed_research_tool,
     make_perplexity_research_tool,
 )
+from tools.sandbox import SandboxLimits, make_code_interpreter_tool
 from tools.web import WEB_SEARCH, WebSearcher, make_web_search_tool
 
 log = structlog.get_logger(__name__)
@@ -167,9 +168,7 @@ def _code_interpreter(settings: Settings) -> Iterator[ToolDeclaration]:
     `code_interpreter` flag is on; not built at all when the flag is forced off."""
     if f"-{CODE_INTERPRETER}" in settings.flags:
         return
-    from tools.sandbox import make_code_interpreter_tool
-
-    limits = settings.sandbox_limits()
+    limits = sandbox_limits(settings)
     yield ToolDeclaration(
         name=CODE_INTERPRETER,
         factory=lambda: make_code_interpreter_tool(limits),
@@ -177,4 +176,19 @@ def _code_interpreter(settings: Settings) -> Iterator[ToolDeclaration]:
         timeout_seconds=limits.wall_seconds + 5,
         per_user_limit=RateLimit(20, 3600),
         flag=CODE_INTERPRETER,
+    )
+
+
+def sandbox_limits(settings: Settings) -> SandboxLimits:
+    """The code interpreter's limits, from the settings (tools never read them)."""
+    return SandboxLimits(
+        wall_seconds=settings.sandbox_wall_seconds,
+        cpu_seconds=settings.sandbox_cpu_seconds,
+        memory_bytes=settings.sandbox_memory_mb * 1024 * 1024,
+        max_processes=settings.sandbox_max_processes,
+        max_output_chars=settings.sandbox_output_chars,
+        cpu_cores=settings.sandbox_cpu_cores,
+        max_concurrent_runs=settings.sandbox_concurrency,
+        cgroup=settings.sandbox_cgroup,
+        python=settings.sandbox_python,
     )

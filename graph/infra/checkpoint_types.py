@@ -19,21 +19,23 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import importlib
 import inspect
 from collections.abc import Iterable
+from types import ModuleType
 
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from pydantic import BaseModel
 
-STATE_MODULES = ("graph.state", "graph.context")
+from graph import context, state
+
+STATE_MODULES = (state, context)
 
 
-def state_types(modules: Iterable[str] = STATE_MODULES) -> set[tuple[str, str]]:
+def state_types(modules: Iterable[ModuleType] = STATE_MODULES) -> set[tuple[str, str]]:
     """(module, class) of every model, dataclass and enum defined in `modules`."""
     allowed: set[tuple[str, str]] = set()
-    for module_name in modules:
-        module = importlib.import_module(module_name)
+    for module in modules:
+        module_name = module.__name__
         for name, value in vars(module).items():
             if not inspect.isclass(value) or value.__module__ != module_name:
                 continue

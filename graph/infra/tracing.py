@@ -81,3 +81,13 @@ def configure_tracing(settings: Settings) -> langsmith.Client | None:
         langsmith.configure(client=client, enabled=True)
     log.info("tracing.langsmith", endpoint=client.api_url, masking="graph.privacy.mask_value")
     return client
+
+
+def flush_tracing(client: langsmith.Client | None, timeout_seconds: float = 5.0) -> None:
+    """Send what is queued before the process ends (blocking; call from a thread)."""
+    if client is None:
+        return
+    try:
+        client.flush(timeout=timeout_seconds)
+    except Exception as exc:
+        log.warning("tracing.flush_failed", error=str(exc)[:200])

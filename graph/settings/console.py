@@ -1,4 +1,4 @@
-"""Operator console (issue 7): accounting, prices, caps, alerts, dashboard.
+"""Operator console: accounting, prices, caps, alerts, dashboard.
 
 A section of `graph.settings.Settings`, kept in its own module so that no settings
 module grows past a screenful per concern; `Settings` inherits it, and code reads these

@@ -7,12 +7,7 @@ values from a `Settings` instance like every other knob.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from pydantic import BaseModel, Field
-
-if TYPE_CHECKING:
-    from tools.sandbox import SandboxLimits
 
 MEGABYTE = 1024 * 1024
 
@@ -97,19 +92,3 @@ class MediaSettings(BaseModel):
     sandbox_python: str = Field(
         default="/usr/bin/python3", validation_alias="WA_AGENT_SANDBOX_PYTHON"
     )
-
-    def sandbox_limits(self) -> SandboxLimits:
-        """The code_interpreter factory's limits (tools never read settings themselves)."""
-        from tools.sandbox import SandboxLimits  # tools/ is heavy to import; only when asked
-
-        return SandboxLimits(
-            wall_seconds=self.sandbox_wall_seconds,
-            cpu_seconds=self.sandbox_cpu_seconds,
-            memory_bytes=self.sandbox_memory_mb * MEGABYTE,
-            max_processes=self.sandbox_max_processes,
-            max_output_chars=self.sandbox_output_chars,
-            cpu_cores=self.sandbox_cpu_cores,
-            max_concurrent_runs=self.sandbox_concurrency,
-            cgroup=self.sandbox_cgroup,
-            python=self.sandbox_python,
-        )

@@ -1,4 +1,4 @@
-"""Business outcomes (issue 9): episodes, CSAT, answer cache.
+"""Business outcomes: episodes, CSAT, answer cache.
 
 A section of `graph.settings.Settings`, kept in its own module so that no settings
 module grows past a screenful per concern; `Settings` inherits it, and code reads these

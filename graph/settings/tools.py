@@ -1,4 +1,4 @@
-"""Tool platform (issue 5): registry, web search, deep research, MCP.
+"""Tool platform: registry, web search, deep research, MCP.
 
 A section of `graph.settings.Settings`, kept in its own module so that no settings
 module grows past a screenful per concern; `Settings` inherits it, and code reads these

@@ -1,4 +1,4 @@
-"""Streaming, Studio, LangSmith metadata and replay (issue 8).
+"""Streaming, Studio, LangSmith metadata and replay.
 
 A section of `graph.settings.Settings`, kept in its own module so that no settings
 module grows past a screenful per concern; `Settings` inherits it, and code reads these

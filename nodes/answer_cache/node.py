@@ -13,7 +13,7 @@ wrapped node runs untouched.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -32,11 +32,11 @@ from nodes.answer_cache.cache import (
 )
 from nodes.answer_cache.store import agent_stamp
 from nodes.answer_cache.trust import said_nothing_before, tool_results
+from nodes.node_types import ContextNode
 from nodes.specialists import current_agents
 
 log = structlog.get_logger(__name__)
 
-AgentNode = Callable[[ConversationState, Runtime[ConversationContext]], Awaitable[dict[str, Any]]]
 FLAG = "answer_cache"
 
 
@@ -55,8 +55,8 @@ def _configuration_stamp(config: AgentConfig) -> str:
 
 
 def with_answer_cache(
-    node: AgentNode, name: str, cache: AnswerCache, defaults: Mapping[str, AgentConfig]
-) -> AgentNode:
+    node: ContextNode, name: str, cache: AnswerCache, defaults: Mapping[str, AgentConfig]
+) -> ContextNode:
     async def answer(
         state: ConversationState, runtime: Runtime[ConversationContext]
     ) -> dict[str, Any]:
@@ -115,7 +115,7 @@ async def _lookup(
 async def _answer_from(
     found: LookupResult | None,
     name: str,
-    node: AgentNode,
+    node: ContextNode,
     state: ConversationState,
     runtime: Runtime[ConversationContext],
 ) -> dict[str, Any]:

@@ -14,9 +14,11 @@ import threading
 
 import structlog
 
+from graph.infra.embeddings import shared_local_minilm
 from nodes.intents.days import DayReader
 from nodes.intents.language import LanguageGuesser
 from nodes.intents.reader import LocalRouter, RequestReader
+from nodes.routing import IntentRouter
 
 log = structlog.get_logger(__name__)
 
@@ -55,9 +57,6 @@ def shared_reader() -> RequestReader:
     global _reader
     with _lock:
         if _reader is None:
-            from graph.infra.embeddings import shared_local_minilm  # the composition's, lazily
-            from nodes.routing import IntentRouter
-
             router = IntentRouter.create(shared_local_minilm())
             _reader = reader_over(router, dict(router.examples.by_language))
             log.info("menu.reader_ready", languages=sorted(router.examples.by_language))

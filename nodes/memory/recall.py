@@ -24,6 +24,7 @@ from graph.state import (
 )
 from nodes.memory.counters import RECALL_SECONDS, RECALLS
 from nodes.memory.store import LongTermMemory
+from nodes.node_types import ContextNode
 
 log = structlog.get_logger(__name__)
 
@@ -37,7 +38,7 @@ def turn_query(state: ConversationState) -> str:
     return "\n".join(t for t in texts if t)[:MAX_QUERY_CHARS]
 
 
-def make_recall_node(memory: LongTermMemory | None, *, timeout_seconds: float = 2.0) -> Any:
+def make_recall_node(memory: LongTermMemory | None, *, timeout_seconds: float = 2.0) -> ContextNode:
     async def recall_memories(
         state: ConversationState, runtime: Runtime[ConversationContext]
     ) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from langchain_core.messages import (
 from graph.state import ConversationState
 from nodes.memory.counters import SUMMARIES
 from nodes.memory.history import HistoryBudget
+from nodes.node_types import StateNode
 
 log = structlog.get_logger(__name__)
 
@@ -102,7 +103,7 @@ class Summarizer:
         return self.budget.counter.truncate(text, self.budget.summary_tokens)
 
 
-def make_summarize_node(summarizer: Summarizer) -> Any:
+def make_summarize_node(summarizer: Summarizer) -> StateNode:
     budget = summarizer.budget
 
     async def summarize(state: ConversationState) -> dict[str, Any]:

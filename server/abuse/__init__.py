@@ -35,12 +35,8 @@ from server.abuse.memory_limiter import MemoryLimiter
 from server.abuse.rate_policy import Clock, LimiterUnavailable, Policy, system_clock
 from server.abuse.redis_store import RedisLimiter, connect_redis
 from server.audit import AuditThrottle, record_audit, record_folded
-from server.http.admin.auth import configured_tokens
-from server.whatsapp.client import WhatsAppClient
 
 log = structlog.get_logger(__name__)
-
-MIN_TOKEN_BYTES = 24
 
 __all__ = ["AbuseProtection", "build_limiter", "open_abuse_protection"]
 
@@ -161,16 +157,6 @@ async def _keep_cache_in_sync(blacklist: Blacklist, every_seconds: float) -> Non
             log.error("abuse.blacklist_sync_failed", error=str(exc)[:200])
 
 
-def _warn_about_weak_tokens(settings: Settings) -> None:
-    for name, token in configured_tokens(settings).items():
-        if len(token) < MIN_TOKEN_BYTES:
-            log.warning(
-                "admin.weak_token",
-                name=name,
-                advice=f"use at least {MIN_TOKEN_BYTES} random characters (openssl rand -hex 24)",
-            )
-
-
 class _Refill:
     """After a Redis outage: give the store back what Postgres knows, once, even when
     many turns notice the recovery at the same moment."""
@@ -193,12 +179,10 @@ class _Refill:
 async def open_abuse_protection(
     settings: Settings,
     pool: Pool,
-    whatsapp: WhatsAppClient | None,
     *,
     clock: Clock = system_clock,
 ) -> AsyncIterator[AbuseProtection]:
     limiter = build_limiter(settings, clock)
-    _warn_about_weak_tokens(settings)
     blacklist = Blacklist(pool, limiter)
     await _warm_up(blacklist, settings)
     if isinstance(limiter, RedisLimiter):
@@ -212,7 +196,7 @@ async def open_abuse_protection(
             pool=pool,
             limiter=limiter,
             blacklist=blacklist,
-            gate=AbuseGate(pool, limiter, blacklist, whatsapp, settings),
+            gate=AbuseGate(pool, limiter, blacklist, settings),
             ingress=IngressGuard(settings.ingress_rate, settings.ingress_burst),
             audit_throttle=AuditThrottle(settings.audit_throttle_seconds),
         )

@@ -1,12 +1,7 @@
-"""The gate: the worker asks it, after claiming a turn and before any model call, whether
-this customer may be answered now; the streaming API asks the same question (`screen`),
-so a customer meets the same limits whichever way they write.
-
-A refused turn is closed right here: its messages are marked handled (with the reason in
-`inbound_messages.gate`), its run is `refused`, and the customer gets at most one
-notice per step of the ladder through the outbox — never a model call, never a token.
-Each decision is written on the run before anything else happens, so a job retried
-after a crash neither counts the same messages twice nor sends a second notice.
+"""The gate: the runner asks it, after claiming a turn and before any model call, whether
+this customer may be answered now (`screen`), whatever channel they write on, so a
+customer meets the same limits whichever way they write. What happens to a refused turn
+(its notice, its run closed) is the runner's (server/runner/admission.py).
 
 Escalations (warning, block, blacklist) go to Postgres with an audit row: the ladder
 survives restarts and every step can be traced to its moment. The limiter decides a
@@ -22,16 +17,13 @@ answers again — weaker (one process only), never no limit at all.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
 
 import structlog
 from prometheus_client import Counter
 
 from graph.infra.database import Pool
 from graph.settings import Settings
-from graph.state import text_reply
 from server.abuse.blacklist import Blacklist, Limiter, to_datetime
 from server.abuse.memory_limiter import MemoryLimiter
 from server.abuse.rate_policy import (
@@ -44,10 +36,6 @@ from server.abuse.rate_policy import (
     now_ms,
 )
 from server.audit import record_audit
-from server.runner.outbox import deliver_parts, stage_parts
-from server.runner.transport import Transport, Watched
-from server.telemetry import RUNS
-from server.whatsapp.client import WhatsAppClient
 
 log = structlog.get_logger(__name__)
 
@@ -56,23 +44,6 @@ SYSTEM_ACTOR = "system"
 
 DECISIONS = Counter("wa_agent_gate_decisions_total", "Abuse gate decisions by outcome", ["outcome"])
 TOKENS = Counter("wa_agent_customer_tokens_total", "Model tokens counted against daily budgets")
-
-
-class GatedTurn(Protocol):
-    """What the gate needs of a claimed turn (server.runner.conversation_runner.Claim)."""
-
-    @property
-    def run_id(self) -> str: ...
-    @property
-    def conversation_id(self) -> str: ...
-    @property
-    def wa_id(self) -> str: ...
-    @property
-    def messages(self) -> Sequence[Any]: ...
-    @property
-    def attempts(self) -> int: ...
-    @property
-    def resumed(self) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -159,52 +130,17 @@ class AbuseGate:
         pool: Pool,
         limiter: Limiter,
         blacklist: Blacklist,
-        whatsapp: WhatsAppClient | None,
         settings: Settings,
         notices: Notices | None = None,
     ) -> None:
         self.pool = pool
         self.limiter = limiter
         self.blacklist = blacklist
-        self.whatsapp = whatsapp
         self.settings = settings
         self.notices = notices or Notices()
         # Counts in this process while Redis is down (fail open); None while it answers.
         self._stand_in: MemoryLimiter | None = None
         self._stand_in_lock = asyncio.Lock()
-
-    async def admit(self, turn: GatedTurn, transport: Transport | None = None) -> bool:
-        """True: run the graph. False: the turn was refused and is closed already (its
-        notice, if any, sent through `transport`, the conversation's channel; WhatsApp
-        when not given)."""
-        reason = await self._recorded(turn.run_id) if turn.resumed else None
-        if reason == ADMITTED:
-            return True
-        watched = isinstance(transport, Watched)
-        if reason is None:
-            # A watched turn (the web stream) has someone waiting: it is refused, not
-            # kept for later, when the limiter is down and the gate fails closed.
-            can_wait = turn.attempts < self.settings.job_max_attempts and not watched
-            request = GateRequest(turn.wa_id, turn.conversation_id, len(turn.messages), can_wait)
-            decision = await self.screen(request)
-            if decision.admitted:
-                await self._record(turn.run_id, ADMITTED)
-                return True
-            if decision.notice:
-                await stage_parts(
-                    self.pool,
-                    conversation_id=turn.conversation_id,
-                    run_id=turn.run_id,
-                    wa_id=turn.wa_id,
-                    parts=[text_reply(decision.notice)],
-                    agent="gate",
-                )
-            await self._record(turn.run_id, decision.reason)
-            reason = decision.reason
-            if isinstance(transport, Watched):
-                await transport.refused(decision.reason, decision.message)
-        await self._close(turn, reason, transport or self.whatsapp)
-        return False
 
     async def screen(self, request: GateRequest) -> Decision:
         """The decision on one turn, any step up the ladder already written to Postgres.
@@ -325,31 +261,3 @@ class AbuseGate:
                 details=details,
                 remote_addr=None,
             )
-
-    async def _recorded(self, run_id: str) -> str | None:
-        async with self.pool.connection() as conn:
-            cur = await conn.execute("SELECT gate FROM conversation_runs WHERE id = %s", (run_id,))
-            row = await cur.fetchone()
-        return row["gate"] if row else None
-
-    async def _record(self, run_id: str, reason: str) -> None:
-        async with self.pool.connection() as conn:
-            await conn.execute(
-                "UPDATE conversation_runs SET gate = %s WHERE id = %s", (reason, run_id)
-            )
-
-    async def _close(self, turn: GatedTurn, reason: str, transport: Transport | None) -> None:
-        """Send the notice, if any, then mark the run and its messages handled."""
-        await deliver_parts(self.pool, transport, turn.run_id)
-        async with self.pool.connection() as conn, conn.transaction():
-            await conn.execute(
-                "UPDATE conversation_runs SET status = 'refused', gate = %s,"
-                " finished_at = now() WHERE id = %s",
-                (reason, turn.run_id),
-            )
-            await conn.execute(
-                "UPDATE inbound_messages SET processed_at = now(), gate = %s WHERE run_id = %s",
-                (reason, turn.run_id),
-            )
-        RUNS.labels(outcome="refused").inc()
-        log.info("abuse.turn_refused", reason=reason, messages=len(turn.messages))

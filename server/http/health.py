@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from graph.infra.database import PoolStats, migration_status
+from server.http.dependencies import services_of
 from server.services import Services
 
 router = APIRouter()
@@ -35,7 +36,7 @@ async def readyz(request: Request) -> JSONResponse:
     """Ready when the database answers, every migration is applied and the queue's
     schema is reachable; the pool's figures come along for whoever is debugging. Both
     checks run at once, each bounded, so an unreachable database is said in time."""
-    services: Services = request.app.state.services
+    services = services_of(request)
     database, queue = await asyncio.gather(_check_database(services), _check_queue(services))
     checks: dict[str, object] = {**database, **queue}
     if services.worker_task is not None:

@@ -24,7 +24,7 @@ import hashlib
 import hmac
 import secrets
 import uuid
-from typing import Annotated, Any
+from typing import Annotated
 
 import structlog
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from server.audit import record_folded
 from server.http.admin.auth import configured_tokens, match_token
 from server.http.admin.throttle import client_address, note_failure, refuse_if_throttled
+from server.http.dependencies import services_of
 
 log = structlog.get_logger(__name__)
 
@@ -65,7 +66,7 @@ def _bearer(request: Request) -> str | None:
 
 async def _refuse(request: Request, reason: str, status: int, detail: str) -> HTTPException:
     """Count the failure against the address, audit it folded, and build the answer."""
-    services: Any = request.app.state.services
+    services = services_of(request)
     note_failure(request)
     address = client_address(request) or None
     log.warning("stream.auth_refused", reason=reason, path=request.url.path, remote_addr=address)
@@ -84,7 +85,7 @@ async def _refuse(request: Request, reason: str, status: int, detail: str) -> HT
 
 async def require_backend(request: Request) -> str:
     """The web chat backend (or an admin): the name of the token presented."""
-    settings = request.app.state.services.settings
+    settings = services_of(request).settings
     tokens = configured_tokens(settings)
     if settings.stream_api_token is not None:
         tokens["stream-api"] = settings.stream_api_token.get_secret_value().encode()
@@ -102,7 +103,7 @@ async def require_conversation_token(request: Request, conversation_id: uuid.UUI
     """The web conversation's id when the bearer token is that conversation's own."""
     await refuse_if_throttled(request, credential="conversation_token")
     presented = _bearer(request)
-    async with request.app.state.services.pool.connection() as conn:
+    async with services_of(request).pool.connection() as conn:
         cur = await conn.execute(
             "SELECT token_sha256 FROM web_conversations WHERE conversation_id = %s",
             (str(conversation_id),),
@@ -126,7 +127,7 @@ async def create_web_conversation(
     """A web conversation and the token that alone may stream into it (shown once)."""
     wa_id = f"web:{body.visitor or uuid.uuid4().hex}"
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    async with request.app.state.services.pool.connection() as conn, conn.transaction():
+    async with services_of(request).pool.connection() as conn, conn.transaction():
         await conn.execute(
             "INSERT INTO contacts (wa_id, profile_name) VALUES (%s, %s)"
             " ON CONFLICT (wa_id) DO UPDATE"

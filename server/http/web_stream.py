@@ -57,6 +57,7 @@ from graph.composition.turns import TurnOutcome, Waiting
 from graph.context import ConversationContext
 from graph.state import Reply, reply_text
 from server.abuse.gate import Decision
+from server.http.dependencies import services_of
 from server.http.web_conversations import require_conversation_token
 from server.runner.inbox import record_inbound
 from server.runner.transport import WEB
@@ -89,11 +90,6 @@ class StreamTurn(BaseModel):
     text: str = Field(min_length=1, max_length=4096)
 
 
-def _services(request: Request) -> Services:
-    services: Services = request.app.state.services
-    return services
-
-
 WebConversation = Annotated[str, Depends(require_conversation_token)]
 
 
@@ -101,7 +97,7 @@ WebConversation = Annotated[str, Depends(require_conversation_token)]
 async def stream_turn(
     request: Request, body: StreamTurn, conversation: WebConversation
 ) -> EventSourceResponse:
-    services = _services(request)
+    services = services_of(request)
     context = await _context(services, conversation)
     return EventSourceResponse(_events(services, context, body.text), ping=15)
 

@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from psycopg_pool import PoolTimeout
 
 from server.abuse.validation import InvalidWebhook, parse_webhook
+from server.http.dependencies import services_of
 from server.runner.inbox import record_inbound, record_status
 from server.services import Services
 from server.telemetry import WEBHOOK_LATENCY, WEBHOOK_REQUESTS
@@ -39,11 +40,6 @@ def signature_is_valid(body: bytes, header: str | None, app_secret: str) -> bool
     return hmac.compare_digest(expected, header.removeprefix("sha256="))
 
 
-def _services(request: Request) -> Services:
-    services: Services = request.app.state.services
-    return services
-
-
 @router.get("/webhook")
 async def verify_subscription(
     request: Request,
@@ -51,7 +47,7 @@ async def verify_subscription(
     token: Annotated[str | None, Query(alias="hub.verify_token")] = None,
     challenge: Annotated[str | None, Query(alias="hub.challenge")] = None,
 ) -> Response:
-    expected = _services(request).settings.whatsapp_verify_token
+    expected = services_of(request).settings.whatsapp_verify_token
     if (
         mode == "subscribe"
         and expected is not None
@@ -73,7 +69,7 @@ async def receive_webhook(request: Request) -> Response:
 
 
 async def _acknowledge(request: Request) -> Response:
-    services = _services(request)
+    services = services_of(request)
     settings = services.settings
     body = await request.body()  # raw: the signature covers raw bytes (size: body_limit)
     secret = settings.whatsapp_app_secret

@@ -14,15 +14,16 @@ delivery is tracked.
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import Counter
 
+from graph.composition.agent_configs import AgentDirectory
+from graph.composition.feature_flags import FeatureFlags
+from graph.composition.graph_pool import GraphPool
 from graph.composition.replay import (
     CheckpointInfo,
     Replayer,
@@ -32,15 +33,28 @@ from graph.composition.replay import (
     checkpoint_history,
 )
 from graph.context import ConversationContext
+from graph.infra.database import Pool
 from graph.infra.trace_metadata import app_version
-from graph.settings import Settings
 from graph.state import Reply
-from server.abuse.commands import cli_actor
 from server.audit import record_audit
 from server.runner.outbox import deliver_parts, reply_parts, stage_parts
-from server.services import Services, open_services
+from server.runner.transport import Transport
 
 REPLAYS = Counter("wa_agent_replays_total", "Replays and forks run by developers", ["kind", "sent"])
+
+
+@dataclass(frozen=True)
+class Replays:
+    """What a replay uses of the running service: its pool and graphs, today's agents and
+    flags (a replay runs with the configuration of now), the channel a sent answer goes
+    out through, and the version stamped on its traces."""
+
+    pool: Pool
+    graphs: GraphPool
+    agents: AgentDirectory
+    flags: FeatureFlags
+    channel: Transport | None
+    version: str | None
 
 
 @dataclass(frozen=True)
@@ -53,13 +67,13 @@ class ReplayRequest:
     state: dict[str, Any] | None = None
 
 
-async def conversation_context(services: Services, conversation_id: str) -> ConversationContext:
+async def conversation_context(replays: Replays, conversation_id: str) -> ConversationContext:
     """The context a turn of this conversation runs with today (agents, flags)."""
     try:
         conversation_id = str(uuid.UUID(conversation_id))
     except ValueError as exc:
         raise ReplayNotFound(f"not a conversation id: {conversation_id!r}") from exc
-    async with services.pool.connection() as conn:
+    async with replays.pool.connection() as conn:
         cur = await conn.execute(
             "SELECT c.wa_id, k.profile_name FROM agent_conversations c"
             " JOIN contacts k USING (wa_id) WHERE c.id = %s",
@@ -72,27 +86,27 @@ async def conversation_context(services: Services, conversation_id: str) -> Conv
         conversation_id=conversation_id,
         wa_id=row["wa_id"],
         customer_name=row["profile_name"],
-        agents=await services.agents.current(),
-        flags=await services.flags.for_customer(row["wa_id"]),
+        agents=await replays.agents.current(),
+        flags=await replays.flags.for_customer(row["wa_id"]),
     )
 
 
 async def list_checkpoints(
-    services: Services, conversation_id: str, limit: int = 50
+    replays: Replays, conversation_id: str, limit: int = 50
 ) -> list[CheckpointInfo]:
-    context = await conversation_context(services, conversation_id)
-    async with services.runner.graphs.borrow() as graph:
+    context = await conversation_context(replays, conversation_id)
+    async with replays.graphs.borrow() as graph:
         return await checkpoint_history(graph, context.conversation_id, limit=limit)
 
 
 async def run_replay(
-    services: Services, request: ReplayRequest, *, actor: str, remote_addr: str | None = None
+    replays: Replays, request: ReplayRequest, *, actor: str, remote_addr: str | None = None
 ) -> tuple[ReplayResult, int]:
     """The replay's result and how many messages went to the customer (0 unless `send`);
     audited as `actor` before anything is sent."""
-    context = await conversation_context(services, request.conversation_id)
-    version = app_version(services.settings.app_version)
-    async with services.runner.graphs.borrow() as graph:
+    context = await conversation_context(replays, request.conversation_id)
+    version = app_version(replays.version)
+    async with replays.graphs.borrow() as graph:
         replayer = Replayer(graph, version)
         if request.fork_text is not None and request.state:
             raise ReplayError("edit the message (fork) or the state (replay), not both")
@@ -102,7 +116,7 @@ async def run_replay(
             result = await replayer.replay(context, request.checkpoint_id, request.state)
     parts = reply_parts(result.replies) if request.send else []
     run_id = str(uuid.uuid4()) if request.send else None
-    async with services.pool.connection() as conn:
+    async with replays.pool.connection() as conn:
         await record_audit(
             conn,
             actor=actor,
@@ -116,24 +130,24 @@ async def run_replay(
             },
             remote_addr=remote_addr,
         )
-    sent = await send_replies(services, context, parts, run_id) if run_id else 0
+    sent = await send_replies(replays, context, parts, run_id) if run_id else 0
     REPLAYS.labels(kind=result.kind, sent="yes" if request.send else "no").inc()
     return result, sent
 
 
 async def send_replies(
-    services: Services, context: ConversationContext, parts: list[Reply], run_id: str
+    replays: Replays, context: ConversationContext, parts: list[Reply], run_id: str
 ) -> int:
     """Through the outbox like any answer (its own run id: each part at most once)."""
     await stage_parts(
-        services.pool,
+        replays.pool,
         conversation_id=context.conversation_id,
         run_id=run_id,
         wa_id=context.wa_id,
         parts=parts,
         agent="replay",
     )
-    return await deliver_parts(services.pool, services.whatsapp, run_id)
+    return await deliver_parts(replays.pool, replays.channel, run_id)
 
 
 # --- the command line -----------------------------------------------------------------
@@ -155,25 +169,7 @@ def add_command(commands: Any) -> None:
     replay.add_argument("--json", action="store_true", help="print JSON instead of text")
 
 
-async def run_command(settings: Settings, args: argparse.Namespace) -> int:
-    async with open_services(settings, run_worker_here=False, migrate=False) as services:
-        try:
-            if args.list:
-                checkpoints = await list_checkpoints(services, args.conversation, args.limit)
-                _print_checkpoints(checkpoints, as_json=args.json)
-                return 0
-            request = ReplayRequest(
-                args.conversation, args.checkpoint, args.fork, args.send, args.state
-            )
-            result, sent = await run_replay(services, request, actor=cli_actor())
-        except ReplayError as exc:
-            print(f"replay: {exc}", file=sys.stderr)
-            return 2
-    _print_result(result, sent, as_json=args.json, send=args.send)
-    return 0
-
-
-def _print_checkpoints(checkpoints: list[CheckpointInfo], *, as_json: bool) -> None:
+def print_checkpoints(checkpoints: list[CheckpointInfo], *, as_json: bool) -> None:
     if as_json:
         print(json.dumps([c.as_dict() for c in checkpoints], indent=2))
         return
@@ -187,7 +183,7 @@ def _print_checkpoints(checkpoints: list[CheckpointInfo], *, as_json: bool) -> N
         print(line)
 
 
-def _print_result(result: ReplayResult, sent: int, *, as_json: bool, send: bool) -> None:
+def print_result(result: ReplayResult, sent: int, *, as_json: bool, send: bool) -> None:
     if as_json:
         print(json.dumps({**result.as_dict(), "sent": sent}, indent=2, default=str))
         return

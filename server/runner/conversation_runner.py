@@ -27,6 +27,7 @@ from graph.settings import Settings
 from graph.state import text_reply
 from server.abuse.gate import AbuseGate
 from server.abuse.usage import metered_usage
+from server.runner.admission import admit
 from server.runner.graph_phase import GraphPhase, Thought, TurnHooks
 from server.runner.outbox import (
     DeliveryDeferred,
@@ -194,8 +195,11 @@ class ConversationRunner:
         thought: Thought | None = None
         failed, tokens = False, 0
         try:
-            if self.gate is not None and not await self.gate.admit(claim, transport):
-                return Step()  # refused before any model call; the gate closed the run
+            admitted = self.gate is None or await admit(
+                self.gate, self.pool, claim, transport, max_attempts=self.options.max_attempts
+            )
+            if not admitted:
+                return Step()  # refused before any model call, and closed
             if isinstance(transport, Watched):
                 await transport.on_event(TurnEvent("started", {"run_id": claim.run_id}))
             staged: list[StagedPart] | None = None  # None: the outbox says what to send

@@ -141,6 +141,35 @@ async def wake_runs_waiting_on_whatsapp(pool: Pool) -> list[str]:
         return [row["conversation_id"] for row in await cur.fetchall()]
 
 
+async def gate_of(pool: Pool, run_id: str) -> str | None:
+    """What the abuse gate decided for this run, if it decided yet."""
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT gate FROM conversation_runs WHERE id = %s", (run_id,))
+        row = await cur.fetchone()
+    return row["gate"] if row else None
+
+
+async def record_gate(pool: Pool, run_id: str, decision: str) -> None:
+    async with pool.connection() as conn:
+        await conn.execute(
+            "UPDATE conversation_runs SET gate = %s WHERE id = %s", (decision, run_id)
+        )
+
+
+async def close_refused_run(pool: Pool, run_id: str, reason: str) -> None:
+    """The run refused by the gate: it and its messages are done, with the reason."""
+    async with pool.connection() as conn, conn.transaction():
+        await conn.execute(
+            "UPDATE conversation_runs SET status = 'refused', gate = %s,"
+            " finished_at = now() WHERE id = %s",
+            (reason, run_id),
+        )
+        await conn.execute(
+            "UPDATE inbound_messages SET processed_at = now(), gate = %s WHERE run_id = %s",
+            (reason, run_id),
+        )
+
+
 def _as_customer_message(row: dict[str, Any]) -> HumanMessage:
     return customer_message(
         row["text"],

@@ -24,7 +24,8 @@ import asyncio
 import json
 import time
 
-from psycopg.rows import dict_row
+from psycopg import AsyncConnection
+from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from graph.composition.agent_configs import load_default_agents
@@ -100,6 +101,7 @@ async def replay(
             answer=f"answer for {item.key}",
             tokens=cost,
             tools_used={"search_knowledge_base"},
+            grounded_on=[f"knowledge base: answer for {item.key}"],
         )
     repeats = sum(item.repeat for item in workload)
     return {
@@ -144,6 +146,7 @@ async def near_misses(cache: AnswerCache) -> tuple[int, int, int, int]:
             answer="cached",
             tokens=1,
             tools_used=set(),
+            grounded_on=["cached"],
         )
         hit = (await cache.lookup(asked, agent=agent, agent_stamp="pairs")).served is not None
         wrong += int(hit and pair["kind"] == "near_miss")
@@ -154,7 +157,7 @@ async def near_misses(cache: AnswerCache) -> tuple[int, int, int, int]:
 
 async def main(questions: int, seed: int) -> None:
     tune_benchmark_process()
-    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None)
     workload = build_workload(total=questions, seed=seed)
     print_header(
         "Answer cache",
@@ -168,9 +171,13 @@ async def main(questions: int, seed: int) -> None:
     prompt_tokens = tokens_per_answer(settings)
     async with bench_postgres() as pg:
         db_url = await pg.fresh_database("cache")
-        async with AsyncConnectionPool(
-            db_url, kwargs={"row_factory": dict_row, "autocommit": True}
-        ) as pool:
+        pool: AsyncConnectionPool[AsyncConnection[DictRow]] = AsyncConnectionPool(
+            db_url,
+            connection_class=AsyncConnection[DictRow],
+            kwargs={"row_factory": dict_row, "autocommit": True},
+            open=False,
+        )
+        async with pool:
             cache = AnswerCache(
                 AnswerCacheStore(pool), shared_local_minilm(), cache_config(settings)
             )

@@ -57,7 +57,10 @@ async def measure(runs: int) -> dict[str, list[float]]:
     tool = make_code_interpreter_tool(limits)
     answer = await tool.ainvoke({"code": "print(1+1)"})
     assert str(answer).splitlines() == ["ok", "2"], answer
-    bwrap_only = [*sandbox_command(limits)[:-5], "/usr/bin/true"]
+    command = sandbox_command(
+        limits, processes=limits.max_processes, uid=None, seccomp_fd=None
+    )  # no control group, no uid change, no system-call filter: the launch alone
+    bwrap_only = [*command[:-5], "/usr/bin/true"]
     with measuring():
         return {
             "code_interpreter tool, print(1+1)": await time_runs(
@@ -69,7 +72,7 @@ async def measure(runs: int) -> dict[str, list[float]]:
             "python -I -S, no sandbox": await time_runs(
                 lambda: run_process([limits.python, "-I", "-S", "-"], b"print(1+1)"), runs
             ),
-            "prlimit + bwrap around /usr/bin/true": await time_runs(
+            "prlimit + bwrap around /usr/bin/true (no cgroup, seccomp)": await time_runs(
                 lambda: run_process(bwrap_only, b""), runs
             ),
         }

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from server.audit import record_audit
 from server.http.admin.auth import require_admin
+from server.http.dependencies import services_of
 from server.services import Services
 
 router = APIRouter(tags=["agents"])
@@ -30,14 +31,9 @@ class AgentChanges(BaseModel):
     enabled: bool | None = None
 
 
-def _services(request: Request) -> Services:
-    services: Services = request.app.state.services
-    return services
-
-
 @router.get("/agents")
 async def list_agents(request: Request, _: Admin) -> list[dict[str, Any]]:
-    agents = await _services(request).agents.current()
+    agents = await services_of(request).agents.current()
     return [asdict(agent) for agent in agents.values()]
 
 
@@ -45,7 +41,7 @@ async def list_agents(request: Request, _: Admin) -> list[dict[str, Any]]:
 async def change_agent(
     request: Request, name: str, changes: AgentChanges, admin: Admin
 ) -> dict[str, Any]:
-    services = _services(request)
+    services = services_of(request)
     if name not in services.agents.defaults:
         raise HTTPException(404, f"no agent named {name!r}")
     fields = changes.model_dump(exclude_unset=True)

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from server.audit import list_audit
 from server.http.admin.auth import require_admin
+from server.http.dependencies import services_of
 
 router = APIRouter(tags=["audit"])
 
@@ -23,5 +24,5 @@ async def read_audit(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[dict[str, Any]]:
     """The newest rows first; filter by action, target and time."""
-    async with request.app.state.services.pool.connection() as conn:
+    async with services_of(request).pool.connection() as conn:
         return await list_audit(conn, action=action, target=target, since=since, limit=limit)

@@ -23,6 +23,7 @@ from graph.settings import Settings
 from server.audit import record_folded
 from server.http.admin.throttle import client_address, note_failure, refuse_if_throttled
 from server.http.dashboard.session import cookie_admin
+from server.http.dependencies import services_of
 
 log = structlog.get_logger(__name__)
 
@@ -84,7 +85,7 @@ def _bearer(header: str | None) -> str | None:
 async def require_admin(request: Request) -> str:
     """FastAPI dependency: the admin's name, or 401/429/503. A bearer token, or the
     dashboard's session cookie when no token is presented."""
-    services: Any = request.app.state.services
+    services = services_of(request)
     tokens = configured_tokens(services.settings)
     if not tokens:
         raise HTTPException(503, "admin API disabled: set ADMIN_TOKEN or ADMIN_TOKENS")

@@ -18,6 +18,7 @@ from server.abuse.blacklist import to_datetime
 from server.abuse.rate_policy import LimiterUnavailable, PenaltyState
 from server.abuse.validation import normalize_customer_id
 from server.http.admin.auth import require_admin
+from server.http.dependencies import services_of
 from server.services import Services
 
 router = APIRouter(tags=["blacklist"])
@@ -37,11 +38,6 @@ class BlockRequest(BaseModel):
     )
 
 
-def _services(request: Request) -> Services:
-    services: Services = request.app.state.services
-    return services
-
-
 def _customer(services: Services, raw: str) -> str:
     try:
         return normalize_customer_id(raw, services.settings.phone_region)
@@ -56,7 +52,7 @@ def _address(request: Request) -> str | None:
 @router.get("/blacklist")
 async def list_blacklist(request: Request, _: Admin) -> list[dict[str, Any]]:
     """Everyone blocked right now, newest first."""
-    entries = await _services(request).abuse.blacklist.active()
+    entries = await services_of(request).abuse.blacklist.active()
     return [entry.as_json() for entry in entries]
 
 
@@ -68,7 +64,7 @@ async def customer_standing(request: Request, wa_id: str, _: Admin) -> dict[str,
     unreachable (Redis down) the operator still gets the entry, with `"penalty":
     "unknown"` and `"limiter": "unavailable"` — and no 404, since nobody can say then
     that nothing stands against the customer."""
-    services = _services(request)
+    services = services_of(request)
     customer = _customer(services, wa_id)
     entry = await services.abuse.blacklist.entry(customer)
     blacklisted = entry.as_json() if entry else None
@@ -102,7 +98,7 @@ def _ladder(penalty: PenaltyState) -> dict[str, Any]:
 
 @router.post("/blacklist", status_code=201)
 async def block_customer(request: Request, block: BlockRequest, admin: Admin) -> dict[str, Any]:
-    services = _services(request)
+    services = services_of(request)
     customer = _customer(services, block.wa_id)
     expires_at = None
     if block.expires_in_seconds is not None:
@@ -121,7 +117,7 @@ async def block_customer(request: Request, block: BlockRequest, admin: Admin) ->
 @router.delete("/blacklist/{wa_id}", status_code=204)
 async def unblock_customer(request: Request, wa_id: str, admin: Admin) -> Response:
     """Unblock and forget the penalty ladder; 404 when there was nothing to lift."""
-    services = _services(request)
+    services = services_of(request)
     customer = _customer(services, wa_id)
     if not await services.abuse.blacklist.remove(
         customer, actor=admin, remote_addr=_address(request)

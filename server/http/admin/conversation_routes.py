@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from server.audit import record_audit
 from server.http.admin.auth import require_admin
+from server.http.dependencies import services_of
 from server.runner.queue import OPERATOR_RELEASE_TASK, OPERATOR_REPLY_TASK, enqueue_operator_action
 from server.runner.transport import answer_queue
 from server.services import Services
@@ -31,11 +32,6 @@ class ActionAccepted(BaseModel):
     job_id: int
 
 
-def _services(request: Request) -> Services:
-    services: Services = request.app.state.services
-    return services
-
-
 @router.get("/conversations")
 async def list_conversations(
     request: Request,
@@ -43,7 +39,7 @@ async def list_conversations(
     status: Literal["active", "escalated"] | None = None,
     limit: Annotated[int, Field(ge=1, le=200)] = 50,
 ) -> list[dict[str, Any]]:
-    async with _services(request).pool.connection() as conn:
+    async with services_of(request).pool.connection() as conn:
         cur = await conn.execute(
             "SELECT c.id, c.wa_id, k.profile_name, c.status, c.last_inbound_at, c.updated_at"
             " FROM agent_conversations c JOIN contacts k USING (wa_id)"
@@ -58,7 +54,7 @@ async def list_conversations(
 async def transcript(
     request: Request, conversation_id: uuid.UUID, _: Admin
 ) -> list[dict[str, Any]]:
-    async with _services(request).pool.connection() as conn:
+    async with services_of(request).pool.connection() as conn:
         cur = await conn.execute(
             "SELECT role, agent, content, created_at FROM agent_messages"
             " WHERE conversation_id = %s ORDER BY id",
@@ -96,7 +92,7 @@ async def _queue_action(
 ) -> ActionAccepted:
     """Only a conversation waiting for a person takes operator actions; each gets an id
     now, so its job is idempotent when retried."""
-    services = _services(request)
+    services = services_of(request)
     queue_name = await _require_escalated(services, conversation_id)
     action_id = str(uuid.uuid4())
     job_id = await enqueue_operator_action(
@@ -128,7 +124,7 @@ async def _require_escalated(services: Services, conversation_id: uuid.UUID) -> 
 
 
 async def _audit(request: Request, admin: str, action: str, target: uuid.UUID) -> None:
-    async with _services(request).pool.connection() as conn:
+    async with services_of(request).pool.connection() as conn:
         await record_audit(
             conn,
             actor=admin,

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from graph.context import FLAG_DEFAULTS
 from server.audit import record_audit
 from server.http.admin.auth import require_admin
-from server.services import Services
+from server.http.dependencies import services_of
 
 router = APIRouter(tags=["flags"])
 
@@ -25,14 +25,9 @@ class FlagChange(BaseModel):
     description: str = Field(default="", max_length=300)
 
 
-def _services(request: Request) -> Services:
-    services: Services = request.app.state.services
-    return services
-
-
 @router.get("/flags")
 async def list_flags(request: Request, _: Admin) -> list[dict[str, Any]]:
-    services = _services(request)
+    services = services_of(request)
     async with services.pool.connection() as conn:
         cur = await conn.execute(
             "SELECT name, enabled, rollout_percent, description, updated_at FROM feature_flags"
@@ -48,7 +43,7 @@ async def list_flags(request: Request, _: Admin) -> list[dict[str, Any]]:
 async def set_flag(request: Request, name: str, change: FlagChange, admin: Admin) -> dict[str, Any]:
     if name not in FLAG_DEFAULTS:
         raise HTTPException(404, f"no flag named {name!r}; known: {', '.join(FLAG_DEFAULTS)}")
-    services = _services(request)
+    services = services_of(request)
     async with services.pool.connection() as conn, conn.transaction():
         cur = await conn.execute(
             """

@@ -11,8 +11,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 
 from server.http.admin.auth import require_admin
+from server.http.dependencies import services_of
 from server.outcomes.figures import list_episodes, outcome_figures
-from server.services import Services
 
 router = APIRouter(tags=["outcomes"])
 
@@ -30,7 +30,7 @@ async def get_outcomes(
     ] = None,
     until: Annotated[datetime | None, Query(description="ISO 8601; default now")] = None,
 ) -> dict[str, Any]:
-    services: Services = request.app.state.services
+    services = services_of(request)
     until = _aware(until) if until else datetime.now(UTC)
     since = _aware(since) if since else until - DEFAULT_PERIOD
     if since >= until:
@@ -48,7 +48,7 @@ async def get_episodes(
     conversation_id: uuid.UUID | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> list[dict[str, Any]]:
-    services: Services = request.app.state.services
+    services = services_of(request)
     return await list_episodes(
         services.pool,
         outcome=outcome,

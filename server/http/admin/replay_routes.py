@@ -17,8 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from graph.composition.replay import ReplayError, ReplayNotFound
 from server.http.admin.auth import require_admin
+from server.http.dependencies import services_of
 from server.operations.conversation_replay import ReplayRequest, list_checkpoints, run_replay
-from server.services import Services
 
 router = APIRouter(tags=["replay"])
 
@@ -36,11 +36,6 @@ class ReplayBody(BaseModel):
     send: bool = False
 
 
-def _services(request: Request) -> Services:
-    services: Services = request.app.state.services
-    return services
-
-
 @router.get("/conversations/{conversation_id}/checkpoints")
 async def checkpoints(
     request: Request,
@@ -49,7 +44,9 @@ async def checkpoints(
     limit: Annotated[int, Field(ge=1, le=500)] = 50,
 ) -> list[dict[str, Any]]:
     try:
-        history = await list_checkpoints(_services(request), str(conversation_id), limit)
+        history = await list_checkpoints(
+            services_of(request).replays(), str(conversation_id), limit
+        )
     except ReplayError as exc:
         raise HTTPException(404, str(exc)) from exc
     return [checkpoint.as_dict() for checkpoint in history]
@@ -59,13 +56,13 @@ async def checkpoints(
 async def replay(
     request: Request, conversation_id: uuid.UUID, body: ReplayBody, admin: Admin
 ) -> dict[str, Any]:
-    services = _services(request)
+    replays = services_of(request).replays()
     replay_request = ReplayRequest(
         str(conversation_id), body.checkpoint_id, body.fork_text, body.send, body.state
     )
     address = request.client.host if request.client else None
     try:
-        result, sent = await run_replay(services, replay_request, actor=admin, remote_addr=address)
+        result, sent = await run_replay(replays, replay_request, actor=admin, remote_addr=address)
     except ReplayError as exc:
         raise HTTPException(404 if isinstance(exc, ReplayNotFound) else 422, str(exc)) from exc
     return {**result.as_dict(), "sent": sent}

@@ -17,13 +17,12 @@ trusted, so no header a client writes can move it to a fresh window.
 
 from __future__ import annotations
 
-from typing import Any
-
 import structlog
 from fastapi import HTTPException, Request
 
 from server.audit import record_folded
 from server.http.dashboard.session import FailedLogins
+from server.http.dependencies import services_of
 
 log = structlog.get_logger(__name__)
 
@@ -55,7 +54,7 @@ async def refuse_if_throttled(request: Request, *, credential: str) -> None:
     wait = credential_failures(request).retry_after(address)
     if wait is None:
         return
-    services: Any = request.app.state.services
+    services = services_of(request)
     log.warning("auth.throttled", credential=credential, path=request.url.path, remote_addr=address)
     await record_folded(
         services.pool,

@@ -15,8 +15,8 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 
 from server.abuse.validation import normalize_customer_id
 from server.http.admin.auth import require_admin
+from server.http.dependencies import services_of
 from server.operations.erasure import ErasureBusy, forget_customer
-from server.services import Services
 
 router = APIRouter(tags=["users"])
 
@@ -25,7 +25,7 @@ Admin = Annotated[str, Depends(require_admin)]
 
 @router.delete("/users/{wa_id}")
 async def forget_user(request: Request, wa_id: str, admin: Admin) -> dict[str, Any]:
-    services: Services = request.app.state.services
+    services = services_of(request)
     try:
         customer = normalize_customer_id(wa_id, services.settings.phone_region)
     except ValueError as exc:

@@ -31,6 +31,7 @@ from server.http.admin.throttle import client_address, credential_failures
 from server.http.dashboard import aggregates, timeline
 from server.http.dashboard.aggregates import Window
 from server.http.dashboard.session import close_session, open_session, session_admin
+from server.http.dependencies import services_of
 from server.services import Services
 
 log = structlog.get_logger(__name__)
@@ -63,18 +64,13 @@ templates.env.filters["mask_phone"] = mask_phone
 router = APIRouter(prefix="/admin", include_in_schema=False)
 
 
-def _services(request: Request) -> Services:
-    services: Services = request.app.state.services
-    return services
-
-
 class LoginRequired(HTTPException):
     def __init__(self) -> None:
         super().__init__(303, "login required", {"Location": "/admin/login"})
 
 
 async def require_session(request: Request) -> str:
-    services = _services(request)
+    services = services_of(request)
     tokens = configured_tokens(services.settings)
     if not tokens:
         raise HTTPException(503, "admin dashboard disabled: set ADMIN_TOKEN or ADMIN_TOKENS")
@@ -105,7 +101,7 @@ async def login(
     """A session for a valid token, audited (`admin.login`) before the cookie is set.
     While the address is over its failed-login limit every try is 429 and the token is
     not even compared, so the answer tells a guesser nothing."""
-    services = _services(request)
+    services = services_of(request)
     address = client_address(request)
     failures = credential_failures(request)
     wait = failures.retry_after(address)
@@ -162,7 +158,7 @@ async def _locked_out(
 async def logout(request: Request) -> RedirectResponse:
     """Ends the session on the server, not only in this browser: a copy of the cookie
     taken earlier stops working too. Audited when a session was open."""
-    services = _services(request)
+    services = services_of(request)
     tokens = configured_tokens(services.settings)
     response = RedirectResponse("/admin/login", status_code=303)
     admin = await close_session(response, request, services.settings, services.pool, tokens)
@@ -181,7 +177,7 @@ async def logout(request: Request) -> RedirectResponse:
 
 @router.get("", response_class=HTMLResponse)
 async def overview(request: Request, admin: Operator, days: int | None = None) -> HTMLResponse:
-    services = _services(request)
+    services = services_of(request)
     span = min(max(days or services.settings.dashboard_days, 1), 365)
     figures = await aggregates.overview(services.pool, Window.last_days(span))
     waiting = await timeline.waiting_count(services.pool)
@@ -200,7 +196,7 @@ async def overview(request: Request, admin: Operator, days: int | None = None) -
 
 @router.get("/conversations", response_class=HTMLResponse)
 async def conversations(request: Request, admin: Operator, q: str = "") -> HTMLResponse:
-    found = await timeline.search(_services(request).pool, q[:100], limit=100)
+    found = await timeline.search(services_of(request).pool, q[:100], limit=100)
     return _page(request, "conversations.html", admin, conversations=found, q=q[:100])
 
 
@@ -208,7 +204,7 @@ async def conversations(request: Request, admin: Operator, q: str = "") -> HTMLR
 async def conversation(
     request: Request, conversation_id: uuid.UUID, admin: Operator
 ) -> HTMLResponse:
-    found = await timeline.conversation(_services(request).pool, str(conversation_id))
+    found = await timeline.conversation(services_of(request).pool, str(conversation_id))
     if found is None:
         raise HTTPException(404, "no such conversation")
     return _page(request, "conversation.html", admin, conversation=found)
@@ -216,7 +212,7 @@ async def conversation(
 
 @router.get("/inbox", response_class=HTMLResponse)
 async def inbox(request: Request, admin: Operator) -> HTMLResponse:
-    pool = _services(request).pool
+    pool = services_of(request).pool
     waiting = await timeline.search(pool, "", status="escalated", limit=INBOX_PAGE)
     threads = [await timeline.conversation(pool, row["id"]) for row in waiting]
     return _page(request, "inbox.html", admin, threads=[t for t in threads if t])
@@ -224,7 +220,7 @@ async def inbox(request: Request, admin: Operator) -> HTMLResponse:
 
 @router.get("/agents", response_class=HTMLResponse)
 async def agents(request: Request, admin: Operator) -> HTMLResponse:
-    services = _services(request)
+    services = services_of(request)
     configured = list((await services.agents.current()).values())
     flags = await list_flags(request, admin)
     return _page(
@@ -239,7 +235,7 @@ async def agents(request: Request, admin: Operator) -> HTMLResponse:
 
 @router.get("/blacklist", response_class=HTMLResponse)
 async def blacklist(request: Request, admin: Operator) -> HTMLResponse:
-    entries = [entry.as_json() for entry in await _services(request).abuse.blacklist.active()]
+    entries = [entry.as_json() for entry in await services_of(request).abuse.blacklist.active()]
     return _page(request, "blacklist.html", admin, entries=entries)
 
 
