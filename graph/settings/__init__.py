@@ -7,7 +7,6 @@ instances as they like in one process.
 
 from __future__ import annotations
 
-import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -15,9 +14,12 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from graph.settings.abuse import AbuseSettings
+from graph.settings.business import BusinessSettings
 from graph.settings.console import ConsoleSettings
 from graph.settings.http import HttpSecuritySettings
 from graph.settings.media import MediaSettings
+from graph.settings.memory import MemorySettings
 from graph.settings.outcomes import OutcomeSettings
 from graph.settings.retention import RetentionSettings
 from graph.settings.tools import ToolSettings
@@ -25,6 +27,9 @@ from graph.settings.tracing import TracingSettings
 
 
 class Settings(
+    MemorySettings,
+    BusinessSettings,
+    AbuseSettings,
     ToolSettings,
     MediaSettings,
     ConsoleSettings,
@@ -36,8 +41,9 @@ class Settings(
 ):
     """Configuration names are a stable interface (see DESIGN.md): do not rename them.
 
-    Later capabilities keep their knobs in section classes (graph/settings_*.py) that
-    this class inherits, so each concern's settings stay in one short module.
+    Each concern keeps its knobs in a section class of its own module in this package,
+    which this class inherits; the storage, server, worker, model, routing, WhatsApp
+    and observability knobs every process reads stay here.
     """
 
     # `NAME=` in .env means "not set", as .env.example lists every name empty.
@@ -160,220 +166,6 @@ class Settings(
     whatsapp_timeout_seconds: float = Field(
         default=10.0, gt=0, validation_alias="WHATSAPP_TIMEOUT_S"
     )
-
-    # --- memory ----------------------------------------------------------------------
-    # Tokens of history (running summary + messages) the model reads each turn; older
-    # messages are folded into the summary. 0 = no budget: the whole thread is sent.
-    memory_history_tokens: int = Field(
-        default=1500, ge=0, validation_alias="WA_AGENT_MEMORY_HISTORY_TOKENS"
-    )
-    memory_summary_tokens: int = Field(  # the summary's share of that budget, at most
-        default=300, ge=50, validation_alias="WA_AGENT_MEMORY_SUMMARY_TOKENS"
-    )
-    # Long-term memories per customer (needs pgvector): recalled into the agents'
-    # prompts, extracted by a queued job after each answered turn. false = neither.
-    memory_enabled: bool = Field(default=True, validation_alias="WA_AGENT_MEMORY")
-    memory_model: str | None = Field(  # summaries and extraction; unset = WA_AGENT_MODEL
-        default=None, validation_alias="WA_AGENT_MEMORY_MODEL"
-    )
-    # Memories are extracted this long after a reply went out; turns answered meanwhile
-    # are read by the same job: one extraction call per burst of messages, not per turn.
-    memory_remember_delay_seconds: float = Field(
-        default=60.0, ge=0, validation_alias="WA_AGENT_MEMORY_REMEMBER_DELAY_S"
-    )
-    memory_recall_k: int = Field(
-        default=5, ge=1, le=50, validation_alias="WA_AGENT_MEMORY_RECALL_K"
-    )
-    memory_min_similarity: float = Field(  # cosine; less similar memories are not recalled
-        default=0.2, ge=0.0, le=1.0, validation_alias="WA_AGENT_MEMORY_MIN_SIMILARITY"
-    )
-    memory_duplicate_similarity: float = Field(  # a new memory this close updates the old
-        default=0.85, ge=0.5, le=1.0, validation_alias="WA_AGENT_MEMORY_DUPLICATE_SIMILARITY"
-    )
-    memory_half_life_days: float = Field(  # recency weight halves this often
-        default=90.0, gt=0, validation_alias="WA_AGENT_MEMORY_HALF_LIFE_DAYS"
-    )
-    # Cleanup: memories under the floor go once untouched for the TTL; at most
-    # `MAX_PER_USER` per customer (the least important and stalest go first).
-    memory_importance_floor: float = Field(
-        default=0.4, ge=0.0, le=1.0, validation_alias="WA_AGENT_MEMORY_IMPORTANCE_FLOOR"
-    )
-    memory_ttl_days: float = Field(default=180.0, gt=0, validation_alias="WA_AGENT_MEMORY_TTL_DAYS")
-    memory_max_per_user: int = Field(
-        default=200, ge=1, validation_alias="WA_AGENT_MEMORY_MAX_PER_USER"
-    )
-    embedding_cache_days: float = Field(  # cached vectors unused this long are dropped
-        default=30.0, gt=0, validation_alias="WA_AGENT_EMBEDDING_CACHE_DAYS"
-    )
-    # Threads idle this long keep only their latest checkpoint (replay history older
-    # than that goes; the summary and memories keep what matters). 0 = keep everything.
-    checkpoint_retention_days: float = Field(
-        default=30.0, ge=0, validation_alias="WA_AGENT_CHECKPOINT_RETENTION_DAYS"
-    )
-    # When the memory cleanup and checkpoint retention jobs run (cron, UTC).
-    maintenance_cron: str = Field(
-        default="*/30 * * * *", validation_alias="WA_AGENT_MAINTENANCE_CRON"
-    )
-
-    # --- business tools --------------------------------------------------------------
-    # Bookings are offered and shown in this time zone; the database keeps UTC.
-    business_timezone: str = Field(
-        default="Africa/Kigali", validation_alias="WA_AGENT_BUSINESS_TIMEZONE"
-    )
-    # The FAQ / policy Markdown documents indexed into pgvector; unset: prompts/knowledge.
-    knowledge_dir: Path | None = Field(default=None, validation_alias="WA_AGENT_KNOWLEDGE_DIR")
-    # manual: bank-transfer / mobile-money instructions with a reference (no account
-    # needed); http: a hosted payment-link service at WA_AGENT_PAYMENT_API_BASE_URL.
-    payment_provider: Literal["manual", "http"] = Field(
-        default="manual", validation_alias="WA_AGENT_PAYMENT_PROVIDER"
-    )
-    payment_api_base_url: str | None = Field(
-        default=None, validation_alias="WA_AGENT_PAYMENT_API_BASE_URL"
-    )
-    payment_api_key: SecretStr | None = Field(
-        default=None, validation_alias="WA_AGENT_PAYMENT_API_KEY"
-    )
-    payment_timeout_seconds: float = Field(
-        default=10.0, gt=0, validation_alias="WA_AGENT_PAYMENT_TIMEOUT_S"
-    )
-    payment_max_attempts: int = Field(
-        default=3, ge=1, le=10, validation_alias="WA_AGENT_PAYMENT_MAX_ATTEMPTS"
-    )
-    bank_name: str = Field(default="Bank of Kigali", validation_alias="WA_AGENT_BANK_NAME")
-    bank_account_name: str = Field(
-        default="Inzira Bikes Ltd", validation_alias="WA_AGENT_BANK_ACCOUNT_NAME"
-    )
-    bank_account_number: str = Field(
-        default="00040-0123456-78", validation_alias="WA_AGENT_BANK_ACCOUNT_NUMBER"
-    )
-    mobile_money_code: str | None = Field(
-        default=None, validation_alias="WA_AGENT_MOBILE_MONEY_CODE"
-    )
-
-    # --- search / research (tools come in a later issue) -----------------------------
-    tavily_api_key: SecretStr | None = Field(default=None, validation_alias="TAVILY_API_KEY")
-    tavily_base_url: str | None = Field(default=None, validation_alias="TAVILY_BASE_URL")
-    perplexity_api_key: SecretStr | None = Field(
-        default=None, validation_alias="PERPLEXITY_API_KEY"
-    )
-    perplexity_base_url: str | None = Field(default=None, validation_alias="PERPLEXITY_BASE_URL")
-
-    # --- abuse protection & security ---------------------------------------------------
-    # Sliding windows per customer, "count/duration" (s, m, h, d), comma-separated; every
-    # message a turn answers counts. Going over any window climbs the penalty ladder.
-    rate_limits: Annotated[tuple[tuple[int, int], ...], NoDecode] = Field(
-        default=((20, 60), (200, 3600), (1000, 86400)), validation_alias="WA_AGENT_RATE_LIMITS"
-    )
-    # The ladder: a warning first, then these blocks in turn, then the blacklist.
-    block_durations: Annotated[tuple[int, ...], NoDecode] = Field(
-        default=(300, 1800, 7200), validation_alias="WA_AGENT_BLOCK_DURATIONS"
-    )
-    auto_blacklist_seconds: int = Field(  # 0 = until an operator unblocks
-        default=7 * 86400, ge=0, validation_alias="WA_AGENT_AUTO_BLACKLIST_S"
-    )
-    penalty_reset_seconds: int = Field(  # this long without a violation forgets the ladder
-        default=86400, gt=0, validation_alias="WA_AGENT_PENALTY_RESET_S"
-    )
-    daily_token_budget: int = Field(  # model tokens per customer per UTC day; 0 = none
-        default=200_000, ge=0, validation_alias="WA_AGENT_DAILY_TOKEN_BUDGET"
-    )
-    # Webhook guard, per sender and process: beyond this rate (burst allowed) deliveries
-    # are refused with 429 (Meta redelivers later), so a flood costs no database write.
-    # 0 = off.
-    ingress_rate: float = Field(default=5.0, ge=0, validation_alias="WA_AGENT_INGRESS_RATE")
-    ingress_burst: int = Field(default=40, ge=1, validation_alias="WA_AGENT_INGRESS_BURST")
-    # Redis down: true = limits are counted in each process meanwhile (the in-process
-    # limiter stands in; the blacklist still holds, from Postgres); false = turns wait
-    # in the queue until Redis is back.
-    redis_fail_open: bool = Field(default=True, validation_alias="WA_AGENT_REDIS_FAIL_OPEN")
-    redis_timeout_ms: int = Field(default=250, ge=1, validation_alias="WA_AGENT_REDIS_TIMEOUT_MS")
-    redis_retry_seconds: float = Field(  # how long a failed Redis is left alone
-        default=5.0, gt=0, validation_alias="WA_AGENT_REDIS_RETRY_S"
-    )
-    redis_prefix: str = Field(default="wa-agent:", validation_alias="WA_AGENT_REDIS_PREFIX")
-    blacklist_sync_seconds: float = Field(
-        default=30.0, gt=0, validation_alias="WA_AGENT_BLACKLIST_SYNC_S"
-    )
-    # Named admin tokens, "name:token,name:token"; the name goes into the audit log.
-    admin_tokens: Annotated[dict[str, SecretStr], NoDecode] = Field(
-        default_factory=dict, validation_alias="ADMIN_TOKENS"
-    )
-    # WhatsApp's own limit for a text message: a longer one was not typed in WhatsApp.
-    max_text_chars: int = Field(default=4096, ge=1, validation_alias="WA_AGENT_MAX_TEXT_CHARS")
-    # Webhook messages older than this are ignored (logged, not stored, not answered):
-    # Meta redelivers for up to 7 days while the webhook fails, so anything older is a
-    # replay, not a retry. Past 24 h only templates reach the customer anyway. 0 = off.
-    webhook_max_age_days: float = Field(
-        default=7.0, ge=0, validation_alias="WA_AGENT_WEBHOOK_MAX_AGE_DAYS"
-    )
-    # Extra PII formats as a JSON object {"label": "regex"}; matches become "[label]".
-    pii_patterns: dict[str, str] = Field(
-        default_factory=dict, validation_alias="WA_AGENT_PII_PATTERNS"
-    )
-    # Region for numbers an operator types without a country code (e.g. RW); None = must
-    # be international.
-    phone_region: str | None = Field(default=None, validation_alias="WA_AGENT_PHONE_REGION")
-    audit_throttle_seconds: float = Field(  # per address, for signature and login failures
-        default=60.0, ge=0, validation_alias="WA_AGENT_AUDIT_THROTTLE_S"
-    )
-
-    @staticmethod
-    def duration_seconds(text: str) -> int:
-        """ "90", "15m", "2h", "1d", "minute" → seconds."""
-        units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-        words = {"second": "s", "minute": "m", "hour": "h", "day": "d"}
-        match = re.fullmatch(r"\s*(\d+)?\s*([a-z]*)\s*", text.lower())
-        unit = match.group(2).rstrip("s") if match else ""
-        unit = words.get(unit, unit) or "s"
-        if match is None or unit not in units or (match.group(1) is None and unit == "s"):
-            raise ValueError(f"not a duration: {text!r} (use e.g. 90, 15m, 2h, 1d)")
-        return int(match.group(1) or 1) * units[unit]
-
-    @field_validator("rate_limits", mode="before")
-    @classmethod
-    def _parse_rate_limits(cls, raw: object) -> object:
-        if not isinstance(raw, str):
-            return raw
-        rules = []
-        for part in filter(None, (p.strip() for p in raw.split(","))):
-            count, _, window = part.partition("/")
-            if not count.strip().isdigit() or not window:
-                raise ValueError(f"not a rate limit: {part!r} (use e.g. 20/1m)")
-            rule = (int(count), cls.duration_seconds(window))
-            if min(rule) < 1:
-                raise ValueError(f"a rate limit needs a count and a window: {part!r}")
-            rules.append(rule)
-        return tuple(rules)
-
-    @field_validator("block_durations", mode="before")
-    @classmethod
-    def _parse_block_durations(cls, raw: object) -> object:
-        if isinstance(raw, str):
-            return tuple(cls.duration_seconds(p) for p in raw.split(",") if p.strip())
-        return raw
-
-    @field_validator("admin_tokens", mode="before")
-    @classmethod
-    def _parse_admin_tokens(cls, raw: object) -> object:
-        if not isinstance(raw, str):
-            return raw
-        tokens: dict[str, str] = {}
-        for part in filter(None, (p.strip() for p in raw.split(","))):
-            name, _, token = part.partition(":")
-            if not name.strip() or not token.strip():
-                raise ValueError("ADMIN_TOKENS must look like name:token,name:token")
-            tokens[name.strip()] = token.strip()
-        return tokens
-
-    @field_validator("pii_patterns")
-    @classmethod
-    def _compile_pii_patterns(cls, patterns: dict[str, str]) -> dict[str, str]:
-        for label, pattern in patterns.items():
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(f"WA_AGENT_PII_PATTERNS[{label!r}]: {exc}") from exc
-        return patterns
 
     # --- observability ---------------------------------------------------------------
     langsmith_tracing: bool = Field(

@@ -8,7 +8,7 @@ and base URLs are the stable names in Settings itself (TAVILY_*, PERPLEXITY_*).
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator
 
 from tools.tool_config import McpServerConfig, ToolOverride, check_server_names
 
@@ -43,6 +43,14 @@ class ToolSettings(BaseModel):
     mcp_servers: dict[str, McpServerConfig] = Field(
         default_factory=dict, validation_alias="WA_AGENT_MCP_SERVERS"
     )
+
+    # Web search (Tavily) and deep research (Perplexity); unset: those tools are not offered.
+    tavily_api_key: SecretStr | None = Field(default=None, validation_alias="TAVILY_API_KEY")
+    tavily_base_url: str | None = Field(default=None, validation_alias="TAVILY_BASE_URL")
+    perplexity_api_key: SecretStr | None = Field(
+        default=None, validation_alias="PERPLEXITY_API_KEY"
+    )
+    perplexity_base_url: str | None = Field(default=None, validation_alias="PERPLEXITY_BASE_URL")
 
     @field_validator("mcp_servers")
     @classmethod

@@ -18,6 +18,7 @@ from datetime import timedelta
 
 from graph.infra.database import open_pool, resolve_database_url
 from graph.settings import Settings
+from graph.settings.abuse import duration_seconds
 from server.abuse import build_limiter
 from server.abuse.blacklist import Blacklist
 from server.abuse.validation import normalize_customer_id
@@ -51,7 +52,7 @@ async def block(settings: Settings, raw: str, reason: str, duration: str | None)
     if customer is None:
         return 2
     try:
-        seconds = Settings.duration_seconds(duration) if duration else None
+        seconds = duration_seconds(duration) if duration else None
     except ValueError as exc:
         print(exc, file=sys.stderr)
         return 2

@@ -59,6 +59,7 @@ from graph.state import Reply, reply_text
 from server.abuse.gate import Decision
 from server.http.dependencies import services_of
 from server.http.web_conversations import require_conversation_token
+from server.runner.conversations import find_conversation
 from server.runner.inbox import record_inbound
 from server.runner.transport import WEB
 from server.runner.turn_lock import ConversationBusy, conversation_turn_lock
@@ -103,22 +104,16 @@ async def stream_turn(
 
 
 async def _context(services: Services, conversation_id: str) -> ConversationContext:
-    async with services.pool.connection() as conn:
-        cur = await conn.execute(
-            "SELECT c.wa_id, k.profile_name FROM agent_conversations c"
-            " JOIN contacts k USING (wa_id) WHERE c.id = %s",
-            (conversation_id,),
-        )
-        row = await cur.fetchone()
-    if row is None:
+    found = await find_conversation(services.pool, conversation_id)
+    if found is None:
         raise HTTPException(404, "no such conversation")
     return ConversationContext(
         conversation_id=conversation_id,
-        wa_id=row["wa_id"],
-        customer_name=row["profile_name"],
+        wa_id=found.wa_id,
+        customer_name=found.customer_name,
         channel="web",
         agents=await services.agents.current(),
-        flags=await services.flags.for_customer(row["wa_id"]),
+        flags=await services.flags.for_customer(found.wa_id),
     )
 
 

@@ -37,6 +37,7 @@ from graph.infra.database import Pool
 from graph.infra.trace_metadata import app_version
 from graph.state import Reply
 from server.audit import record_audit
+from server.runner.conversations import find_conversation
 from server.runner.outbox import deliver_parts, reply_parts, stage_parts
 from server.runner.transport import Transport
 
@@ -73,21 +74,15 @@ async def conversation_context(replays: Replays, conversation_id: str) -> Conver
         conversation_id = str(uuid.UUID(conversation_id))
     except ValueError as exc:
         raise ReplayNotFound(f"not a conversation id: {conversation_id!r}") from exc
-    async with replays.pool.connection() as conn:
-        cur = await conn.execute(
-            "SELECT c.wa_id, k.profile_name FROM agent_conversations c"
-            " JOIN contacts k USING (wa_id) WHERE c.id = %s",
-            (conversation_id,),
-        )
-        row = await cur.fetchone()
-    if row is None:
+    found = await find_conversation(replays.pool, conversation_id)
+    if found is None:
         raise ReplayNotFound(f"no conversation {conversation_id}")
     return ConversationContext(
         conversation_id=conversation_id,
-        wa_id=row["wa_id"],
-        customer_name=row["profile_name"],
+        wa_id=found.wa_id,
+        customer_name=found.customer_name,
         agents=await replays.agents.current(),
-        flags=await replays.flags.for_customer(row["wa_id"]),
+        flags=await replays.flags.for_customer(found.wa_id),
     )
 
 

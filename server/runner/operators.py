@@ -18,6 +18,7 @@ from graph.composition.graph_pool import GraphPool
 from graph.composition.turns import thread_config
 from graph.infra.database import Pool
 from graph.state import ConversationState, text_reply
+from server.runner.conversations import find_conversation
 from server.runner.outbox import deliver_parts, reply_parts, stage_parts
 from server.runner.transport import Channels
 
@@ -74,12 +75,7 @@ class OperatorDesk:
 
     async def _escalated_customer(self, conversation_id: str) -> tuple[str, str]:
         """The customer's key and the conversation's channel (its business number)."""
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT wa_id, phone_number_id FROM agent_conversations WHERE id = %s",
-                (conversation_id,),
-            )
-            row = await cur.fetchone()
-        if row is None:
+        found = await find_conversation(self.pool, conversation_id)
+        if found is None:
             raise LookupError(f"conversation {conversation_id} does not exist")
-        return str(row["wa_id"]), str(row["phone_number_id"])
+        return found.wa_id, found.phone_number_id

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from server.audit import record_audit
 from server.http.admin.auth import require_admin
 from server.http.dependencies import services_of
+from server.runner.conversations import find_conversation
 from server.runner.queue import OPERATOR_RELEASE_TASK, OPERATOR_REPLY_TASK, enqueue_operator_action
 from server.runner.transport import answer_queue
 from server.services import Services
@@ -110,17 +111,12 @@ async def _queue_action(
 
 async def _require_escalated(services: Services, conversation_id: uuid.UUID) -> str:
     """The queue of the conversation's channel, once it is known to wait for a person."""
-    async with services.pool.connection() as conn:
-        cur = await conn.execute(
-            "SELECT status, phone_number_id, wa_id FROM agent_conversations WHERE id = %s",
-            (conversation_id,),
-        )
-        row = await cur.fetchone()
-    if row is None:
+    found = await find_conversation(services.pool, str(conversation_id))
+    if found is None:
         raise HTTPException(404, "no such conversation")
-    if row["status"] != "escalated":
+    if found.status != "escalated":
         raise HTTPException(409, "the conversation is not waiting for a person")
-    return answer_queue(row["phone_number_id"], row["wa_id"])
+    return answer_queue(found.phone_number_id, found.wa_id)
 
 
 async def _audit(request: Request, admin: str, action: str, target: uuid.UUID) -> None:
