@@ -83,10 +83,12 @@ class WorkerProcesses:
 
 
 def worker_process_count(configured: str) -> int:
-    """`auto`: one per core this process may use; else the number given (0: the worker
-    runs inside `serve`, one interpreter as in a small or memory-tight deployment)."""
+    """`auto`: one per core this process may use but one, left to `serve` and Postgres
+    on the same machine (on two cores one worker process answered 26 conversations/s,
+    two 19/s: they took the webhook's and the database's CPU; BENCHMARKS.md); else the
+    number given (0: the worker runs inside `serve`, one interpreter)."""
     if configured.strip().lower() == "auto":
-        return max(1, len(os.sched_getaffinity(0)))
+        return max(1, len(os.sched_getaffinity(0)) - 1)
     count = int(configured)
     if count < 0:
         raise ValueError("WA_AGENT_WORKER_PROCESSES must be 'auto' or a number >= 0")

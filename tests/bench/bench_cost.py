@@ -4,7 +4,7 @@
         [--remember-wait 150] [--calls] [--isolated] [--save FILE] [--compare FILE]
         [--dump FILE]
 
-The service runs as it ships (`wa-agent serve` with its in-process worker, default
+The service runs as it ships (`wa-agent serve` with its default worker processes, default
 settings; only WA_AGENT_COALESCE_MS=0, which changes waiting, not tokens, and the demo
 shop's name) on a fresh embedded Postgres seeded with `wa-agent seed-demo`. Each
 conversation of tests/data/cost_conversations/ is a new customer: its turns go out as
@@ -271,7 +271,7 @@ async def main(args: argparse.Namespace) -> None:
     print_header(
         "bench_cost: prompt tokens and cost per typical conversation (gpt-4o-mini prices)",
         [
-            "service: `wa-agent serve` (in-process worker), default settings, "
+            "service: `wa-agent serve` (default worker processes), default settings, "
             "WA_AGENT_COALESCE_MS=0, seeded with `wa-agent seed-demo`",
             f"conversations: {len(conversations)} from {args.conversations}",
             "model: FakeOpenAIServer(usage_mode='openai'): o200k counts, prompt caching "

@@ -121,7 +121,11 @@ async def main_async(conversations: int, requests: int) -> None:
                 "the app on uvicorn in this process, no worker; loopback HTTP",
             ],
         )
-        settings = service_settings(url, admin_token=TOKEN, log_level="WARNING")
+        # The session cookie is Secure; httpx sends it over plain http to 127.0.0.1 only
+        # without the flag (a browser would, on localhost). Timing is the same either way.
+        settings = service_settings(
+            url, admin_token=TOKEN, log_level="WARNING", dashboard_insecure_cookie=True
+        )
         async with running_service(settings, with_worker=False) as service:
             rows = []
             window = Window.last_days(settings.dashboard_days)

@@ -3,8 +3,8 @@
     .venv/bin/python -m tests.bench.bench_recovery [--conversations 100]
         [--meta-outage 60] [--db-outage 10] [--sweep-rows 200000]
 
-`wa-agent serve` with every default (its in-process worker, the 1 s double-texting
-window) runs as its own process on an embedded Postgres of this benchmark's own; this
+`wa-agent serve` with every default (its worker processes, answering at once) runs as
+its own process on an embedded Postgres of this benchmark's own; this
 process holds the zero-latency fake model, the fake Graph API and "Meta", which
 delivers each customer's message until the webhook answers 200, again every second.
 
@@ -29,6 +29,7 @@ from pathlib import Path
 import httpx
 import procrastinate
 
+from graph.infra.database import apply_migrations
 from server.runner.healing import (
     JobWatch,
     heal_unanswered_conversations,
@@ -36,7 +37,13 @@ from server.runner.healing import (
     recover_stalled_jobs,
 )
 from tests.bench.common import percentile, print_header, print_table, tune_benchmark_process
-from tests.bench.processes import free_port, process_group, service_environment, wait_until_ready
+from tests.bench.processes import (
+    ProcessGroup,
+    free_port,
+    process_group,
+    service_environment,
+    wait_until_ready,
+)
 from tests.fakes.graph_api import FakeGraphAPI
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.faults.meta import Meta
@@ -133,8 +140,8 @@ async def main(args: argparse.Namespace) -> None:
     print_header(
         "bench_recovery: waiting conversations after an outage ends; the sweep's cost",
         [
-            "service: `wa-agent serve`, every default (in-process worker, 16 slots, "
-            "1 s double-texting window, healing every 10 s)",
+            "service: `wa-agent serve`, every default (worker processes: auto, 16 slots "
+            "each, no double-texting wait, healing every 10 s)",
             "this process: FakeOpenAIServer (no delay), FakeGraphAPI, and Meta: each "
             "customer's message delivered again every second until answered 200",
         ],
@@ -157,19 +164,16 @@ async def run_all(
     postgres: StoppablePostgres,
     openai: FakeOpenAIServer,
     graph_api: FakeGraphAPI,
-    group: object,
+    group: ProcessGroup,
 ) -> None:
-    from graph.infra.database import apply_migrations
-
     db_url = await create_database(postgres.url, unique_name("bench_recovery"))
     await apply_migrations(db_url)
     port = free_port()
-    env = service_environment(
-        db_url, openai.base_url, graph_api.base_url, PORT=str(port), WA_AGENT_COALESCE_MS="1000"
-    )
-    group.start("serve", ["-m", "server.cli", "serve"], env)  # type: ignore[attr-defined]
+    env = service_environment(db_url, openai.base_url, graph_api.base_url, PORT=str(port))
+    env.pop("WA_AGENT_COALESCE_MS")  # every default, the double-texting behaviour included
+    group.start("serve", ["-m", "server.cli", "serve"], env)
     base = f"http://127.0.0.1:{port}"
-    await wait_until_ready(base, group)  # type: ignore[arg-type]
+    await wait_until_ready(base, group)
     meta = await meta_outage(base, graph_api, args.conversations, args.meta_outage)
     db, refusals = await db_restart(base, graph_api, postgres, args.conversations, args.db_outage)
     async with httpx.AsyncClient(base_url=base) as client:

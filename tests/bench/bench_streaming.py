@@ -52,6 +52,9 @@ def settings_for(db_url: str, graph_api: FakeGraphAPI, openai: FakeOpenAIServer,
         openai_base_url=openai.base_url + "/v1",
         admin_token=ADMIN,
         flags=frozenset({"partial_delivery" if flag else "-partial_delivery"}),
+        # Thirty-odd SSE turns a minute on one conversation is the benchmark, not abuse:
+        # the default 20 a minute would refuse them.
+        rate_limits=((1000, 60),),
     )
 
 

@@ -3,11 +3,12 @@
     .venv/bin/python -m tests.bench.bench_webhook_ack [--rates 100 300] [--duration 20]
         [--workers 0 -1]
 
-`wa-agent serve` runs as its own process with its in-process worker on (the default,
-`--workers 0`), so the worker answering the messages competes for the CPU as it would
-in production. For comparison, `--workers -1` measures the webhook path alone (`serve
---no-worker`, no worker anywhere: jobs pile up) and `--workers N` measures `serve
---no-worker` beside N `wa-agent worker` processes. This process holds the fake model,
+`wa-agent serve` runs as its own process exactly as `make serve` starts it (`--workers
+0`: its default worker processes, one per core, supervised by `serve`), so the workers
+answering the messages compete for the CPU as they would in production. For
+comparison, `--workers -1` measures the webhook path alone (`serve --no-worker`, no
+worker anywhere: jobs pile up) and `--workers N` measures `serve --no-worker` beside N
+`wa-agent worker` processes. This process holds the fake model,
 the fake Graph API and the load generator. Each (shape, rate) gets a fresh database and
 fresh processes. After each run every request answered 200 must have its row in
 `inbound_messages`.
@@ -172,7 +173,7 @@ def report(results: Sequence[AckResult], duration: float) -> None:
 def shape_label(workers: int) -> str:
     if workers < 0:
         return "serve, no worker at all"
-    return "serve+in-process worker" if workers == 0 else f"serve + {workers} worker proc"
+    return "serve (default)" if workers == 0 else f"serve + {workers} worker proc"
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -180,8 +181,8 @@ async def main(args: argparse.Namespace) -> None:
     print_header(
         "bench_webhook_ack: POST /webhook acknowledgement latency",
         [
-            "service: `wa-agent serve` subprocess (uvicorn + in-process worker; defaults: "
-            "16 worker slots, pool 20), WA_AGENT_COALESCE_MS=0, LOG_LEVEL=WARNING; for "
+            "service: `wa-agent serve` subprocess as `make serve` runs it (worker processes "
+            "one per core, 16 slots each, pool 20), WA_AGENT_COALESCE_MS=0, LOG_LEVEL=WARNING; for "
             "comparison `serve --no-worker` with no worker at all (the webhook path alone)",
             "this process: load generator (raw asyncio HTTP/1.1, keep-alive pool), "
             "FakeOpenAIServer (no delay, echo), FakeGraphAPI (TCP_NODELAY)",
@@ -214,7 +215,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=int,
         nargs="+",
         default=[0, -1],
-        help="0 = serve with its in-process worker (the default shape), -1 = serve without "
+        help="0 = serve as make serve runs it (the default shape), -1 = serve without "
         "any worker, N = serve + N worker processes",
     )
     args = parser.parse_args(argv)

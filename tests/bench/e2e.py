@@ -203,7 +203,7 @@ class Measured:
 async def start_service(
     group: ProcessGroup, env: dict[str, str], db_url: str, port: int, workers: int
 ) -> str:
-    """`wa-agent serve` with its in-process worker (workers=0), `serve --no-worker`
+    """`wa-agent serve` as `make serve` runs it (workers=0), `serve --no-worker`
     beside `workers` worker processes, or `serve --no-worker` alone (workers < 0: jobs
     pile up unanswered); returns the webhook URL once all are ready."""
     serve = ["-m", "server.cli", "serve"] + (["--no-worker"] if workers else [])
