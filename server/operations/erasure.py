@@ -8,7 +8,9 @@ own `adelete_thread`):
   transcript; the metrics and tool records keyed to those conversations;
 - their queued jobs (turns, operator actions, memory extraction), finished or not;
 - their contact row and, through it, bookings, payments and support tickets;
-- their blacklist entry and penalty ladder (also in the rate limiter).
+- their blacklist entry and penalty ladder (also in the rate limiter);
+- their STOP/START choice about proactive messages (it would cascade from the contact
+  row; named here so the report counts it).
 
 What stays of their messages is a tombstone each: the SHA-256 of the message id
 (migrations/0018_erased_wamids.sql), so a delivery Meta repeats later is recognised as
@@ -114,6 +116,7 @@ _DELETIONS: Sequence[tuple[str, str]] = (
     ("inbound_messages", "DELETE FROM inbound_messages WHERE wa_id = %(wa_id)s"),
     ("outbound_messages", "DELETE FROM outbound_messages WHERE wa_id = %(wa_id)s"),
     ("conversations", "DELETE FROM agent_conversations WHERE wa_id = %(wa_id)s"),
+    ("consent", "DELETE FROM proactive_consent WHERE wa_id = %(wa_id)s"),
     ("contact", "DELETE FROM contacts WHERE wa_id = %(wa_id)s"),
     ("blacklist", "DELETE FROM blacklist WHERE wa_id = %(wa_id)s"),
     ("penalties", "DELETE FROM abuse_penalties WHERE wa_id = %(wa_id)s"),

@@ -15,6 +15,9 @@ defaults are what they are):
   sessions;
 - audit: the audit log, longest of all (the database refuses under 30 days).
 
+Kept as long as the customer is: their STOP/START choice (`proactive_consent`), since a
+"no" must outlive the messages that said it; erasure removes it with the contact.
+
 Why batches: one `DELETE` of a year's rows would hold its locks and bloat the WAL for
 minutes; a few thousand rows per statement, each statement its own transaction with a
 short lock timeout, never makes the webhook or a turn wait more than a moment. Every

@@ -4,8 +4,9 @@ The question is a WhatsApp list (reply buttons allow only three; the scale needs
 plus "skip"): rows `csat:<episode>:<1-5|skip>`. It is sent at most once per episode
 (`csat_requested_at` is set before sending, in the transaction that checks it), never
 more than once per `WA_AGENT_CSAT_MIN_INTERVAL_H` per customer, never while the
-conversation waits for a person, never outside WhatsApp's 24-hour window, and only with
-the `csat` flag on for that customer.
+conversation waits for a person, never outside WhatsApp's 24-hour window, never to a
+customer who opted out of messages they did not ask for (server/outcomes/consent.py),
+and only with the `csat` flag on for that customer.
 
 A tap is recorded in the worker without any graph run (no model call, no new episode):
 the rating is tied to the episode and its last agent. A text the customer writes within
@@ -25,6 +26,7 @@ from langchain_core.messages import HumanMessage
 from graph.composition.feature_flags import FeatureFlags
 from graph.infra.database import Pool
 from graph.state import MenuReply, Reply, text_reply, whatsapp_meta
+from server.outcomes.consent import may_message_first
 from server.outcomes.episode_rules import RESOLVED
 from server.outcomes.episodes import ClosedEpisode
 from server.runner.conversation_runner import Claim
@@ -113,6 +115,8 @@ class Csat:
             return False
         if self.flags is None or not (await self.flags.for_customer(episode.wa_id)).get("csat"):
             return False
+        if not await may_message_first(self.pool, episode.wa_id):
+            return False  # they wrote STOP: a rating question is not theirs to answer
         if not await self._reserve(episode):
             return False
         run_id = csat_run_id(episode.id)

@@ -1,11 +1,11 @@
 """Business outcomes around each turn: the runner's hooks and the periodic chores.
 
-`before_turn` takes CSAT taps and comments out of a claim (answered without a graph
-run); `after_turn` reads what the graph decided (agents, handoffs, whether it waits)
-from the thread's checkpoint and adds the turn to its episode, which may close on a
-goodbye and then ask for a rating. The periodic `close_idle_episodes` task closes
-episodes nothing moved in for the idle time, and asks for ratings the same way;
-`purge_answer_cache` drops answer-cache entries past their TTL.
+`before_turn` takes STOP/START keywords, then CSAT taps and comments, out of a claim
+(answered without a graph run); `after_turn` reads what the graph decided (agents,
+handoffs, whether it waits) from the thread's checkpoint and adds the turn to its
+episode, which may close on a goodbye and then ask for a rating. The periodic
+`close_idle_episodes` task closes episodes nothing moved in for the idle time, and asks
+for ratings the same way; `purge_answer_cache` drops answer-cache entries past their TTL.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from graph.composition.turns import TurnOutcome, thread_config
 from graph.infra.database import Pool
 from graph.settings import Settings
 from graph.state import Reply, reply_text
+from server.outcomes.consent import Consent
 from server.outcomes.csat import Csat
 from server.outcomes.episode_rules import agent_confirms_goodbye, is_goodbye
 from server.outcomes.episodes import ClosedEpisode, Episodes, TurnRecord
@@ -42,9 +43,13 @@ class OutcomeHooks:
     episodes: Episodes
     csat: Csat
     graphs: GraphPool
+    consent: Consent
 
     async def before_turn(self, claim: Claim) -> tuple[Claim, list[Reply]]:
-        return await self.csat.take_feedback(claim)
+        """Keywords first: a STOP right after a rating is an opt-out, not its comment."""
+        claim, confirmations = await self.consent.take_keywords(claim)
+        claim, thanks = await self.csat.take_feedback(claim)
+        return claim, [*confirmations, *thanks]
 
     async def after_turn(
         self, claim: Claim, *, failed: bool, tokens: int, outcome: TurnOutcome | None
@@ -125,7 +130,7 @@ def build_outcome_hooks(
         comment_window=timedelta(minutes=settings.csat_comment_minutes),
     )
     episodes = Episodes(pool, idle=timedelta(minutes=settings.episode_idle_minutes))
-    return OutcomeHooks(episodes, csat, graphs)
+    return OutcomeHooks(episodes, csat, graphs, Consent(pool))
 
 
 def register_outcome_tasks(

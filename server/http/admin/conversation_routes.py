@@ -1,9 +1,14 @@
 """The human inbox: conversations waiting for a person, their transcript, and the
-operator's two actions — reply, and hand back to the bot."""
+operator's two actions — reply, and hand back to the bot.
+
+A reply is refused (409) once WhatsApp's 24-hour customer-service window has closed
+(server/runner/service_window.py): Meta would refuse the send, and the operator would
+only learn it from a failed delivery nobody shows them."""
 
 from __future__ import annotations
 
 import uuid
+from datetime import UTC
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -12,8 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from server.audit import record_audit
 from server.http.admin.auth import require_admin
 from server.http.dependencies import services_of
-from server.runner.conversations import find_conversation
+from server.runner.conversations import ConversationRow, find_conversation
 from server.runner.queue import OPERATOR_RELEASE_TASK, OPERATOR_REPLY_TASK, enqueue_operator_action
+from server.runner.service_window import service_window
 from server.runner.transport import answer_queue
 from server.services import Services
 
@@ -68,9 +74,13 @@ async def transcript(
 async def reply_as_operator(
     request: Request, conversation_id: uuid.UUID, body: OperatorReply, admin: Admin
 ) -> ActionAccepted:
-    """Queued under the conversation's lock; sent to WhatsApp and kept in the thread."""
+    """Queued under the conversation's lock; sent to WhatsApp and kept in the thread.
+    409 when the conversation does not wait for a person, or its window has closed."""
+    services = services_of(request)
+    found = await _require_escalated(services, conversation_id)
+    await _require_open_window(services, found)
     return await _queue_action(
-        request, conversation_id, admin, OPERATOR_REPLY_TASK, "conversation.reply", text=body.text
+        request, found, admin, OPERATOR_REPLY_TASK, "conversation.reply", text=body.text
     )
 
 
@@ -78,45 +88,58 @@ async def reply_as_operator(
 async def hand_back_to_bot(
     request: Request, conversation_id: uuid.UUID, admin: Admin
 ) -> ActionAccepted:
-    return await _queue_action(
-        request, conversation_id, admin, OPERATOR_RELEASE_TASK, "conversation.release"
-    )
+    found = await _require_escalated(services_of(request), conversation_id)
+    return await _queue_action(request, found, admin, OPERATOR_RELEASE_TASK, "conversation.release")
 
 
 async def _queue_action(
     request: Request,
-    conversation_id: uuid.UUID,
+    found: ConversationRow,
     admin: str,
     task: str,
     audit_action: str,
     **arguments: str,
 ) -> ActionAccepted:
-    """Only a conversation waiting for a person takes operator actions; each gets an id
-    now, so its job is idempotent when retried."""
-    services = services_of(request)
-    queue_name = await _require_escalated(services, conversation_id)
+    """An action for a conversation known to wait for a person, in its channel's queue;
+    each gets an id now, so its job is idempotent when retried."""
     action_id = str(uuid.uuid4())
     job_id = await enqueue_operator_action(
-        services.queue,
+        services_of(request).queue,
         task,
-        str(conversation_id),
-        queue_name,
+        found.conversation_id,
+        answer_queue(found.phone_number_id, found.wa_id),
         action_id=action_id,
         operator=admin,
         **arguments,
     )
-    await _audit(request, admin, audit_action, conversation_id)
+    await _audit(request, admin, audit_action, uuid.UUID(found.conversation_id))
     return ActionAccepted(action_id=action_id, job_id=job_id)
 
 
-async def _require_escalated(services: Services, conversation_id: uuid.UUID) -> str:
-    """The queue of the conversation's channel, once it is known to wait for a person."""
+async def _require_escalated(services: Services, conversation_id: uuid.UUID) -> ConversationRow:
+    """The conversation, once it is known to wait for a person."""
     found = await find_conversation(services.pool, str(conversation_id))
     if found is None:
         raise HTTPException(404, "no such conversation")
     if found.status != "escalated":
         raise HTTPException(409, "the conversation is not waiting for a person")
-    return answer_queue(found.phone_number_id, found.wa_id)
+    return found
+
+
+async def _require_open_window(services: Services, found: ConversationRow) -> None:
+    """Refuse a free-form reply WhatsApp would refuse: 24 hours after the customer's
+    last message only an approved template reaches them."""
+    window = await service_window(services.pool, found)
+    if window is None or window.is_open():
+        return
+    closed = window.closes_at
+    when = f" at {closed.astimezone(UTC):%Y-%m-%d %H:%M} UTC" if closed is not None else ""
+    raise HTTPException(
+        409,
+        f"The 24-hour customer-service window closed{when}: WhatsApp no longer delivers"
+        " a free-form reply to this customer. Only an approved template message can"
+        " reach them now.",
+    )
 
 
 async def _audit(request: Request, admin: str, action: str, target: uuid.UUID) -> None:
