@@ -39,7 +39,7 @@ from server.abuse.tool_limits import open_tool_limiter
 from server.media import build_media_understanding
 from server.operations.conversation_replay import Replays
 from server.operations.retention import register_retention_task
-from server.outcomes.alerts import AlertMonitor, register_alert_task
+from server.outcomes.alerts import AlertMonitor, AlertOptions, register_alert_task
 from server.outcomes.hooks import build_outcome_hooks, register_outcome_tasks
 from server.runner.accounting import Accounting
 from server.runner.conversation_runner import ConversationRunner, RunnerOptions
@@ -47,6 +47,7 @@ from server.runner.graph_phase import GraphPhase
 from server.runner.healing import HealingOptions, JobWatch, keep_healing
 from server.runner.memory_jobs import MemoryJobs, enqueue_remember, register_memory_tasks
 from server.runner.operators import OperatorDesk
+from server.runner.partial_delivery import PartialOptions
 from server.runner.queue import (
     WorkerOptions,
     create_queue_app,
@@ -139,7 +140,8 @@ async def open_services(
             pool,
             graphs,
             whatsapp,
-            settings,
+            PartialOptions.from_settings(settings),
+            settings.app_version,
             agents=agents,
             flags=flags,
             outcomes=outcomes,
@@ -158,7 +160,7 @@ async def open_services(
         register_answer_task(queue, runner.answer)
         register_operator_tasks(queue, OperatorDesk(pool, graphs, transports), settings)
         register_memory_tasks(queue, MemoryJobs(pool, settings, memory), settings)
-        register_alert_task(queue, AlertMonitor(pool, settings), settings)
+        register_alert_task(queue, AlertMonitor(pool, AlertOptions.from_settings(settings)))
         register_outcome_tasks(queue, outcomes, settings)
         register_retention_task(queue, pool, settings)
         register_stream_turn_task(queue)

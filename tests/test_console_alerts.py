@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from graph.infra.database import Pool, open_pool
-from server.outcomes.alerts import ALERTS_TASK, AlertMonitor, register_alert_task
+from server.outcomes.alerts import ALERTS_TASK, AlertMonitor, AlertOptions, register_alert_task
 from server.runner.queue import create_queue_app
 from tests.fakes.alert_receiver import AlertReceiver
 from tests.support import service_settings
@@ -39,6 +39,11 @@ def alert_settings(db_url: str, **overrides: Any) -> Any:
     return service_settings(db_url, **{**values, **overrides})
 
 
+def alert_options(db_url: str, **overrides: Any) -> AlertOptions:
+    """The options the service builds from those settings (environment names and all)."""
+    return AlertOptions.from_settings(alert_settings(db_url, **overrides))
+
+
 async def add_calls(
     pool: Pool, n: int, *, agent: str = "sales", success: bool = True, latency_ms: float = 800
 ) -> None:
@@ -54,7 +59,7 @@ async def test_error_rate_alert_fires_once_and_resolves_once(
     db_url: str, pool: Pool, receiver: AlertReceiver
 ) -> None:
     monitor = AlertMonitor(
-        pool, alert_settings(db_url, alert_webhook_url=receiver.url, alert_webhook_secret="s3")
+        pool, alert_options(db_url, alert_webhook_url=receiver.url, alert_webhook_secret="s3")
     )
     await add_calls(pool, 6)
     await add_calls(pool, 4, success=False)  # 40 % of 10 calls failed
@@ -85,7 +90,7 @@ async def test_error_rate_alert_fires_once_and_resolves_once(
 async def test_latency_alert_names_the_slow_agent_and_too_few_calls_decide_nothing(
     db_url: str, pool: Pool, receiver: AlertReceiver
 ) -> None:
-    monitor = AlertMonitor(pool, alert_settings(db_url, alert_webhook_url=receiver.url))
+    monitor = AlertMonitor(pool, alert_options(db_url, alert_webhook_url=receiver.url))
     await add_calls(pool, 4, agent="booking", latency_ms=9000)  # slow, but only 4 calls
     await add_calls(pool, 20, agent="sales", latency_ms=300)
     assert await monitor.evaluate() == []
@@ -98,7 +103,7 @@ async def test_latency_alert_names_the_slow_agent_and_too_few_calls_decide_nothi
 async def test_a_receiver_that_stays_down_costs_the_announcement_not_the_job(
     db_url: str, pool: Pool, receiver: AlertReceiver
 ) -> None:
-    monitor = AlertMonitor(pool, alert_settings(db_url, alert_webhook_url=receiver.url))
+    monitor = AlertMonitor(pool, alert_options(db_url, alert_webhook_url=receiver.url))
     await add_calls(pool, 10, success=False)
     receiver.fail_next(10)
     fired = await monitor.evaluate()  # does not raise
@@ -111,7 +116,7 @@ async def test_a_receiver_that_stays_down_costs_the_announcement_not_the_job(
 async def test_the_evaluation_is_a_periodic_queue_task(db_url: str, pool: Pool) -> None:
     settings = alert_settings(db_url, alert_cron="*/2 * * * *")
     queue = create_queue_app(db_url, settings)
-    register_alert_task(queue, AlertMonitor(pool, settings), settings)
+    register_alert_task(queue, AlertMonitor(pool, AlertOptions.from_settings(settings)))
     periodic = [
         task
         for task in queue.periodic_registry.periodic_tasks.values()

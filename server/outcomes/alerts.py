@@ -22,6 +22,7 @@ from typing import Any, Literal
 import httpx
 import procrastinate
 import structlog
+from pydantic import SecretStr
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from graph.infra.database import Pool
@@ -38,6 +39,35 @@ FROM agent_metrics
 WHERE created_at >= now() - make_interval(secs => %s)
 GROUP BY agent
 """
+
+
+@dataclass(frozen=True)
+class AlertOptions:
+    """What the alerts need of the settings: thresholds, window, schedule, receiver."""
+
+    window_seconds: float
+    error_rate: float
+    min_calls: int
+    latency_p95_ms: float
+    cron: str
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None
+    max_attempts: int = 3
+    timeout_seconds: float = 5.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AlertOptions:
+        return cls(
+            window_seconds=settings.alert_window_seconds,
+            error_rate=settings.alert_error_rate,
+            min_calls=settings.alert_min_calls,
+            latency_p95_ms=settings.alert_latency_p95_ms,
+            cron=settings.alert_cron,
+            webhook_url=settings.alert_webhook_url,
+            webhook_secret=settings.alert_webhook_secret,
+            max_attempts=settings.alert_max_attempts,
+            timeout_seconds=settings.alert_timeout_seconds,
+        )
 
 
 @dataclass(frozen=True)
@@ -63,41 +93,39 @@ class Announcement:
         return {**asdict(self), "at": self.at.isoformat(), "service": "wa-agent"}
 
 
-def conditions(rows: Sequence[dict[str, Any]], settings: Settings) -> list[Condition]:
+def conditions(rows: Sequence[dict[str, Any]], options: AlertOptions) -> list[Condition]:
     """Which thresholds the window's figures cross (too few calls decide nothing)."""
     found: list[Condition] = []
     calls = sum(int(r["calls"]) for r in rows)
     errors = sum(int(r["errors"]) for r in rows)
-    limit = settings.alert_error_rate
-    if calls >= settings.alert_min_calls and errors / calls >= limit:
+    limit = options.error_rate
+    if calls >= options.min_calls and errors / calls >= limit:
         rate = errors / calls
         summary = f"model error rate {rate:.0%} over {calls} calls (threshold {limit:.0%})"
         found.append(Condition("error_rate", summary, rate, limit))
     for row in rows:
         p95 = row["latency_p95_ms"]
-        if int(row["calls"]) < settings.alert_min_calls or p95 is None:
+        if int(row["calls"]) < options.min_calls or p95 is None:
             continue
-        if p95 >= settings.alert_latency_p95_ms:
+        if p95 >= options.latency_p95_ms:
             agent = row["agent"] or "none"
             summary = f"p95 latency of {agent} is {p95:.0f} ms"
-            summary += f" (threshold {settings.alert_latency_p95_ms:.0f} ms)"
-            found.append(
-                Condition(f"latency_p95:{agent}", summary, p95, settings.alert_latency_p95_ms)
-            )
+            summary += f" (threshold {options.latency_p95_ms:.0f} ms)"
+            found.append(Condition(f"latency_p95:{agent}", summary, p95, options.latency_p95_ms))
     return found
 
 
 class AlertMonitor:
-    def __init__(self, pool: Pool, settings: Settings) -> None:
+    def __init__(self, pool: Pool, options: AlertOptions) -> None:
         self.pool = pool
-        self.settings = settings
+        self.options = options
 
     async def evaluate(self) -> list[Announcement]:
         """Measure, record what changed, announce it; the announcements made."""
         async with self.pool.connection() as conn:
-            cur = await conn.execute(_WINDOW_FIGURES, (self.settings.alert_window_seconds,))
+            cur = await conn.execute(_WINDOW_FIGURES, (self.options.window_seconds,))
             rows = [dict(r) for r in await cur.fetchall()]
-        changes = await self._record(conditions(rows, self.settings))
+        changes = await self._record(conditions(rows, self.options))
         for announcement in changes:
             await self._announce(announcement)
         return changes
@@ -138,7 +166,7 @@ class AlertMonitor:
             log.error("alert.firing", **announcement.as_json())
         else:
             log.info("alert.resolved", **announcement.as_json())
-        url = self.settings.alert_webhook_url
+        url = self.options.webhook_url
         if not url:
             return
         try:
@@ -148,17 +176,15 @@ class AlertMonitor:
 
     async def _post(self, url: str, body: dict[str, Any]) -> None:
         headers = {}
-        if self.settings.alert_webhook_secret is not None:
-            headers["Authorization"] = (
-                f"Bearer {self.settings.alert_webhook_secret.get_secret_value()}"
-            )
+        if self.options.webhook_secret is not None:
+            headers["Authorization"] = f"Bearer {self.options.webhook_secret.get_secret_value()}"
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.settings.alert_max_attempts),
+            stop=stop_after_attempt(self.options.max_attempts),
             wait=wait_exponential(multiplier=0.2, max=5),
             retry=retry_if_exception(_worth_retrying),
             reraise=True,
         )
-        async with httpx.AsyncClient(timeout=self.settings.alert_timeout_seconds) as client:
+        async with httpx.AsyncClient(timeout=self.options.timeout_seconds) as client:
             async for attempt in retrying:
                 with attempt:
                     answer = await client.post(url, json=body, headers=headers)
@@ -186,12 +212,10 @@ def _worth_retrying(exc: BaseException) -> bool:
     return isinstance(exc, httpx.TransportError)
 
 
-def register_alert_task(
-    queue: procrastinate.App, monitor: AlertMonitor, settings: Settings
-) -> None:
+def register_alert_task(queue: procrastinate.App, monitor: AlertMonitor) -> None:
     """Periodic; a missed tick is simply the next one's job (the window slides)."""
 
-    @queue.periodic(cron=settings.alert_cron, periodic_id="alerts")
+    @queue.periodic(cron=monitor.options.cron, periodic_id="alerts")
     @queue.task(name=ALERTS_TASK, queueing_lock=ALERTS_TASK)
     async def console_alerts(timestamp: int) -> None:
         await monitor.evaluate()

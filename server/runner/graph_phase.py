@@ -22,12 +22,11 @@ from graph.composition.turns import THREAD_START, TurnOutcome, run_turn, thread_
 from graph.context import ConversationContext
 from graph.infra.database import Pool
 from graph.infra.trace_metadata import app_version, traced_turn, with_trace_metadata
-from graph.settings import Settings
 from graph.state import Reply, text_reply
 from server.media import MediaUnderstanding
 from server.runner.accounting import Accounting
 from server.runner.partial_delivery import FLAG as PARTIAL_DELIVERY
-from server.runner.partial_delivery import partial_delivery_if, streamed_for
+from server.runner.partial_delivery import PartialOptions, partial_delivery_if, streamed_for
 from server.runner.runs import Claim
 from server.runner.transport import Transport, Watched, channel_name
 from server.whatsapp.client import WhatsAppClient
@@ -64,7 +63,9 @@ class GraphPhase:
     pool: Pool
     graphs: GraphPool
     whatsapp: WhatsAppClient | None
-    settings: Settings
+    partial: PartialOptions
+    # The release name traces carry (`WA_AGENT_APP_VERSION`); None: the package version.
+    version: str | None = None
     agents: AgentDirectory | None = None
     flags: FeatureFlags | None = None
     outcomes: TurnHooks | None = None
@@ -93,7 +94,7 @@ class GraphPhase:
         channel = channel_name(claim.phone_number_id)
         config = with_trace_metadata(
             thread_config(claim.conversation_id, run_id=claim.run_id, wa_id=claim.wa_id),
-            version=app_version(self.settings.app_version),
+            version=app_version(self.version),
             channel=channel,
         )
         context = ConversationContext(
@@ -117,7 +118,7 @@ class GraphPhase:
                 partial_on and not claim.resumed and not isinstance(transport, Watched),
                 self.pool,
                 transport,
-                self.settings,
+                self.partial,
                 conversation_id=claim.conversation_id,
                 run_id=claim.run_id,
                 wa_id=claim.wa_id,

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -40,6 +41,25 @@ log = structlog.get_logger(__name__)
 FLAG = "partial_delivery"
 PARAGRAPH_BREAK = "\n\n"
 CUT_SHORT = "Sorry, I could not finish that answer. Please ask me again."
+
+
+@dataclass(frozen=True)
+class PartialOptions:
+    """What partial delivery needs of the settings: how parts are cut and spaced."""
+
+    max_parts: int
+    first_chars: int
+    later_chars: int
+    min_interval_seconds: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PartialOptions:
+        return cls(
+            max_parts=settings.partial_max_parts,
+            first_chars=settings.partial_min_chars,
+            later_chars=settings.partial_later_chars,
+            min_interval_seconds=settings.partial_min_interval_seconds,
+        )
 
 
 class ParagraphCutter:
@@ -111,7 +131,7 @@ class PartialDelivery:
         self,
         pool: Pool,
         transport: Transport | None,
-        settings: Settings,
+        options: PartialOptions,
         *,
         conversation_id: str,
         run_id: str,
@@ -120,14 +140,12 @@ class PartialDelivery:
     ) -> None:
         self.pool = pool
         self.transport = transport
-        self.interval = settings.partial_min_interval_seconds
+        self.interval = options.min_interval_seconds
         self.conversation_id = conversation_id
         self.run_id = run_id
         self.wa_id = wa_id
         self.typing_on = typing_on  # the customer's message the typing indicator sits on
-        self.cutter = ParagraphCutter(
-            settings.partial_max_parts, settings.partial_min_chars, settings.partial_later_chars
-        )
+        self.cutter = ParagraphCutter(options.max_parts, options.first_chars, options.later_chars)
         self._parts: asyncio.Queue[str | None] = asyncio.Queue()
         self._stopped = False
         self._last_sent = float("-inf")
@@ -185,11 +203,11 @@ class PartialDelivery:
 async def partial_delivery(
     pool: Pool,
     transport: Transport | None,
-    settings: Settings,
+    options: PartialOptions,
     **run: Any,
 ) -> AsyncIterator[PartialDelivery]:
     """Parts are sent while the block runs; on exit every completed part is handled."""
-    delivery = PartialDelivery(pool, transport, settings, **run)
+    delivery = PartialDelivery(pool, transport, options, **run)
     sender = asyncio.create_task(delivery.send_parts())
     try:
         yield delivery
@@ -238,14 +256,14 @@ async def partial_delivery_if(
     enabled: bool,
     pool: Pool,
     transport: Transport | None,
-    settings: Settings,
+    options: PartialOptions,
     **run: Any,
 ) -> AsyncIterator[PartialDelivery | None]:
     """`partial_delivery(...)` when enabled, else nothing (the turn is not streamed)."""
     if not enabled:
         yield None
         return
-    async with partial_delivery(pool, transport, settings, **run) as delivery:
+    async with partial_delivery(pool, transport, options, **run) as delivery:
         yield delivery
 
 
