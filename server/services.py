@@ -41,7 +41,7 @@ from server.operations.conversation_replay import Replays
 from server.operations.retention import register_retention_task
 from server.outcomes.alerts import AlertMonitor, AlertOptions, register_alert_task
 from server.outcomes.hooks import build_outcome_hooks, register_outcome_tasks
-from server.runner.accounting import Accounting
+from server.runner.accounting import Accounting, AccountingOptions
 from server.runner.conversation_runner import ConversationRunner, RunnerOptions
 from server.runner.graph_phase import GraphPhase
 from server.runner.healing import HealingOptions, JobWatch, keep_healing
@@ -133,7 +133,9 @@ async def open_services(
         open_conversation_graphs(settings, database_url, pool) as (graphs, agents, tools, memory),
     ):
         flags = FeatureFlags(pool, settings.flags)
-        accounting = Accounting(pool, settings) if settings.accounting_enabled else None
+        accounting = None
+        if settings.accounting_enabled:
+            accounting = Accounting(pool, AccountingOptions.from_settings(settings))
         queue = create_queue_app(database_url, settings)
         outcomes = build_outcome_hooks(pool, graphs, whatsapp, flags, settings)
         phase = GraphPhase(

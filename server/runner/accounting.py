@@ -18,7 +18,7 @@ import collections
 import contextvars
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 from langchain_core.runnables import RunnableConfig
@@ -194,18 +194,43 @@ class TurnPlan:
     refusal: str | None = None
 
 
+@dataclass(frozen=True)
+class AccountingOptions:
+    """What the meter and the spending caps need of the settings."""
+
+    prices: PriceTable
+    flush_seconds: float
+    max_backlog: int
+    conversation_token_cap: int = 0  # 0: no cap
+    customer_daily_cost_cap_usd: float = 0.0  # 0: no cap
+    cheaper_model: str | None = None  # over a cap: this model, when the action allows
+    cap_action: Literal["cheaper_model", "message"] = "cheaper_model"
+    cap_message: str = ""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AccountingOptions:
+        return cls(
+            prices=PriceTable(settings.model_prices),
+            flush_seconds=settings.accounting_flush_seconds,
+            max_backlog=settings.accounting_queue_max,
+            conversation_token_cap=settings.conversation_token_cap,
+            customer_daily_cost_cap_usd=settings.user_daily_cost_cap_usd,
+            cheaper_model=settings.cheaper_model,
+            cap_action=settings.cap_action,
+            cap_message=settings.cap_message,
+        )
+
+
 class Accounting:
     """The meter a worker attaches to each run, and the caps it checks before one."""
 
-    def __init__(self, pool: Pool, settings: Settings) -> None:
+    def __init__(self, pool: Pool, options: AccountingOptions) -> None:
         self.pool = pool
-        self.settings = settings
+        self.options = options
         self.writer = AccountingWriter(
-            pool,
-            flush_seconds=settings.accounting_flush_seconds,
-            max_backlog=settings.accounting_queue_max,
+            pool, flush_seconds=options.flush_seconds, max_backlog=options.max_backlog
         )
-        self.handler = AccountingHandler(PriceTable(settings.model_prices), self.writer.put)
+        self.handler = AccountingHandler(options.prices, self.writer.put)
 
     def meter_context(self) -> contextvars.Token[AccountingHandler | None]:
         """Meter every model call made from the current context on, including in the
@@ -227,21 +252,21 @@ class Accounting:
         cap = await self._cap_reached(context)
         if cap is None:
             return plan
-        cheaper = self.settings.cheaper_model
-        if self.settings.cap_action == "cheaper_model" and cheaper:
+        cheaper = self.options.cheaper_model
+        if self.options.cap_action == "cheaper_model" and cheaper:
             CAPPED_TURNS.labels(cap=cap, action="cheaper_model").inc()
             log.info("accounting.cap_reached", cap=cap, action="cheaper_model", model=cheaper)
             agents = {n: dataclasses.replace(a, model=cheaper) for n, a in context.agents.items()}
             return dataclasses.replace(plan, context=dataclasses.replace(context, agents=agents))
         CAPPED_TURNS.labels(cap=cap, action="message").inc()
         log.info("accounting.cap_reached", cap=cap, action="message")
-        return dataclasses.replace(plan, refusal=self.settings.cap_message)
+        return dataclasses.replace(plan, refusal=self.options.cap_message)
 
     async def _cap_reached(self, context: ConversationContext) -> str | None:
         """Which cap this turn is over, if any; never while a person has the conversation
         (the bot is silent then anyway)."""
-        token_cap = self.settings.conversation_token_cap
-        cost_cap = self.settings.user_daily_cost_cap_usd
+        token_cap = self.options.conversation_token_cap
+        cost_cap = self.options.customer_daily_cost_cap_usd
         if not token_cap and not cost_cap:
             return None
         if await self._escalated(context.conversation_id):
