@@ -45,7 +45,12 @@ from server.runner.accounting import Accounting, AccountingOptions
 from server.runner.conversation_runner import ConversationRunner, RunnerOptions
 from server.runner.graph_phase import GraphPhase
 from server.runner.healing import HealingOptions, JobWatch, keep_healing
-from server.runner.memory_jobs import MemoryJobs, enqueue_remember, register_memory_tasks
+from server.runner.memory_jobs import (
+    MaintenanceOptions,
+    MemoryJobs,
+    enqueue_remember,
+    register_memory_tasks,
+)
 from server.runner.operators import OperatorDesk
 from server.runner.partial_delivery import PartialOptions
 from server.runner.queue import (
@@ -161,7 +166,8 @@ async def open_services(
         )
         register_answer_task(queue, runner.answer)
         register_operator_tasks(queue, OperatorDesk(pool, graphs, transports), settings)
-        register_memory_tasks(queue, MemoryJobs(pool, settings, memory), settings)
+        maintenance = MaintenanceOptions.from_settings(settings)
+        register_memory_tasks(queue, MemoryJobs(pool, maintenance, memory))
         register_alert_task(queue, AlertMonitor(pool, AlertOptions.from_settings(settings)))
         register_outcome_tasks(queue, outcomes, settings)
         register_retention_task(queue, pool, settings)

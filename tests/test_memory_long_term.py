@@ -20,7 +20,7 @@ from graph.infra.chat_models import build_chat_model
 from graph.infra.database import Pool, open_pool
 from nodes.memory.cache import vector_literal
 from nodes.memory.store import LongTermMemory, NewMemory
-from server.runner.memory_jobs import MemoryJobs
+from server.runner.memory_jobs import MaintenanceOptions, MemoryJobs
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.support import query
 from tests.test_memory_graph import memory_settings
@@ -245,7 +245,8 @@ async def test_cleanup_expires_caps_and_drops_orphans(
                 "UPDATE agent_embeddings SET updated_at = %s WHERE importance < 0.3", (old,)
             )
             await conn.execute("UPDATE embedding_cache SET last_used_at = %s", (old,))
-        report = await MemoryJobs(pool, settings, memory).cleanup()
+        jobs = MemoryJobs(pool, MaintenanceOptions.from_settings(settings), memory)
+        report = await jobs.cleanup()
     assert report is not None
     assert (report.expired, report.orphaned, report.over_cap) == (1, 1, 1)
     assert report.cache_rows == 6  # every text embedded above

@@ -101,9 +101,26 @@ async def prune_idle_checkpoints(pool: Pool, *, idle_for: timedelta) -> Retentio
 
 
 @dataclass(frozen=True)
+class MaintenanceOptions:
+    """When the memory chores run and what they keep."""
+
+    cron: str
+    embedding_cache_days: float
+    checkpoint_retention_days: float  # 0: keep every checkpoint
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> MaintenanceOptions:
+        return cls(
+            cron=settings.maintenance_cron,
+            embedding_cache_days=settings.embedding_cache_days,
+            checkpoint_retention_days=settings.checkpoint_retention_days,
+        )
+
+
+@dataclass(frozen=True)
 class MemoryJobs:
     pool: Pool
-    settings: Settings
+    options: MaintenanceOptions
     memory: ConversationMemory
 
     async def remember(self, conversation_id: str) -> None:
@@ -113,18 +130,18 @@ class MemoryJobs:
     async def cleanup(self) -> CleanupReport | None:
         if self.memory.long_term is None:
             return None
-        report = await self.memory.long_term.cleanup(cache_days=self.settings.embedding_cache_days)
+        report = await self.memory.long_term.cleanup(cache_days=self.options.embedding_cache_days)
         log.info("memory.cleaned", **report.__dict__)
         return report
 
     async def retain_checkpoints(self) -> RetentionReport | None:
-        days = self.settings.checkpoint_retention_days
+        days = self.options.checkpoint_retention_days
         if days <= 0:
             return None
         return await prune_idle_checkpoints(self.pool, idle_for=timedelta(days=days))
 
 
-def register_memory_tasks(queue: procrastinate.App, jobs: MemoryJobs, settings: Settings) -> None:
+def register_memory_tasks(queue: procrastinate.App, jobs: MemoryJobs) -> None:
     """The remember task (retried a few times: extraction is worth little late) and
     the periodic chores, which a missed tick simply leaves to the next one."""
 
@@ -142,12 +159,12 @@ def register_memory_tasks(queue: procrastinate.App, jobs: MemoryJobs, settings: 
                 queue, conversation_id, delay_seconds=5.0 * 2**attempt, attempt=attempt + 1
             )
 
-    @queue.periodic(cron=settings.maintenance_cron, periodic_id="memory")
+    @queue.periodic(cron=jobs.options.cron, periodic_id="memory")
     @queue.task(name=MEMORY_CLEANUP_TASK, queueing_lock=MEMORY_CLEANUP_TASK)
     async def memory_cleanup(timestamp: int) -> None:
         await jobs.cleanup()
 
-    @queue.periodic(cron=settings.maintenance_cron, periodic_id="checkpoints")
+    @queue.periodic(cron=jobs.options.cron, periodic_id="checkpoints")
     @queue.task(name=CHECKPOINT_RETENTION_TASK, queueing_lock=CHECKPOINT_RETENTION_TASK)
     async def checkpoint_retention(timestamp: int) -> None:
         await jobs.retain_checkpoints()
