@@ -196,7 +196,13 @@ async def open_abuse_protection(
             pool=pool,
             limiter=limiter,
             blacklist=blacklist,
-            gate=AbuseGate(pool, limiter, blacklist, settings),
+            gate=AbuseGate(
+                pool,
+                limiter,
+                blacklist,
+                Policy.from_settings(settings),
+                fail_open=settings.redis_fail_open,
+            ),
             ingress=IngressGuard(settings.ingress_rate, settings.ingress_burst),
             audit_throttle=AuditThrottle(settings.audit_throttle_seconds),
         )

@@ -23,7 +23,6 @@ import structlog
 from prometheus_client import Counter
 
 from graph.infra.database import Pool
-from graph.settings import Settings
 from server.abuse.blacklist import Blacklist, Limiter, to_datetime
 from server.abuse.memory_limiter import MemoryLimiter
 from server.abuse.rate_policy import (
@@ -130,13 +129,16 @@ class AbuseGate:
         pool: Pool,
         limiter: Limiter,
         blacklist: Blacklist,
-        settings: Settings,
+        policy: Policy,
+        *,
+        fail_open: bool = True,  # Redis down: count in this process (else turns wait)
         notices: Notices | None = None,
     ) -> None:
         self.pool = pool
         self.limiter = limiter
         self.blacklist = blacklist
-        self.settings = settings
+        self.policy = policy
+        self.fail_open = fail_open
         self.notices = notices or Notices()
         # Counts in this process while Redis is down (fail open); None while it answers.
         self._stand_in: MemoryLimiter | None = None
@@ -155,7 +157,7 @@ class AbuseGate:
     async def count_tokens(self, wa_id: str, tokens: int) -> None:
         """Count a finished turn's model tokens against today's budget. Never raises:
         the replies are decided by now and must go out."""
-        if tokens <= 0 or not self.settings.daily_token_budget:
+        if tokens <= 0 or not self.policy.token_budget:
             return
         try:
             await self.limiter.add_tokens(wa_id, tokens)
@@ -184,7 +186,7 @@ class AbuseGate:
         if await self.blacklist.entry(request.wa_id) is not None:
             DECISIONS.labels(outcome="blacklisted").inc()
             return Decision("blacklisted", self.notices.blacklist)
-        if self.settings.redis_fail_open:
+        if self.fail_open:
             stand_in = await self._stand_in_limiter()
             verdict = await stand_in.hit(request.wa_id, max(1, request.messages))
             return await self._judge(request, verdict, stand_in)
@@ -199,10 +201,9 @@ class AbuseGate:
         once: a flood during an outage must not spend model tokens without bound."""
         async with self._stand_in_lock:
             if self._stand_in is None:
-                policy = Policy.from_settings(self.settings)
-                stand_in = MemoryLimiter(policy, clock=lambda: self.limiter.clock())
+                stand_in = MemoryLimiter(self.policy, clock=lambda: self.limiter.clock())
                 restored = await self.blacklist.restore_penalties(
-                    self.settings.penalty_reset_seconds, into=stand_in
+                    self.policy.reset_seconds, into=stand_in
                 )
                 log.error(
                     "abuse.limiter_stand_in",
@@ -249,7 +250,7 @@ class AbuseGate:
             "blocks": verdict.blocks,
             "blocked_until": to_datetime(verdict.until_ms),
             "messages": request.messages,
-            "limits": [f"{count}/{seconds}s" for count, seconds in self.settings.rate_limits],
+            "limits": [f"{count}/{seconds}s" for count, seconds in self.policy.windows],
         }
         async with self.pool.connection() as conn, conn.transaction():
             await self.blacklist.save_penalty(conn, request.wa_id, state)
