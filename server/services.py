@@ -165,13 +165,16 @@ async def open_services(
             after_delivery=_remember_later(queue, memory, settings),
         )
         register_answer_task(queue, runner.answer)
-        register_operator_tasks(queue, OperatorDesk(pool, graphs, transports), settings)
-        maintenance = MaintenanceOptions.from_settings(settings)
-        register_memory_tasks(queue, MemoryJobs(pool, maintenance, memory))
-        register_alert_task(queue, AlertMonitor(pool, AlertOptions.from_settings(settings)))
-        register_outcome_tasks(queue, outcomes, settings)
-        register_retention_task(queue, pool, settings)
-        register_stream_turn_task(queue)
+        _register_chores(queue, pool, settings, OperatorDesk(pool, graphs, transports))
+        register_outcome_tasks(
+            queue,
+            outcomes,
+            sweep_cron=settings.episode_sweep_cron,
+            purge_cron=settings.maintenance_cron,
+        )
+        register_memory_tasks(
+            queue, MemoryJobs(pool, MaintenanceOptions.from_settings(settings), memory)
+        )
         async with queue.open_async(), _metered_jobs(accounting):
             services = Services(
                 settings, database_url, pool, queue, whatsapp, runner, abuse, agents, tools, flags
@@ -189,6 +192,16 @@ async def open_services(
                 if whatsapp is not None:
                     await whatsapp.aclose()
                 await asyncio.to_thread(flush_tracing, tracing)
+
+
+def _register_chores(
+    queue: procrastinate.App, pool: Pool, settings: Settings, desk: OperatorDesk
+) -> None:
+    """The tasks beside the turns: operator actions, alerts, retention, stream turns."""
+    register_operator_tasks(queue, desk, max_attempts=settings.job_max_attempts)
+    register_alert_task(queue, AlertMonitor(pool, AlertOptions.from_settings(settings)))
+    register_retention_task(queue, pool, settings)
+    register_stream_turn_task(queue)
 
 
 async def _work_and_heal(

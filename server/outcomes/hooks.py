@@ -134,16 +134,16 @@ def build_outcome_hooks(
 
 
 def register_outcome_tasks(
-    queue: procrastinate.App, hooks: OutcomeHooks, settings: Settings
+    queue: procrastinate.App, hooks: OutcomeHooks, *, sweep_cron: str, purge_cron: str
 ) -> None:
     """The sweep, deferred once per tick by the workers' periodic deferrer."""
 
-    @queue.periodic(cron=settings.episode_sweep_cron, periodic_id="episodes")
+    @queue.periodic(cron=sweep_cron, periodic_id="episodes")
     @queue.task(name=CLOSE_IDLE_TASK, queueing_lock=CLOSE_IDLE_TASK)
     async def close_idle_episodes(timestamp: int) -> None:
         await hooks.close_idle()
 
-    @queue.periodic(cron=settings.maintenance_cron, periodic_id="answer_cache")
+    @queue.periodic(cron=purge_cron, periodic_id="answer_cache")
     @queue.task(name=PURGE_ANSWERS_TASK, queueing_lock=PURGE_ANSWERS_TASK)
     async def purge_answer_cache(timestamp: int) -> None:
         purged = await purge_expired_answers(hooks.episodes.pool)

@@ -147,9 +147,9 @@ async def enqueue_operator_action(
 
 
 def register_operator_tasks(
-    queue: procrastinate.App, desk: OperatorActions, settings: Settings
+    queue: procrastinate.App, desk: OperatorActions, *, max_attempts: int
 ) -> None:
-    retry = procrastinate.RetryStrategy(max_attempts=settings.job_max_attempts, exponential_wait=2)
+    retry = procrastinate.RetryStrategy(max_attempts=max_attempts, exponential_wait=2)
 
     @queue.task(name=OPERATOR_REPLY_TASK, retry=retry)
     async def operator_reply(
