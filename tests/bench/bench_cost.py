@@ -5,11 +5,10 @@
         [--dump FILE]
 
 The service runs as it ships (`wa-agent serve` with its default worker processes, default
-settings; only WA_AGENT_COALESCE_MS=0, which changes waiting, not tokens, and the demo
-shop's name) on a fresh embedded Postgres seeded with `wa-agent seed-demo`. Each
-conversation of tests/data/cost_conversations/ is a new customer: its turns go out as
-signed webhooks, each after the previous turn's replies were sent, and a tap answers the
-Confirm/Cancel question the service sent. The fake model plays the script
+settings but the demo shop's name) on a fresh embedded Postgres seeded with `wa-agent
+seed-demo`. Each conversation of tests/data/cost_conversations/ is a new customer: its
+turns go out as signed webhooks, each after the previous turn's replies were sent, and a
+tap answers the Confirm/Cancel question the service sent. The fake model plays the script
 (tests/bench/cost_script.py says how answers find their request) and reports usage as
 OpenAI does: o200k tokens and automatic prompt caching (tests/fakes/openai_usage.py).
 Memory extraction runs a minute after a conversation's first reply, as configured; the
@@ -272,7 +271,7 @@ async def main(args: argparse.Namespace) -> None:
         "bench_cost: prompt tokens and cost per typical conversation (gpt-4o-mini prices)",
         [
             "service: `wa-agent serve` (default worker processes), default settings, "
-            "WA_AGENT_COALESCE_MS=0, seeded with `wa-agent seed-demo`",
+            "seeded with `wa-agent seed-demo`",
             f"conversations: {len(conversations)} from {args.conversations}",
             "model: FakeOpenAIServer(usage_mode='openai'): o200k counts, prompt caching "
             "(1,024+ tokens, 128-token steps, 5 min); scripted by request kind",

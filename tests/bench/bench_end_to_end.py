@@ -4,7 +4,7 @@
         [--duration 10] [--conversations 400]
 
 `wa-agent serve --no-worker` and N `wa-agent worker` processes run as their own
-processes (production defaults, WA_AGENT_COALESCE_MS=0); this process holds the
+processes (production defaults); this process holds the
 zero-latency fake model, the fake Graph API and the load generator. Two separate
 measurements per worker count, each on a fresh database and fresh processes:
 
@@ -83,8 +83,7 @@ async def main(args: argparse.Namespace) -> None:
         "bench_end_to_end: webhook POST → reply POST at the (fake) Graph API",
         [
             "service: `wa-agent serve --no-worker` + N `wa-agent worker` subprocesses "
-            "(defaults: 16 slots per worker, pool 20), WA_AGENT_COALESCE_MS=0 "
-            "(the default 1000 ms double-texting window is a deliberate wait)",
+            "(every default: 16 slots per worker, pool 20, answers at once)",
             "this process: load generator (raw asyncio, one connection per POST), "
             "FakeOpenAIServer (no delay, echo), FakeGraphAPI (TCP_NODELAY; timestamps replies)",
             "each conversation: a new customer, one text; 20 warm-up conversations first",

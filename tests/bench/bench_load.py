@@ -135,7 +135,6 @@ async def measure(
     db_url = await postgres.fresh_database()
     port = free_port()
     env = service_environment(db_url, openai.base_url, graph_api.base_url, PORT=str(port))
-    env.pop("WA_AGENT_COALESCE_MS")  # the default double-texting behaviour
     env.update(env_extra)
     with process_group() as group:
         url = await start(target, group, env, port)

@@ -329,7 +329,7 @@ async def main(args: argparse.Namespace) -> None:
         [
             f"redis: {shared_redis_url()} (TEST_REDIS_URL, else a private redis-server)",
             "service: `wa-agent serve --no-worker` + one `wa-agent worker`"
-            f" (nice {args.worker_nice}), REDIS_URL set, WA_AGENT_COALESCE_MS=0,"
+            f" (nice {args.worker_nice}), REDIS_URL set,"
             " default limits and ingress guard (5/s, burst 40)",
             "this process: the others' load generator (raw asyncio HTTP/1.1), FakeOpenAIServer,"
             " FakeGraphAPI; the flood: `tests.bench.flood_sender`, its own process, nice 19",

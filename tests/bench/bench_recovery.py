@@ -170,7 +170,6 @@ async def run_all(
     await apply_migrations(db_url)
     port = free_port()
     env = service_environment(db_url, openai.base_url, graph_api.base_url, PORT=str(port))
-    env.pop("WA_AGENT_COALESCE_MS")  # every default, the double-texting behaviour included
     group.start("serve", ["-m", "server.cli", "serve"], env)
     base = f"http://127.0.0.1:{port}"
     await wait_until_ready(base, group)

@@ -182,7 +182,7 @@ async def main(args: argparse.Namespace) -> None:
         "bench_webhook_ack: POST /webhook acknowledgement latency",
         [
             "service: `wa-agent serve` subprocess as `make serve` runs it (worker processes "
-            "one per core, 16 slots each, pool 20), WA_AGENT_COALESCE_MS=0, LOG_LEVEL=WARNING; for "
+            "one per core, 16 slots each, pool 20), every default, LOG_LEVEL=WARNING; for "
             "comparison `serve --no-worker` with no worker at all (the webhook path alone)",
             "this process: load generator (raw asyncio HTTP/1.1, keep-alive pool), "
             "FakeOpenAIServer (no delay, echo), FakeGraphAPI (TCP_NODELAY)",

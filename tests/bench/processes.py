@@ -147,8 +147,8 @@ def free_port() -> int:
 def service_environment(
     db_url: str, openai_base_url: str, graph_api_url: str, **extra: str
 ) -> dict[str, str]:
-    """The env of a `wa-agent` process: production defaults, fakes wired in, no
-    coalescing wait (WA_AGENT_COALESCE_MS=0), quiet logs, no tracing."""
+    """The env of a `wa-agent` process: production defaults (the environment's own
+    WA_AGENT_* settings dropped), fakes wired in, quiet logs, no tracing."""
     env = {
         k: v
         for k, v in os.environ.items()
@@ -163,7 +163,6 @@ def service_environment(
         WHATSAPP_PHONE_NUMBER_ID=PHONE_NUMBER_ID,
         WHATSAPP_APP_SECRET=APP_SECRET,
         WHATSAPP_VERIFY_TOKEN=VERIFY_TOKEN,
-        WA_AGENT_COALESCE_MS="0",
         LOG_LEVEL="WARNING",
         LANGSMITH_TRACING="false",
         HOST="127.0.0.1",
