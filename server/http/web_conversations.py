@@ -30,9 +30,8 @@ import structlog
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from server.audit import record_folded
-from server.http.admin.auth import configured_tokens, match_token
-from server.http.admin.throttle import client_address, note_failure, refuse_if_throttled
+from server.http.admin.auth import bearer_token, configured_tokens, match_token, record_refusal
+from server.http.admin.throttle import note_failure, refuse_if_throttled
 from server.http.dependencies import services_of
 
 log = structlog.get_logger(__name__)
@@ -59,26 +58,10 @@ def _digest(token: str) -> bytes:
     return hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
 
 
-def _bearer(request: Request) -> str | None:
-    scheme, _, value = (request.headers.get("authorization") or "").partition(" ")
-    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
-
-
 async def _refuse(request: Request, reason: str, status: int, detail: str) -> HTTPException:
     """Count the failure against the address, audit it folded, and build the answer."""
-    services = services_of(request)
     note_failure(request)
-    address = client_address(request) or None
-    log.warning("stream.auth_refused", reason=reason, path=request.url.path, remote_addr=address)
-    await record_folded(
-        services.pool,
-        services.abuse.audit_throttle,
-        action="stream.auth_failed",
-        key=address or "",
-        target=request.url.path,
-        details={"reason": reason},
-        remote_addr=address,
-    )
+    await record_refusal(services_of(request), request, reason, surface="stream")
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return HTTPException(status, detail, headers)
 
@@ -92,7 +75,7 @@ async def require_backend(request: Request) -> str:
     if not tokens:
         raise HTTPException(503, "web conversations disabled: set WA_AGENT_STREAM_API_TOKEN")
     await refuse_if_throttled(request, credential="stream_api_token")
-    presented = _bearer(request)
+    presented = bearer_token(request)
     name = match_token(presented, tokens) if presented else None
     if name is None:
         raise await _refuse(request, "invalid backend token", 401, "a valid token is required")
@@ -102,7 +85,7 @@ async def require_backend(request: Request) -> str:
 async def require_conversation_token(request: Request, conversation_id: uuid.UUID) -> str:
     """The web conversation's id when the bearer token is that conversation's own."""
     await refuse_if_throttled(request, credential="conversation_token")
-    presented = _bearer(request)
+    presented = bearer_token(request)
     async with services_of(request).pool.connection() as conn:
         cur = await conn.execute(
             "SELECT token_sha256 FROM web_conversations WHERE conversation_id = %s",

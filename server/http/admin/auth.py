@@ -14,7 +14,6 @@ short token is guessable however slow each guess is made.
 from __future__ import annotations
 
 import hmac
-from typing import Any
 
 import structlog
 from fastapi import HTTPException, Request
@@ -24,6 +23,7 @@ from server.audit import record_folded
 from server.http.admin.throttle import client_address, note_failure, refuse_if_throttled
 from server.http.dashboard.session import cookie_admin
 from server.http.dependencies import services_of
+from server.services import Services
 
 log = structlog.get_logger(__name__)
 
@@ -75,10 +75,9 @@ def match_token(presented: str, tokens: dict[str, bytes]) -> str | None:
     return matched
 
 
-def _bearer(header: str | None) -> str | None:
-    if not header:
-        return None
-    scheme, _, value = header.partition(" ")
+def bearer_token(request: Request) -> str | None:
+    """The token of an `Authorization: Bearer …` header, or None."""
+    scheme, _, value = (request.headers.get("authorization") or "").partition(" ")
     return value.strip() if scheme.lower() == "bearer" and value.strip() else None
 
 
@@ -89,7 +88,7 @@ async def require_admin(request: Request) -> str:
     tokens = configured_tokens(services.settings)
     if not tokens:
         raise HTTPException(503, "admin API disabled: set ADMIN_TOKEN or ADMIN_TOKENS")
-    presented = _bearer(request.headers.get("authorization"))
+    presented = bearer_token(request)
     if presented is not None:
         await refuse_if_throttled(request, credential="admin_token")
         name = match_token(presented, tokens)
@@ -103,15 +102,19 @@ async def require_admin(request: Request) -> str:
     return name
 
 
-async def record_refusal(services: Any, request: Request, reason: str) -> None:
-    """Audit refused logins, one row per address per interval (an attacker's guesses
-    must not become a flood of writes); never let the audit failure hide the 401."""
+async def record_refusal(
+    services: Services, request: Request, reason: str, *, surface: str = "admin"
+) -> None:
+    """Audit a refused credential (`<surface>.auth_failed`), one row per address per
+    interval (an attacker's guesses must not become a flood of writes); never let the
+    audit failure hide the refusal."""
     address = client_address(request) or None
-    log.warning("admin.auth_refused", reason=reason, path=request.url.path, remote_addr=address)
+    path = request.url.path
+    log.warning(f"{surface}.auth_refused", reason=reason, path=path, remote_addr=address)
     await record_folded(
         services.pool,
         services.abuse.audit_throttle,
-        action="admin.auth_failed",
+        action=f"{surface}.auth_failed",
         key=address or "",
         target=request.url.path,
         details={"reason": reason, "method": request.method},
