@@ -191,12 +191,17 @@ class AlertMonitor:
                     answer.raise_for_status()
 
     async def active(self) -> list[dict[str, Any]]:
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT key, active, value, threshold, fired_at, resolved_at FROM console_alerts"
-                " ORDER BY active DESC, fired_at DESC"
-            )
-            return [dict(row) for row in await cur.fetchall()]
+        return await alert_states(self.pool)
+
+
+async def alert_states(pool: Pool) -> list[dict[str, Any]]:
+    """Every alert condition, firing ones first, newest first: no options needed."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT key, active, value, threshold, fired_at, resolved_at FROM console_alerts"
+            " ORDER BY active DESC, fired_at DESC"
+        )
+        return [dict(row) for row in await cur.fetchall()]
 
 
 def _announcement(state: Literal["firing"], condition: Condition, at: datetime) -> Announcement:

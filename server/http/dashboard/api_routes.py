@@ -17,7 +17,7 @@ from server.http.admin.auth import require_admin
 from server.http.dashboard import aggregates, timeline
 from server.http.dashboard.aggregates import Window
 from server.http.dependencies import services_of
-from server.outcomes.alerts import AlertMonitor, AlertOptions
+from server.outcomes.alerts import alert_states
 from server.runner.accounting import conversation_totals, customer_day_totals
 
 router = APIRouter(prefix="/console", tags=["console"])
@@ -114,8 +114,7 @@ async def conversation_timeline(
 @router.get("/alerts")
 async def alerts(request: Request, _: Admin) -> list[dict[str, Any]]:
     """Alert conditions firing now (active) and those resolved, newest first."""
-    services = services_of(request)
-    return await AlertMonitor(services.pool, AlertOptions.from_settings(services.settings)).active()
+    return await alert_states(services_of(request).pool)
 
 
 @router.get("/conversations/{conversation_id}/totals")
