@@ -13,8 +13,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import procrastinate
+import psycopg
 import structlog
 from langgraph.checkpoint.base import BaseCheckpointSaver
+from procrastinate.exceptions import ConnectorException
 
 from graph.composition.agent_configs import (
     AgentDirectory,
@@ -67,6 +69,11 @@ from server.whatsapp.client import WhatsAppClient
 from tools.listings import Listings
 
 log = structlog.get_logger(__name__)
+
+# How long a starting process waits for a database that does not answer yet.
+_START_PATIENCE_S = 60.0
+_FIRST_START_PAUSE_S = 0.5
+_MAX_START_PAUSE_S = 5.0
 
 
 @dataclass
@@ -125,7 +132,58 @@ async def open_services(
     """Database (embedded unless `DATABASE_URL`), migrations, pool, queue, graphs, and
     optionally an in-process worker (taking jobs from `worker_queues`); everything
     closed in reverse order on exit. `channels`: transports of channels other than
-    WhatsApp that this process holds (the terminal, in `wa-agent chat`)."""
+    WhatsApp that this process holds (the terminal, in `wa-agent chat`).
+
+    A database away while the process starts (restarting, failing over) is waited for,
+    up to `_START_PATIENCE_S`, each failure logged with its reason: a worker started
+    during a database restart used to exit, and with every worker gone the service
+    acknowledged messages nobody answered. Longer than that, the process exits and its
+    supervisor (`serve`, systemd, Kubernetes) starts it again."""
+    opened = functools.partial(
+        _open_services_once,
+        settings,
+        run_worker_here=run_worker_here,
+        migrate=migrate,
+        channels=channels,
+        worker_queues=worker_queues,
+    )
+    async with contextlib.AsyncExitStack() as stack:
+        yield await _enter_when_database_answers(stack, opened)
+
+
+async def _enter_when_database_answers(
+    stack: contextlib.AsyncExitStack,
+    opened: Callable[[], contextlib.AbstractAsyncContextManager[Services]],
+) -> Services:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + _START_PATIENCE_S
+    pause = _FIRST_START_PAUSE_S
+    while True:
+        try:
+            return await stack.enter_async_context(opened())
+        except (psycopg.OperationalError, ConnectorException) as exc:
+            left = deadline - loop.time()
+            if left <= 0:
+                raise
+            log.warning(
+                "start.database_unreachable",
+                error=str(exc)[:300],
+                retry_in_s=pause,
+                gives_up_in_s=round(left),
+            )
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, _MAX_START_PAUSE_S)
+
+
+@asynccontextmanager
+async def _open_services_once(
+    settings: Settings,
+    *,
+    run_worker_here: bool,
+    migrate: bool,
+    channels: Mapping[str, Transport] | None,
+    worker_queues: tuple[str, ...],
+) -> AsyncIterator[Services]:
     database_url = await asyncio.to_thread(resolve_database_url, settings)
     if migrate and settings.migrate_on_start:
         await apply_migrations(database_url)

@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -168,15 +169,19 @@ async def running_service(
 
 
 def spawn_worker(settings: Settings) -> subprocess.Popen[bytes]:
-    """A real `wa-agent worker` process, in its own process group so it can be killed."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "server.cli", "worker"],
-        cwd=REPO,
-        env=service_env(settings),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
+    """A real `wa-agent worker` process, in its own process group so it can be killed.
+
+    Its log goes to an unnamed file: a pipe nobody reads fills after 64 KiB of log lines
+    and then blocks the worker on its next write — a wedge of the test's own making."""
+    with tempfile.TemporaryFile(prefix="wa-agent-worker-") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "server.cli", "worker"],
+            cwd=REPO,
+            env=service_env(settings),
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            start_new_session=True,
+        )
 
 
 def stop_process(process: subprocess.Popen[bytes], *, kill: bool = False) -> None:

@@ -91,6 +91,23 @@ async def answered_count(db_url: str) -> int:
     return int(rows[0]["n"])
 
 
+async def stuck_report(db_url: str) -> str:
+    """What an unanswered message is waiting on: its run and the run's job, for a failure
+    message that says where the spine let go."""
+    rows = await query(
+        db_url,
+        "SELECT m.wa_id, m.id, m.run_id::text AS run_id, r.status AS run, r.attempts,"
+        " r.waiting_on, r.retry_at, r.staged_at IS NOT NULL AS staged, r.error,"
+        " j.id AS job, j.status AS job_status, j.attempts AS job_attempts,"
+        " (SELECT count(*) FROM procrastinate_jobs q WHERE q.lock = m.conversation_id::text"
+        "   AND q.status IN ('todo', 'doing')) AS open_jobs"
+        " FROM inbound_messages m LEFT JOIN conversation_runs r ON r.id = m.run_id"
+        " LEFT JOIN procrastinate_jobs j ON j.id = r.job_id"
+        " WHERE m.processed_at IS NULL OR r.status IS DISTINCT FROM 'done' ORDER BY m.id",
+    )
+    return "\n".join(str(row) for row in rows) or "nothing unanswered"
+
+
 async def check_invariants(meta: Meta, db_url: str, graph_api: FakeGraphAPI) -> None:
     """Every acknowledged message answered exactly once, in order; nothing wedged."""
     problems: list[str] = []

@@ -15,7 +15,7 @@ from tests.fakes.openai_server import FakeOpenAIServer
 from tests.faults.meta import Meta, answered_count, check_invariants
 from tests.faults.outages import StoppablePostgres
 from tests.faults.settings import fault_settings
-from tests.support import eventually, running_service
+from tests.support import eventually, running_service, spawn_worker, stop_process
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -64,3 +64,30 @@ async def test_a_database_restart_under_load_loses_and_wedges_nothing(
     assert max(refusals) < 2.0, f"slowest refusal took {max(refusals):.2f} s"
     status, checks = readiness[0]
     assert status == 503 and str(checks["database"]).startswith("unreachable"), checks
+
+
+async def test_a_worker_started_while_the_database_is_down_waits_for_it(
+    fault_db_url: str,
+    stoppable_postgres: StoppablePostgres,
+    graph_api: FakeGraphAPI,
+    openai_server: FakeOpenAIServer,
+) -> None:
+    """A worker restarted (or deployed) during a database restart used to exit at its
+    first query; with no worker left, acknowledged messages waited for a person."""
+    settings = fault_settings(fault_db_url, graph_api, openai_server)
+    async with running_service(settings, with_worker=False) as service:
+        with stoppable_postgres.stopped():
+            worker = spawn_worker(settings)
+            await asyncio.sleep(6.0)  # the worker is up and finds no database
+            assert worker.poll() is None, "the worker gave up while the database was away"
+        try:
+            meta = Meta(service.base_url)
+            await meta.converse(CUSTOMERS[0], 0, turns=1, pause_s=0)
+
+            async def answered() -> bool:
+                return await answered_count(fault_db_url) == 1
+
+            await eventually(answered, within=60, what="the message answered by that worker")
+            await check_invariants(meta, fault_db_url, graph_api)
+        finally:
+            stop_process(worker, kill=True)

@@ -16,7 +16,7 @@ import pytest
 
 from tests.fakes.graph_api import FakeGraphAPI
 from tests.fakes.openai_server import FakeOpenAIServer
-from tests.faults.meta import Meta, answered_count, check_invariants
+from tests.faults.meta import Meta, answered_count, check_invariants, stuck_report
 from tests.faults.outages import StoppablePostgres, StoppableRedis
 from tests.faults.settings import fault_settings
 from tests.support import eventually, running_service, spawn_worker, stop_process
@@ -37,6 +37,8 @@ class Chaos:
     workers: list[subprocess.Popen[bytes]]
     settings: object
     log: list[str] = field(default_factory=list)
+    # Every worker started, for the end: two kills of one slot close together start two.
+    spawned: list[subprocess.Popen[bytes]] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
 
     def note(self, what: str) -> None:
@@ -75,6 +77,7 @@ class Chaos:
         stop_process(self.workers[index], kill=True)
         await asyncio.sleep(self.rng.uniform(0.5, 3))
         self.workers[index] = spawn_worker(self.settings)  # type: ignore[arg-type]
+        self.spawned.append(self.workers[index])
         self.note(f"worker {index} started again")
 
     async def run(self) -> None:
@@ -130,7 +133,8 @@ async def test_random_faults_against_thirty_conversations(
                 await check_invariants(meta, fault_db_url, graph_api)
             except AssertionError as failure:
                 schedule = "\n".join(chaos.log)
-                raise AssertionError(f"seed {seed}\n{schedule}\n{failure}") from None
+                stuck = await stuck_report(fault_db_url)
+                raise AssertionError(f"seed {seed}\n{schedule}\n{failure}\n{stuck}") from None
     finally:
-        for worker in chaos.workers:
+        for worker in chaos.workers + chaos.spawned:
             stop_process(worker, kill=True)
