@@ -50,7 +50,19 @@ class ButtonsReply(TypedDict):
     buttons: list[ReplyButton]
 
 
-Reply = TextReply | MenuReply | ButtonsReply
+class TemplateReply(TypedDict):
+    """An approved template, the only message WhatsApp delivers once the customer-service
+    window has closed. `body` is its text as the customer reads it (the transcript's)."""
+
+    kind: Literal["template"]
+    name: str
+    language: str
+    values: dict[str, str]  # body variable -> value, in order
+    named: bool
+    body: str
+
+
+Reply = TextReply | MenuReply | ButtonsReply | TemplateReply
 
 
 class RouteDecision(TypedDict):

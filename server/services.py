@@ -43,6 +43,7 @@ from server.operations.conversation_replay import Replays
 from server.operations.retention import register_retention_task
 from server.outcomes.alerts import AlertMonitor, AlertOptions, register_alert_task
 from server.outcomes.hooks import build_outcome_hooks, register_outcome_tasks
+from server.outcomes.templates import declare_templates
 from server.runner.accounting import Accounting, AccountingOptions
 from server.runner.conversation_runner import ConversationRunner, RunnerOptions
 from server.runner.graph_phase import GraphPhase
@@ -196,6 +197,8 @@ async def _open_services_once(
         open_conversation_graphs(settings, database_url, pool) as (graphs, agents, tools, memory),
     ):
         flags = FeatureFlags(pool, settings.flags)
+        if migrate and settings.templates_file is not None:
+            await declare_templates(pool, settings.templates_file)
         accounting = None
         if settings.accounting_enabled:
             accounting = Accounting(pool, AccountingOptions.from_settings(settings))

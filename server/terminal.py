@@ -45,6 +45,8 @@ def render_reply(reply: Reply) -> str:
     """A reply as the terminal shows it: buttons and list rows with the ids to type."""
     if reply["kind"] == "text":
         return f"bot> {reply['text']}"
+    if reply["kind"] == "template":
+        return f"bot> [template {reply['name']}] {reply['body']}"
     if reply["kind"] == "buttons":
         buttons = [f"    [{button['id']}] {button['title']}" for button in reply["buttons"]]
         return "\n".join([f"bot> {reply['body']}", *buttons])

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from server.whatsapp.client import WhatsAppClient, WhatsAppError, split_text
+from server.whatsapp.client import WhatsAppClient, split_text
+from server.whatsapp.graph_errors import WhatsAppError
 from tests.fakes.graph_api import FakeGraphAPI
 
 CUSTOMER = "15551234567"

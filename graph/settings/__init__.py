@@ -163,6 +163,12 @@ class Settings(
     whatsapp_api_base_url: str = Field(
         default="https://graph.facebook.com", validation_alias="WHATSAPP_API_BASE_URL"
     )
+    # The WhatsApp Business Account whose message templates are listed
+    # (server/outcomes/templates.py); without it they are declared in a file.
+    whatsapp_business_account_id: str | None = Field(
+        default=None, validation_alias="WHATSAPP_BUSINESS_ACCOUNT_ID"
+    )
+    templates_file: Path | None = Field(default=None, validation_alias="WA_AGENT_TEMPLATES_FILE")
     whatsapp_api_version: str = Field(default="v23.0", validation_alias="WHATSAPP_API_VERSION")
     whatsapp_timeout_seconds: float = Field(
         default=10.0, gt=0, validation_alias="WHATSAPP_TIMEOUT_S"

@@ -21,6 +21,7 @@ from psycopg_pool import PoolTimeout
 
 from server.abuse.validation import InvalidWebhook, parse_webhook
 from server.http.dependencies import services_of
+from server.outcomes.templates import apply_status_update
 from server.runner.inbox import record_inbound, record_status
 from server.services import Services
 from server.telemetry import WEBHOOK_LATENCY, WEBHOOK_REQUESTS
@@ -144,6 +145,9 @@ async def _store(
     for _, status in payload.iter_statuses():
         async with services.pool.connection() as conn:
             counts["statuses"] += int(await record_status(conn, status))
+    for update in payload.iter_template_updates():
+        async with services.pool.connection() as conn:
+            await apply_status_update(conn, update)
     return counts
 
 

@@ -2,7 +2,7 @@
 
 A customer who writes only a stop word ("STOP", "unsubscribe", "arrêter", "parar",
 "acha", "hagarara"…) is opted out of every message they did not ask for: the CSAT
-question today, reminders and templates later. Each of those senders asks
+question, an operator's template (server/http/admin/template_routes.py). Each sender asks
 `may_message_first` before it writes. The customer can still write to us at any time
 and is answered as usual; "START" (or "commencer", "anza", "tangira"…) opts them back in.
 

@@ -31,7 +31,8 @@ from server.outcomes.episode_rules import RESOLVED
 from server.outcomes.episodes import ClosedEpisode
 from server.runner.conversation_runner import Claim
 from server.runner.outbox import deliver_parts, stage_parts
-from server.whatsapp.client import WhatsAppClient, WhatsAppError
+from server.whatsapp.client import WhatsAppClient
+from server.whatsapp.graph_errors import WhatsAppError
 
 log = structlog.get_logger(__name__)
 

@@ -1,6 +1,7 @@
-"""What a human operator does to a conversation the bot escalated: reply, hand back.
+"""What a human operator does to a conversation: reply and hand back (one the bot
+escalated), send an approved template (any, once its window has closed).
 
-Both run as queue jobs under the conversation's lock, like the bot's own turns: an
+Each runs as a queue job under the conversation's lock, like the bot's own turns: an
 operator's reply can never interleave with a graph run on the same thread (concurrent
 writes to one thread silently lose updates). Each action has an id chosen when it is
 requested, so a retried job neither sends twice nor adds the message twice.
@@ -8,7 +9,9 @@ requested, so a retried job neither sends twice nor adds the message twice.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from typing import cast
 
 import structlog
 from langchain_core.messages import AIMessage
@@ -17,7 +20,7 @@ from langgraph.types import Command
 from graph.composition.graph_pool import GraphPool
 from graph.composition.turns import thread_config
 from graph.infra.database import Pool
-from graph.state import ConversationState, text_reply
+from graph.state import ConversationState, TemplateReply, text_reply
 from server.runner.conversations import find_conversation
 from server.runner.outbox import deliver_parts, reply_parts, stage_parts
 from server.runner.transport import Channels
@@ -34,7 +37,7 @@ class OperatorDesk:
     async def send_reply(
         self, conversation_id: str, action_id: str, text: str, operator: str
     ) -> None:
-        wa_id, channel = await self._escalated_customer(conversation_id)
+        wa_id, channel = await self._customer(conversation_id)
         config = thread_config(conversation_id, run_id=action_id, wa_id=wa_id)
         message = AIMessage(content=text, name="operator", id=f"operator-{action_id}")
         async with self.graphs.borrow() as graph:
@@ -56,9 +59,27 @@ class OperatorDesk:
         )
         await deliver_parts(self.pool, self.channels.for_number(channel), action_id)
 
+    async def send_template(
+        self, conversation_id: str, action_id: str, template: str, operator: str
+    ) -> None:
+        """An approved template (a `TemplateReply` as JSON, checked by whoever asked)
+        through the outbox: sent at most once however often the job runs. It stays out
+        of the graph's thread: the conversation may be idle, with no node to answer as."""
+        reply = cast(TemplateReply, json.loads(template))
+        wa_id, channel = await self._customer(conversation_id)
+        await stage_parts(
+            self.pool,
+            conversation_id=conversation_id,
+            run_id=action_id,
+            wa_id=wa_id,
+            parts=[reply],
+            agent=f"operator:{operator}",
+        )
+        await deliver_parts(self.pool, self.channels.for_number(channel), action_id)
+
     async def release(self, conversation_id: str, action_id: str, operator: str) -> None:
         """Resume the paused run: the bot answers the next message again."""
-        wa_id, _ = await self._escalated_customer(conversation_id)
+        wa_id, _ = await self._customer(conversation_id)
         config = thread_config(conversation_id, run_id=action_id, wa_id=wa_id)
         async with self.graphs.borrow() as graph:
             snapshot = await graph.aget_state(config)
@@ -73,7 +94,7 @@ class OperatorDesk:
             )
         log.info("conversation.handed_back", conversation_id=conversation_id)
 
-    async def _escalated_customer(self, conversation_id: str) -> tuple[str, str]:
+    async def _customer(self, conversation_id: str) -> tuple[str, str]:
         """The customer's key and the conversation's channel (its business number)."""
         found = await find_conversation(self.pool, conversation_id)
         if found is None:

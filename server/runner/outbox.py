@@ -22,7 +22,8 @@ from psycopg.types.json import Jsonb
 from graph.infra.database import Pool
 from graph.state import Reply, reply_text
 from server.runner.transport import Transport
-from server.whatsapp.client import WhatsAppError, split_text
+from server.whatsapp.client import split_text
+from server.whatsapp.graph_errors import WhatsAppError
 
 log = structlog.get_logger(__name__)
 

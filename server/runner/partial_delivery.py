@@ -33,7 +33,7 @@ from graph.settings import Settings
 from graph.state import Reply, text_reply
 from server.runner.outbox import deliver_parts
 from server.runner.transport import Transport
-from server.whatsapp.client import WhatsAppError
+from server.whatsapp.graph_errors import WhatsAppError
 from server.whatsapp.outbound import TEXT_LIMIT
 
 log = structlog.get_logger(__name__)

@@ -125,6 +125,7 @@ def register_answer_task(queue: procrastinate.App, answer: AnswerFn) -> None:
 
 OPERATOR_REPLY_TASK = "operator_reply"
 OPERATOR_RELEASE_TASK = "operator_release"
+OPERATOR_TEMPLATE_TASK = "operator_template"
 
 
 class OperatorActions(Protocol):
@@ -133,6 +134,10 @@ class OperatorActions(Protocol):
     ) -> None: ...
 
     async def release(self, conversation_id: str, action_id: str, operator: str) -> None: ...
+
+    async def send_template(
+        self, conversation_id: str, action_id: str, template: str, operator: str
+    ) -> None: ...
 
 
 async def enqueue_operator_action(
@@ -160,6 +165,12 @@ def register_operator_tasks(
     @queue.task(name=OPERATOR_RELEASE_TASK, retry=retry)
     async def operator_release(conversation_id: str, action_id: str, operator: str) -> None:
         await desk.release(conversation_id, action_id, operator)
+
+    @queue.task(name=OPERATOR_TEMPLATE_TASK, retry=retry)
+    async def operator_template(
+        conversation_id: str, action_id: str, template: str, operator: str
+    ) -> None:
+        await desk.send_template(conversation_id, action_id, template, operator)
 
 
 async def run_worker(

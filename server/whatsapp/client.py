@@ -11,7 +11,6 @@ The access token never appears in an exception message or a log line.
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -22,6 +21,15 @@ import structlog
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from graph.state import Reply
+from server.whatsapp.graph_errors import (
+    RETRYABLE_ERROR_CODES,
+    WhatsAppError,
+    dict_at,
+    int_or_none,
+    json_object,
+    json_or_none,
+    retry_after_seconds,
+)
 from server.whatsapp.media_fetch import (
     MEDIA_HARD_CAP,
     FetchedBody,
@@ -42,6 +50,7 @@ from server.whatsapp.outbound import (
     split_text,
     text_payload,
 )
+from server.whatsapp.templates import template_payload
 
 __all__ = [
     "MediaFile",
@@ -49,48 +58,13 @@ __all__ = [
     "SendResult",
     "UntrustedMediaHost",
     "WhatsAppClient",
-    "WhatsAppError",
     "split_text",
 ]
 
 log = structlog.get_logger(__name__)
 
-RETRYABLE_ERROR_CODES = frozenset({1, 2, 4, 80007, 130429, 131000, 131016, 131056, 133004})
-"""Meta error codes that mean "try again later": transient failures and rate limits,
-including 131056 (too many messages to one user). Others, like 131047 (outside the
-24-hour window) or 100/131026 (bad request, undeliverable), will fail again unchanged."""
-
-
-class WhatsAppError(Exception):
-    """A call to the Cloud API failed; ``retryable`` says whether waiting could help."""
-
-    def __init__(
-        self,
-        *,
-        title: str,
-        status_code: int,
-        code: int | None = None,
-        details: str = "",
-        retryable: bool = False,
-        subcode: int | None = None,
-        fbtrace_id: str | None = None,
-        retry_after: float | None = None,
-        maybe_delivered: bool = False,
-    ) -> None:
-        self.title = title
-        # The request may have reached Meta before the connection failed: a message
-        # send in that state must not be repeated (Meta has no idempotency key).
-        self.maybe_delivered = maybe_delivered
-        self.status_code = status_code
-        self.code = code
-        self.details = details
-        self.retryable = retryable
-        self.subcode = subcode
-        self.fbtrace_id = fbtrace_id
-        self.retry_after = retry_after
-        where = f"HTTP {status_code}" if status_code else "no HTTP response"
-        label = f"WhatsApp API error {code}" if code is not None else "WhatsApp API error"
-        super().__init__(f"{label} ({where}): {title}" + (f" — {details}" if details else ""))
+# Pages of templates read at most (100 each): a listing that never ends is cut here.
+_TEMPLATE_PAGES = 20
 
 
 @dataclass(frozen=True)
@@ -179,12 +153,17 @@ class WhatsAppClient:
         return await self.send_message(payload)
 
     async def send_reply(self, to: str, reply: Reply) -> str:
-        """One reply part of a turn (text, buttons or list) as its message kind; the wamid."""
+        """One reply part (text, buttons, list or template) as its message kind; the wamid."""
         if reply["kind"] == "text":
             return (await self.send_text(to, reply["text"])).wamid
         if reply["kind"] == "buttons":
             buttons = [(button["id"], button["title"]) for button in reply["buttons"]]
             return (await self.send_buttons(to, reply["body"], buttons)).wamid
+        if reply["kind"] == "template":
+            message = template_payload(
+                reply["name"], reply["language"], reply["values"], named=reply["named"]
+            )
+            return (await self.send_message({"to": to, **message})).wamid
         sections = [
             (s["title"], [(r["id"], r["title"], r.get("description")) for r in s["rows"]])
             for s in reply["sections"]
@@ -224,6 +203,27 @@ class WhatsAppClient:
             body["typing_indicator"] = {"type": "text"}
         await self._post_messages(body)
 
+    async def list_templates(self, business_account_id: str) -> list[dict[str, Any]]:
+        """The account's message templates as Meta lists them, page after page (at most
+        `_TEMPLATE_PAGES`). A next page elsewhere than this API is not followed: the
+        access token goes with every request."""
+        fields = "name,language,status,category,parameter_format,components"
+        url = f"{self._version_url()}/{business_account_id}/message_templates"
+        query: dict[str, str] | None = {"fields": fields, "limit": "100"}
+        listed: list[dict[str, Any]] = []
+        for _ in range(_TEMPLATE_PAGES):
+            page = json_object(await self._request("GET", url, params=query))
+            listed += [entry for entry in page.get("data") or [] if isinstance(entry, dict)]
+            following = dict_at(page, "paging").get("next")
+            if not isinstance(following, str) or not self._is_own_url(following):
+                break
+            url, query = following, None
+        return listed
+
+    def _is_own_url(self, url: str) -> bool:
+        own, other = httpx.URL(self._base_url), httpx.URL(url)
+        return (other.scheme, other.host, other.port) == (own.scheme, own.host, own.port)
+
     # ------------------------------------------------------------------ media
 
     async def download_media(self, media_id: str, *, max_bytes: int | None = None) -> MediaFile:
@@ -232,7 +232,7 @@ class WhatsAppClient:
         to Meta's media hosts or this API's origin (else `UntrustedMediaHost`). Over
         `max_bytes` (Meta's 100 MB by default) is `MediaTooLarge`: from the declared size
         or Content-Length before reading, or once the body passes the cap."""
-        info = _json_object(await self._request("GET", f"{self._version_url()}/{media_id}"))
+        info = json_object(await self._request("GET", f"{self._version_url()}/{media_id}"))
         url = info.get("url")
         if not isinstance(url, str) or not url:
             raise WhatsAppError(title="media lookup returned no url", status_code=200)
@@ -283,7 +283,7 @@ class WhatsAppClient:
         self, body: Mapping[str, Any], *, idempotent: bool = True
     ) -> dict[str, Any]:
         url = f"{self._version_url()}/{self.phone_number_id}/messages"
-        return _json_object(await self._request("POST", url, json=body, idempotent=idempotent))
+        return json_object(await self._request("POST", url, json=body, idempotent=idempotent))
 
     async def _request(
         self,
@@ -291,6 +291,7 @@ class WhatsAppClient:
         url: str,
         *,
         json: Mapping[str, Any] | None = None,
+        params: Mapping[str, str] | None = None,
         idempotent: bool = True,
     ) -> httpx.Response:
         retrying = AsyncRetrying(
@@ -302,11 +303,16 @@ class WhatsAppClient:
         )
         async for attempt in retrying:
             with attempt:
-                return await self._request_once(method, url, json, idempotent)
+                return await self._request_once(method, url, json, params, idempotent)
         raise AssertionError("unreachable: tenacity either returns or re-raises")
 
     async def _request_once(
-        self, method: str, url: str, json: Mapping[str, Any] | None, idempotent: bool
+        self,
+        method: str,
+        url: str,
+        json: Mapping[str, Any] | None,
+        params: Mapping[str, str] | None,
+        idempotent: bool,
     ) -> httpx.Response:
         headers = {"Authorization": f"Bearer {self._token}"}
         try:
@@ -314,6 +320,7 @@ class WhatsAppClient:
                 method,
                 url,
                 json=json,
+                params=params,
                 headers=headers,
                 timeout=self._timeout,
                 follow_redirects=True,
@@ -335,8 +342,8 @@ class WhatsAppClient:
 
     def _error_from(self, response: httpx.Response) -> WhatsAppError:
         """Turn Graph's ``{"error": {...}}`` into a WhatsAppError, deciding retryability."""
-        error = _dict_at(_json_or_none(response), "error")
-        code = _int_or_none(error.get("code"))
+        error = dict_at(json_or_none(response), "error")
+        code = int_or_none(error.get("code"))
         retryable = (
             response.status_code == 429
             or response.status_code >= 500
@@ -346,11 +353,11 @@ class WhatsAppClient:
             title=self._redact(str(error.get("message") or response.reason_phrase or "error")),
             status_code=response.status_code,
             code=code,
-            details=self._redact(str(_dict_at(error, "error_data").get("details") or "")),
+            details=self._redact(str(dict_at(error, "error_data").get("details") or "")),
             retryable=retryable,
-            subcode=_int_or_none(error.get("error_subcode")),
+            subcode=int_or_none(error.get("error_subcode")),
             fbtrace_id=str(error["fbtrace_id"]) if error.get("fbtrace_id") else None,
-            retry_after=_retry_after_seconds(response.headers.get("retry-after")),
+            retry_after=retry_after_seconds(response.headers.get("retry-after")),
         )
 
     def _wait_before_retry(self, state: RetryCallState) -> float:
@@ -381,38 +388,3 @@ def _log_retry(state: RetryCallState) -> None:
         status=getattr(error, "status_code", None),
         code=getattr(error, "code", None),
     )
-
-
-def _int_or_none(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _retry_after_seconds(header: str | None) -> float | None:
-    """Seconds form only; an HTTP-date Retry-After falls back to our own backoff."""
-    if header is None:
-        return None
-    try:
-        seconds = float(header.strip())
-    except ValueError:
-        return None
-    return max(seconds, 0.0) if math.isfinite(seconds) else None
-
-
-def _json_or_none(response: httpx.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return None
-
-
-def _dict_at(container: Any, key: str) -> dict[str, Any]:
-    """``container[key]`` if both are JSON objects, else ``{}``: error bodies vary."""
-    value = container.get(key) if isinstance(container, dict) else None
-    return value if isinstance(value, dict) else {}
-
-
-def _json_object(response: httpx.Response) -> dict[str, Any]:
-    data = _json_or_none(response)
-    if not isinstance(data, dict):
-        raise WhatsAppError(title="response is not a JSON object", status_code=response.status_code)
-    return data

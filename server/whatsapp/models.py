@@ -67,6 +67,7 @@ from server.whatsapp.notices import (
     UnknownMessage,
     UnsupportedMessage,
 )
+from server.whatsapp.templates import TemplateStatusUpdate
 
 # The message kinds are re-exported: callers read the whole webhook vocabulary here.
 __all__ = [
@@ -109,6 +110,7 @@ __all__ = [
 log = structlog.get_logger(__name__)
 
 WHATSAPP_OBJECT = "whatsapp_business_account"
+TEMPLATE_STATUS_FIELD = "message_template_status_update"
 """The only webhook ``object`` we act on; bodies for other objects parse to nothing."""
 
 StatusValue = Literal["sent", "delivered", "read", "failed"]
@@ -315,6 +317,17 @@ class WebhookPayload(LenientModel):
         for value in self._values():
             for status in value.statuses:
                 yield value.metadata.phone_number_id, status
+
+    def iter_template_updates(self) -> Iterator[TemplateStatusUpdate]:
+        """Templates approved, paused, disabled… (`message_template_status_update`)."""
+        if self.object != WHATSAPP_OBJECT:
+            return
+        for entry in self.entry:
+            for change in entry.changes:
+                if change.field == TEMPLATE_STATUS_FIELD:
+                    update = TemplateStatusUpdate.from_value(change.raw_value)
+                    if update is not None:
+                        yield update
 
 
 def _event(value: MessagesValue, message: MessageBase) -> InboundEvent:

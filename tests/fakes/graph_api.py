@@ -30,6 +30,7 @@ from types import TracebackType
 from typing import Any
 
 from tests.fakes.graph_media import Media, MediaStore, Stream
+from tests.fakes.graph_templates import template_page, template_problem
 
 __all__ = ["FakeGraphAPI"]
 
@@ -78,6 +79,10 @@ class FakeGraphAPI:
         self._sends_open.set()
         self._held = 0
         self.media = MediaStore()
+        # The business account's message templates (tests/fakes/graph_templates.py);
+        # while it has none, any template send is accepted unchecked.
+        self.templates: list[JSON] = []
+        self.templates_per_page = 100
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -215,6 +220,7 @@ class FakeGraphAPI:
             self._requests.clear()
             self._failures.clear()
             self.media.clear()
+            self.templates.clear()
             self.delay = 0.0
             self._outage_until = 0.0
             self._held = 0
@@ -410,6 +416,12 @@ class _Handler(BaseHTTPRequestHandler):
             )
         elif method == "POST" and len(segments) == 3 and segments[2] == "messages":
             self._post_message(segments[1], body)
+        elif method == "GET" and len(segments) == 3 and segments[2] == "message_templates":
+            query = self.path.partition("?")[2]
+            path = self.path.partition("?")[0]
+            self._send_json(
+                200, template_page(self.fake.templates, self.fake.base_url, path, query)
+            )
         elif method == "GET" and len(segments) == 2 and segments[0] == "media-download":
             self._download_media(segments[1])
         elif method == "GET" and len(segments) == 2:
@@ -442,8 +454,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(failure.status, error, headers)
             return
         payload, problem = _validate_message(raw)
+        refused = None
+        if problem is None and payload.get("type") == "template" and self.fake.templates:
+            refused = template_problem(self.fake.templates, payload)
         if problem is not None:
             self._send_json(400, graph_error(400, problem, code=100))
+        elif refused is not None:
+            self._send_json(400, graph_error(400, refused[1], code=refused[0]))
         elif (wamid := self.fake._record(phone_number_id, payload)) is None:
             self._send_json(200, {"success": True})
         else:

@@ -17,6 +17,7 @@ from server.http.admin import (
     outcome_routes,
     replay_routes,
     schema_routes,
+    template_routes,
     user_routes,
 )
 from server.http.dashboard import api_routes as dashboard_api_routes
@@ -31,6 +32,7 @@ for routes in (
     user_routes,
     outcome_routes,
     replay_routes,
+    template_routes,
     dashboard_api_routes,
     schema_routes,
 ):

@@ -3,7 +3,8 @@ operator's two actions — reply, and hand back to the bot.
 
 A reply is refused (409) once WhatsApp's 24-hour customer-service window has closed
 (server/runner/service_window.py): Meta would refuse the send, and the operator would
-only learn it from a failed delivery nobody shows them."""
+only learn it from a failed delivery nobody shows them. The refusal names the approved
+templates that can reach the customer instead (server/http/admin/template_routes.py)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from server.audit import record_audit
 from server.http.admin.auth import require_admin
 from server.http.dependencies import services_of
+from server.outcomes.templates import list_templates
 from server.runner.conversations import ConversationRow, find_conversation
 from server.runner.queue import OPERATOR_RELEASE_TASK, OPERATOR_REPLY_TASK, enqueue_operator_action
 from server.runner.service_window import service_window
@@ -79,7 +81,7 @@ async def reply_as_operator(
     services = services_of(request)
     found = await _require_escalated(services, conversation_id)
     await _require_open_window(services, found)
-    return await _queue_action(
+    return await queue_action(
         request, found, admin, OPERATOR_REPLY_TASK, "conversation.reply", text=body.text
     )
 
@@ -89,10 +91,10 @@ async def hand_back_to_bot(
     request: Request, conversation_id: uuid.UUID, admin: Admin
 ) -> ActionAccepted:
     found = await _require_escalated(services_of(request), conversation_id)
-    return await _queue_action(request, found, admin, OPERATOR_RELEASE_TASK, "conversation.release")
+    return await queue_action(request, found, admin, OPERATOR_RELEASE_TASK, "conversation.release")
 
 
-async def _queue_action(
+async def queue_action(
     request: Request,
     found: ConversationRow,
     admin: str,
@@ -100,8 +102,8 @@ async def _queue_action(
     audit_action: str,
     **arguments: str,
 ) -> ActionAccepted:
-    """An action for a conversation known to wait for a person, in its channel's queue;
-    each gets an id now, so its job is idempotent when retried."""
+    """An operator's action, checked by the caller, in the conversation's channel's
+    queue; each gets an id now, so its job is idempotent when retried."""
     action_id = str(uuid.uuid4())
     job_id = await enqueue_operator_action(
         services_of(request).queue,
@@ -138,8 +140,22 @@ async def _require_open_window(services: Services, found: ConversationRow) -> No
         409,
         f"The 24-hour customer-service window closed{when}: WhatsApp no longer delivers"
         " a free-form reply to this customer. Only an approved template message can"
-        " reach them now.",
+        f" reach them now: {await _templates_offered(services, found)}",
     )
+
+
+async def _templates_offered(services: Services, found: ConversationRow) -> str:
+    """What the operator can send instead, and how."""
+    sendable = await list_templates(services.pool, sendable_only=True)
+    if not sendable:
+        return (
+            "none is known yet (POST /admin/api/templates/sync, or declare them in"
+            " WA_AGENT_TEMPLATES_FILE)."
+        )
+    names = ", ".join(
+        f"{t.name} ({t.language}, {len(t.variables)} value(s))" for t in sendable[:20]
+    )
+    return f"POST /admin/api/conversations/{found.conversation_id}/template with one of {names}."
 
 
 async def _audit(request: Request, admin: str, action: str, target: uuid.UUID) -> None:
