@@ -35,6 +35,9 @@ FLAG_DEFAULTS: Mapping[str, bool] = {
     "spending_caps": True,  # off: WA_AGENT_*_CAP never applies to this customer
     # on: one satisfaction question after a resolved episode (server/outcomes/csat.py)
     "csat": False,
+    # on: a booking's customer gets the reminder template before it starts, when one is
+    # configured (server/outcomes/reminders.py)
+    "booking_reminders": True,
     "answer_cache": False,  # on: common questions answered from the semantic answer cache
     # Tools (graph/composition/tool_platform.py); each exists only when configured, the flag then
     # decides per customer whether agents are offered it.

@@ -43,6 +43,7 @@ from server.operations.conversation_replay import Replays
 from server.operations.retention import register_retention_task
 from server.outcomes.alerts import AlertMonitor, AlertOptions, register_alert_task
 from server.outcomes.hooks import build_outcome_hooks, register_outcome_tasks
+from server.outcomes.reminders import BookingReminders, ReminderOptions, register_reminder_task
 from server.outcomes.templates import declare_templates
 from server.runner.accounting import Accounting, AccountingOptions
 from server.runner.conversation_runner import ConversationRunner, RunnerOptions
@@ -227,6 +228,7 @@ async def _open_services_once(
         )
         register_answer_task(queue, runner.answer)
         _register_chores(queue, pool, settings, OperatorDesk(pool, graphs, transports))
+        register_reminder_task(queue, _booking_reminders(pool, whatsapp, flags, settings))
         register_outcome_tasks(
             queue,
             outcomes,
@@ -263,6 +265,17 @@ def _register_chores(
     register_alert_task(queue, AlertMonitor(pool, AlertOptions.from_settings(settings)))
     register_retention_task(queue, pool, settings)
     register_stream_turn_task(queue)
+
+
+def _booking_reminders(
+    pool: Pool, whatsapp: WhatsAppClient | None, flags: FeatureFlags, settings: Settings
+) -> BookingReminders:
+    options = ReminderOptions.parse(
+        settings.booking_reminder_template,
+        settings.booking_reminder_hours,
+        settings.business_timezone,
+    )
+    return BookingReminders(pool, whatsapp, flags, options)
 
 
 async def _work_and_heal(

@@ -35,6 +35,18 @@ class OutcomeSettings(BaseModel):
         default=10.0, ge=0, validation_alias="WA_AGENT_CSAT_COMMENT_MIN"
     )
 
+    # --- booking reminders (flag `booking_reminders`) ----------------------------------------
+    # The approved template reminding a customer of a booking, as `name:language`
+    # (`booking_reminder:en`); empty: no reminders. Its body's variables, in order, get
+    # the customer's name, what is booked and when (at most three).
+    booking_reminder_template: str | None = Field(
+        default=None, pattern=r"^[^:]+:[^:]+$", validation_alias="WA_AGENT_BOOKING_REMINDER"
+    )
+    # How long before the booking starts the reminder goes out.
+    booking_reminder_hours: float = Field(
+        default=24.0, gt=0, le=24 * 14, validation_alias="WA_AGENT_BOOKING_REMINDER_H"
+    )
+
     # --- answer cache (flag `answer_cache`) -----------------------------------------------
     # Cosine similarity a new question needs to a cached one (after the near-miss guard).
     answer_cache_threshold: float = Field(
