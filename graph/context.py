@@ -38,6 +38,7 @@ FLAG_DEFAULTS: Mapping[str, bool] = {
     # on: a booking's customer gets the reminder template before it starts, when one is
     # configured (server/outcomes/reminders.py)
     "booking_reminders": True,
+    "payment_nudges": True,  # on: one nudge for a booking's open payment, when configured
     "answer_cache": False,  # on: common questions answered from the semantic answer cache
     # Tools (graph/composition/tool_platform.py); each exists only when configured, the flag then
     # decides per customer whether agents are offered it.

@@ -269,13 +269,18 @@ def _register_chores(
 
 def _booking_reminders(
     pool: Pool, whatsapp: WhatsAppClient | None, flags: FeatureFlags, settings: Settings
-) -> BookingReminders:
-    options = ReminderOptions.parse(
-        settings.booking_reminder_template,
-        settings.booking_reminder_hours,
-        settings.business_timezone,
-    )
-    return BookingReminders(pool, whatsapp, flags, options)
+) -> list[BookingReminders]:
+    """The reminder before a booking and the nudge for its open payment."""
+    zone = settings.business_timezone
+    kinds = [
+        ReminderOptions.parse(
+            "booking", settings.booking_reminder_template, settings.booking_reminder_hours, zone
+        ),
+        ReminderOptions.parse(
+            "payment", settings.payment_nudge_template, settings.payment_nudge_hours, zone
+        ),
+    ]
+    return [BookingReminders(pool, whatsapp, flags, options) for options in kinds]
 
 
 async def _work_and_heal(

@@ -1,12 +1,14 @@
-"""Booking reminders as the customer sees them, on a controllable clock: the reminder
-template reaches them once, at the lead time before their booking, filled with their
-name, what they booked and when; not before, never twice, not for a cancelled booking,
-again for a booking moved to another time, never after STOP nor with the flag off."""
+"""Booking reminders and payment nudges as the customer sees them, on a controllable
+clock: the reminder template reaches them once, at the lead time before their booking,
+filled with their name, what they booked and when; not before, never twice, not for a
+cancelled booking, again for a booking moved to another time, never after STOP nor with
+the flag off. A booking whose payment link is still open gets one nudge with the link,
+none once it is paid."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -32,6 +34,8 @@ def reminder_settings(
     declared.write_text(
         "- name: booking_reminder\n  language: en\n"
         "  body: 'Hi {{1}}, a reminder: {{2}} is yours on {{3}}. Reply to change it.'\n"
+        "- name: payment_nudge\n  language: en\n"
+        "  body: 'Hi {{1}}, your booking ({{2}}) is not paid yet: {{3}}'\n"
     )
     return outcome_settings(
         db_url, graph_api, openai, templates_file=declared, booking_reminder_template=TEMPLATE
@@ -40,7 +44,9 @@ def reminder_settings(
 
 def reminders_of(service: RunningService, *flags: str) -> BookingReminders:
     services = service.services
-    options = ReminderOptions.parse(TEMPLATE, LEAD.total_seconds() / 3600, "Africa/Kigali")
+    options = ReminderOptions.parse(
+        "booking", TEMPLATE, LEAD.total_seconds() / 3600, "Africa/Kigali"
+    )
     return BookingReminders(
         services.pool, services.whatsapp, FeatureFlags(services.pool, flags), options
     )
@@ -96,7 +102,7 @@ async def test_a_booking_is_reminded_once_at_its_lead_time(
         assert len(templates_to(graph_api, customer)) == 1
         assert await reminders.send_due(starts_at + timedelta(minutes=5)) == 0  # over
         [transcript] = await service.fetch(
-            "SELECT content FROM agent_messages WHERE agent = 'reminder' AND run_id IS NOT NULL"
+            "SELECT content FROM agent_messages WHERE agent = 'reminder:booking'"
         )
         reminder = f"Hi Ada, a reminder: E-bike 1 is yours on {when}. Reply to change it."
         assert transcript["content"] == reminder
@@ -150,8 +156,47 @@ async def test_an_unknown_template_sends_nothing(
         await seed_demo(service.services.pool)
         customer, _, starts_at = await a_customer_with_a_booking(service)
         services = service.services
-        options = ReminderOptions.parse("nope:en", 24, "Africa/Kigali")
+        options = ReminderOptions.parse("booking", "nope:en", 24, "Africa/Kigali")
         reminders = BookingReminders(services.pool, services.whatsapp, services.flags, options)
         assert await reminders.send_due(starts_at - LEAD / 2) == 0
         assert templates_to(graph_api, customer) == []
         assert await service.fetch("SELECT 1 FROM booking_reminders") == []
+
+
+async def test_an_open_payment_gets_one_nudge_and_a_paid_one_none(
+    db_url: str, graph_api: FakeGraphAPI, openai_server: FakeOpenAIServer, tmp_path: Path
+) -> None:
+    settings = reminder_settings(db_url, graph_api, openai_server, tmp_path)
+    async with running_service(settings) as service:
+        await seed_demo(service.services.pool)
+        services = service.services
+        options = ReminderOptions.parse("payment", "payment_nudge:en", 2, "Africa/Kigali")
+        nudges = BookingReminders(services.pool, services.whatsapp, services.flags, options)
+        unpaid, unpaid_booking, starts_at = await a_customer_with_a_booking(service)
+        paid, paid_booking, _ = await a_customer_with_a_booking(service)
+        made = datetime.now(UTC)
+        for customer, booking, status in [
+            (unpaid, unpaid_booking, "pending"),
+            (paid, paid_booking, "paid"),
+        ]:
+            await service.execute(
+                "INSERT INTO payments (reference, wa_id, booking_id, description, amount_minor,"
+                " currency, provider, payment_url, status, idempotency_key, created_at)"
+                " VALUES (%s, %s, %s, 'e-bike', 1000, 'RWF', 'demo', %s, %s, %s, %s)",
+                f"PAY-{booking}",
+                customer,
+                booking,
+                f"https://pay.example/{booking}",
+                status,
+                str(uuid.uuid4()),
+                made,
+            )
+        assert await nudges.send_due(made + timedelta(hours=1)) == 0  # too soon
+        assert await nudges.send_due(made + timedelta(hours=3)) == 1
+        assert await nudges.send_due(made + timedelta(hours=9)) == 0  # once
+        [sent] = templates_to(graph_api, unpaid)
+        local = starts_at.astimezone(KIGALI)
+        values = [p["text"] for p in sent["components"][0]["parameters"]]
+        link = f"https://pay.example/{unpaid_booking}"
+        assert values == ["Ada", f"E-bike 1, {local:%a %d %b}, {local:%H:%M}", link]
+        assert templates_to(graph_api, paid) == []

@@ -46,6 +46,16 @@ class OutcomeSettings(BaseModel):
     booking_reminder_hours: float = Field(
         default=24.0, gt=0, le=24 * 14, validation_alias="WA_AGENT_BOOKING_REMINDER_H"
     )
+    # --- payment nudges (flag `payment_nudges`) ----------------------------------------------
+    # The template nudging a customer whose booking's payment link is still open, as
+    # `name:language`; its variables get the name, the booking and the payment link.
+    payment_nudge_template: str | None = Field(
+        default=None, pattern=r"^[^:]+:[^:]+$", validation_alias="WA_AGENT_PAYMENT_NUDGE"
+    )
+    # How long after the payment link was made the nudge goes out (once).
+    payment_nudge_hours: float = Field(
+        default=2.0, gt=0, le=24 * 14, validation_alias="WA_AGENT_PAYMENT_NUDGE_H"
+    )
 
     # --- answer cache (flag `answer_cache`) -----------------------------------------------
     # Cosine similarity a new question needs to a cached one (after the near-miss guard).
