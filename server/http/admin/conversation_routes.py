@@ -13,11 +13,12 @@ from datetime import UTC
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from server.audit import record_audit
 from server.http.admin.auth import require_admin
 from server.http.dependencies import services_of
+from server.operations.operator_inbox import canned_reply
 from server.outcomes.templates import list_templates
 from server.runner.conversations import ConversationRow, find_conversation
 from server.runner.queue import OPERATOR_RELEASE_TASK, OPERATOR_REPLY_TASK, enqueue_operator_action
@@ -31,9 +32,18 @@ Admin = Annotated[str, Depends(require_admin)]
 
 
 class OperatorReply(BaseModel):
+    """The reply's text, or the name of a canned reply (one of the two)."""
+
     model_config = ConfigDict(extra="forbid")
 
-    text: str = Field(min_length=1, max_length=4096)
+    text: str | None = Field(default=None, min_length=1, max_length=4096)
+    canned: str | None = Field(default=None, min_length=1, max_length=64)
+
+    @model_validator(mode="after")
+    def _one_of_the_two(self) -> OperatorReply:
+        if (self.text is None) == (self.canned is None):
+            raise ValueError("give either 'text' or 'canned', not both")
+        return self
 
 
 class ActionAccepted(BaseModel):
@@ -46,15 +56,18 @@ async def list_conversations(
     request: Request,
     _: Admin,
     status: Literal["active", "escalated"] | None = None,
+    assigned_to: str | None = None,
     limit: Annotated[int, Field(ge=1, le=200)] = 50,
 ) -> list[dict[str, Any]]:
     async with services_of(request).pool.connection() as conn:
         cur = await conn.execute(
-            "SELECT c.id, c.wa_id, k.profile_name, c.status, c.last_inbound_at, c.updated_at"
+            "SELECT c.id, c.wa_id, k.profile_name, c.status, c.assigned_to,"
+            " c.last_inbound_at, c.updated_at"
             " FROM agent_conversations c JOIN contacts k USING (wa_id)"
-            " WHERE %(status)s::text IS NULL OR c.status = %(status)s"
+            " WHERE (%(status)s::text IS NULL OR c.status = %(status)s)"
+            " AND (%(assignee)s::text IS NULL OR c.assigned_to = %(assignee)s)"
             " ORDER BY c.updated_at DESC LIMIT %(limit)s",
-            {"status": status, "limit": limit},
+            {"status": status, "assignee": assigned_to, "limit": limit},
         )
         return [dict(row) for row in await cur.fetchall()]
 
@@ -81,8 +94,14 @@ async def reply_as_operator(
     services = services_of(request)
     found = await _require_escalated(services, conversation_id)
     await _require_open_window(services, found)
+    text = body.text
+    if body.canned is not None:
+        text = await canned_reply(services.pool, body.canned)
+        if text is None:
+            raise HTTPException(404, f"no canned reply {body.canned!r}")
+    assert text is not None  # the model requires one of the two
     return await queue_action(
-        request, found, admin, OPERATOR_REPLY_TASK, "conversation.reply", text=body.text
+        request, found, admin, OPERATOR_REPLY_TASK, "conversation.reply", text=text
     )
 
 
@@ -99,7 +118,7 @@ async def queue_action(
     found: ConversationRow,
     admin: str,
     task: str,
-    audit_action: str,
+    audit_name: str,
     **arguments: str,
 ) -> ActionAccepted:
     """An operator's action, checked by the caller, in the conversation's channel's
@@ -114,7 +133,7 @@ async def queue_action(
         operator=admin,
         **arguments,
     )
-    await _audit(request, admin, audit_action, uuid.UUID(found.conversation_id))
+    await audit_action(request, admin, audit_name, uuid.UUID(found.conversation_id))
     return ActionAccepted(action_id=action_id, job_id=job_id)
 
 
@@ -158,7 +177,7 @@ async def _templates_offered(services: Services, found: ConversationRow) -> str:
     return f"POST /admin/api/conversations/{found.conversation_id}/template with one of {names}."
 
 
-async def _audit(request: Request, admin: str, action: str, target: uuid.UUID) -> None:
+async def audit_action(request: Request, admin: str, action: str, target: uuid.UUID) -> None:
     async with services_of(request).pool.connection() as conn:
         await record_audit(
             conn,

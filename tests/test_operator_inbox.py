@@ -1,0 +1,100 @@
+"""The operator's inbox beside a conversation, through the admin API and the real
+worker: internal notes stay with the team (the customer receives nothing), a
+conversation is assigned and found by its assignee, and a canned reply is sent to the
+customer by name like any operator reply."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from tests.fakes.graph_api import FakeGraphAPI
+from tests.fakes.meta_payloads import text_message
+from tests.fakes.openai_server import FakeOpenAIServer
+from tests.support import RunningService, running_service
+from tests.support_outcomes import new_customer, outcome_settings, say
+from tests.test_csat import ADMIN
+
+
+async def admin_call(service: RunningService, method: str, url: str, **kw: Any) -> httpx.Response:
+    async with httpx.AsyncClient(base_url=service.base_url, headers=ADMIN) as admin:
+        return await admin.request(method, url, **kw)
+
+
+async def escalated(service: RunningService, customer: str) -> str:
+    await say(service, text_message(customer, "I want to talk to a human please"))
+    [row] = await service.fetch(
+        "SELECT id::text AS id FROM agent_conversations WHERE wa_id = %s AND status = 'escalated'",
+        customer,
+    )
+    return str(row["id"])
+
+
+async def test_notes_stay_with_the_team_and_assignment_finds_the_conversation(
+    db_url: str, graph_api: FakeGraphAPI, openai_server: FakeOpenAIServer
+) -> None:
+    customer = new_customer()
+    async with running_service(outcome_settings(db_url, graph_api, openai_server)) as service:
+        conversation = await escalated(service, customer)
+        base = f"/admin/api/conversations/{conversation}"
+        sent_before = len(graph_api.sent_to(customer))
+        note = "Called them back, wants a refund for the flat tyre."
+        written = await admin_call(service, "POST", f"{base}/notes", json={"text": note})
+        assert written.status_code == 201, written.text
+        notes = (await admin_call(service, "GET", f"{base}/notes")).json()
+        assert [(n["author"], n["text"]) for n in notes] == [("admin", note)]
+        assert len(graph_api.sent_to(customer)) == sent_before
+        transcript = (await admin_call(service, "GET", f"{base}/messages")).json()
+        assert all(note not in line["content"] for line in transcript)
+
+        assigned = await admin_call(service, "PUT", f"{base}/assignee", json={"operator": "grace"})
+        assert assigned.status_code == 200
+        mine = await admin_call(service, "GET", "/admin/api/conversations?assigned_to=grace")
+        assert [c["id"] for c in mine.json()] == [conversation]
+        other = await admin_call(service, "GET", "/admin/api/conversations?assigned_to=alan")
+        assert other.json() == []
+        audited = await service.fetch(
+            "SELECT action FROM audit_log WHERE target = %s ORDER BY id", conversation
+        )
+        assert [row["action"] for row in audited][-2:] == [
+            "conversation.note",
+            "conversation.assign",
+        ]
+
+        empty = await admin_call(service, "POST", f"{base}/notes", json={"text": ""})
+        assert empty.status_code == 422
+        nowhere = "/admin/api/conversations/00000000-0000-0000-0000-000000000000/notes"
+        assert (await admin_call(service, "POST", nowhere, json={"text": "x"})).status_code == 404
+
+
+async def test_a_canned_reply_is_sent_by_name(
+    db_url: str, graph_api: FakeGraphAPI, openai_server: FakeOpenAIServer
+) -> None:
+    customer = new_customer()
+    refund = "Your refund is on its way: 3 to 5 working days. Anything else?"
+    async with running_service(outcome_settings(db_url, graph_api, openai_server)) as service:
+        saved = await admin_call(
+            service, "PUT", "/admin/api/canned-replies/refund-sent", json={"text": refund}
+        )
+        assert saved.status_code == 204
+        listed = (await admin_call(service, "GET", "/admin/api/canned-replies")).json()
+        assert [(c["name"], c["text"]) for c in listed] == [("refund-sent", refund)]
+        bad_name = await admin_call(
+            service, "PUT", "/admin/api/canned-replies/Refund Sent!", json={"text": "x"}
+        )
+        assert bad_name.status_code == 422
+
+        conversation = await escalated(service, customer)
+        url = f"/admin/api/conversations/{conversation}/messages"
+        unknown = await admin_call(service, "POST", url, json={"canned": "nope"})
+        assert unknown.status_code == 404
+        both = await admin_call(service, "POST", url, json={"canned": "refund-sent", "text": "x"})
+        assert both.status_code == 422
+        accepted = await admin_call(service, "POST", url, json={"canned": "refund-sent"})
+        assert accepted.status_code == 202, accepted.text
+        await graph_api.wait_for_async(lambda: refund in graph_api.texts_to(customer))
+
+        gone = await admin_call(service, "DELETE", "/admin/api/canned-replies/refund-sent")
+        assert gone.status_code == 204
+        assert (await admin_call(service, "GET", "/admin/api/canned-replies")).json() == []
