@@ -42,6 +42,7 @@ from server.media import build_media_understanding
 from server.operations.conversation_replay import Replays
 from server.operations.retention import register_retention_task
 from server.outcomes.alerts import AlertMonitor, AlertOptions, register_alert_task
+from server.outcomes.escalation_notices import register_notice_task
 from server.outcomes.hooks import build_outcome_hooks, register_outcome_tasks
 from server.outcomes.reminders import BookingReminders, ReminderOptions, register_reminder_task
 from server.outcomes.templates import declare_templates
@@ -204,7 +205,7 @@ async def _open_services_once(
         if settings.accounting_enabled:
             accounting = Accounting(pool, AccountingOptions.from_settings(settings))
         queue = create_queue_app(database_url, settings)
-        outcomes = build_outcome_hooks(pool, graphs, whatsapp, flags, settings)
+        outcomes = build_outcome_hooks(pool, graphs, whatsapp, flags, settings, queue)
         phase = GraphPhase(
             pool,
             graphs,
@@ -265,6 +266,7 @@ def _register_chores(
     register_alert_task(queue, AlertMonitor(pool, AlertOptions.from_settings(settings)))
     register_retention_task(queue, pool, settings)
     register_stream_turn_task(queue)
+    register_notice_task(queue, settings.escalation_webhook_url)
 
 
 def _booking_reminders(

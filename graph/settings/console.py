@@ -77,6 +77,11 @@ class ConsoleSettings(BaseModel):
     alert_webhook_secret: SecretStr | None = Field(  # sent as a bearer token when set
         default=None, validation_alias="WA_AGENT_ALERT_WEBHOOK_TOKEN"
     )
+    # One JSON POST per conversation that starts waiting for a person
+    # (server/outcomes/escalation_notices.py); unset: the dashboard's inbox only.
+    escalation_webhook_url: str | None = Field(
+        default=None, validation_alias="WA_AGENT_ESCALATION_WEBHOOK_URL"
+    )
     alert_cron: str = Field(default="* * * * *", validation_alias="WA_AGENT_ALERT_CRON")
     alert_window_seconds: int = Field(
         default=300, ge=30, validation_alias="WA_AGENT_ALERT_WINDOW_S"

@@ -169,26 +169,17 @@ class AlertMonitor:
         url = self.options.webhook_url
         if not url:
             return
+        secret = self.options.webhook_secret
         try:
-            await self._post(url, announcement.as_json())
+            await post_json(
+                url,
+                announcement.as_json(),
+                bearer=secret.get_secret_value() if secret is not None else None,
+                max_attempts=self.options.max_attempts,
+                timeout_seconds=self.options.timeout_seconds,
+            )
         except Exception as exc:
             log.error("alert.notify_failed", key=announcement.key, error=str(exc)[:200])
-
-    async def _post(self, url: str, body: dict[str, Any]) -> None:
-        headers = {}
-        if self.options.webhook_secret is not None:
-            headers["Authorization"] = f"Bearer {self.options.webhook_secret.get_secret_value()}"
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.options.max_attempts),
-            wait=wait_exponential(multiplier=0.2, max=5),
-            retry=retry_if_exception(_worth_retrying),
-            reraise=True,
-        )
-        async with httpx.AsyncClient(timeout=self.options.timeout_seconds) as client:
-            async for attempt in retrying:
-                with attempt:
-                    answer = await client.post(url, json=body, headers=headers)
-                    answer.raise_for_status()
 
     async def active(self) -> list[dict[str, Any]]:
         return await alert_states(self.pool)
@@ -208,6 +199,30 @@ def _announcement(state: Literal["firing"], condition: Condition, at: datetime) 
     return Announcement(
         state, condition.key, condition.summary, condition.value, condition.threshold, at
     )
+
+
+async def post_json(
+    url: str,
+    body: dict[str, Any],
+    *,
+    bearer: str | None = None,
+    max_attempts: int = 3,
+    timeout_seconds: float = 5.0,
+) -> None:
+    """POST to an operator's receiver (alerts, escalations): a timeout on each try and
+    bounded retries with exponential backoff; raises when it never succeeded."""
+    headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
+    retrying = AsyncRetrying(
+        stop=stop_after_attempt(max_attempts),
+        wait=wait_exponential(multiplier=0.2, max=5),
+        retry=retry_if_exception(_worth_retrying),
+        reraise=True,
+    )
+    async with httpx.AsyncClient(timeout=timeout_seconds) as client:
+        async for attempt in retrying:
+            with attempt:
+                answer = await client.post(url, json=body, headers=headers)
+                answer.raise_for_status()
 
 
 def _worth_retrying(exc: BaseException) -> bool:

@@ -28,6 +28,7 @@ from server.outcomes.consent import Consent
 from server.outcomes.csat import Csat
 from server.outcomes.episode_rules import agent_confirms_goodbye, is_goodbye
 from server.outcomes.episodes import ClosedEpisode, Episodes, TurnRecord
+from server.outcomes.escalation_notices import EscalationNotices
 from server.runner.conversation_runner import Claim
 from server.whatsapp.client import WhatsAppClient
 
@@ -44,6 +45,7 @@ class OutcomeHooks:
     csat: Csat
     graphs: GraphPool
     consent: Consent
+    notices: EscalationNotices | None = None
 
     async def before_turn(self, claim: Claim) -> tuple[Claim, list[Reply]]:
         """Keywords first: a STOP right after a rating is an opt-out, not its comment."""
@@ -77,6 +79,8 @@ class OutcomeHooks:
             goodbye=is_goodbye(customer_text)
             and agent_confirms_goodbye([reply_text(r) for r in replies]),
         )
+        if turn.waiting == "human" and claim.status != "escalated" and self.notices:
+            await self.notices.escalated(claim.conversation_id, claim.wa_id)
         closed = await self.episodes.record_turn(turn)
         if closed is not None:
             await self.csat.request(closed)
@@ -121,6 +125,7 @@ def build_outcome_hooks(
     whatsapp: WhatsAppClient | None,
     flags: FeatureFlags,
     settings: Settings,
+    queue: procrastinate.App,
 ) -> OutcomeHooks:
     csat = Csat(
         pool,
@@ -130,7 +135,8 @@ def build_outcome_hooks(
         comment_window=timedelta(minutes=settings.csat_comment_minutes),
     )
     episodes = Episodes(pool, idle=timedelta(minutes=settings.episode_idle_minutes))
-    return OutcomeHooks(episodes, csat, graphs, Consent(pool))
+    notices = EscalationNotices(queue, settings.escalation_webhook_url)
+    return OutcomeHooks(episodes, csat, graphs, Consent(pool), notices)
 
 
 def register_outcome_tasks(
