@@ -120,9 +120,15 @@ async def test_operator_logs_in_reads_the_overview_and_answers_from_the_inbox(
         # Another capability's panel (here: the routing route) is filled from its JSON.
         panel = page.locator("section.panel", has_text="Routing, as a panel")
         await expect(panel.locator("table")).to_contain_text("booking")
-        # Business outcomes (episodes, CSAT, answer cache) are on the overview by default.
-        outcomes = page.locator("section.panel", has_text="Business outcomes")
-        await expect(outcomes.locator("table")).to_contain_text("resolution_rate")
+        # Business outcomes, written for people: tiles, how episodes ended, the targets.
+        outcomes = page.locator("section#outcomes")
+        await expect(outcomes.locator(".kpis")).to_contain_text("Resolved by the bot")
+        await expect(outcomes.locator(".kpis")).to_contain_text("Satisfaction (1–5)")
+        ended = outcomes.locator("#outcome-breakdown")
+        await expect(ended).to_contain_text("Abandoned")
+        assert await ended.locator("progress").count() == 4
+        await expect(outcomes.locator("#outcome-targets")).to_contain_text("resolution rate")
+        assert "{" not in await outcomes.inner_text()  # no JSON for people to decode
 
         # Conversations: found by the last digits of the number, transcript with agents.
         await page.click("text=Conversations")

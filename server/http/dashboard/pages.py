@@ -32,6 +32,7 @@ from server.http.dashboard import aggregates, timeline
 from server.http.dashboard.aggregates import Window
 from server.http.dashboard.session import close_session, open_session, session_admin
 from server.http.dependencies import services_of
+from server.outcomes.figures import outcome_figures
 from server.services import Services
 
 log = structlog.get_logger(__name__)
@@ -55,12 +56,25 @@ class Panel:
     endpoint: str
 
 
-EXTRA_PANELS: list[Panel] = [Panel("Business outcomes, last 30 days", "/admin/api/outcomes")]
+EXTRA_PANELS: list[Panel] = []
 
 INBOX_PAGE = 25  # threads shown at once, the most recently active first
 
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 templates.env.filters["mask_phone"] = mask_phone
+
+
+def _percent(rate: float | None) -> str:
+    return "—" if rate is None else f"{rate * 100:.0f}%"
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "—"
+    return f"{value:.0f} s" if value < 120 else f"{value / 60:.0f} min"
+
+
+templates.env.globals.update(percent=_percent, seconds=_seconds)
 router = APIRouter(prefix="/admin", include_in_schema=False)
 
 
@@ -179,7 +193,9 @@ async def logout(request: Request) -> RedirectResponse:
 async def overview(request: Request, admin: Operator, days: int | None = None) -> HTMLResponse:
     services = services_of(request)
     span = min(max(days or services.settings.dashboard_days, 1), 365)
-    figures = await aggregates.overview(services.pool, Window.last_days(span))
+    window = Window.last_days(span)
+    figures = await aggregates.overview(services.pool, window)
+    outcomes = await outcome_figures(services.pool, window.since, window.until)
     waiting = await timeline.waiting_count(services.pool)
     return _page(
         request,
@@ -190,6 +206,7 @@ async def overview(request: Request, admin: Operator, days: int | None = None) -
         chart_data=json.dumps(figures, default=str).replace("<", "\\u003c"),
         waiting=waiting,
         days=span,
+        outcomes=outcomes,
         panels=EXTRA_PANELS,
     )
 
