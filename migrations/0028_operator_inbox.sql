@@ -1,7 +1,10 @@
 -- The operator's inbox (server/operations/operator_inbox.py): who a conversation is
--- assigned to, internal notes (never sent to the customer; they go with the
--- conversation when it is erased or expires), and the business's canned replies.
-ALTER TABLE agent_conversations ADD COLUMN assigned_to text;
+-- assigned to, when an operator took it over from the bot (the bot's replies are
+-- withheld from then until it is handed back: outbound_messages.status 'withheld'),
+-- internal notes (never sent to the customer; they go with the conversation when it
+-- is erased or expires), and the business's canned replies.
+ALTER TABLE agent_conversations ADD COLUMN assigned_to text,
+                                ADD COLUMN taken_over_at timestamptz;
 
 CREATE TABLE conversation_notes (
     id               bigserial PRIMARY KEY,

@@ -46,6 +46,7 @@ from server.runner.runs import (
     finish_run,
     postpone_run,
     wake_runs_waiting_on_whatsapp,
+    withhold_if_taken_over,
 )
 from server.runner.transport import DEFAULT_QUEUE, Channels, Transport, Watched, answer_queue
 from server.telemetry import OUTBOUND, RUN_SECONDS, RUNS, RUNS_POSTPONED
@@ -205,6 +206,9 @@ class ConversationRunner:
             staged: list[StagedPart] | None = None  # None: the outbox says what to send
             if not claim.staged:
                 thought, failed, tokens, staged = await self._think_and_stage(claim, transport)
+            if await withhold_if_taken_over(self.pool, claim.run_id):
+                staged = None  # the outbox says what is left: nothing
+                log.info("run.withheld", reason="an operator took the conversation over")
             sent = await deliver_parts(
                 self.pool,
                 transport,

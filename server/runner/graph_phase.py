@@ -155,8 +155,9 @@ class GraphPhase:
             return
         conversation_id = claim.conversation_id
         async with self.pool.connection() as conn:
+            # A conversation an operator took over stays theirs until handed back.
             await conn.execute(
                 "UPDATE agent_conversations SET status = %s, updated_at = now()"
-                " WHERE id = %s AND status <> %s",
+                " WHERE id = %s AND status <> %s AND taken_over_at IS NULL",
                 (status, conversation_id, status),
             )

@@ -21,6 +21,7 @@ from graph.composition.graph_pool import GraphPool
 from graph.composition.turns import thread_config
 from graph.infra.database import Pool
 from graph.state import ConversationState, TemplateReply, text_reply
+from nodes.handoffs import HUMAN
 from server.runner.conversations import find_conversation
 from server.runner.outbox import deliver_parts, reply_parts, stage_parts
 from server.runner.transport import Channels
@@ -77,6 +78,27 @@ class OperatorDesk:
         )
         await deliver_parts(self.pool, self.channels.for_number(channel), action_id)
 
+    async def take_over(self, conversation_id: str, action_id: str, operator: str) -> None:
+        """The thread into human mode, as if the bot had escalated: from the next message
+        on it stays silent, and the operator's replies go into the thread. (The bot's
+        replies were withheld from the moment of the request: `withhold_if_taken_over`.)"""
+        wa_id, _ = await self._customer(conversation_id)
+        config = thread_config(conversation_id, run_id=action_id, wa_id=wa_id)
+        async with self.graphs.borrow() as graph:
+            snapshot = await graph.aget_state(config)
+            if snapshot.values.get("mode") == "human":
+                return
+            handoffs = list(snapshot.values.get("handoffs", []))
+            taken = {"source": "bot", "target": HUMAN, "reason": f"taken over by {operator}"}
+            update = {
+                "mode": "human",
+                "active_agent": HUMAN,
+                "replies": [],
+                "handoffs": [*handoffs, taken],
+            }
+            await graph.aupdate_state(config, update, as_node="escalate")
+        log.info("conversation.taken_over", conversation_id=conversation_id)
+
     async def release(self, conversation_id: str, action_id: str, operator: str) -> None:
         """Resume the paused run: the bot answers the next message again."""
         wa_id, _ = await self._customer(conversation_id)
@@ -88,8 +110,8 @@ class OperatorDesk:
                 await graph.ainvoke(resume, config)
         async with self.pool.connection() as conn:
             await conn.execute(
-                "UPDATE agent_conversations SET status = 'active', updated_at = now()"
-                " WHERE id = %s",
+                "UPDATE agent_conversations SET status = 'active', taken_over_at = NULL,"
+                " updated_at = now() WHERE id = %s",
                 (conversation_id,),
             )
         log.info("conversation.handed_back", conversation_id=conversation_id)

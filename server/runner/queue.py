@@ -126,6 +126,7 @@ def register_answer_task(queue: procrastinate.App, answer: AnswerFn) -> None:
 OPERATOR_REPLY_TASK = "operator_reply"
 OPERATOR_RELEASE_TASK = "operator_release"
 OPERATOR_TEMPLATE_TASK = "operator_template"
+OPERATOR_TAKEOVER_TASK = "operator_takeover"
 
 
 class OperatorActions(Protocol):
@@ -138,6 +139,8 @@ class OperatorActions(Protocol):
     async def send_template(
         self, conversation_id: str, action_id: str, template: str, operator: str
     ) -> None: ...
+
+    async def take_over(self, conversation_id: str, action_id: str, operator: str) -> None: ...
 
 
 async def enqueue_operator_action(
@@ -165,6 +168,10 @@ def register_operator_tasks(
     @queue.task(name=OPERATOR_RELEASE_TASK, retry=retry)
     async def operator_release(conversation_id: str, action_id: str, operator: str) -> None:
         await desk.release(conversation_id, action_id, operator)
+
+    @queue.task(name=OPERATOR_TAKEOVER_TASK, retry=retry)
+    async def operator_takeover(conversation_id: str, action_id: str, operator: str) -> None:
+        await desk.take_over(conversation_id, action_id, operator)
 
     @queue.task(name=OPERATOR_TEMPLATE_TASK, retry=retry)
     async def operator_template(

@@ -1,6 +1,7 @@
-"""The operator's inbox beside the conversation: internal notes, an assignee, and the
-business's canned replies (server/operations/operator_inbox.py). A note is never sent
-to the customer; a canned reply is sent by naming it in an operator reply
+"""The operator's inbox beside the conversation: taking it over from the bot, internal
+notes, an assignee, and the business's canned replies
+(server/operations/operator_inbox.py). A note is never sent to the customer; a canned
+reply is sent by naming it in an operator reply
 (`POST /admin/api/conversations/{id}/messages` with `{"canned": NAME}`)."""
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from server.http.admin.auth import require_admin
-from server.http.admin.conversation_routes import audit_action
+from server.http.admin.conversation_routes import ActionAccepted, audit_action, queue_action
 from server.http.dependencies import services_of
 from server.operations.operator_inbox import (
     Note,
@@ -20,10 +21,12 @@ from server.operations.operator_inbox import (
     assign,
     canned_replies,
     delete_canned_reply,
+    mark_taken_over,
     notes_of,
     save_canned_reply,
 )
 from server.runner.conversations import ConversationRow, find_conversation
+from server.runner.queue import OPERATOR_TAKEOVER_TASK
 
 router = APIRouter(tags=["inbox"])
 
@@ -81,6 +84,19 @@ async def set_assignee(
     await assign(services_of(request).pool, found.conversation_id, body.operator)
     await audit_action(request, admin, "conversation.assign", conversation_id)
     return {"assigned_to": body.operator}
+
+
+@router.post("/conversations/{conversation_id}/takeover", status_code=202)
+async def take_over(request: Request, conversation_id: uuid.UUID, admin: Admin) -> ActionAccepted:
+    """The bot stops at once: a turn already running finishes without sending, and the
+    thread waits for a person (as after an escalation) until handed back (`.../release`).
+    409 when it already waits for a person."""
+    found = await _conversation(request, conversation_id)
+    if not await mark_taken_over(services_of(request).pool, found.conversation_id, admin):
+        raise HTTPException(409, "the conversation already waits for a person")
+    return await queue_action(
+        request, found, admin, OPERATOR_TAKEOVER_TASK, "conversation.takeover"
+    )
 
 
 @router.get("/canned-replies")
