@@ -1,7 +1,8 @@
 """The dashboard in a real browser (Playwright driving Debian's Chromium, headless):
 log in with the token, see the overview charts drawn, open a conversation, answer an
 escalated conversation from the inbox and see the reply reach the (fake) Graph API,
-then hand it back to the bot."""
+then hand it back to the bot; take a conversation over from the bot, answer it with a
+canned reply, leave a note and assign it."""
 
 from __future__ import annotations
 
@@ -198,3 +199,59 @@ async def test_operator_edits_an_agent_and_rolls_out_a_flag(
         ("admin", "flag.update", "spending_caps"),
     ]
     assert audit[0]["details"] == {"model": "openai:gpt-4.1-nano"}  # only what changed
+
+
+async def test_operator_takes_over_notes_assigns_and_answers_with_a_canned_reply(
+    db_url: str, graph_api: FakeGraphAPI, openai_server: FakeOpenAIServer, browser: Browser
+) -> None:
+    customer = "2507" + str(uuid.uuid4().int)[:8]
+    canned = "Thanks for waiting! A mechanic will look at your bike today."
+    async with running_service(settings(db_url, graph_api, openai_server)) as service:
+        openai_server.script("Hello! How can I help?")
+        await say(service, customer, "my brakes squeak", "Aline")
+        await service.execute(
+            "INSERT INTO canned_replies (name, text, updated_by) VALUES ('mechanic', %s, 'admin')",
+            canned,
+        )
+        [conversation] = await service.fetch(
+            "SELECT id::text AS id FROM agent_conversations WHERE wa_id = %s", customer
+        )
+        page = await browser.new_page()
+        await log_in(page, service.base_url, TOKEN)
+        await page.goto(f"{service.base_url}/admin/conversations/{conversation['id']}")
+        await page.wait_for_load_state("domcontentloaded")
+
+        async with page.expect_navigation(wait_until="domcontentloaded"):
+            await page.click("button.take-over")  # the page reloads, now with a reply box
+        operator = page.locator(".operator")
+        await expect(operator.locator("form.reply")).to_be_visible()  # reloaded, now ours
+        await operator.locator("select[name=canned]").select_option(label="mechanic")
+        await expect(operator.locator("textarea")).to_have_value(canned)
+        await operator.locator("form.reply button").click()
+        await expect(operator.locator(".result")).to_have_text("Sent.")
+
+        async def delivered() -> bool:
+            return canned in graph_api.texts_to(customer)
+
+        await eventually(delivered, within=20, what="the canned reply at the Graph API")
+
+        team = page.locator("section.team")
+        sent = len(graph_api.sent_to(customer))
+        await team.locator("form.note textarea").fill(
+            "Rear brake pads worn; offered a repair slot."
+        )
+        await team.locator("form.note button").click()
+        await expect(team.locator(".result")).to_have_text("Note added.")
+        await expect(team.locator("ol.notes")).to_contain_text("Rear brake pads worn")
+        await team.locator("input[name=operator]").fill("eric")
+        await team.locator("form.assign button").click()
+        await expect(team.locator(".result")).to_have_text("Assigned to eric.")
+        await page.reload(wait_until="domcontentloaded")
+        await expect(team.locator("ol.notes")).to_contain_text("admin")
+        await expect(team.locator("input[name=operator]")).to_have_value("eric")
+        await page.close()
+        assert len(graph_api.sent_to(customer)) == sent  # the note stayed with the team
+        rows = await service.fetch(
+            "SELECT status, assigned_to FROM agent_conversations WHERE id = %s", conversation["id"]
+        )
+        assert (rows[0]["status"], rows[0]["assigned_to"]) == ("escalated", "eric")

@@ -32,6 +32,7 @@ from server.http.dashboard import aggregates, timeline
 from server.http.dashboard.aggregates import Window
 from server.http.dashboard.session import close_session, open_session, session_admin
 from server.http.dependencies import services_of
+from server.operations.operator_inbox import canned_replies, notes_of
 from server.outcomes.figures import outcome_figures
 from server.services import Services
 
@@ -221,10 +222,18 @@ async def conversations(request: Request, admin: Operator, q: str = "") -> HTMLR
 async def conversation(
     request: Request, conversation_id: uuid.UUID, admin: Operator
 ) -> HTMLResponse:
-    found = await timeline.conversation(services_of(request).pool, str(conversation_id))
+    pool = services_of(request).pool
+    found = await timeline.conversation(pool, str(conversation_id))
     if found is None:
         raise HTTPException(404, "no such conversation")
-    return _page(request, "conversation.html", admin, conversation=found)
+    return _page(
+        request,
+        "conversation.html",
+        admin,
+        conversation=found,
+        notes=await notes_of(pool, str(conversation_id)),
+        canned=await canned_replies(pool),
+    )
 
 
 @router.get("/inbox", response_class=HTMLResponse)
@@ -232,7 +241,13 @@ async def inbox(request: Request, admin: Operator) -> HTMLResponse:
     pool = services_of(request).pool
     waiting = await timeline.search(pool, "", status="escalated", limit=INBOX_PAGE)
     threads = [await timeline.conversation(pool, row["id"]) for row in waiting]
-    return _page(request, "inbox.html", admin, threads=[t for t in threads if t])
+    return _page(
+        request,
+        "inbox.html",
+        admin,
+        threads=[t for t in threads if t],
+        canned=await canned_replies(pool),
+    )
 
 
 @router.get("/agents", response_class=HTMLResponse)

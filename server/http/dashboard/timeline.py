@@ -97,7 +97,8 @@ async def search(
 async def conversation(pool: Pool, conversation_id: str) -> dict[str, Any] | None:
     async with pool.connection() as conn:
         cur = await conn.execute(
-            "SELECT c.id, c.wa_id, k.profile_name, c.status, c.created_at, c.updated_at,"
+            "SELECT c.id, c.wa_id, k.profile_name, c.status, c.assigned_to, c.created_at,"
+            " c.updated_at,"
             f" usage.* FROM agent_conversations c JOIN contacts k USING (wa_id) {_USAGE}"
             " WHERE c.id = %s",
             (conversation_id,),

@@ -160,6 +160,54 @@ function wireOperators() {
   });
 }
 
+// --- takeover, canned replies, notes, assignee --------------------------------------
+
+function wireTeam() {
+  document.querySelectorAll("button.take-over").forEach((button) => {
+    button.addEventListener("click", async () => {
+      try {
+        await callApi(button.dataset.url, "POST");
+        window.location.reload();  // the page now shows the reply box
+      } catch (error) {
+        say(button.parentElement, `Not taken over (${error.message})`, true);
+      }
+    });
+  });
+  document.querySelectorAll("form.reply select[name=canned]").forEach((select) => {
+    select.addEventListener("change", () => {
+      if (select.value) select.form.elements.text.value = select.value;
+    });
+  });
+  document.querySelectorAll("form.note").forEach((form) => {
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const team = form.closest(".team");
+      try {
+        const note = await callApi(form.dataset.url, "POST", { text: form.elements.text.value });
+        const item = document.createElement("li");
+        item.textContent = `${note.author} · just now — ${note.text}`;
+        team.querySelector("ol.notes").append(item);
+        form.elements.text.value = "";
+        say(team, "Note added.");
+      } catch (error) {
+        say(team, `Not added (${error.message})`, true);
+      }
+    });
+  });
+  document.querySelectorAll("form.assign").forEach((form) => {
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const operator = form.elements.operator.value.trim() || null;
+      try {
+        await callApi(form.dataset.url, "PUT", { operator });
+        say(form.closest(".team"), operator ? `Assigned to ${operator}.` : "Unassigned.");
+      } catch (error) {
+        say(form.closest(".team"), `Not assigned (${error.message})`, true);
+      }
+    });
+  });
+}
+
 // --- agents and flags -------------------------------------------------------------
 
 // Only what the operator changed is sent: saving a new model must not pin today's
@@ -213,5 +261,6 @@ document.addEventListener("DOMContentLoaded", () => {
   drawOverview();
   loadPanels();
   wireOperators();
+  wireTeam();
   wireForms();
 });
