@@ -256,3 +256,34 @@ async def test_meta_status_updates_change_what_can_be_sent(
         await eventually(both_changed, what="the statuses Meta sent")
         listed = (await admin_call(service, "GET", "/admin/api/templates")).json()
         assert [t["sendable"] for t in listed] == [False, False]
+
+
+async def test_a_template_meta_paused_since_the_last_sync_fails_visibly_once(
+    db_url: str, graph_api: FakeGraphAPI, openai_server: FakeOpenAIServer
+) -> None:
+    """Our listing says approved, Meta has paused it since (no webhook reached us):
+    the send fails with Meta's code in the outbox, is not retried, and nothing else."""
+    customer = new_customer()
+    graph_api.templates += [REMINDER]
+    async with running_service(template_settings(db_url, graph_api, openai_server)) as service:
+        await admin_call(service, "POST", "/admin/api/templates/sync")
+        conversation = await escalated_conversation(service, customer)
+        graph_api.templates[0] = {**REMINDER, "status": "PAUSED"}
+        attempts = graph_api.message_attempts
+        send = {"name": "booking_reminder", "language": "en", "values": ["Ada", "bike", "9:00"]}
+        url = f"/admin/api/conversations/{conversation}/template"
+        assert (await admin_call(service, "POST", url, json=send)).status_code == 202
+
+        async def failed() -> bool:
+            rows = await service.fetch(
+                "SELECT status, error_code FROM outbound_messages WHERE kind = 'template'"
+            )
+            return [tuple(r.values()) for r in rows] == [("failed", 132015)]
+
+        await eventually(failed, what="the refused template recorded as failed")
+        assert graph_api.message_attempts == attempts + 1  # refused once, not retried
+        assert templates_of(graph_api, customer) == []
+
+
+def templates_of(graph_api: FakeGraphAPI, customer: str) -> list[Any]:
+    return [m for m in graph_api.sent_to(customer) if m.get("type") == "template"]
