@@ -205,3 +205,44 @@ async def _waiting_on_locks(conn: psycopg.AsyncConnection[Any], at_least: int) -
     )
     row = await cur.fetchone()
     return row is not None and int(row[0]) >= at_least
+
+
+async def test_messages_sent_while_the_bot_thinks_count_against_the_limit(
+    db_url: str, graph_api: FakeGraphAPI, openai_server: FakeOpenAIServer
+) -> None:
+    """Double texting takes messages that came while the graph thought into the same
+    run. A burst that came then is screened like a run of its own: over the limit, it
+    never reaches the model, the run answers the first message and warns once."""
+    flooder = new_customer()
+    settings = abuse_settings(
+        db_url,
+        graph_api,
+        openai_server,
+        redis_url=shared_redis_url(),
+        redis_prefix=unique_prefix(),
+        rate_limits="5/1m",
+        block_durations="10m",
+    )
+    async with running_service(settings) as service:
+        async with httpx.AsyncClient(base_url=service.base_url, timeout=10) as client:
+            openai_server.hold()
+            openai_server.script("Hello! How can I help?")
+            await post(client, envelope(text_message(flooder, "burst 000")))
+
+            async def thinking() -> bool:
+                return openai_server.waiting > 0
+
+            await eventually(thinking, what="the first message at the model")
+            burst = [envelope(text_message(flooder, f"burst {i:03d}")) for i in range(1, 11)]
+            for payload in burst:
+                assert (await post(client, payload)).status_code == 200
+            openai_server.release()
+        await eventually(lambda: all_processed(service, flooder), what="the burst handled")
+        stored = await service.fetch(
+            "SELECT i.text, i.gate FROM inbound_messages i WHERE i.wa_id = %s ORDER BY i.id",
+            flooder,
+        )
+    assert [row["text"] for row in stored if row["gate"] is None] == ["burst 000"]
+    assert {row["gate"] for row in stored[1:]} == {"rate_limited"}
+    assert not any(model_saw(openai_server, row["text"]) for row in stored[1:])
+    assert kinds(graph_api, flooder) == ["reply", "warning"]

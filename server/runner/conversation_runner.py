@@ -21,11 +21,12 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import structlog
+from langchain_core.messages import HumanMessage
 
 from graph.composition.event_stream import TurnEvent
 from graph.settings import Settings
-from graph.state import text_reply
-from server.abuse.gate import AbuseGate
+from graph.state import Reply, text_reply
+from server.abuse.gate import AbuseGate, GateRequest
 from server.abuse.usage import metered_usage
 from server.runner.admission import admit
 from server.runner.graph_phase import GraphPhase, Thought, TurnHooks
@@ -45,6 +46,7 @@ from server.runner.runs import (
     claim_turn,
     finish_run,
     postpone_run,
+    refuse_taken_messages,
     wake_runs_waiting_on_whatsapp,
     withhold_if_taken_over,
 )
@@ -284,10 +286,30 @@ class ConversationRunner:
             messages = await claim_more(self.pool, thought.claim, outcome.undo_to)
             if not messages:
                 return thought
+            refusal = await self._screen_more(thought.claim, messages)
+            if refusal is not None:
+                return replace(thought, replies=[*thought.replies, *refusal])
             claim = replace(thought.claim, messages=messages, rerun_from=outcome.undo_to)
             log.info("run.took_more", messages=len(messages))
             thought = await self.phase.think(claim, transport)
         return thought
+
+    async def _screen_more(self, claim: Claim, messages: list[HumanMessage]) -> list[Reply] | None:
+        """Messages taken into a run count against the customer's rate limit like a run
+        of their own: a flood must not ride into an admitted run. Refused, they are
+        closed with the reason and never reach the graph; the run answers what it had,
+        plus the gate's notice if this step of the ladder has one. None: admitted."""
+        if self.gate is None:
+            return None
+        known = {message.id for message in claim.messages}
+        more = [str(message.id) for message in messages if message.id not in known]
+        screened = GateRequest(claim.wa_id, claim.conversation_id, len(more), can_wait=False)
+        decision = await self.gate.screen(screened)
+        if decision.admitted:
+            return None
+        await refuse_taken_messages(self.pool, claim.run_id, more, decision.reason)
+        log.info("run.refused_more", reason=decision.reason, messages=len(more))
+        return [text_reply(decision.notice)] if decision.notice else []
 
     async def _postpone(
         self, claim: Claim, waiting_on: WaitingOn, hint_s: float | None

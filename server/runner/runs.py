@@ -121,6 +121,18 @@ async def mark_staged(conn: Any, run_id: str) -> None:
     )
 
 
+async def refuse_taken_messages(pool: Pool, run_id: str, wamids: list[str], reason: str) -> None:
+    """Messages taken into a run that the abuse gate refused: handled, with the reason,
+    and no longer the run's to answer (`wa_run_messages` leaves them out, so a run
+    resumed after a crash does not feed them to the graph either)."""
+    async with pool.connection() as conn:
+        await conn.execute(
+            "UPDATE inbound_messages SET processed_at = now(), gate = %s"
+            " WHERE run_id = %s AND wamid = ANY(%s)",
+            (reason, run_id, wamids),
+        )
+
+
 async def withhold_if_taken_over(pool: Pool, run_id: str) -> int:
     """An operator took the conversation over (server/operations/operator_inbox.py):
     the run's parts not sent yet are withheld, never sent; how many."""
