@@ -42,6 +42,9 @@ CPU_PERIOD_US = 100_000
 V2_CONTROLLERS = ("memory", "pids", "cpu")
 RUN_PREFIX = "wa-agent-sandbox-"
 POLL_SECONDS = 0.02
+# A group still busy after the run's own wait is retried this long in the background.
+_LATE_REMOVAL_S = 120.0
+_LATE_REMOVALS: set[asyncio.Task[bool]] = set()
 
 
 @dataclass(frozen=True)
@@ -93,11 +96,21 @@ class RunCgroup:
 
     async def remove(self, *, within_seconds: float = 5.0) -> None:
         """Kill whatever is left in the group, then delete it (an empty group only can
-        be deleted: killed processes take a few milliseconds to go)."""
-        for _ in range(int(within_seconds / POLL_SECONDS) + 1):  # the kernel says nothing
+        be deleted: killed processes take a few milliseconds to go). Processes killed
+        under memory pressure can take seconds more: past `within_seconds` the answer
+        is not held back, and the group is deleted in the background once empty."""
+        if await self._remove_within(within_seconds):
+            return
+        task = asyncio.create_task(self._remove_within(_LATE_REMOVAL_S))
+        _LATE_REMOVALS.add(task)
+        task.add_done_callback(_LATE_REMOVALS.discard)
+
+    async def _remove_within(self, seconds: float) -> bool:
+        for _ in range(int(seconds / POLL_SECONDS) + 1):  # the kernel says nothing
             if self._try_remove():
-                return
+                return True
             await asyncio.sleep(POLL_SECONDS)
+        return False
 
     def discard(self, *, within_seconds: float = 2.0) -> None:
         """`remove`, blocking: for the start-up probe, outside any event loop's turn."""
