@@ -170,11 +170,13 @@ async def test_a_memory_hog_in_several_processes_is_bounded_as_a_whole(
     interpreter: BaseTool,
 ) -> None:
     """Each process stays under its own 256 MB, four of them would take 480 MB: the
-    run as a whole gets its 256 MB, no more."""
+    run as a whole gets its 256 MB, no more. Only a bound on the whole group makes the
+    kernel kill anything here (no process alone reaches a limit). How many print
+    "allocated" first is the kernel's choice: it kills the largest member, often one
+    that already printed, which lets the next one finish."""
     _needs_cgroups()
     answer = await run(interpreter, MEMORY_HOG)
-    assert answer.count("allocated") <= 2, answer
-    assert "note: the memory limit was reached" in answer
+    assert "note: the memory limit was reached" in answer, answer
     await eventually(_no_sandbox_process_left, within=10, what="the hog's processes to die")
 
     async def no_group_left() -> bool:
