@@ -6,9 +6,11 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import httpx
+
 from graph.settings import Settings
 from tests.fakes.graph_api import FakeGraphAPI
-from tests.fakes.meta_payloads import envelope
+from tests.fakes.meta_payloads import envelope, text_message
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.support import RunningService, eventually, service_settings
 
@@ -62,3 +64,22 @@ async def episodes_of(service: RunningService, customer: str) -> list[dict[str, 
     return await service.fetch(
         "SELECT * FROM conversation_episodes WHERE wa_id = %s ORDER BY started_at", customer
     )
+
+
+ADMIN_HEADERS = {"Authorization": "Bearer admin-secret-0123456789a"}  # outcome_settings' token
+
+
+async def admin_call(service: RunningService, method: str, url: str, **kw: Any) -> httpx.Response:
+    """One admin API request with the outcome settings' token."""
+    async with httpx.AsyncClient(base_url=service.base_url, headers=ADMIN_HEADERS) as admin:
+        return await admin.request(method, url, **kw)
+
+
+async def escalated_conversation(service: RunningService, customer: str) -> str:
+    """The id of a conversation whose customer just asked for a person."""
+    await say(service, text_message(customer, "I want to talk to a human please"))
+    [row] = await service.fetch(
+        "SELECT id::text AS id FROM agent_conversations WHERE wa_id = %s AND status = 'escalated'",
+        customer,
+    )
+    return str(row["id"])

@@ -7,30 +7,18 @@ operator talks, and answers again once handed back."""
 
 from __future__ import annotations
 
-from typing import Any
-
-import httpx
-
 from tests.fakes.graph_api import FakeGraphAPI
 from tests.fakes.meta_payloads import envelope, text_message
 from tests.fakes.openai_server import FakeOpenAIServer
-from tests.support import RunningService, eventually, running_service
-from tests.support_outcomes import new_customer, outcome_settings, runs_done, say
-from tests.test_csat import ADMIN
-
-
-async def admin_call(service: RunningService, method: str, url: str, **kw: Any) -> httpx.Response:
-    async with httpx.AsyncClient(base_url=service.base_url, headers=ADMIN) as admin:
-        return await admin.request(method, url, **kw)
-
-
-async def escalated(service: RunningService, customer: str) -> str:
-    await say(service, text_message(customer, "I want to talk to a human please"))
-    [row] = await service.fetch(
-        "SELECT id::text AS id FROM agent_conversations WHERE wa_id = %s AND status = 'escalated'",
-        customer,
-    )
-    return str(row["id"])
+from tests.support import eventually, running_service
+from tests.support_outcomes import (
+    admin_call,
+    escalated_conversation,
+    new_customer,
+    outcome_settings,
+    runs_done,
+    say,
+)
 
 
 async def test_notes_stay_with_the_team_and_assignment_finds_the_conversation(
@@ -38,7 +26,7 @@ async def test_notes_stay_with_the_team_and_assignment_finds_the_conversation(
 ) -> None:
     customer = new_customer()
     async with running_service(outcome_settings(db_url, graph_api, openai_server)) as service:
-        conversation = await escalated(service, customer)
+        conversation = await escalated_conversation(service, customer)
         base = f"/admin/api/conversations/{conversation}"
         sent_before = len(graph_api.sent_to(customer))
         note = "Called them back, wants a refund for the flat tyre."
@@ -87,7 +75,7 @@ async def test_a_canned_reply_is_sent_by_name(
         )
         assert bad_name.status_code == 422
 
-        conversation = await escalated(service, customer)
+        conversation = await escalated_conversation(service, customer)
         url = f"/admin/api/conversations/{conversation}/messages"
         unknown = await admin_call(service, "POST", url, json={"canned": "nope"})
         assert unknown.status_code == 404

@@ -11,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from server.whatsapp.templates import (
@@ -24,9 +23,14 @@ from tests.fakes.graph_api import FakeGraphAPI
 from tests.fakes.graph_templates import listed_template
 from tests.fakes.meta_payloads import text_message
 from tests.fakes.openai_server import FakeOpenAIServer
-from tests.support import RunningService, eventually, running_service
-from tests.support_outcomes import new_customer, outcome_settings, say
-from tests.test_csat import ADMIN
+from tests.support import eventually, running_service
+from tests.support_outcomes import (
+    admin_call,
+    escalated_conversation,
+    new_customer,
+    outcome_settings,
+    say,
+)
 from tests.test_opt_out import wrote_last_at
 
 PAYLOADS = Path(__file__).parent / "data" / "payloads" / "pywa"
@@ -94,11 +98,6 @@ def test_named_values_are_sent_with_their_names() -> None:
     ]
 
 
-async def admin_call(service: RunningService, method: str, url: str, **kw: Any) -> httpx.Response:
-    async with httpx.AsyncClient(base_url=service.base_url, headers=ADMIN) as admin:
-        return await admin.request(method, url, **kw)
-
-
 def template_settings(db_url: str, graph_api: FakeGraphAPI, openai: FakeOpenAIServer) -> Any:
     return outcome_settings(db_url, graph_api, openai, whatsapp_business_account_id="1029384756")
 
@@ -148,15 +147,6 @@ async def test_declared_templates_are_sendable_without_the_cloud_api(
         assert [(t["name"], t["variables"], t["sendable"]) for t in listed] == [
             ("booking_reminder", ["1", "2", "3"], True)
         ]
-
-
-async def escalated_conversation(service: RunningService, customer: str) -> str:
-    await say(service, text_message(customer, "I want to talk to a human please"))
-    [row] = await service.fetch(
-        "SELECT id::text AS id FROM agent_conversations WHERE wa_id = %s AND status = 'escalated'",
-        customer,
-    )
-    return str(row["id"])
 
 
 async def test_after_the_window_the_operator_is_offered_a_template_and_it_reaches_the_customer(
