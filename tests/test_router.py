@@ -294,6 +294,37 @@ async def test_the_held_out_set_meets_the_goals(router: IntentRouter) -> None:
     assert best / len(outcomes) >= 0.88, summary
 
 
+def test_routing_without_the_embedding_decides_as_the_classifier_would(
+    router: IntentRouter,
+) -> None:
+    """Where the lexical half alone is sure, the router skips the embedding. On the
+    labelled set it does so for a good share of messages, and what it decides there is
+    what the whole classifier decides — and an agent in charge is never switched away
+    on the shortcut."""
+    always_embed = IntentRouter(
+        embeddings=router.embeddings,
+        examples=router.examples,
+        classifier=router.classifier,
+        config=RouterConfig(lexical_threshold=1.01),
+    )
+    items = read_labelled(EVAL_SET)
+    allowed = router.allowed_intents(None)
+    shortcut = different = 0
+    for item in items:
+        for active in (None, "booking"):
+            lexical = router.classifier.lexical_proba([item.text])[0]
+            shortcut += lexical.max() >= router.config.lexical_threshold
+            fast = router.route_locally(item.text, None, active, allowed).decision
+            full = always_embed.route_locally(item.text, None, active, allowed).decision
+            fast_intent = fast["intent"] if fast else None
+            full_intent = full["intent"] if full else None
+            different += fast_intent != full_intent
+            if active and fast_intent not in (active, full_intent):
+                pytest.fail(f"switched away from {active} on the shortcut: {item.text}")
+    assert shortcut >= 0.25 * 2 * len(items)
+    assert different <= 0.01 * 2 * len(items)
+
+
 def test_typed_turns_of_scripted_conversations_reach_their_action(router: IntentRouter) -> None:
     """The menu's typed path on the 25 scripted conversations (BENCHMARKS.md): measured
     23 of 38 turns where the scripted agent acted reach that action with no model, 12 of

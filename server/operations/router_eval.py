@@ -44,7 +44,11 @@ from graph.infra.embeddings import build_embeddings
 from graph.settings import Settings
 from graph.state import RouteDecision
 from nodes.intents.shared import reader_over
-from nodes.routing.classifier import cross_validated_proba, tune_threshold
+from nodes.routing.classifier import (
+    cross_validated_proba,
+    tune_lexical_threshold,
+    tune_threshold,
+)
 from nodes.routing.intents import DEFAULT_INTENT, FOLLOWUP, INTENTS
 from nodes.routing.router import IntentRouter
 
@@ -52,6 +56,8 @@ from nodes.routing.router import IntentRouter
 # threshold for a first message, a stricter one to take a conversation from its agent.
 TARGET_PRECISION = 0.95
 TARGET_SWITCH_PRECISION = 0.98
+# Where the lexical half alone decides, it must be the classifier's own decision this often.
+TARGET_LEXICAL_AGREEMENT = 0.995
 
 
 @dataclass(frozen=True)
@@ -227,7 +233,8 @@ def tune_report(router: IntentRouter) -> list[str]:
     """Recommended thresholds from out-of-fold predictions on the examples alone."""
     texts, labels = router.examples.training_set()
     vectors = router.classifier.example_vectors
-    names, proba = cross_validated_proba(texts, labels, vectors)
+    out_of_fold = cross_validated_proba(texts, labels, vectors)
+    names, proba = out_of_fold.labels, out_of_fold.combined
     best = proba.argmax(axis=1)
     confidence = proba[np.arange(len(texts)), best]
     # A follow-up with no agent in charge is answered by customer service: right when
@@ -238,6 +245,10 @@ def tune_report(router: IntentRouter) -> list[str]:
     threshold = tune_threshold(confidence, correct, target_precision=TARGET_PRECISION)
     switch = tune_threshold(confidence, correct, target_precision=TARGET_SWITCH_PRECISION)
     routed = confidence >= threshold
+    lexical = tune_lexical_threshold(
+        out_of_fold, route_threshold=router.config.threshold, agreement=TARGET_LEXICAL_AGREEMENT
+    )
+    skipped = out_of_fold.lexical.max(axis=1) >= lexical
     return [
         f"examples: {len(texts)}; 10-fold cross-validated top-1 accuracy: {np.mean(correct):.3f}",
         f"WA_AGENT_ROUTER_THRESHOLD={threshold:.2f}  (precision ≥ {TARGET_PRECISION}:"
@@ -245,6 +256,10 @@ def tune_report(router: IntentRouter) -> list[str]:
         f" {np.mean(np.asarray(correct)[routed]):.3f})",
         f"WA_AGENT_ROUTER_SWITCH_THRESHOLD={max(switch, threshold):.2f}"
         f"  (precision ≥ {TARGET_SWITCH_PRECISION})",
+        f"RouterConfig.lexical_threshold={lexical:.2f}  (at the threshold in use,"
+        f" {router.config.threshold:.2f}, the classifier would have routed the same on"
+        f" ≥ {TARGET_LEXICAL_AGREEMENT} of what it covers: skips the"
+        f" embedding for {skipped.mean():.3f} of the examples)",
     ]
 
 

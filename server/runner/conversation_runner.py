@@ -48,7 +48,6 @@ from server.runner.runs import (
     postpone_run,
     refuse_taken_messages,
     wake_runs_waiting_on_whatsapp,
-    withhold_if_taken_over,
 )
 from server.runner.transport import DEFAULT_QUEUE, Channels, Transport, Watched, answer_queue
 from server.telemetry import OUTBOUND, RUN_SECONDS, RUNS, RUNS_POSTPONED
@@ -208,15 +207,13 @@ class ConversationRunner:
             staged: list[StagedPart] | None = None  # None: the outbox says what to send
             if not claim.staged:
                 thought, failed, tokens, staged = await self._think_and_stage(claim, transport)
-            if await withhold_if_taken_over(self.pool, claim.run_id):
-                staged = None  # the outbox says what is left: nothing
-                log.info("run.withheld", reason="an operator took the conversation over")
             sent = await deliver_parts(
                 self.pool,
                 transport,
                 claim.run_id,
                 give_up_after=self.options.give_up_sending,
                 staged=staged if not claim.resumed else None,
+                unless_taken_over=True,
             )
             more = await finish_run(self.pool, claim.run_id)
         except DeliveryDeferred as exc:

@@ -81,7 +81,7 @@ class OperatorDesk:
     async def take_over(self, conversation_id: str, action_id: str, operator: str) -> None:
         """The thread into human mode, as if the bot had escalated: from the next message
         on it stays silent, and the operator's replies go into the thread. (The bot's
-        replies were withheld from the moment of the request: `withhold_if_taken_over`.)"""
+        replies were withheld from the moment of the request: `deliver_parts`.)"""
         wa_id, _ = await self._customer(conversation_id)
         config = thread_config(conversation_id, run_id=action_id, wa_id=wa_id)
         async with self.graphs.borrow() as graph:

@@ -122,18 +122,29 @@ async def deliver_parts(
     *,
     give_up_after: timedelta = DEFAULT_GIVE_UP,
     staged: Sequence[StagedPart] | None = None,
+    unless_taken_over: bool = False,
 ) -> int:
     """Send the run's pending parts in order; returns how many were sent. `staged`: the
     parts just written by `stage_parts` (a fresh run: nothing to read back or mark).
+    `unless_taken_over`: the bot's own replies — from the moment an operator takes the
+    conversation over (server/operations/operator_inbox.py), each part not sent yet is
+    withheld, never sent; the check is part of claiming it, not a statement more.
 
     Raises `DeliveryDeferred` when Meta refuses a part for now: that part and the ones
     after it stay `pending`, so order holds when the run sends again.
     """
     pending = list(staged) if staged is not None else await _pending(pool, run_id, give_up_after)
-    sent = 0
+    claim = _CLAIM_UNLESS_TAKEN_OVER if unless_taken_over else _CLAIM
+    sent = withheld = 0
     for part in pending:
-        if await _claim(pool, part.id):
+        async with pool.connection() as conn:
+            cur = await conn.execute(claim, (part.id,))
+            row = await cur.fetchone()
+        if row is not None and row["status"] == "sending":
             sent += await _send_one(pool, transport, part)
+        withheld += row is not None and row["status"] == "withheld"
+    if withheld:
+        log.info("run.withheld", parts=withheld, reason="an operator took the conversation over")
     return sent
 
 
@@ -157,14 +168,19 @@ async def _pending(pool: Pool, run_id: str, give_up_after: timedelta) -> list[St
     return [StagedPart(r["id"], r["wa_id"], r["payload"], r["expired"]) for r in rows]
 
 
-async def _claim(pool: Pool, outbound_id: int) -> bool:
-    async with pool.connection() as conn:
-        cur = await conn.execute(
-            "UPDATE outbound_messages SET status = 'sending', updated_at = now()"
-            " WHERE id = %s AND status = 'pending'",
-            (outbound_id,),
-        )
-        return cur.rowcount == 1
+_CLAIM = (
+    "UPDATE outbound_messages SET status = 'sending', updated_at = now()"
+    " WHERE id = %s AND status = 'pending' RETURNING status"
+)
+_CLAIM_UNLESS_TAKEN_OVER = """
+UPDATE outbound_messages o
+SET status = CASE WHEN c.status = 'escalated' AND c.taken_over_at IS NOT NULL
+                  THEN 'withheld' ELSE 'sending' END,
+    updated_at = now()
+FROM agent_conversations c
+WHERE o.id = %s AND o.status = 'pending' AND c.id = o.conversation_id
+RETURNING o.status
+"""
 
 
 async def _send_one(pool: Pool, transport: Transport | None, part: StagedPart) -> int:

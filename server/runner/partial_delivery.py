@@ -168,7 +168,7 @@ class PartialDelivery:
             await self._stage(index, part)
             index += 1
             try:
-                await deliver_parts(self.pool, self.transport, self.run_id)
+                await deliver_parts(self.pool, self.transport, self.run_id, unless_taken_over=True)
             except WhatsAppError as exc:  # retryable: left pending for the run's delivery
                 log.warning("partial.deferred", code=exc.code, title=exc.title)
                 self._stopped = True

@@ -133,19 +133,6 @@ async def refuse_taken_messages(pool: Pool, run_id: str, wamids: list[str], reas
         )
 
 
-async def withhold_if_taken_over(pool: Pool, run_id: str) -> int:
-    """An operator took the conversation over (server/operations/operator_inbox.py):
-    the run's parts not sent yet are withheld, never sent; how many."""
-    async with pool.connection() as conn:
-        cur = await conn.execute(
-            "UPDATE outbound_messages o SET status = 'withheld' FROM agent_conversations c"
-            " WHERE o.run_id = %s AND o.status = 'pending' AND c.id = o.conversation_id"
-            " AND c.status = 'escalated' AND c.taken_over_at IS NOT NULL",
-            (run_id,),
-        )
-        return cur.rowcount
-
-
 async def finish_run(pool: Pool, run_id: str) -> bool:
     """The run done and its messages answered; True when more messages wait."""
     async with pool.connection() as conn:

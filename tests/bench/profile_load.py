@@ -1,0 +1,155 @@
+"""Where a worker's CPU goes: py-spy samples of `wa-agent serve` (defaults) under load.
+
+    .venv/bin/python -m tests.bench.profile_load [--rate 60] [--duration 25]
+        [--py-spy PATH] [--out /tmp/wa-agent-profile.txt]
+
+Starts the default deployment exactly as bench_load does (fresh embedded Postgres, the
+zero-latency fake model, the fake Graph API), offers `rate` new customers per second for
+`duration` seconds, and records the serve process and its worker processes with py-spy
+(`--subprocesses --idle` off, so only busy samples count). py-spy is not a dependency:
+install it apart (`pip install --target /tmp/pyspy py-spy`) and pass its path.
+
+The collapsed stacks go to `--out`; the summary printed groups each sample by the first
+frame of ours or of a library it passes through, so the figures read as "router 25 %".
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import re
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+from tests.bench.bench_load import OURS, start
+from tests.bench.common import BenchGraphAPI, print_header, tune_benchmark_process
+from tests.bench.common import bench_postgres as open_postgres
+from tests.bench.e2e import conversations, wait_for_replies, warm_up
+from tests.bench.loadgen import WebhookClient, open_loop
+from tests.bench.processes import free_port, process_group, service_environment
+from tests.fakes.openai_server import FakeOpenAIServer
+
+# The first frame matching one of these (searched leaf to root) names a sample's area.
+AREAS: tuple[tuple[str, str], ...] = (
+    ("onnxruntime", "embedding (onnxruntime)"),
+    ("tokenizers", "embedding (tokenizer)"),
+    ("sklearn", "router classifier (sklearn)"),
+    ("psycopg", "SQL (psycopg)"),
+    ("procrastinate", "queue (procrastinate)"),
+    ("langgraph/checkpoint", "checkpoint"),
+    ("openai/", "model client (openai)"),
+    ("httpx", "HTTP client (httpx)"),
+    ("httpcore", "HTTP client (httpx)"),
+    ("pydantic", "pydantic"),
+    ("langchain_core", "langchain_core"),
+    ("langgraph/", "langgraph runtime"),
+    ("uvicorn", "webhook (uvicorn)"),
+    ("starlette", "webhook (starlette)"),
+    ("fastapi", "webhook (fastapi)"),
+    ("asyncio", "event loop"),
+    ("uvloop", "event loop"),
+)
+
+
+def area_of(stack: str) -> str:
+    frames = stack.split(";")
+    for frame in reversed(frames):
+        for needle, area in AREAS:
+            if needle in frame:
+                return area
+    for frame in reversed(frames):
+        if "/server/" in frame or "/graph/" in frame or "/nodes/" in frame:
+            return "ours"
+    return "other"
+
+
+def ours_frame(stack: str) -> str:
+    """The deepest frame of our own code in a stack: which of our functions led here."""
+    for frame in reversed(stack.split(";")):
+        if any(part in frame for part in ("(server/", "(graph/", "(nodes/", "/server/", "/graph/")):
+            return frame
+    return "(none)"
+
+
+def process_of(stack: str) -> str:
+    """`serve` or `worker`: the innermost `process N:"… server.cli ROLE"` frame py-spy adds."""
+    roles = re.findall(r'process \d+:"[^"]*server\.cli (\w+)', stack)
+    return roles[-1] if roles else "other"
+
+
+def summarise(collapsed: Path, top: int) -> None:
+    by_process: dict[str, tuple[collections.Counter[str], collections.Counter[str]]] = {}
+    for line in collapsed.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        areas, ours = by_process.setdefault(
+            process_of(stack), (collections.Counter(), collections.Counter())
+        )
+        areas[area_of(stack)] += int(count)
+        ours[ours_frame(stack)] += int(count)
+    for process, (areas, ours) in sorted(by_process.items()):
+        total = sum(areas.values())
+        print(f"\n{process}: {total} busy samples")
+        for area, n in areas.most_common():
+            print(f"  {100 * n / total:5.1f} %  {area}")
+        print(f"  deepest frame of our code, top {top}:")
+        for frame, n in ours.most_common(top):
+            print(f"    {100 * n / total:5.1f} %  {frame}")
+
+
+async def profile(args: argparse.Namespace) -> None:
+    with FakeOpenAIServer() as openai, BenchGraphAPI() as graph_api:
+        async with open_postgres() as postgres:
+            db_url = await postgres.fresh_database()
+            port = free_port()
+            env = service_environment(db_url, openai.base_url, graph_api.base_url, PORT=str(port))
+            with process_group() as group:
+                url = await start(OURS, group, env, port)
+                await warm_up(url, graph_api, 1)
+                messages = conversations(2, int(args.rate * args.duration), "profile")
+                serve_pid = group.pids[0]
+                recorder = await asyncio.create_subprocess_exec(
+                    *[args.py_spy, "record", "--pid", str(serve_pid), "--subprocesses"],
+                    *["--format", "raw", "--rate", "200", "--nonblocking"],
+                    *["--duration", str(int(args.duration)), "--output", str(args.out)],
+                    stdout=asyncio.subprocess.DEVNULL,
+                    stderr=asyncio.subprocess.DEVNULL,
+                )
+                await open_loop(WebhookClient(url, keep_alive=False), messages, args.rate)
+                await recorder.wait()
+                await wait_for_replies(graph_api, [m.wa_id for m in messages])
+    summarise(args.out, args.top)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rate", type=float, default=60.0)
+    parser.add_argument("--duration", type=float, default=25.0)
+    parser.add_argument("--py-spy", default=shutil.which("py-spy") or "/tmp/pyspy/bin/py-spy")
+    parser.add_argument("--out", type=Path, default=Path("/tmp/wa-agent-profile.txt"))
+    parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--summarise-only", action="store_true")
+    args = parser.parse_args(argv)
+    if not (0 < args.rate <= 500 and 0 < args.duration <= 120):
+        parser.error("rate must be in (0, 500] and duration in (0, 120] s")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    if args.summarise_only:
+        summarise(args.out, args.top)
+        return
+    tune_benchmark_process()
+    print_header(
+        "profile_load: py-spy of `wa-agent serve` (defaults) under open-loop load",
+        [f"{args.rate:g} new customers/s for {args.duration:g} s; stacks in {args.out}"],
+    )
+    asyncio.run(profile(args))
+
+
+if __name__ == "__main__":
+    main()
