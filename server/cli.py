@@ -14,6 +14,7 @@ from pathlib import Path
 import structlog
 import uvicorn
 import uvloop
+from threadpoolctl import threadpool_limits
 
 from graph.composition.memory import migrate_memory_embeddings
 from graph.composition.replay import ReplayError
@@ -66,6 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     settings = get_settings()
     configure_logging(settings)
+    single_threaded_numerics()
     if args.command == "serve":
         return serve_http(settings, with_worker=not args.no_worker)
     if args.command == "worker":
@@ -86,6 +88,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "seed-demo":
         return asyncio.run(seed_demo_data(settings))
     return asyncio.run(chat_in_terminal(settings, args.customer))
+
+
+def single_threaded_numerics() -> None:
+    """One thread for BLAS and OpenMP (numpy, scikit-learn). Our matrices are tiny (one
+    message against a thousand examples) and concurrency comes from the event loop and
+    the worker processes: a second BLAS thread only spins waiting for a core that serve,
+    Postgres or another worker holds. Under load that wait made a 35 µs product cost
+    over a millisecond of CPU (py-spy, tests/bench/profile_load.py)."""
+    threadpool_limits(limits=1)
 
 
 async def replay_from_terminal(settings: Settings, args: argparse.Namespace) -> int:
