@@ -32,6 +32,7 @@ from server.operations.demo_shop import seed_demo_data
 from server.operations.erasure import forget_from_terminal
 from server.runner.supervisor import (
     WorkerProcesses,
+    defer_to_parent,
     leave_when_parent_is_gone,
     worker_process_count,
 )
@@ -71,6 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         return serve_http(settings, with_worker=not args.no_worker)
     if args.command == "worker":
+        defer_to_parent()
         # uvloop: the worker is a busy event loop (the queue, the pools, the model and
         # Graph API clients); the standard loop's own overhead was a tenth of a turn.
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:

@@ -74,8 +74,7 @@ class Settings(
 
     # --- worker --------------------------------------------------------------------
     # `wa-agent serve` starts this many `wa-agent worker` processes and keeps them
-    # running: "auto" is one per core but one (at least one; the other core is left to
-    # `serve` and Postgres); 0 runs the worker inside `serve` (one process).
+    # running: "auto" is one per core; 0 runs the worker inside `serve` (one process).
     worker_processes: str = Field(default="auto", validation_alias="WA_AGENT_WORKER_PROCESSES")
     worker_concurrency: int = Field(
         default=16, ge=1, validation_alias="WA_AGENT_WORKER_CONCURRENCY"

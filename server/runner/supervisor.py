@@ -27,6 +27,9 @@ _STOP_GRACE_S = 20.0
 _FIRST_RESTART_PAUSE_S = 1.0
 _MAX_RESTART_PAUSE_S = 30.0
 _HEALTHY_RUN_S = 60.0
+# How much lower a child's priority is than `serve`'s (nice 10: about a tenth of the
+# CPU share of `serve` when both want a core).
+WORKER_NICENESS = 10
 
 
 @dataclass
@@ -83,16 +86,27 @@ class WorkerProcesses:
 
 
 def worker_process_count(configured: str) -> int:
-    """`auto`: one per core this process may use but one, left to `serve` and Postgres
-    on the same machine (on two cores one worker process answered 26 conversations/s,
-    two 19/s: they took the webhook's and the database's CPU; BENCHMARKS.md); else the
-    number given (0: the worker runs inside `serve`, one interpreter)."""
+    """`auto`: one per core this process may use (on two cores, with `serve` and
+    Postgres beside them, two worker processes answered 56 conversations/s and one 50;
+    BENCHMARKS.md); else the number given (0: the worker runs inside `serve`, one
+    interpreter)."""
     if configured.strip().lower() == "auto":
-        return max(1, len(os.sched_getaffinity(0)) - 1)
+        return len(os.sched_getaffinity(0))
     count = int(configured)
     if count < 0:
         raise ValueError("WA_AGENT_WORKER_PROCESSES must be 'auto' or a number >= 0")
     return count
+
+
+def defer_to_parent() -> None:
+    """In a child of `serve`: run at a lower CPU priority than `serve`, so the webhook
+    Meta times answers first when the workers fill every core. Workers lose nothing
+    when cores are free; when they are not, a turn waits a little rather than an
+    acknowledgement (two workers on two cores: webhook p99 at 300/s 82–118 ms at equal
+    priority; BENCHMARKS.md, "Load"). Called before any thread starts: Linux priority
+    is per thread, inherited by the threads started after."""
+    if os.environ.get(PARENT_PID_ENV):
+        os.nice(WORKER_NICENESS)
 
 
 async def leave_when_parent_is_gone(stop: asyncio.Event, every_s: float = 1.0) -> None:
