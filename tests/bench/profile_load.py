@@ -24,12 +24,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tests.bench.bench_load import OURS, start
-from tests.bench.common import BenchGraphAPI, print_header, tune_benchmark_process
+from tests.bench.common import BenchGraphAPI, fetch_value, print_header, tune_benchmark_process
 from tests.bench.common import bench_postgres as open_postgres
 from tests.bench.e2e import conversations, wait_for_replies, warm_up
 from tests.bench.loadgen import WebhookClient, open_loop
 from tests.bench.processes import free_port, process_group, service_environment
 from tests.fakes.openai_server import FakeOpenAIServer
+
+# Postgres publishes a backend's statistics at most once a second.
+STATS_FLUSH_S = 2.0
 
 # The first frame matching one of these (searched leaf to root) names a sample's area.
 AREAS: tuple[tuple[str, str], ...] = (
@@ -110,6 +113,7 @@ async def profile(args: argparse.Namespace) -> None:
                 url = await start(OURS, group, env, port)
                 await warm_up(url, graph_api, 1)
                 messages = conversations(2, int(args.rate * args.duration), "profile")
+                committed = await transactions(db_url)
                 serve_pid = group.pids[0]
                 recorder = await asyncio.create_subprocess_exec(
                     *[args.py_spy, "record", "--pid", str(serve_pid), "--subprocesses"],
@@ -121,7 +125,19 @@ async def profile(args: argparse.Namespace) -> None:
                 await open_loop(WebhookClient(url, keep_alive=False), messages, args.rate)
                 await recorder.wait()
                 await wait_for_replies(graph_api, [m.wa_id for m in messages])
+                await asyncio.sleep(STATS_FLUSH_S)
+                committed = await transactions(db_url) - committed
+    print(f"\nPostgres transactions per turn (webhook and worker): {committed / len(messages):.1f}")
     summarise(args.out, args.top)
+
+
+async def transactions(db_url: str) -> int:
+    """Committed transactions of the database so far: with autocommit, one per statement
+    (an explicit transaction counts once)."""
+    value = await fetch_value(
+        db_url, "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+    )
+    return int(value)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
