@@ -79,6 +79,27 @@ async def test_rating_asked_once_and_recorded_from_the_tap_without_an_agent_run(
         assert len(csat_lists(graph_api, customer)) == 1  # at most once a day per customer
 
 
+async def test_a_text_once_the_comment_window_passed_is_answered_not_kept(
+    db_url: str, graph_api: FakeGraphAPI, openai_server: FakeOpenAIServer
+) -> None:
+    customer = new_customer()
+    settings = outcome_settings(db_url, graph_api, openai_server, flags=frozenset({"csat"}))
+    async with running_service(settings) as service:
+        openai_server.script("We are open from 8:00 to 18:00.")
+        await say(service, text_message(customer, "What are your opening hours?"))
+        [closed] = await hooks_of(service).close_idle(after_idle())
+        await say(service, interactive_reply(customer, f"csat:{closed.id}:5", "5"), turn=False)
+        window = timedelta(minutes=settings.csat_comment_minutes)
+        await service.execute(
+            "UPDATE csat_responses SET answered_at = now() - %s", window + timedelta(minutes=1)
+        )
+        openai_server.script("A city bike is 5,000 RWF a day.")
+        await say(service, text_message(customer, "How much is a city bike?"))
+        [answer] = await service.fetch("SELECT rating, comment FROM csat_responses")
+        assert (answer["rating"], answer["comment"]) == (5, None)
+        assert graph_api.texts_to(customer)[-1] == "A city bike is 5,000 RWF a day."
+
+
 async def test_a_tap_for_another_conversations_episode_is_ignored(
     db_url: str, graph_api: FakeGraphAPI, openai_server: FakeOpenAIServer
 ) -> None:

@@ -157,14 +157,20 @@ class Csat:
         """Record ratings and comments; return the claim without them, and the thanks."""
         remaining: list[HumanMessage] = []
         replies: list[Reply] = []
+        # A comment follows a rating: without a recent one (the claim says when the last
+        # was), no text of this turn is looked at as a comment.
+        rated_lately = claim.rated_at is not None and (
+            claim.rated_at > datetime.now(UTC) - self.comment_window
+        )
         for message in claim.messages:
             tap = parse_tap(whatsapp_meta(message).get("reply_id"))
             if tap is not None:
                 rated = await self._record_rating(claim.conversation_id, *tap)
                 if rated is not None:
                     replies.append(text_reply(THANKS_RATED if rated else THANKS_SKIPPED))
+                rated_lately = rated_lately or bool(rated)
                 continue
-            if await self._record_comment(claim.conversation_id, message):
+            if rated_lately and await self._record_comment(claim.conversation_id, message):
                 replies.append(text_reply(THANKS_COMMENT))
                 continue
             remaining.append(message)

@@ -47,6 +47,9 @@ class Claim:
     rerun_from: str | None = None
     # The conversation's business number: its channel (server/runner/transport.py).
     phone_number_id: str = ""
+    # When the customer last rated this conversation (a CSAT answer), if ever: only a
+    # text soon after can be the rating's comment (server/outcomes/csat.py).
+    rated_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,8 @@ async def claim_turn(
 ) -> Claim | Quiet | None:
     """The conversation's open run (counted as one more attempt unless it is not due
     yet), else a new run for every waiting message; None when there is nothing to do
-    (or the conversation was erased). One round trip: `wa_claim_turn` (migration 0021)."""
+    (or the conversation was erased). One round trip: `wa_claim_turn` (migrations 0021,
+    0030)."""
     async with pool.connection() as conn:
         cur = await conn.execute(
             "SELECT * FROM wa_claim_turn(%s, %s, %s, %s, %s)",
@@ -85,6 +89,7 @@ async def claim_turn(
         status=row["status"],
         rerun_from=row["rerun_from"],
         phone_number_id=row["phone_number_id"],
+        rated_at=row["rated_at"],
     )
 
 
