@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import psycopg
 
+from graph.settings import Settings
 from tests.fakes.graph_api import FakeGraphAPI
 from tests.fakes.meta_payloads import envelope, text_message
 from tests.fakes.openai_server import FakeOpenAIServer
@@ -39,6 +40,21 @@ async def redeliver(client: httpx.AsyncClient, payload: dict[str, Any]) -> httpx
     raise AssertionError("a delivery was refused with 429 for half a minute")
 
 
+def flood_settings(
+    db_url: str, graph_api: FakeGraphAPI, openai_server: FakeOpenAIServer
+) -> Settings:
+    """Five messages a minute per customer, a 10-minute block, on the shared Redis."""
+    return abuse_settings(
+        db_url,
+        graph_api,
+        openai_server,
+        redis_url=shared_redis_url(),
+        redis_prefix=unique_prefix(),
+        rate_limits="5/1m",
+        block_durations="10m",
+    )
+
+
 async def test_a_flood_is_slowed_then_blocked_while_twenty_others_are_served(
     db_url: str, graph_api: FakeGraphAPI, openai_server: FakeOpenAIServer
 ) -> None:
@@ -48,15 +64,7 @@ async def test_a_flood_is_slowed_then_blocked_while_twenty_others_are_served(
     write during each wave; each is answered once and none is refused."""
     flooder = new_customer()
     others = [new_customer() for _ in range(20)]
-    settings = abuse_settings(
-        db_url,
-        graph_api,
-        openai_server,
-        redis_url=shared_redis_url(),
-        redis_prefix=unique_prefix(),
-        rate_limits="5/1m",
-        block_durations="10m",
-    )
+    settings = flood_settings(db_url, graph_api, openai_server)
     # Zero-padded so that no flood text is a prefix of another ("flood 1" in "flood 10").
     flood = [envelope(text_message(flooder, f"flood {i:03d}")) for i in range(130)]
     first_wave, second_wave = flood[:120], flood[120:]
@@ -214,15 +222,7 @@ async def test_messages_sent_while_the_bot_thinks_count_against_the_limit(
     run. A burst that came then is screened like a run of its own: over the limit, it
     never reaches the model, the run answers the first message and warns once."""
     flooder = new_customer()
-    settings = abuse_settings(
-        db_url,
-        graph_api,
-        openai_server,
-        redis_url=shared_redis_url(),
-        redis_prefix=unique_prefix(),
-        rate_limits="5/1m",
-        block_durations="10m",
-    )
+    settings = flood_settings(db_url, graph_api, openai_server)
     async with running_service(settings) as service:
         async with httpx.AsyncClient(base_url=service.base_url, timeout=10) as client:
             openai_server.hold()

@@ -9,16 +9,19 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
-
+from server.outcomes.episodes import ClosedEpisode
 from server.outcomes.hooks import OutcomeHooks
 from tests.fakes.graph_api import FakeGraphAPI
 from tests.fakes.meta_payloads import interactive_reply, text_message
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.support import RunningService, running_service
-from tests.support_outcomes import episodes_of, new_customer, outcome_settings, say
-
-ADMIN = {"Authorization": "Bearer admin-secret-0123456789a"}
+from tests.support_outcomes import (
+    admin_call,
+    episodes_of,
+    new_customer,
+    outcome_settings,
+    say,
+)
 
 
 def hooks_of(service: RunningService) -> OutcomeHooks:
@@ -39,15 +42,23 @@ def after_idle() -> datetime:
     return datetime.now(UTC) + timedelta(minutes=45)
 
 
+async def answered_and_closed(
+    service: RunningService, openai_server: FakeOpenAIServer, customer: str
+) -> ClosedEpisode:
+    """The customer's question answered, then the episode closed as idle."""
+    openai_server.script("We are open from 8:00 to 18:00, Monday to Saturday.")
+    await say(service, text_message(customer, "What are your opening hours?"))
+    [closed] = await hooks_of(service).close_idle(after_idle())
+    return closed
+
+
 async def test_rating_asked_once_and_recorded_from_the_tap_without_an_agent_run(
     db_url: str, graph_api: FakeGraphAPI, openai_server: FakeOpenAIServer
 ) -> None:
     customer = new_customer()
     settings = outcome_settings(db_url, graph_api, openai_server, flags=frozenset({"csat"}))
     async with running_service(settings) as service:
-        openai_server.script("We are open from 8:00 to 18:00, Monday to Saturday.")
-        await say(service, text_message(customer, "What are your opening hours?"))
-        [closed] = await hooks_of(service).close_idle(after_idle())
+        closed = await answered_and_closed(service, openai_server, customer)
         assert await hooks_of(service).csat.request(closed) is False  # never twice
 
         [question] = csat_lists(graph_api, customer)
@@ -85,9 +96,7 @@ async def test_a_text_once_the_comment_window_passed_is_answered_not_kept(
     customer = new_customer()
     settings = outcome_settings(db_url, graph_api, openai_server, flags=frozenset({"csat"}))
     async with running_service(settings) as service:
-        openai_server.script("We are open from 8:00 to 18:00.")
-        await say(service, text_message(customer, "What are your opening hours?"))
-        [closed] = await hooks_of(service).close_idle(after_idle())
+        closed = await answered_and_closed(service, openai_server, customer)
         await say(service, interactive_reply(customer, f"csat:{closed.id}:5", "5"), turn=False)
         window = timedelta(minutes=settings.csat_comment_minutes)
         await service.execute(
@@ -106,9 +115,7 @@ async def test_a_tap_for_another_conversations_episode_is_ignored(
     alice, mallory = new_customer(), new_customer()
     settings = outcome_settings(db_url, graph_api, openai_server, flags=frozenset({"csat"}))
     async with running_service(settings) as service:
-        openai_server.script("We are open from 8:00 to 18:00.")
-        await say(service, text_message(alice, "What are your opening hours?"))
-        [closed] = await hooks_of(service).close_idle(after_idle())
+        closed = await answered_and_closed(service, openai_server, alice)
         forged = f"csat:{closed.id}:1"
         model_calls = len(openai_server.requests)
         tap = interactive_reply(mallory, forged, "1 - Very poor", list_reply=True)
@@ -127,12 +134,13 @@ async def test_no_question_while_an_escalation_is_open(
         [conversation] = await service.fetch(
             "SELECT id FROM agent_conversations WHERE wa_id = %s", customer
         )
-        async with httpx.AsyncClient(base_url=service.base_url, headers=ADMIN) as admin:
-            response = await admin.post(
-                f"/admin/api/conversations/{conversation['id']}/messages",
-                json={"text": "Hello, Alice from the shop here."},
-            )
-            assert response.status_code == 202
+        response = await admin_call(
+            service,
+            "POST",
+            f"/admin/api/conversations/{conversation['id']}/messages",
+            json={"text": "Hello, Alice from the shop here."},
+        )
+        assert response.status_code == 202
         await graph_api.wait_for_async(
             lambda: "Hello, Alice from the shop here." in graph_api.texts_to(customer)
         )
@@ -148,8 +156,6 @@ async def test_flag_off_sends_no_question(
 ) -> None:
     customer = new_customer()
     async with running_service(outcome_settings(db_url, graph_api, openai_server)) as service:
-        openai_server.script("We are open from 8:00 to 18:00.")
-        await say(service, text_message(customer, "What are your opening hours?"))
-        [closed] = await hooks_of(service).close_idle(after_idle())
+        closed = await answered_and_closed(service, openai_server, customer)
         assert closed.outcome == "resolved_bot"
         assert csat_lists(graph_api, customer) == []

@@ -23,8 +23,8 @@ from tests.fakes.graph_api import FakeGraphAPI
 from tests.fakes.meta_payloads import message_value, text_message
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.support import RunningService, running_service
-from tests.support_outcomes import new_customer, outcome_settings, say
-from tests.test_csat import ADMIN, after_idle, csat_lists, hooks_of
+from tests.support_outcomes import ADMIN_HEADERS, new_customer, outcome_settings, say
+from tests.test_csat import after_idle, csat_lists, hooks_of
 
 
 async def consent_of(service: RunningService, customer: str) -> list[dict[str, object]]:
@@ -131,7 +131,7 @@ async def test_erasure_takes_the_choice_with_the_customer(
     async with running_service(outcome_settings(db_url, graph_api, openai_server)) as service:
         await say(service, text_message(customer, "arrêter"), turn=False)
         assert len(await consent_of(service, customer)) == 1
-        async with httpx.AsyncClient(base_url=service.base_url, headers=ADMIN) as admin:
+        async with httpx.AsyncClient(base_url=service.base_url, headers=ADMIN_HEADERS) as admin:
             erased = await admin.delete(f"/admin/api/users/+{customer}")
         assert erased.status_code == 200, erased.text
         assert erased.json()["deleted"]["consent"] == 1
@@ -152,7 +152,7 @@ async def test_an_operator_reply_after_the_24_hour_window_is_refused_before_queu
         await wrote_last_at(service, conversation["id"], last_written)
         sent_before = len(graph_api.sent_to(customer))
         url = f"/admin/api/conversations/{conversation['id']}/messages"
-        async with httpx.AsyncClient(base_url=service.base_url, headers=ADMIN) as admin:
+        async with httpx.AsyncClient(base_url=service.base_url, headers=ADMIN_HEADERS) as admin:
             refused = await admin.post(url, json={"text": "Sorry for the wait!"})
             assert refused.status_code == 409
             detail = refused.json()["detail"]

@@ -134,15 +134,13 @@ async def deliver_parts(
     after it stay `pending`, so order holds when the run sends again.
     """
     pending = list(staged) if staged is not None else await _pending(pool, run_id, give_up_after)
-    claim = _CLAIM_UNLESS_TAKEN_OVER if unless_taken_over else _CLAIM
     sent = withheld = 0
     for part in pending:
-        async with pool.connection() as conn:
-            cur = await conn.execute(claim, (part.id,))
-            row = await cur.fetchone()
-        if row is not None and row["status"] == "sending":
+        status = await _claim(pool, part.id, unless_taken_over=unless_taken_over)
+        if status == "sending":
             sent += await _send_one(pool, transport, part)
-        withheld += row is not None and row["status"] == "withheld"
+        elif status == "withheld":
+            withheld += 1
     if withheld:
         log.info("run.withheld", parts=withheld, reason="an operator took the conversation over")
     return sent
@@ -166,6 +164,17 @@ async def _pending(pool: Pool, run_id: str, give_up_after: timedelta) -> list[St
         )
         rows = await cur.fetchall()
     return [StagedPart(r["id"], r["wa_id"], r["payload"], r["expired"]) for r in rows]
+
+
+async def _claim(pool: Pool, outbound_id: int, *, unless_taken_over: bool) -> str | None:
+    """The part's new status: `sending` (it is this sender's to send), `withheld`, or
+    None when it is not pending any more (another sender has it)."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            _CLAIM_UNLESS_TAKEN_OVER if unless_taken_over else _CLAIM, (outbound_id,)
+        )
+        row = await cur.fetchone()
+    return str(row["status"]) if row else None
 
 
 _CLAIM = (

@@ -64,12 +64,18 @@ async def claim_turn(
 ) -> Claim | Quiet | None:
     """The conversation's open run (counted as one more attempt unless it is not due
     yet), else a new run for every waiting message; None when there is nothing to do
-    (or the conversation was erased). One round trip: `wa_claim_turn` (migrations 0021,
-    0030)."""
+    (or the conversation was erased). One round trip: `wa_claim_turn` (migration 0021),
+    and when the customer last rated the conversation (index: migration 0030)."""
     async with pool.connection() as conn:
         cur = await conn.execute(
-            "SELECT * FROM wa_claim_turn(%s, %s, %s, %s, %s)",
-            (conversation_id, job_id, worker, str(uuid.uuid4()), quiet_s),
+            _CLAIM_TURN,
+            {
+                "conversation": conversation_id,
+                "job": job_id,
+                "worker": worker,
+                "new_run": str(uuid.uuid4()),
+                "quiet_s": quiet_s,
+            },
         )
         row = await cur.fetchone()
     if row is None:
@@ -91,6 +97,13 @@ async def claim_turn(
         phone_number_id=row["phone_number_id"],
         rated_at=row["rated_at"],
     )
+
+
+_CLAIM_TURN = """
+SELECT t.*, (SELECT max(r.answered_at) FROM csat_responses r
+             WHERE r.conversation_id = %(conversation)s AND r.rating IS NOT NULL) AS rated_at
+FROM wa_claim_turn(%(conversation)s, %(job)s, %(worker)s, %(new_run)s, %(quiet_s)s) t
+"""
 
 
 async def claim_more(pool: Pool, claim: Claim, base: str) -> list[HumanMessage]:
