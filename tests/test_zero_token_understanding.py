@@ -119,7 +119,7 @@ def test_the_language_of_a_message(
 def test_translations_name_known_texts_with_the_same_placeholders() -> None:
     default = load_prompts("Inzira Bikes").fallback
     texts = MenuTexts.load(default)
-    assert {"fr", "es", "pt", "sw", "ar"} <= set(texts.translations)
+    assert {"fr", "es", "pt", "sw", "rw", "ar"} <= set(texts.translations)
     for language, translated in texts.translations.items():
         for key, text in translated.items():
             assert key in default.actions, (language, key)
@@ -128,7 +128,22 @@ def test_translations_name_known_texts_with_the_same_placeholders() -> None:
     assert texts.say("pick_slot", "fr", day="sam. 12") == (
         "Créneaux libres le sam. 12. Touchez-en un pour le réserver."
     )
-    assert texts.say("products", "rw") == default.actions["products"]  # not translated yet
+    assert texts.say("products", "de") == default.actions["products"]  # no German texts
+
+
+def test_every_title_fits_whatsapp_in_every_language() -> None:
+    """Button titles (WhatsApp: 20 characters) and list rows (24) as nodes/menu_actions.py
+    uses them fit in every language, so no customer reads a title cut mid-word."""
+    default = load_prompts("Inzira Bikes").fallback
+    texts = MenuTexts.load(default)
+    buttons = {"choose", "main_menu", "talk_to_person", "buy_one", "book_a_slot"}
+    buttons |= {"my_bookings", "pay", "pay_now", "cancel_booking"}
+    rows = {"options", "payment_status"}
+    for language in [None, *texts.translations]:
+        for key in buttons:
+            assert len(texts.say(key, language)) <= 20, (language, key)
+        for key in rows:
+            assert len(texts.say(key, language)) <= 24, (language, key)
 
 
 async def test_while_the_reader_is_fitted_typed_words_get_the_topic_menu() -> None:
