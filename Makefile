@@ -6,7 +6,7 @@ PYTHON  := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-stamp
 SYSTEM_PYTHON ?= python3
 
-.PHONY: install serve worker migrate chat test lint typecheck bench clean
+.PHONY: install serve worker migrate chat studio test lint typecheck bench clean
 
 $(PYTHON):
 	$(SYSTEM_PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ migrate: install
 
 chat: install
 	$(VENV)/bin/wa-agent chat
+
+# LangGraph Studio on the production graph (docs/studio-tracing-replay.md).
+studio: install
+	$(VENV)/bin/langgraph dev --no-browser --allow-blocking
 
 lint: install
 	$(VENV)/bin/ruff check .

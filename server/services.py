@@ -15,29 +15,16 @@ from dataclasses import dataclass, field
 import procrastinate
 import psycopg
 import structlog
-from langgraph.checkpoint.base import BaseCheckpointSaver
 from procrastinate.exceptions import ConnectorException
 
-from graph.composition.agent_configs import (
-    AgentDirectory,
-    load_default_agents,
-    seed_agent_configurations,
-)
-from graph.composition.answer_cache import open_answer_cache
-from graph.composition.builder import ConversationGraph, build_graph
+from graph.composition.agent_configs import AgentDirectory
 from graph.composition.feature_flags import FeatureFlags
-from graph.composition.graph_pool import GraphPool
-from graph.composition.memory import ConversationMemory, migrate_memory_embeddings, open_memory
-from graph.composition.prompts import load_prompts
-from graph.composition.routing import build_router, menu_reader_over
-from graph.composition.tool_platform import open_tool_registry
-from graph.infra.chat_models import ChatModels, build_chat_model
+from graph.composition.memory import ConversationMemory, migrate_memory_embeddings
 from graph.infra.database import Pool, apply_migrations, open_pool, resolve_database_url
-from graph.infra.embeddings import build_embeddings
 from graph.infra.tracing import configure_tracing, flush_tracing
 from graph.settings import Settings
 from server.abuse import AbuseProtection, open_abuse_protection
-from server.abuse.tool_limits import open_tool_limiter
+from server.conversation_graphs import open_conversation_graphs
 from server.media import build_media_understanding
 from server.operations.conversation_replay import Replays
 from server.operations.retention import register_retention_task
@@ -69,7 +56,6 @@ from server.runner.queue import (
 from server.runner.transport import DEFAULT_QUEUE, WEB, Channels, Stored, Transport
 from server.runner.turn_lock import register_stream_turn_task
 from server.whatsapp.client import WhatsAppClient
-from tools.listings import Listings
 
 log = structlog.get_logger(__name__)
 
@@ -196,8 +182,11 @@ async def _open_services_once(
     async with (
         open_pool(database_url, settings) as pool,
         open_abuse_protection(settings, pool) as abuse,
-        open_conversation_graphs(settings, database_url, pool) as (graphs, agents, tools, memory),
+        open_conversation_graphs(settings, database_url, pool) as conversation_graphs,
     ):
+        graphs = conversation_graphs.pooled(pool, settings.worker_concurrency)
+        agents, tools = conversation_graphs.agents, conversation_graphs.tool_names
+        memory = conversation_graphs.memory
         flags = FeatureFlags(pool, settings.flags)
         if migrate and settings.templates_file is not None:
             await declare_templates(pool, settings.templates_file)
@@ -324,52 +313,6 @@ async def _metered_jobs(accounting: Accounting | None) -> AsyncIterator[None]:
     finally:
         accounting.unmeter_context(meter)
         await accounting.writer.stop()
-
-
-@asynccontextmanager
-async def open_conversation_graphs(
-    settings: Settings, database_url: str, pool: Pool
-) -> AsyncIterator[tuple[GraphPool, AgentDirectory, frozenset[str], ConversationMemory]]:
-    """The graph with its agents, router, tools and memory, one compiled copy per
-    worker slot.
-
-    Without a model the graph has no agents (the rule-based menu answers), so neither
-    the router nor the tools are built.
-    """
-    model = build_chat_model(settings)
-    prompts = load_prompts(settings.business_name)
-    defaults = load_default_agents(settings.business_name)
-    await seed_agent_configurations(pool, defaults)
-    agents = AgentDirectory(pool, defaults)
-    async with (
-        open_tool_limiter(settings) as tool_limiter,
-        open_tool_registry(pool, database_url, settings, model, limiter=tool_limiter) as registry,
-        open_memory(pool, database_url, settings, model) as memory,
-    ):
-        # Built without a model too: the rule-based menu reads typed requests with it.
-        router = await build_router(settings, build_embeddings(settings), model)
-        menu_reader = menu_reader_over(router)
-        chat_models = ChatModels(settings, model) if model is not None else None
-        answer_cache = await open_answer_cache(pool, settings) if model is not None else None
-
-        def compile_graph(saver: BaseCheckpointSaver[str]) -> ConversationGraph:
-            return build_graph(
-                model,
-                prompts,
-                router=router if model is not None else None,
-                menu_reader=menu_reader,
-                agents=defaults,
-                tools=list(registry.tools.values()),
-                chat_model_for=chat_models.for_agent if chat_models else None,
-                checkpointer=saver,
-                memory=memory.nodes,
-                listings=Listings(pool, settings.business_timezone),
-                tool_wrapper=registry.wrap_tool_call,
-                answer_cache=answer_cache,
-            )
-
-        graphs = GraphPool(pool, compile_graph, size=settings.worker_concurrency)
-        yield graphs, agents, frozenset(registry.tools), memory
 
 
 def _remember_later(

@@ -210,26 +210,21 @@ def test_logs_never_print_a_customer_number(db_url: str) -> None:
     assert line["wa_id"] == "********3456" and line["event"] == "reply.failed"
 
 
-def test_studio_entry_builds_the_agent_graph() -> None:
-    """`langgraph.json` points at graph/composition/studio.py:graph; it must import offline and hold
-    the router and every specialist, without a checkpointer of its own."""
+def test_studio_starts_while_the_database_is_away() -> None:
+    """`langgraph dev` imports `langgraph.json`'s entry at start-up: importing it opens
+    nothing, so Studio comes up before the database does (the graph opens it on the
+    first run, tests/test_studio_dev_server.py)."""
     config = json.loads((REPO / "langgraph.json").read_text())
-    assert config["graphs"]["wa_agent"] == "./graph/composition/studio.py:graph"
-    script = (
-        "from graph.composition.studio import graph; "
-        "print(sorted(graph.get_graph().nodes)); print(graph.checkpointer)"
-    )
-    env = {**os.environ, "OPENAI_API_KEY": "sk-offline", "LOG_LEVEL": "WARNING"}
+    assert config["graphs"]["wa_agent"] == "./server/studio.py:graph"
+    script = "import inspect, server.studio as s; print(inspect.iscoroutinefunction(s.graph))"
+    env = {**os.environ, "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/nowhere"}
     result = subprocess.run(
         [sys.executable, "-c", script],
         capture_output=True,
         text=True,
         cwd=REPO,
-        env=env,
+        env={**env, "OPENAI_API_KEY": "sk-offline", "LOG_LEVEL": "WARNING"},
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    nodes, checkpointer = result.stdout.strip().splitlines()[-2:]
-    for node in ("router", "agent_booking", "agent_payment", "tools", "human_takeover"):
-        assert node in nodes
-    assert checkpointer == "None"
+    assert result.stdout.strip().splitlines()[-1] == "True"

@@ -1,9 +1,11 @@
 """LangGraph Studio's server: `langgraph dev` loads `langgraph.json`, shows the service's
-graph shape, and runs a conversation thread through it, read back with langgraph-sdk
-the way Studio does (state, checkpoint history)."""
+graph shape, and runs a conversation thread through the production graph — a tool call
+goes through the service's tool wrapper and is recorded as the service records it —
+read back with langgraph-sdk the way Studio does (state, checkpoint history)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
@@ -16,10 +18,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 from langgraph_sdk import get_client
 
-from tests.fakes.openai_server import FakeOpenAIServer
+from tests.fakes.openai_server import FakeOpenAIServer, ToolCall
 from tests.support import REPO
 
 LANGGRAPH = Path(sys.executable).parent / "langgraph"
@@ -33,7 +36,7 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def dev_server(openai_server: FakeOpenAIServer, tmp_path: Path) -> Iterator[str]:
+def dev_server(openai_server: FakeOpenAIServer, db_url: str, tmp_path: Path) -> Iterator[str]:
     """`langgraph dev` offline, on a free port; yields the URL it really listens on (it
     moves to another port, silently, when the one asked for is taken)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WA_AGENT", "OPENAI"))}
@@ -41,10 +44,12 @@ def dev_server(openai_server: FakeOpenAIServer, tmp_path: Path) -> Iterator[str]
         "OPENAI_API_KEY": "sk-test",
         "OPENAI_BASE_URL": openai_server.base_url + "/v1",
         "LANGSMITH_TRACING": "false",
+        "DATABASE_URL": db_url,
         "WA_AGENT_DATA_DIR": str(tmp_path),
         "NO_COLOR": "1",
     }
-    command = [str(LANGGRAPH), "dev", "--no-browser", "--no-reload", "--host", "127.0.0.1"]
+    command = [str(LANGGRAPH), "dev", "--no-browser", "--no-reload", "--allow-blocking"]
+    command += ["--host", "127.0.0.1"]
     process = subprocess.Popen(
         [*command, "--port", str(_free_port())],
         cwd=REPO,
@@ -85,7 +90,7 @@ def _wait_until_up(process: subprocess.Popen[str], output: list[str]) -> str:
 
 
 async def test_a_thread_runs_through_the_graph_in_the_dev_server(
-    dev_server: str, openai_server: FakeOpenAIServer
+    dev_server: str, openai_server: FakeOpenAIServer, db_url: str
 ) -> None:
     client = get_client(url=dev_server)
     assistants = await client.assistants.search(graph_id="wa_agent")
@@ -94,14 +99,19 @@ async def test_a_thread_runs_through_the_graph_in_the_dev_server(
     nodes = {node["id"] for node in shape["nodes"]}
     assert {"recall_memories", "summarize", "router", "agent_booking", "tools"} <= nodes
 
-    openai_server.script("Hello from Studio: which day would you like the bike?")
     thread = await client.threads.create()
-    turn = {"messages": [{"role": "human", "content": "I want to book a bike"}]}
-    result = await client.runs.wait(thread["thread_id"], "wa_agent", input=turn)
+    customer = {"wa_id": "250788000111", "conversation_id": thread["thread_id"]}
+    openai_server.script(
+        ToolCall("search_catalog", {"query": "city bike"}),
+        "Hello from Studio: the city bike is free on Saturday.",
+    )
+    turn = {"messages": [{"role": "human", "content": "I want to book a city bike"}]}
+    result = await client.runs.wait(thread["thread_id"], "wa_agent", input=turn, context=customer)
     assert isinstance(result, dict), result
     assert result["replies"] == [
-        {"kind": "text", "text": "Hello from Studio: which day would you like the bike?"}
+        {"kind": "text", "text": "Hello from Studio: the city bike is free on Saturday."}
     ]
+    assert await _tool_calls_recorded(db_url, thread["thread_id"]) == ["search_catalog"]
 
     state = await client.threads.get_state(thread["thread_id"])
     assert state["values"]["active_agent"] == "booking"
@@ -109,3 +119,19 @@ async def test_a_thread_runs_through_the_graph_in_the_dev_server(
     history = await client.threads.get_history(thread["thread_id"])
     stepped = [step for checkpoint in history for step in checkpoint["next"]]
     assert {"router", "agent_booking"} <= set(stepped)  # Studio steps node by node
+
+
+async def _tool_calls_recorded(db_url: str, conversation_id: str) -> list[str]:
+    """The tools the service's registry recorded for the conversation (written a moment
+    after the call, by the recorder's writer)."""
+    deadline = time.monotonic() + 10
+    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+        while True:
+            cursor = await conn.execute(
+                "SELECT tool FROM agent_tool_executions WHERE conversation_id = %s AND success",
+                (conversation_id,),
+            )
+            tools = [row[0] for row in await cursor.fetchall()]
+            if tools or time.monotonic() > deadline:
+                return tools
+            await asyncio.sleep(0.2)

@@ -114,19 +114,26 @@ async def test_a_turn_is_one_trace_with_conversation_agent_intent_and_version(
     assert graph_api.texts_to(customer) == [f"Booked! We will write to {EMAIL}."]
 
 
-def test_studio_traces_are_masked_like_the_service() -> None:
-    """`langgraph dev` imports graph/composition/studio.py and runs its graph in its own server: the
-    runs it traces go through the same masked client, and nothing opens a database
-    (DATABASE_URL points nowhere; the fallback menu answers without a model)."""
+def test_studio_traces_are_masked_like_the_service(db_url: str) -> None:
+    """`langgraph dev` imports server/studio.py and runs its graph in its own server: the
+    runs it traces go through the same masked client (no model: the rule-based menu
+    answers)."""
     text = f"Mail {EMAIL}, call {PHONE}, card {CARD}"
     script = textwrap.dedent(
         f"""
         import asyncio
         from langchain_core.messages import HumanMessage
-        from graph.composition import studio
-        turn = {{"messages": [HumanMessage({text!r})]}}
-        result = asyncio.run(studio.graph.ainvoke(turn))
-        print(result["messages"][-1].content)
+        from server import studio
+
+        async def main():
+            graph = await studio.graph()
+            try:
+                return await graph.ainvoke({{"messages": [HumanMessage({text!r})]}})
+            finally:
+                await studio.studio_graph.aclose()
+
+        result = asyncio.run(main())
+        print(result["replies"][-1])
         studio.tracing_client.flush()
         """
     )
@@ -139,7 +146,7 @@ def test_studio_traces_are_masked_like_the_service() -> None:
             "LANGSMITH_PROJECT": "wa-agent-studio-tests",
             "OPENAI_API_KEY": "",
             "OPENAI_BASE_URL": "",
-            "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/nowhere",
+            "DATABASE_URL": db_url,
             "LOG_LEVEL": "WARNING",
         }
         result = subprocess.run(

@@ -7,7 +7,7 @@ per concurrent slot.
 No HTTP in front: `--conversations` conversations (each its own thread_id, `--turns`
 turns each) are run by C concurrent tasks calling the compiled graph (`ainvoke`) in
 this process, on the service's pool (`graph.infra.database.open_pool`, default settings).
-The graph is the service's, from its own factory (`server.services.
+The graph is the service's, from its own factory (`server.conversation_graphs.
 open_conversation_graphs`: router, agents, tools), compiled once per saver:
 
 - shared: ONE compiled graph with ONE `AsyncPostgresSaver`, called by all C tasks;
@@ -40,7 +40,7 @@ from graph.context import ConversationContext
 from graph.infra.database import Pool, open_pool
 from graph.settings import Settings
 from graph.state import customer_message
-from server.services import open_conversation_graphs
+from server.conversation_graphs import open_conversation_graphs
 from tests.bench.common import (
     BenchPostgres,
     measuring,
@@ -101,7 +101,7 @@ async def open_borrower(
     slots = concurrency if mode == "per slot" else 1
     sized = settings.model_copy(update={"worker_concurrency": slots, "database_url": db_url})
     async with open_conversation_graphs(sized, db_url, pool) as opened:
-        graphs: GraphPool = opened[0]
+        graphs: GraphPool = opened.pooled(pool, slots)
         if mode == "per slot":
             yield graphs.borrow
             return
@@ -204,7 +204,7 @@ async def main(args: argparse.Namespace) -> None:
     print_header(
         "bench_checkpointer_concurrency: one shared AsyncPostgresSaver vs one per slot",
         [
-            "this process: the service's compiled graph (server.services."
+            "this process: the service's compiled graph (server.conversation_graphs."
             "open_conversation_graphs), called concurrently with ainvoke; pool from "
             "graph.infra.database.open_pool",
             "child process: FakeOpenAIServer (no delay, echo), reached by ChatOpenAI",
