@@ -18,13 +18,14 @@ import structlog
 from procrastinate.exceptions import ConnectorException
 
 from graph.composition.agent_configs import AgentDirectory
+from graph.composition.conversation_graphs import open_conversation_graphs
 from graph.composition.feature_flags import FeatureFlags
 from graph.composition.memory import ConversationMemory, migrate_memory_embeddings
 from graph.infra.database import Pool, apply_migrations, open_pool, resolve_database_url
 from graph.infra.tracing import configure_tracing, flush_tracing
 from graph.settings import Settings
 from server.abuse import AbuseProtection, open_abuse_protection
-from server.conversation_graphs import open_conversation_graphs
+from server.abuse.tool_limits import open_tool_limiter
 from server.media import build_media_understanding
 from server.operations.conversation_replay import Replays
 from server.operations.retention import register_retention_task
@@ -182,7 +183,10 @@ async def _open_services_once(
     async with (
         open_pool(database_url, settings) as pool,
         open_abuse_protection(settings, pool) as abuse,
-        open_conversation_graphs(settings, database_url, pool) as conversation_graphs,
+        open_tool_limiter(settings) as tool_limiter,
+        open_conversation_graphs(
+            settings, database_url, pool, tool_limiter=tool_limiter
+        ) as conversation_graphs,
     ):
         graphs = conversation_graphs.pooled(pool, settings.worker_concurrency)
         agents, tools = conversation_graphs.agents, conversation_graphs.tool_names

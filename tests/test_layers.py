@@ -15,10 +15,9 @@ from tests.support import REPO
 
 # Top to bottom. A module may import its own layer and the layers below it.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("server.app", "server.cli", "server.terminal", "server.studio"),
+    ("server.app", "server.cli", "server.terminal"),
     ("server.http",),
     ("server.services",),
-    ("server.conversation_graphs",),
     ("server.operations",),
     ("server.outcomes",),
     ("server.runner",),

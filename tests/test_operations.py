@@ -215,8 +215,10 @@ def test_studio_starts_while_the_database_is_away() -> None:
     nothing, so Studio comes up before the database does (the graph opens it on the
     first run, tests/test_studio_dev_server.py)."""
     config = json.loads((REPO / "langgraph.json").read_text())
-    assert config["graphs"]["wa_agent"] == "./server/studio.py:graph"
-    script = "import inspect, server.studio as s; print(inspect.iscoroutinefunction(s.graph))"
+    assert config["graphs"]["wa_agent"] == "./graph/composition/studio.py:graph"
+    script = (
+        "import inspect, graph.composition.studio as s; print(inspect.iscoroutinefunction(s.graph))"
+    )
     env = {**os.environ, "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/nowhere"}
     result = subprocess.run(
         [sys.executable, "-c", script],

@@ -115,7 +115,7 @@ async def test_a_turn_is_one_trace_with_conversation_agent_intent_and_version(
 
 
 def test_studio_traces_are_masked_like_the_service(db_url: str) -> None:
-    """`langgraph dev` imports server/studio.py and runs its graph in its own server: the
+    """`langgraph dev` imports graph/composition/studio.py and runs its graph in its own server: the
     runs it traces go through the same masked client (no model: the rule-based menu
     answers)."""
     text = f"Mail {EMAIL}, call {PHONE}, card {CARD}"
@@ -123,7 +123,7 @@ def test_studio_traces_are_masked_like_the_service(db_url: str) -> None:
         f"""
         import asyncio
         from langchain_core.messages import HumanMessage
-        from server import studio
+        from graph.composition import studio
 
         async def main():
             graph = await studio.graph()

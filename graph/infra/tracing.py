@@ -8,7 +8,7 @@ switched off explicitly, so a stray `LANGCHAIN_TRACING_V2` in the environment ca
 send unmasked traces past the settings.
 
 It lives in graph/, not server/, because the service (server/services.py) is not the
-only process that traces: LangGraph Studio (`langgraph dev`, server/studio.py) runs the
+only process that traces: LangGraph Studio (`langgraph dev`, graph/composition/studio.py) runs the
 graph in its own server and must mask alike. The deployment's extra PII patterns are
 installed here too: logs and traces mask alike.
 """

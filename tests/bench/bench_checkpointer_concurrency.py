@@ -7,8 +7,8 @@ per concurrent slot.
 No HTTP in front: `--conversations` conversations (each its own thread_id, `--turns`
 turns each) are run by C concurrent tasks calling the compiled graph (`ainvoke`) in
 this process, on the service's pool (`graph.infra.database.open_pool`, default settings).
-The graph is the service's, from its own factory (`server.conversation_graphs.
-open_conversation_graphs`: router, agents, tools), compiled once per saver:
+The graph is the service's, from its own factory (`graph.composition.
+conversation_graphs.open_conversation_graphs`: router, agents, tools), compiled once per saver:
 
 - shared: ONE compiled graph with ONE `AsyncPostgresSaver`, called by all C tasks;
 - per slot: `graph.composition.graph_pool.GraphPool(size=C)`, each turn borrows a graph with its own
@@ -35,12 +35,12 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 
 from graph.composition.builder import ConversationGraph
+from graph.composition.conversation_graphs import open_conversation_graphs
 from graph.composition.graph_pool import GraphPool
 from graph.context import ConversationContext
 from graph.infra.database import Pool, open_pool
 from graph.settings import Settings
 from graph.state import customer_message
-from server.conversation_graphs import open_conversation_graphs
 from tests.bench.common import (
     BenchPostgres,
     measuring,
@@ -100,7 +100,7 @@ async def open_borrower(
     always the same graph (shared)."""
     slots = concurrency if mode == "per slot" else 1
     sized = settings.model_copy(update={"worker_concurrency": slots, "database_url": db_url})
-    async with open_conversation_graphs(sized, db_url, pool) as opened:
+    async with open_conversation_graphs(sized, db_url, pool, tool_limiter=None) as opened:
         graphs: GraphPool = opened.pooled(pool, slots)
         if mode == "per slot":
             yield graphs.borrow
@@ -204,7 +204,7 @@ async def main(args: argparse.Namespace) -> None:
     print_header(
         "bench_checkpointer_concurrency: one shared AsyncPostgresSaver vs one per slot",
         [
-            "this process: the service's compiled graph (server.conversation_graphs."
+            "this process: the service's compiled graph (graph.composition.conversation_graphs."
             "open_conversation_graphs), called concurrently with ainvoke; pool from "
             "graph.infra.database.open_pool",
             "child process: FakeOpenAIServer (no delay, echo), reached by ChatOpenAI",

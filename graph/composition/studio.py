@@ -5,9 +5,10 @@
 `graph` is a graph factory (LangGraph's server calls it for every run and every read):
 the first call opens what `make serve` opens for its graph — the database
 (`DATABASE_URL`, else the embedded server under `.data/`), its migrations, the pool —
-and builds the graph through the service's own factory (server/conversation_graphs.py):
+and builds the graph through the service's own factory (conversation_graphs.py):
 router, specialists, tools behind the registry's wrapper, answer cache, long-term
-memory. Later calls return the same compiled graph; Studio brings the checkpointer.
+memory. Later calls return the same compiled graph; Studio brings the checkpointer. Tool
+rate limits are counted in this process (one `langgraph dev`), not in Redis.
 Pass the run's context in Studio's context form (`wa_id`, `conversation_id`, `flags`)
 to act as a customer: business tools, memory recall and per-customer flags read it.
 
@@ -22,11 +23,11 @@ import asyncio
 import contextlib
 
 from graph.composition.builder import ConversationGraph
+from graph.composition.conversation_graphs import open_conversation_graphs
 from graph.composition.memory import migrate_memory_embeddings
 from graph.infra.database import apply_migrations, open_pool, resolve_database_url
 from graph.infra.tracing import configure_tracing
 from graph.settings import Settings, get_settings
-from server.conversation_graphs import open_conversation_graphs
 
 
 class StudioGraph:
@@ -53,7 +54,7 @@ class StudioGraph:
             await migrate_memory_embeddings(database_url, settings)
         pool = await self._resources.enter_async_context(open_pool(database_url, settings))
         graphs = await self._resources.enter_async_context(
-            open_conversation_graphs(settings, database_url, pool)
+            open_conversation_graphs(settings, database_url, pool, tool_limiter=None)
         )
         return graphs.compile(None)
 

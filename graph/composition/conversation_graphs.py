@@ -1,5 +1,5 @@
 """The conversation graph as production builds it, for every process that runs turns:
-the service's workers, `wa-agent chat`, replays, and LangGraph Studio (server/studio.py).
+the service's workers, `wa-agent chat`, replays, and LangGraph Studio (studio.py).
 
 One factory, so what a developer steps through in Studio is what customers talk to:
 the router, the specialists with their allow-listed tools behind the registry's
@@ -30,7 +30,7 @@ from graph.infra.chat_models import ChatModels, build_chat_model
 from graph.infra.database import Pool
 from graph.infra.embeddings import build_embeddings
 from graph.settings import Settings
-from server.abuse.tool_limits import open_tool_limiter
+from tools.limits import RateLimiter
 from tools.listings import Listings
 
 CompileGraph = Callable[[BaseCheckpointSaver[str] | None], ConversationGraph]
@@ -55,9 +55,11 @@ class ConversationGraphs:
 
 @asynccontextmanager
 async def open_conversation_graphs(
-    settings: Settings, database_url: str, pool: Pool
+    settings: Settings, database_url: str, pool: Pool, *, tool_limiter: RateLimiter | None
 ) -> AsyncIterator[ConversationGraphs]:
     """The graph's agents, router, tools, answer cache and memory, opened over `pool`.
+    `tool_limiter`: the tools' rate limits shared by every process (Redis); None counts
+    them in this process.
 
     Without a model the graph has no agents (the rule-based menu answers), so neither
     the LLM router, the answer cache nor the agents' tools are used.
@@ -67,7 +69,6 @@ async def open_conversation_graphs(
     defaults = load_default_agents(settings.business_name)
     await seed_agent_configurations(pool, defaults)
     async with (
-        open_tool_limiter(settings) as tool_limiter,
         open_tool_registry(pool, database_url, settings, model, limiter=tool_limiter) as registry,
         open_memory(pool, database_url, settings, model) as memory,
     ):
