@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from server.http.admin.auth import bearer_token, configured_tokens, match_token, record_refusal
 from server.http.admin.throttle import note_failure, refuse_if_throttled
 from server.http.dependencies import services_of
+from server.runner.conversations import open_conversation
 
 log = structlog.get_logger(__name__)
 
@@ -111,21 +112,7 @@ async def create_web_conversation(
     wa_id = f"web:{body.visitor or uuid.uuid4().hex}"
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     async with services_of(request).pool.connection() as conn, conn.transaction():
-        await conn.execute(
-            "INSERT INTO contacts (wa_id, profile_name) VALUES (%s, %s)"
-            " ON CONFLICT (wa_id) DO UPDATE"
-            " SET profile_name = coalesce(EXCLUDED.profile_name, contacts.profile_name)",
-            (wa_id, body.name),
-        )
-        cur = await conn.execute(
-            "INSERT INTO agent_conversations (phone_number_id, wa_id) VALUES (%s, %s)"
-            " ON CONFLICT (phone_number_id, wa_id) DO UPDATE SET updated_at = now()"
-            " RETURNING id",
-            (WEB_PHONE_NUMBER_ID, wa_id),
-        )
-        row = await cur.fetchone()
-        assert row is not None
-        conversation_id = str(row["id"])
+        conversation_id = await open_conversation(conn, WEB_PHONE_NUMBER_ID, wa_id, body.name)
         await conn.execute(
             "INSERT INTO web_conversations (conversation_id, token_sha256, created_by)"
             " VALUES (%s, %s, %s) ON CONFLICT (conversation_id) DO UPDATE"

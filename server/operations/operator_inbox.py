@@ -1,6 +1,6 @@
-"""What operators keep beside a conversation: its assignee, whether they took it over
-from the bot, internal notes, and the business's canned replies. This module owns that
-SQL.
+"""What operators keep beside a conversation: internal notes and the business's canned
+replies. This module owns that SQL; the conversation's assignee and whether an operator
+took it over are the conversation row's (server/runner/conversations.py).
 
 Notes are for the team: nothing here is ever staged in the outbox, and a note goes
 with its conversation (erasure, retention). A canned reply is only text an operator
@@ -44,27 +44,6 @@ async def notes_of(pool: Pool, conversation_id: str) -> list[Note]:
             (conversation_id,),
         )
         return [Note(**row) for row in await cur.fetchall()]
-
-
-async def assign(pool: Pool, conversation_id: str, operator: str | None) -> None:
-    """The conversation's assignee (None: nobody)."""
-    async with pool.connection() as conn:
-        await conn.execute(
-            "UPDATE agent_conversations SET assigned_to = %s WHERE id = %s",
-            (operator, conversation_id),
-        )
-
-
-async def mark_taken_over(pool: Pool, conversation_id: str, operator: str) -> bool:
-    """The conversation is the operator's from now on (and assigned to them): the bot's
-    replies not sent yet are withheld. False when it already waits for a person."""
-    async with pool.connection() as conn:
-        cur = await conn.execute(
-            "UPDATE agent_conversations SET status = 'escalated', taken_over_at = now(),"
-            " assigned_to = %s, updated_at = now() WHERE id = %s AND status <> 'escalated'",
-            (operator, conversation_id),
-        )
-        return bool(cur.rowcount)
 
 
 async def save_canned_reply(pool: Pool, name: str, text: str, author: str) -> None:

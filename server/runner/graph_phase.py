@@ -25,6 +25,7 @@ from graph.infra.trace_metadata import app_version, traced_turn, with_trace_meta
 from graph.state import Reply, text_reply
 from server.media import MediaUnderstanding
 from server.runner.accounting import Accounting
+from server.runner.conversations import record_waiting
 from server.runner.partial_delivery import FLAG as PARTIAL_DELIVERY
 from server.runner.partial_delivery import PartialOptions, partial_delivery_if, streamed_for
 from server.runner.runs import Claim
@@ -153,11 +154,4 @@ class GraphPhase:
         status = "escalated" if outcome.waiting == "human" else "active"
         if status == claim.status:
             return
-        conversation_id = claim.conversation_id
-        async with self.pool.connection() as conn:
-            # A conversation an operator took over stays theirs until handed back.
-            await conn.execute(
-                "UPDATE agent_conversations SET status = %s, updated_at = now()"
-                " WHERE id = %s AND status <> %s AND taken_over_at IS NULL",
-                (status, conversation_id, status),
-            )
+        await record_waiting(self.pool, claim.conversation_id, status)

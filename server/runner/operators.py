@@ -22,7 +22,7 @@ from graph.composition.turns import thread_config
 from graph.infra.database import Pool
 from graph.state import ConversationState, TemplateReply, text_reply
 from nodes.handoffs import HUMAN
-from server.runner.conversations import find_conversation
+from server.runner.conversations import find_conversation, mark_handed_back
 from server.runner.outbox import deliver_parts, reply_parts, stage_parts
 from server.runner.transport import Channels
 
@@ -108,12 +108,7 @@ class OperatorDesk:
             if snapshot.values.get("mode") == "human" and snapshot.next:
                 resume: Command[str] = Command(resume={"by": operator})
                 await graph.ainvoke(resume, config)
-        async with self.pool.connection() as conn:
-            await conn.execute(
-                "UPDATE agent_conversations SET status = 'active', taken_over_at = NULL,"
-                " updated_at = now() WHERE id = %s",
-                (conversation_id,),
-            )
+        await mark_handed_back(self.pool, conversation_id)
         log.info("conversation.handed_back", conversation_id=conversation_id)
 
     async def _customer(self, conversation_id: str) -> tuple[str, str]:

@@ -18,14 +18,17 @@ from server.http.dependencies import services_of
 from server.operations.operator_inbox import (
     Note,
     add_note,
-    assign,
     canned_replies,
     delete_canned_reply,
-    mark_taken_over,
     notes_of,
     save_canned_reply,
 )
-from server.runner.conversations import ConversationRow, find_conversation
+from server.runner.conversations import (
+    ConversationRow,
+    assign,
+    find_conversation,
+    mark_taken_over,
+)
 from server.runner.queue import OPERATOR_TAKEOVER_TASK
 
 router = APIRouter(tags=["inbox"])
