@@ -33,7 +33,7 @@ from server.outcomes.alerts import AlertMonitor, AlertOptions, register_alert_ta
 from server.outcomes.escalation_notices import register_notice_task
 from server.outcomes.hooks import build_outcome_hooks, register_outcome_tasks
 from server.outcomes.reminders import BookingReminders, ReminderOptions, register_reminder_task
-from server.outcomes.templates import declare_templates
+from server.outcomes.template_catalog import declare_templates
 from server.runner.accounting import Accounting, AccountingOptions
 from server.runner.conversation_runner import ConversationRunner, RunnerOptions
 from server.runner.graph_phase import GraphPhase

@@ -18,7 +18,7 @@ import psycopg
 from graph.composition.memory import migrate_memory_embeddings, open_memory
 from graph.infra.chat_models import build_chat_model
 from graph.infra.database import Pool, open_pool
-from nodes.memory.cache import vector_literal
+from nodes.memory.embedding_cache import vector_literal
 from nodes.memory.store import LongTermMemory, NewMemory
 from server.runner.memory_jobs import MaintenanceOptions, MemoryJobs
 from tests.fakes.openai_server import FakeOpenAIServer

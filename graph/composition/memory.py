@@ -29,7 +29,7 @@ from graph.infra.database import Pool
 from graph.infra.embeddings import EmbeddingsConfigError, build_embeddings, embedding_dimensions
 from graph.settings import Settings
 from nodes.memory import MemoryNodes
-from nodes.memory.cache import EmbeddingCache, vector_literal
+from nodes.memory.embedding_cache import EmbeddingCache, vector_literal
 from nodes.memory.history import HistoryBudget
 from nodes.memory.policy import MemoryPolicy
 from nodes.memory.remember import Rememberer

@@ -163,7 +163,7 @@ class Settings(
         default="https://graph.facebook.com", validation_alias="WHATSAPP_API_BASE_URL"
     )
     # The WhatsApp Business Account whose message templates are listed
-    # (server/outcomes/templates.py); without it they are declared in a file.
+    # (server/outcomes/template_catalog.py); without it they are declared in a file.
     whatsapp_business_account_id: str | None = Field(
         default=None, validation_alias="WHATSAPP_BUSINESS_ACCOUNT_ID"
     )

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from nodes.memory.cache import vector_literal
+from nodes.memory.embedding_cache import vector_literal
 from tools.common import Pool
 
 TABLE = "answer_cache"

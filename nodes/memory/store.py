@@ -23,7 +23,7 @@ from typing import Any, Literal
 import structlog
 from langchain_postgres import PGEngine, PGVectorStore
 
-from nodes.memory.cache import EmbeddingCache, Vector, vector_literal
+from nodes.memory.embedding_cache import EmbeddingCache, Vector, vector_literal
 from nodes.memory.policy import MemoryPolicy
 from tools.common import Pool
 

@@ -28,7 +28,7 @@ from graph.composition.feature_flags import FeatureFlags
 from graph.infra.database import Pool
 from graph.state import TemplateReply
 from server.outcomes.consent import may_message_first
-from server.outcomes.templates import find_template
+from server.outcomes.template_catalog import find_template
 from server.runner.outbox import deliver_parts, stage_parts
 from server.runner.transport import NOT_WHATSAPP, Transport
 from server.whatsapp.graph_errors import WhatsAppError

@@ -19,7 +19,7 @@ from server.audit import record_audit
 from server.http.admin.auth import require_admin
 from server.http.dependencies import services_of
 from server.operations.operator_inbox import canned_reply
-from server.outcomes.templates import list_templates
+from server.outcomes.template_catalog import list_templates
 from server.runner.conversations import ConversationRow, find_conversation
 from server.runner.queue import OPERATOR_RELEASE_TASK, OPERATOR_REPLY_TASK, enqueue_operator_action
 from server.runner.service_window import service_window

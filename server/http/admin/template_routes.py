@@ -1,6 +1,6 @@
 """Message templates: the business's list, its sync from the Cloud API, and an
 approved template sent to one customer — the only way to reach them once their 24-hour
-window has closed (server/outcomes/templates.py, server/whatsapp/templates.py)."""
+window has closed (server/outcomes/template_catalog.py, server/whatsapp/templates.py)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from server.http.admin.auth import require_admin
 from server.http.admin.conversation_routes import ActionAccepted, queue_action
 from server.http.dependencies import services_of
 from server.outcomes.consent import may_message_first
-from server.outcomes.templates import find_template, list_templates, sync_templates
+from server.outcomes.template_catalog import find_template, list_templates, sync_templates
 from server.runner.conversations import find_conversation
 from server.runner.queue import OPERATOR_TEMPLATE_TASK
 from server.runner.transport import NOT_WHATSAPP
