@@ -13,7 +13,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import yaml
+from psycopg.rows import DictRow
 
 from graph.composition.prompts import PROMPTS_DIR
 from graph.context import AgentConfig
@@ -73,6 +75,10 @@ async def seed_agent_configurations(pool: Pool, defaults: Mapping[str, AgentConf
             )
 
 
+# What an operator may change of an agent (the admin API's PATCH).
+EDITABLE_COLUMNS = frozenset({"system_prompt", "tools", "model", "temperature", "enabled"})
+
+
 class AgentDirectory:
     """The current configuration of every specialist, re-read at most every `ttl` s."""
 
@@ -85,6 +91,22 @@ class AgentDirectory:
 
     def invalidate(self) -> None:
         self._loaded_at = float("-inf")
+
+    @staticmethod
+    async def save_changes(
+        conn: psycopg.AsyncConnection[DictRow], name: str, fields: Mapping[str, Any]
+    ) -> None:
+        """An operator's edit of one agent, in the caller's transaction (beside its audit
+        row); `invalidate()` once committed, and other processes see it within `ttl`."""
+        unknown = set(fields) - EDITABLE_COLUMNS
+        if unknown or not fields:
+            raise ValueError(f"not editable: {sorted(unknown) or 'nothing to change'}")
+        assignments = ", ".join(f"{column} = %({column})s" for column in sorted(fields))
+        await conn.execute(
+            f"UPDATE agent_configurations SET {assignments}, version = version + 1,"
+            " updated_at = now() WHERE name = %(name)s",
+            {**fields, "name": name},
+        )
 
     async def current(self) -> dict[str, AgentConfig]:
         if time.monotonic() - self._loaded_at < self.ttl:

@@ -22,7 +22,8 @@ from psycopg_pool import PoolTimeout
 from server.abuse.validation import InvalidWebhook, parse_webhook
 from server.http.dependencies import services_of
 from server.outcomes.template_catalog import apply_status_update
-from server.runner.inbox import record_inbound, record_status
+from server.runner.inbox import record_inbound
+from server.runner.outbox import record_status
 from server.services import Services
 from server.telemetry import WEBHOOK_LATENCY, WEBHOOK_REQUESTS
 from server.whatsapp.models import WebhookPayload

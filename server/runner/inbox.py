@@ -1,4 +1,5 @@
-"""The webhook's only work: store what Meta sent and enqueue the answer, atomically.
+"""The webhook's only work: store what Meta sent and enqueue the answer, atomically
+(the statuses of our own messages are the outbox's: server/runner/outbox.py).
 
 Everything here runs inside the webhook request, so it does no model call and no
 outbound HTTP: a few indexed writes in one transaction, then the 200.
@@ -14,14 +15,11 @@ from psycopg.types.json import Jsonb
 
 from server.runner.queue import ANSWER_TASK
 from server.runner.transport import answer_queue
-from server.whatsapp.models import InboundEvent, MessageStatus
+from server.whatsapp.models import InboundEvent
 
 # Kinds stored for the record but never answered: a reaction or a number change is
 # not a request, and replying to one would feel like a bot talking to itself.
 SILENT_KINDS = frozenset({"reaction", "system"})
-
-# Statuses only move forward; Meta delivers them out of order.
-STATUS_RANK = {"pending": 0, "sending": 1, "unknown": 1, "sent": 2, "delivered": 3, "read": 4}
 
 
 @dataclass(frozen=True)
@@ -64,33 +62,3 @@ async def record_inbound(
     )
     row = await cur.fetchone()
     return (bool(row["stored"]), bool(row["enqueued"])) if row else (False, False)
-
-
-async def record_status(conn: psycopg.AsyncConnection[Any], status: MessageStatus) -> bool:
-    """Move an outbound message's status forward; a failure records Meta's error."""
-    if status.status == "failed":
-        error = status.errors[0] if status.errors else None
-        cur = await conn.execute(
-            """
-            UPDATE outbound_messages SET status = 'failed', updated_at = now(),
-                error_code = %s, error_title = %s, error_details = %s
-            WHERE wamid = %s
-            """,
-            (
-                error.code if error else None,
-                error.title if error else None,
-                error.detail_text if error else None,
-                status.id,
-            ),
-        )
-        return cur.rowcount > 0
-    rank = STATUS_RANK.get(status.status)
-    if rank is None:
-        return False
-    behind = [name for name, r in STATUS_RANK.items() if r < rank]
-    cur = await conn.execute(
-        "UPDATE outbound_messages SET status = %s, updated_at = now()"
-        " WHERE wamid = %s AND status = ANY(%s)",
-        (status.status, status.id, behind),
-    )
-    return cur.rowcount > 0

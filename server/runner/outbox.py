@@ -15,7 +15,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
+import psycopg
 import structlog
 from psycopg.types.json import Jsonb
 
@@ -24,9 +26,13 @@ from graph.state import Reply, reply_text
 from server.runner.transport import Transport
 from server.whatsapp.client import split_text
 from server.whatsapp.graph_errors import WhatsAppError
+from server.whatsapp.models import MessageStatus
 
 log = structlog.get_logger(__name__)
 
+
+# Statuses only move forward; Meta delivers them out of order.
+STATUS_RANK = {"pending": 0, "sending": 1, "unknown": 1, "sent": 2, "delivered": 3, "read": 4}
 
 # Parts older than this are given up on when Meta refuses them again: the customer
 # service window is 24 hours, after which only templates may be sent.
@@ -251,3 +257,48 @@ async def _settle_failed(pool: Pool, outbound_id: int, exc: Exception) -> None:
             " error_details = %s, updated_at = now() WHERE id = %s",
             (code, title, details[:1000], outbound_id),
         )
+
+
+async def stage_partial_part(
+    pool: Pool, conversation_id: str, run_id: str, part: int, wa_id: str, text: str
+) -> None:
+    """One part of an answer the model is still writing, numbered ahead of the rest of
+    the run's parts (server/runner/partial_delivery.py); staged once whatever retries."""
+    payload = {"kind": "text", "text": text, "partial": True}
+    async with pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO outbound_messages"
+            " (conversation_id, run_id, part, wa_id, kind, payload)"
+            " VALUES (%s, %s, %s, %s, 'text', %s) ON CONFLICT (run_id, part) DO NOTHING",
+            (conversation_id, run_id, part, wa_id, Jsonb(payload)),
+        )
+
+
+async def record_status(conn: psycopg.AsyncConnection[Any], status: MessageStatus) -> bool:
+    """Move an outbound message's status forward; a failure records Meta's error."""
+    if status.status == "failed":
+        error = status.errors[0] if status.errors else None
+        cur = await conn.execute(
+            """
+            UPDATE outbound_messages SET status = 'failed', updated_at = now(),
+                error_code = %s, error_title = %s, error_details = %s
+            WHERE wamid = %s
+            """,
+            (
+                error.code if error else None,
+                error.title if error else None,
+                error.detail_text if error else None,
+                status.id,
+            ),
+        )
+        return cur.rowcount > 0
+    rank = STATUS_RANK.get(status.status)
+    if rank is None:
+        return False
+    behind = [name for name, r in STATUS_RANK.items() if r < rank]
+    cur = await conn.execute(
+        "UPDATE outbound_messages SET status = %s, updated_at = now()"
+        " WHERE wamid = %s AND status = ANY(%s)",
+        (status.status, status.id, behind),
+    )
+    return cur.rowcount > 0

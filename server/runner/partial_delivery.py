@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from psycopg.types.json import Jsonb
 
 from graph.composition.builder import ConversationGraph
 from graph.composition.event_stream import StreamingGraph, TurnEvent
@@ -31,7 +30,7 @@ from graph.composition.turns import TurnGraph
 from graph.infra.database import Pool
 from graph.settings import Settings
 from graph.state import Reply, text_reply
-from server.runner.outbox import deliver_parts
+from server.runner.outbox import deliver_parts, stage_partial_part
 from server.runner.transport import Transport
 from server.whatsapp.graph_errors import WhatsAppError
 from server.whatsapp.outbound import TEXT_LIMIT
@@ -180,14 +179,9 @@ class PartialDelivery:
         self._parts.put_nowait(None)
 
     async def _stage(self, index: int, part: str) -> None:
-        payload = {"kind": "text", "text": part, "partial": True}
-        async with self.pool.connection() as conn:
-            await conn.execute(
-                "INSERT INTO outbound_messages"
-                " (conversation_id, run_id, part, wa_id, kind, payload)"
-                " VALUES (%s, %s, %s, %s, 'text', %s) ON CONFLICT (run_id, part) DO NOTHING",
-                (self.conversation_id, self.run_id, index, self.wa_id, Jsonb(payload)),
-            )
+        await stage_partial_part(
+            self.pool, self.conversation_id, self.run_id, index, self.wa_id, part
+        )
 
     async def _show_typing(self) -> None:
         """The indicator disappears with each message: show it again for the next part."""

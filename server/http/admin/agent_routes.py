@@ -52,13 +52,8 @@ async def change_agent(
         raise HTTPException(409, "at least one agent must stay enabled")
     if not fields:
         raise HTTPException(422, "nothing to change")
-    assignments = ", ".join(f"{column} = %({column})s" for column in fields)
     async with services.pool.connection() as conn, conn.transaction():
-        await conn.execute(
-            f"UPDATE agent_configurations SET {assignments}, version = version + 1,"
-            " updated_at = now() WHERE name = %(name)s",
-            {**fields, "name": name},
-        )
+        await services.agents.save_changes(conn, name, fields)
         await record_audit(
             conn,
             actor=admin,
