@@ -28,7 +28,7 @@ from server.abuse import AbuseProtection, open_abuse_protection
 from server.abuse.tool_limits import open_tool_limiter
 from server.media import build_media_understanding
 from server.operations.conversation_replay import Replays
-from server.operations.retention import register_retention_task
+from server.operations.retention import RetentionOptions, register_retention_task
 from server.outcomes.alerts import AlertMonitor, AlertOptions, register_alert_task
 from server.outcomes.escalation_notices import register_notice_task
 from server.outcomes.hooks import build_outcome_hooks, register_outcome_tasks
@@ -257,7 +257,12 @@ def _register_chores(
     """The tasks beside the turns: operator actions, alerts, retention, stream turns."""
     register_operator_tasks(queue, desk, max_attempts=settings.job_max_attempts)
     register_alert_task(queue, AlertMonitor(pool, AlertOptions.from_settings(settings)))
-    register_retention_task(queue, pool, settings)
+    register_retention_task(
+        queue,
+        pool,
+        RetentionOptions.from_settings(settings),
+        cron=settings.retention_cron if settings.retention_enabled else None,
+    )
     register_stream_turn_task(queue)
     register_notice_task(queue, settings.escalation_webhook_url)
 

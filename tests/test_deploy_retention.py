@@ -16,7 +16,12 @@ from langgraph.checkpoint.base import empty_checkpoint
 
 from graph.infra.database import Pool, create_checkpointer, open_pool
 from graph.settings import Settings
-from server.operations.retention import RETENTION_TASK, enforce_retention, message_days
+from server.operations.retention import (
+    RETENTION_TASK,
+    RetentionOptions,
+    enforce_retention,
+    message_days,
+)
 from server.services import open_services
 from tests.support import query, service_settings
 
@@ -34,7 +39,8 @@ async def pool(db_url: str) -> AsyncIterator[Pool]:
 
 
 async def run(pool: Pool, db_url: str, **overrides: Any) -> dict[str, int]:
-    report = await enforce_retention(pool, service_settings(db_url, **overrides))
+    options = RetentionOptions.from_settings(service_settings(db_url, **overrides))
+    report = await enforce_retention(pool, options)
     assert report.complete
     return report.deleted
 
@@ -296,7 +302,7 @@ async def test_batches_take_turns_and_a_spent_budget_leaves_the_rest_to_the_next
     await traffic(db_url, conv, "250788600021", RECENT, finished=True)
 
     settings = service_settings(db_url, retention_batch=2, retention_max_seconds=1e-6)
-    first = await enforce_retention(pool, settings)
+    first = await enforce_retention(pool, RetentionOptions.from_settings(settings))
     assert not first.complete and 0 < first.total < 20 * 9
 
     rest = await run(pool, db_url, retention_batch=3)

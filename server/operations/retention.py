@@ -33,7 +33,7 @@ the webhook's freshness window (Meta redelivers for up to 7 days), whatever is s
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -221,6 +221,23 @@ SWEEPS: tuple[Sweep, ...] = (
 THREADS = "checkpoint_threads"
 
 
+@dataclass(frozen=True)
+class RetentionOptions:
+    """What one run keeps and how long it may take: days per table (None: kept for
+    good; `THREADS`: the checkpoints of idle conversations), rows per statement, and
+    the run's time budget in seconds."""
+
+    days: Mapping[str, float | None]
+    batch: int
+    max_seconds: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RetentionOptions:
+        days = {sweep.name: sweep.days(settings) for sweep in SWEEPS}
+        days[THREADS] = message_days(settings)
+        return cls(days, settings.retention_batch, settings.retention_max_seconds)
+
+
 @dataclass
 class RetentionReport:
     """Rows deleted per table in one run, how long it took, and whether it got through
@@ -247,14 +264,14 @@ class _Cursor:
 
 
 async def enforce_retention(
-    pool: Pool, settings: Settings, *, now: datetime | None = None
+    pool: Pool, options: RetentionOptions, *, now: datetime | None = None
 ) -> RetentionReport:
     """One run: every table a batch at a time, in turns, until nothing old is left or
     the time budget is spent."""
     started = time.monotonic()
-    deadline = started + settings.retention_max_seconds
+    deadline = started + options.max_seconds
     now = now or datetime.now(UTC)
-    cursors = _cursors(settings, now)
+    cursors = _cursors(options, now)
     report = RetentionReport(deleted={_name(c): 0 for c in cursors})
     steps = 0
     while any(c.more for c in cursors):
@@ -263,7 +280,7 @@ async def enforce_retention(
                 report.complete = False
                 break
             began, name = time.monotonic(), _name(cursor)
-            report.deleted[name] += await _step(pool, cursor, settings.retention_batch)
+            report.deleted[name] += await _step(pool, cursor, options.batch)
             report.table_seconds[name] = report.table_seconds.get(name, 0.0) + (
                 time.monotonic() - began
             )
@@ -278,13 +295,13 @@ async def enforce_retention(
     return report
 
 
-def _cursors(settings: Settings, now: datetime) -> list[_Cursor]:
+def _cursors(options: RetentionOptions, now: datetime) -> list[_Cursor]:
     cursors = [
         _Cursor(sweep, now - timedelta(days=days))
         for sweep in SWEEPS
-        if (days := sweep.days(settings)) is not None
+        if (days := options.days.get(sweep.name)) is not None
     ]
-    if (days := message_days(settings)) is not None:
+    if (days := options.days.get(THREADS)) is not None:
         cursors.append(_Cursor(None, now - timedelta(days=days)))
     return cursors
 
@@ -340,13 +357,16 @@ async def _drop_idle_threads(pool: Pool, cursor: _Cursor, batch: int) -> int:
     return len(threads)
 
 
-def register_retention_task(queue: procrastinate.App, pool: Pool, settings: Settings) -> None:
-    """The periodic job; `lock` keeps two runs from overlapping across workers, and a
-    tick missed (every worker down) is simply left to the next one."""
-    if not settings.retention_enabled:
+def register_retention_task(
+    queue: procrastinate.App, pool: Pool, options: RetentionOptions, *, cron: str | None
+) -> None:
+    """The periodic job (`cron` None: retention is off); `lock` keeps two runs from
+    overlapping across workers, and a tick missed (every worker down) is simply left to
+    the next one."""
+    if cron is None:
         return
 
-    @queue.periodic(cron=settings.retention_cron, periodic_id="retention")
+    @queue.periodic(cron=cron, periodic_id="retention")
     @queue.task(name=RETENTION_TASK, queueing_lock=RETENTION_TASK, lock=RETENTION_TASK)
     async def data_retention(timestamp: int) -> None:
-        await enforce_retention(pool, settings)
+        await enforce_retention(pool, options)

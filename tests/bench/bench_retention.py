@@ -27,7 +27,7 @@ from collections.abc import Sequence
 import psycopg
 
 from graph.infra.database import open_pool
-from server.operations.retention import RetentionReport, enforce_retention
+from server.operations.retention import RetentionOptions, RetentionReport, enforce_retention
 from tests.bench.common import bench_postgres, print_header, print_table, tune_benchmark_process
 from tests.support import service_settings
 
@@ -179,13 +179,13 @@ async def main(args: argparse.Namespace) -> None:
             db_url, retention_batch=args.batch, retention_max_seconds=3600.0
         )
         async with open_pool(db_url, settings) as pool:
-            report = await enforce_retention(pool, settings)
+            report = await enforce_retention(pool, RetentionOptions.from_settings(settings))
             after = await sizes(db_url)
             await vacuum(db_url, full=False)
             vacuumed = await sizes(db_url)
             await vacuum(db_url, full=True)
             compacted = await sizes(db_url)
-            idle = await enforce_retention(pool, settings)
+            idle = await enforce_retention(pool, RetentionOptions.from_settings(settings))
     print_run(report)
     print_sizes(
         [
