@@ -73,7 +73,6 @@ def build_limiter(settings: Settings, clock: Clock = system_clock) -> Limiter:
 
 @dataclass
 class AbuseProtection:
-    settings: Settings
     pool: Pool
     limiter: Limiter
     blacklist: Blacklist
@@ -104,8 +103,8 @@ class AbuseProtection:
         log.warning("webhook.ingress_dropped", wa_id=sender, folded=folded)
         details = {
             "folded": folded,
-            "rate_per_s": self.settings.ingress_rate,
-            "burst": self.settings.ingress_burst,
+            "rate_per_s": self.ingress.rate,
+            "burst": int(self.ingress.burst),
         }
         await self._audit("abuse.ingress_dropped", "system", sender, details, remote_addr)
 
@@ -131,10 +130,10 @@ class AbuseProtection:
             log.error("audit.write_failed", action=action, error=str(exc)[:200])
 
 
-async def _warm_up(blacklist: Blacklist, settings: Settings) -> None:
+async def _warm_up(blacklist: Blacklist, penalty_reset_seconds: int) -> None:
     """Give the limiter what Postgres remembers: ladders and the blacklist."""
     try:
-        restored = await blacklist.restore_penalties(settings.penalty_reset_seconds)
+        restored = await blacklist.restore_penalties(penalty_reset_seconds)
         listed = await blacklist.sync_cache()
         log.info(
             "abuse.limiter_filled",
@@ -161,9 +160,9 @@ class _Refill:
     """After a Redis outage: give the store back what Postgres knows, once, even when
     many turns notice the recovery at the same moment."""
 
-    def __init__(self, blacklist: Blacklist, settings: Settings) -> None:
+    def __init__(self, blacklist: Blacklist, penalty_reset_seconds: int) -> None:
         self.blacklist = blacklist
-        self.settings = settings
+        self.penalty_reset_seconds = penalty_reset_seconds
         self.lock = asyncio.Lock()
         self.done_at = float("-inf")
 
@@ -171,7 +170,7 @@ class _Refill:
         async with self.lock:
             if time.monotonic() - self.done_at < 1.0:
                 return
-            await _warm_up(self.blacklist, self.settings)
+            await _warm_up(self.blacklist, self.penalty_reset_seconds)
             self.done_at = time.monotonic()
 
 
@@ -184,15 +183,14 @@ async def open_abuse_protection(
 ) -> AsyncIterator[AbuseProtection]:
     limiter = build_limiter(settings, clock)
     blacklist = Blacklist(pool, limiter)
-    await _warm_up(blacklist, settings)
+    await _warm_up(blacklist, settings.penalty_reset_seconds)
     if isinstance(limiter, RedisLimiter):
-        limiter.on_recovered = _Refill(blacklist, settings)
+        limiter.on_recovered = _Refill(blacklist, settings.penalty_reset_seconds)
     sync = asyncio.create_task(
         _keep_cache_in_sync(blacklist, settings.blacklist_sync_seconds), name="blacklist-sync"
     )
     try:
         yield AbuseProtection(
-            settings=settings,
             pool=pool,
             limiter=limiter,
             blacklist=blacklist,
