@@ -24,6 +24,7 @@ from graph.composition.memory import ConversationMemory, migrate_memory_embeddin
 from graph.infra.database import Pool, apply_migrations, open_pool, resolve_database_url
 from graph.infra.tracing import configure_tracing, flush_tracing
 from graph.settings import Settings
+from nodes.notices import Notices
 from server.abuse import AbuseProtection, open_abuse_protection
 from server.abuse.tool_limits import open_tool_limiter
 from server.media import build_media_understanding
@@ -36,6 +37,7 @@ from server.outcomes.reminders import BookingReminders, ReminderOptions, registe
 from server.outcomes.template_catalog import declare_templates
 from server.runner.accounting import Accounting, AccountingOptions
 from server.runner.conversation_runner import ConversationRunner, RunnerOptions
+from server.runner.customer_language import CustomerVoice
 from server.runner.graph_phase import GraphPhase
 from server.runner.healing import HealingOptions, JobWatch, keep_healing
 from server.runner.memory_jobs import (
@@ -199,11 +201,15 @@ async def _open_services_once(
             accounting = Accounting(pool, AccountingOptions.from_settings(settings))
         queue = create_queue_app(database_url, settings)
         outcomes = build_outcome_hooks(pool, graphs, whatsapp, flags, settings, queue)
+        voice = CustomerVoice(
+            pool, Notices.load(), conversation_graphs.language_of, settings.default_language
+        )
         phase = GraphPhase(
             pool,
             graphs,
             whatsapp,
             PartialOptions.from_settings(settings),
+            voice,
             settings.app_version,
             agents=agents,
             flags=flags,

@@ -28,7 +28,7 @@ import httpx
 import redis
 
 from graph.settings import Settings
-from server.abuse.gate import Notices
+from nodes.notices import Notices
 from tests.fakes.graph_api import FakeGraphAPI
 from tests.fakes.meta_payloads import envelope, new_wamid, sign, text_message
 from tests.fakes.openai_server import FakeOpenAIServer
@@ -135,10 +135,11 @@ class FakeClock:
 
 # --- the service ---------------------------------------------------------------
 
-NOTICES = Notices()
-WARNING = NOTICES.warning
-BLOCK_PREFIX = NOTICES.block.split("{", 1)[0]
-BLACKLIST = NOTICES.blacklist
+NOTICES = Notices.load()  # what an English-speaking customer reads
+WARNING = NOTICES.say("rate_warning", "en")
+BLOCK_PREFIX = NOTICES.reference["rate_block"].split("{", 1)[0]
+BLACKLIST = NOTICES.say("blacklisted", "en")
+BUDGET = NOTICES.say("daily_budget", "en")
 
 
 async def post(client: httpx.AsyncClient, payload: dict[str, Any]) -> httpx.Response:

@@ -16,7 +16,7 @@ from tests.fakes.graph_api import FakeGraphAPI
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.support import running_service
 from tests.support_abuse import (
-    NOTICES,
+    BUDGET,
     abuse_settings,
     graph_runs_for,
     kinds,
@@ -129,4 +129,4 @@ async def test_a_real_turns_tokens_are_counted_and_the_budget_refuses_the_next(
     assert len(openai_server.requests) == asked  # the refused turn never reached the model
     assert [row["gate"] for row in gates] == [None, "over_budget"]
     assert kinds(graph_api, customer) == ["reply", "reply"]
-    assert graph_api.texts_to(customer)[1] == NOTICES.budget
+    assert graph_api.texts_to(customer)[1] == BUDGET

@@ -18,7 +18,7 @@ from tests.fakes.graph_api import FakeGraphAPI
 from tests.fakes.meta_payloads import text_message
 from tests.fakes.openai_server import FakeOpenAIServer, ToolCall
 from tests.support import RunningService, eventually, running_service, service_settings
-from tests.support_abuse import BLACKLIST, BLOCK_PREFIX, NOTICES, WARNING
+from tests.support_abuse import BLACKLIST, BLOCK_PREFIX, BUDGET, NOTICES, WARNING
 from tests.test_agent_flows import say
 
 BACKEND_TOKEN = "web-chat-backend-token-0123456789abcdef"
@@ -380,7 +380,7 @@ async def test_a_stream_past_the_daily_token_budget_is_refused_before_the_model(
         conversation = await _answered_once(service, openai_server)
         asked_before = len(openai_server.requests)
         events = await stream(service, conversation, "how much is it?")
-    assert events == [("error", {"code": "over_budget", "message": NOTICES.budget})]
+    assert events == [("error", {"code": "over_budget", "message": BUDGET})]
     assert len(openai_server.requests) == asked_before
 
 
@@ -411,5 +411,6 @@ async def test_a_streamed_turn_meets_the_spending_caps_like_any_other(
         await service.services.accounting.writer.flush()  # type: ignore[union-attr]
         asked_before = len(openai_server.requests)
         events = await stream(service, conversation, "how much is it?")
-    assert events[-1] == ("final", {**events[-1][1], "texts": [settings.cap_message]})
+    cap_notice = NOTICES.say("spending_cap", "en")
+    assert events[-1] == ("final", {**events[-1][1], "texts": [cap_notice]})
     assert len(openai_server.requests) == asked_before

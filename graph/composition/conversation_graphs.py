@@ -47,6 +47,8 @@ class ConversationGraphs:
     agents: AgentDirectory
     tool_names: frozenset[str]
     memory: ConversationMemory
+    # The language a text is written in (None: it does not tell), by the menu's reader.
+    language_of: Callable[[str], str | None]
 
     def pooled(self, pool: Pool, size: int) -> GraphPool:
         """One compiled copy per worker slot, each with its own checkpointer."""
@@ -95,4 +97,6 @@ async def open_conversation_graphs(
             )
 
         agents = AgentDirectory(pool, defaults)
-        yield ConversationGraphs(compile_graph, agents, frozenset(registry.tools), memory)
+        yield ConversationGraphs(
+            compile_graph, agents, frozenset(registry.tools), memory, menu_reader.language_of
+        )

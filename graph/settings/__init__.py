@@ -123,6 +123,11 @@ class Settings(
     )
     model_max_retries: int = Field(default=2, ge=0, validation_alias="WA_AGENT_MODEL_MAX_RETRIES")
     business_name: str = Field(default="our business", validation_alias="WA_AGENT_BUSINESS_NAME")
+    # The language of the service's notices to a customer whose language is not known
+    # yet (a code of prompts/notices/).
+    default_language: str = Field(
+        default="en", pattern=r"^[a-z]{2,3}$", validation_alias="WA_AGENT_DEFAULT_LANGUAGE"
+    )
 
     # --- routing -------------------------------------------------------------------
     # Vector size of WA_AGENT_EMBEDDINGS when its name does not imply one (a model on an

@@ -27,11 +27,6 @@ DEFAULT_MODEL_PRICES: dict[str, ModelPrice] = {
     "text-embedding-3-small": ModelPrice(input=0.02),
 }
 
-CAP_MESSAGE = (
-    "Thank you for your messages! We have reached the limit of automatic answers for "
-    "now. A member of our team will be happy to help you — please try again later."
-)
-
 
 class ConsoleSettings(BaseModel):
     """Fields here use `Field(default=..., validation_alias="ENV_NAME")` like Settings."""
@@ -68,8 +63,9 @@ class ConsoleSettings(BaseModel):
     cheaper_model: str | None = Field(  # unset: the message, whatever cap_action says
         default=None, validation_alias="WA_AGENT_CHEAPER_MODEL"
     )
-    cap_message: str = Field(
-        default=CAP_MESSAGE, min_length=1, max_length=1024, validation_alias="WA_AGENT_CAP_MESSAGE"
+    # Unset: prompts/notices/'s `spending_cap`, in the customer's language.
+    cap_message: str | None = Field(
+        default=None, min_length=1, max_length=1024, validation_alias="WA_AGENT_CAP_MESSAGE"
     )
 
     # --- alerts ------------------------------------------------------------------------

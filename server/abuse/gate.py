@@ -17,7 +17,8 @@ answers again — weaker (one process only), never no limit at all.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import structlog
 from prometheus_client import Counter
@@ -72,46 +73,34 @@ def _duration(seconds: int) -> str:
 
 
 @dataclass(frozen=True)
-class Notices:
-    """What a refused customer reads; one notice per step, never one per message."""
+class Notice:
+    """What a refused customer reads: a key of prompts/notices/ and its values, written
+    in the customer's language by whoever sends it (server/runner/admission.py)."""
 
-    warning: str = (
-        "You are sending messages faster than we can answer. Please slow down: "
-        "messages sent too quickly are not answered."
-    )
-    block: str = (
-        "Because of the number of messages, replies to this chat are paused for "
-        "{duration}. Please write again after that."
-    )
-    blacklist: str = (
-        "Because of repeated message floods, this chat has been suspended. If you think "
-        "this is a mistake, please contact us through another channel."
-    )
-    budget: str = (
-        "You have reached today's limit for automated answers. Please write again tomorrow."
-    )
-    unavailable: str = "Sorry, we cannot answer right now. Please write again in a few minutes."
+    key: str
+    values: Mapping[str, str] = field(default_factory=dict)
 
-    def for_verdict(self, verdict: Verdict, at_ms: int) -> str | None:
-        """What the refused customer reads. WhatsApp gets it only with `verdict.notify`;
-        a stream shows it on every refusal, since its client asked and waits."""
-        outcome = verdict.outcome
-        if outcome is Outcome.WARNED:
-            return self.warning
-        if outcome in (Outcome.BLOCKED_NOW, Outcome.BLOCKED):
-            remaining = max(0, verdict.until_ms - at_ms) // 1000
-            return self.block.format(duration=_duration(remaining))
-        if outcome in (Outcome.BLACKLISTED_NOW, Outcome.BLACKLISTED):
-            return self.blacklist
-        if outcome is Outcome.OVER_BUDGET:
-            return self.budget
-        return None
+
+def notice_for(verdict: Verdict, at_ms: int) -> Notice | None:
+    """What the refused customer reads. WhatsApp gets it only with `verdict.notify`;
+    a stream shows it on every refusal, since its client asked and waits."""
+    outcome = verdict.outcome
+    if outcome is Outcome.WARNED:
+        return Notice("rate_warning")
+    if outcome in (Outcome.BLOCKED_NOW, Outcome.BLOCKED):
+        remaining = max(0, verdict.until_ms - at_ms) // 1000
+        return Notice("rate_block", {"duration": _duration(remaining)})
+    if outcome in (Outcome.BLACKLISTED_NOW, Outcome.BLACKLISTED):
+        return Notice("blacklisted")
+    if outcome is Outcome.OVER_BUDGET:
+        return Notice("daily_budget")
+    return None
 
 
 @dataclass(frozen=True)
 class Decision:
     reason: str  # ADMITTED or the refusal stored on messages and the run
-    message: str | None = None  # what the refused customer reads
+    message: Notice | None = None  # what the refused customer reads
     notify: bool = False  # send `message` to WhatsApp: once per step, never per message
 
     @property
@@ -119,7 +108,7 @@ class Decision:
         return self.reason == ADMITTED
 
     @property
-    def notice(self) -> str | None:
+    def notice(self) -> Notice | None:
         return self.message if self.notify else None
 
 
@@ -132,14 +121,12 @@ class AbuseGate:
         policy: Policy,
         *,
         fail_open: bool = True,  # Redis down: count in this process (else turns wait)
-        notices: Notices | None = None,
     ) -> None:
         self.pool = pool
         self.limiter = limiter
         self.blacklist = blacklist
         self.policy = policy
         self.fail_open = fail_open
-        self.notices = notices or Notices()
         # Counts in this process while Redis is down (fail open); None while it answers.
         self._stand_in: MemoryLimiter | None = None
         self._stand_in_lock = asyncio.Lock()
@@ -177,7 +164,7 @@ class AbuseGate:
             return Decision(ADMITTED)
         if verdict.escalated:
             await self._escalate(request, verdict, limiter)
-        message = self.notices.for_verdict(verdict, now_ms(limiter.clock))
+        message = notice_for(verdict, now_ms(limiter.clock))
         return Decision(GATE_REASONS[verdict.outcome], message, verdict.notify)
 
     async def _decide_without_limiter(self, request: GateRequest) -> Decision:
@@ -185,7 +172,7 @@ class AbuseGate:
         budget are counted in this process (fail open) or the turn waits (fail closed)."""
         if await self.blacklist.entry(request.wa_id) is not None:
             DECISIONS.labels(outcome="blacklisted").inc()
-            return Decision("blacklisted", self.notices.blacklist)
+            return Decision("blacklisted", Notice("blacklisted"))
         if self.fail_open:
             stand_in = await self._stand_in_limiter()
             verdict = await stand_in.hit(request.wa_id, max(1, request.messages))
@@ -194,7 +181,7 @@ class AbuseGate:
             DECISIONS.labels(outcome="deferred").inc()
             raise GateDeferred("rate limiter unavailable and WA_AGENT_REDIS_FAIL_OPEN=false")
         DECISIONS.labels(outcome="unavailable").inc()
-        return Decision("unavailable", self.notices.unavailable, notify=True)
+        return Decision("unavailable", Notice("unavailable"), notify=True)
 
     async def _stand_in_limiter(self) -> MemoryLimiter:
         """Built once per outage, with the ladders Postgres remembers, and said loudly

@@ -56,7 +56,6 @@ from graph.composition.event_stream import TurnEvent
 from graph.composition.turns import TurnOutcome, Waiting
 from graph.context import ConversationContext
 from graph.state import Reply, reply_text
-from server.abuse.gate import Decision
 from server.http.dependencies import services_of
 from server.http.web_conversations import require_conversation_token
 from server.runner.conversations import find_conversation
@@ -80,9 +79,10 @@ _running: set[asyncio.Task[TurnOutcome]] = set()
 class TurnRefused(RuntimeError):
     """The abuse gate refused the turn before any model call."""
 
-    def __init__(self, decision: Decision) -> None:
-        super().__init__(decision.reason)
-        self.decision = decision
+    def __init__(self, reason: str, message: str | None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.message = message
 
 
 class StreamTurn(BaseModel):
@@ -144,8 +144,7 @@ def _last_event(turn: asyncio.Task[TurnOutcome]) -> TurnEvent:
     if isinstance(error, ConversationBusy):
         return TurnEvent("error", {"code": "busy", "message": str(error)})
     if isinstance(error, TurnRefused):
-        refusal = error.decision
-        return TurnEvent("error", {"code": refusal.reason, "message": refusal.message or ""})
+        return TurnEvent("error", {"code": error.reason, "message": error.message or ""})
     if error is not None and not isinstance(error, TurnNotFinished):
         log.error("stream.failed", error_type=type(error).__name__, error=str(error)[:200])
     if error is not None:
@@ -186,7 +185,7 @@ class StreamTransport:
         await self.emit(event)
 
     async def refused(self, reason: str, message: str | None) -> None:
-        self.refusal = TurnRefused(Decision(reason, message))
+        self.refusal = TurnRefused(reason, message)
 
 
 async def streamed_turn(

@@ -191,7 +191,8 @@ class TurnPlan:
 
     config: RunnableConfig
     context: ConversationContext
-    refusal: str | None = None
+    capped: bool = False  # over a cap with no cheaper model: the turn is not run
+    cap_message: str | None = None  # the business's own text; None: the notice
 
 
 @dataclass(frozen=True)
@@ -205,7 +206,7 @@ class AccountingOptions:
     customer_daily_cost_cap_usd: float = 0.0  # 0: no cap
     cheaper_model: str | None = None  # over a cap: this model, when the action allows
     cap_action: Literal["cheaper_model", "message"] = "cheaper_model"
-    cap_message: str = ""
+    cap_message: str | None = None  # None: prompts/notices/'s `spending_cap`
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AccountingOptions:
@@ -260,7 +261,7 @@ class Accounting:
             return dataclasses.replace(plan, context=dataclasses.replace(context, agents=agents))
         CAPPED_TURNS.labels(cap=cap, action="message").inc()
         log.info("accounting.cap_reached", cap=cap, action="message")
-        return dataclasses.replace(plan, refusal=self.options.cap_message)
+        return dataclasses.replace(plan, capped=True, cap_message=self.options.cap_message)
 
     async def _cap_reached(self, context: ConversationContext) -> str | None:
         """Which cap this turn is over, if any; never while a person has the conversation

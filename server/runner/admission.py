@@ -14,6 +14,7 @@ import structlog
 from graph.infra.database import Pool
 from graph.state import text_reply
 from server.abuse.gate import ADMITTED, AbuseGate, GateRequest
+from server.runner.customer_language import CustomerVoice
 from server.runner.outbox import deliver_parts, stage_parts
 from server.runner.runs import Claim, close_refused_run, gate_of, record_gate
 from server.runner.transport import Transport, Watched
@@ -23,7 +24,13 @@ log = structlog.get_logger(__name__)
 
 
 async def admit(
-    gate: AbuseGate, pool: Pool, claim: Claim, transport: Transport | None, *, max_attempts: int
+    gate: AbuseGate,
+    pool: Pool,
+    claim: Claim,
+    transport: Transport | None,
+    *,
+    voice: CustomerVoice,
+    max_attempts: int,
 ) -> bool:
     """True: run the graph. False: the turn was refused and is closed already, its
     notice (if any) sent through `transport`, the conversation's channel. A run that may
@@ -40,19 +47,22 @@ async def admit(
         if decision.admitted:
             await record_gate(pool, claim.run_id, ADMITTED)
             return True
-        if decision.notice:
+        # Written only when someone reads it: a flood's refusals mostly notify nobody.
+        shown = decision.message if decision.notify or watched else None
+        text = await voice.say(claim, shown.key, **shown.values) if shown else None
+        if decision.notify and text:
             await stage_parts(
                 pool,
                 conversation_id=claim.conversation_id,
                 run_id=claim.run_id,
                 wa_id=claim.wa_id,
-                parts=[text_reply(decision.notice)],
+                parts=[text_reply(text)],
                 agent="gate",
             )
         await record_gate(pool, claim.run_id, decision.reason)
         reason = decision.reason
         if isinstance(transport, Watched):
-            await transport.refused(decision.reason, decision.message)
+            await transport.refused(decision.reason, text)
     await deliver_parts(pool, transport, claim.run_id)
     await close_refused_run(pool, claim.run_id, reason)
     RUNS.labels(outcome="refused").inc()

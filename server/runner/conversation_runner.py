@@ -54,14 +54,9 @@ from server.telemetry import OUTBOUND, RUN_SECONDS, RUNS, RUNS_POSTPONED
 
 log = structlog.get_logger(__name__)
 
-__all__ = ["APOLOGY", "Claim", "ConversationRunner", "RunnerOptions", "TurnHooks"]
+__all__ = ["Claim", "ConversationRunner", "RunnerOptions", "TurnHooks"]
 
 WORKER_NAME = f"{socket.gethostname()}:{os.getpid()}"
-
-APOLOGY = (
-    "Sorry, something went wrong on our side and I could not answer. "
-    "Please write again in a few minutes."
-)
 
 # Runs one job answers before it hands the conversation to a fresh job, so a customer
 # who never stops writing cannot hold a worker slot for ever.
@@ -128,6 +123,7 @@ class ConversationRunner:
         self.graphs = phase.graphs
         self.outcomes = phase.outcomes
         self.media = phase.media
+        self.voice = phase.voice  # notices in the customer's language
         # Puts the conversation's next job in the queue (server/runner/queue.py).
         self.schedule = schedule
         self.options = options
@@ -198,7 +194,12 @@ class ConversationRunner:
         failed, tokens = False, 0
         try:
             admitted = self.gate is None or await admit(
-                self.gate, self.pool, claim, transport, max_attempts=self.options.max_attempts
+                self.gate,
+                self.pool,
+                claim,
+                transport,
+                voice=self.voice,
+                max_attempts=self.options.max_attempts,
             )
             if not admitted:
                 return Step()  # refused before any model call, and closed
@@ -249,7 +250,8 @@ class ConversationRunner:
                     if claim.attempts < self.options.max_attempts:
                         raise  # postponed: the run resumes from its checkpoint
                     log.exception("run.gave_up", attempts=claim.attempts)
-                    thought, failed = Thought(claim, [text_reply(APOLOGY)]), True
+                    apology = await self.voice.say(claim, "apology")
+                    thought, failed = Thought(claim, [text_reply(apology)]), True
                 thought = await self._take_more(thought, transport)
             if self.gate is not None:
                 await self.gate.count_tokens(claim.wa_id, usage.total_tokens)
@@ -306,7 +308,10 @@ class ConversationRunner:
             return None
         await refuse_taken_messages(self.pool, claim.run_id, more, decision.reason)
         log.info("run.refused_more", reason=decision.reason, messages=len(more))
-        return [text_reply(decision.notice)] if decision.notice else []
+        if decision.notice is None:
+            return []
+        notice = decision.notice
+        return [text_reply(await self.voice.say(claim, notice.key, **notice.values))]
 
     async def _postpone(
         self, claim: Claim, waiting_on: WaitingOn, hint_s: float | None

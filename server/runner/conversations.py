@@ -113,3 +113,12 @@ async def assign(pool: Pool, conversation_id: str, operator: str | None) -> None
             "UPDATE agent_conversations SET assigned_to = %s WHERE id = %s",
             (operator, conversation_id),
         )
+
+
+async def remember_language(pool: Pool, wa_id: str, language: str) -> None:
+    """The language the customer now writes in: notices follow it from this turn on."""
+    async with pool.connection() as conn:
+        await conn.execute(
+            "UPDATE contacts SET language = %s WHERE wa_id = %s AND language IS DISTINCT FROM %s",
+            (language, wa_id, language),
+        )

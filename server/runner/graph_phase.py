@@ -26,6 +26,7 @@ from graph.state import Reply, text_reply
 from server.media import MediaUnderstanding
 from server.runner.accounting import Accounting
 from server.runner.conversations import record_waiting
+from server.runner.customer_language import CustomerVoice
 from server.runner.partial_delivery import FLAG as PARTIAL_DELIVERY
 from server.runner.partial_delivery import PartialOptions, partial_delivery_if, streamed_for
 from server.runner.runs import Claim
@@ -65,6 +66,8 @@ class GraphPhase:
     graphs: GraphPool
     whatsapp: WhatsAppClient | None
     partial: PartialOptions
+    # Notices (a spending cap's) in the customer's language.
+    voice: CustomerVoice
     # The release name traces carry (`WA_AGENT_APP_VERSION`); None: the package version.
     version: str | None = None
     agents: AgentDirectory | None = None
@@ -108,8 +111,9 @@ class GraphPhase:
         )
         if self.accounting is not None:
             plan = await self.accounting.plan_turn(config, context)
-            if plan.refusal is not None:
-                return TurnOutcome(replies=[text_reply(plan.refusal)]), False
+            if plan.capped:
+                text = plan.cap_message or await self.voice.say(claim, "spending_cap")
+                return TurnOutcome(replies=[text_reply(text)]), False
             config, context = plan.config, plan.context
         partial_on = context.flag(PARTIAL_DELIVERY)
         inputs = {"messages": [m.content for m in claim.messages]}

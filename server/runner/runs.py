@@ -50,6 +50,8 @@ class Claim:
     # When the customer last rated this conversation (a CSAT answer), if ever: only a
     # text soon after can be the rating's comment (server/outcomes/csat.py).
     rated_at: datetime | None = None
+    # The language the customer was last recognised writing in (None: not yet).
+    language: str | None = None
 
 
 @dataclass(frozen=True)
@@ -96,12 +98,14 @@ async def claim_turn(
         rerun_from=row["rerun_from"],
         phone_number_id=row["phone_number_id"],
         rated_at=row["rated_at"],
+        language=row["language"],
     )
 
 
 _CLAIM_TURN = """
 SELECT t.*, (SELECT max(r.answered_at) FROM csat_responses r
-             WHERE r.conversation_id = %(conversation)s AND r.rating IS NOT NULL) AS rated_at
+             WHERE r.conversation_id = %(conversation)s AND r.rating IS NOT NULL) AS rated_at,
+       (SELECT k.language FROM contacts k WHERE k.wa_id = t.wa_id) AS language
 FROM wa_claim_turn(%(conversation)s, %(job)s, %(worker)s, %(new_run)s, %(quiet_s)s) t
 """
 

@@ -1,0 +1,46 @@
+"""What the service itself tells a customer, in the customer's language.
+
+The texts live in prompts/notices/, one YAML file per language code (`en.yaml` is the
+reference and must hold every key). A key missing from a translation is said in English,
+so a language can be added one sentence at a time and a gap is never an error or
+silence. The graph's menu has its own texts (nodes/menu_texts.py); these are the
+notices around it: the apology, refusals, caps, the handover.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+NOTICES_DIR = Path(__file__).resolve().parents[1] / "prompts" / "notices"
+REFERENCE_LANGUAGE = "en"
+
+
+class Notices:
+    """Every language's notices, read once; read-only afterwards."""
+
+    def __init__(self, by_language: Mapping[str, Mapping[str, str]]) -> None:
+        if REFERENCE_LANGUAGE not in by_language:
+            raise ValueError(f"notices need the {REFERENCE_LANGUAGE!r} texts")
+        self.by_language = by_language
+        self.reference = by_language[REFERENCE_LANGUAGE]
+
+    @classmethod
+    def load(cls, directory: Path = NOTICES_DIR) -> Notices:
+        by_language: dict[str, dict[str, str]] = {}
+        for path in sorted(directory.glob("*.yaml")):
+            raw: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            by_language[path.stem] = {str(k): str(v).strip() for k, v in raw.items()}
+        return cls(by_language)
+
+    @property
+    def languages(self) -> frozenset[str]:
+        return frozenset(self.by_language)
+
+    def say(self, key: str, language: str | None, **values: object) -> str:
+        """The notice in `language` if it has one, else in English."""
+        text = self.by_language.get(language or "", {}).get(key) or self.reference[key]
+        return text.format(**values)

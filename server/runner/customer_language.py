@@ -1,0 +1,54 @@
+"""The language the service speaks to a customer in: their words, else what they last
+wrote in, else the business's default.
+
+Recognised only when a notice is about to be written (an apology, a refusal, a cap), so
+a plain turn pays nothing for it. What is recognised is kept on the contact
+(`contacts.language`), so a later turn without words — a tap, a photo — or a notice
+sent outside a turn is still in the customer's language. A customer who switches
+language is followed at their next notice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from langchain_core.messages import HumanMessage
+
+from graph.infra.database import Pool
+from graph.state import whatsapp_meta
+from nodes.notices import Notices
+from server.runner.conversations import remember_language
+from server.runner.runs import Claim
+
+GuessLanguage = Callable[[str], str | None]
+
+
+def typed_words(messages: list[HumanMessage]) -> str:
+    """What the customer wrote in these messages (taps and media captions aside)."""
+    texts = [
+        str(message.content).strip()
+        for message in messages
+        if whatsapp_meta(message).get("kind", "text") == "text"
+    ]
+    return " ".join(text for text in texts if text)
+
+
+class CustomerVoice:
+    """Notices in the customer's language."""
+
+    def __init__(self, pool: Pool, notices: Notices, guess: GuessLanguage, default: str) -> None:
+        self.pool = pool
+        self.notices = notices
+        self.guess = guess
+        self.default = default
+
+    async def language(self, claim: Claim) -> str:
+        words = typed_words(claim.messages)
+        recognised = self.guess(words) if words else None
+        if recognised is not None and recognised != claim.language:
+            await remember_language(self.pool, claim.wa_id, recognised)
+        return recognised or claim.language or self.default
+
+    async def say(self, claim: Claim, key: str, **values: object) -> str:
+        """Notice `key` of prompts/notices/ for this claim's customer."""
+        return self.notices.say(key, await self.language(claim), **values)

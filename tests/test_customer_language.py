@@ -1,0 +1,72 @@
+"""The service's own notices are in the customer's language: recognised from their
+words, kept on the contact for turns without words (a tap), followed when they switch,
+and English for a language the service has no texts for."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from nodes.notices import REFERENCE_LANGUAGE, Notices
+from tests.fakes.graph_api import FakeGraphAPI
+from tests.fakes.meta_payloads import envelope, interactive_reply
+from tests.fakes.openai_server import FakeOpenAIServer
+from tests.support import RunningService, eventually, running_service
+from tests.test_accounting import console_settings, say
+
+NOTICES = Notices.load()
+
+
+def test_every_language_has_the_notices_with_their_placeholders() -> None:
+    """A translation names only known notices, with the same {placeholders}; the
+    languages the router recognises all have their texts, and each fits a message."""
+    reference = NOTICES.reference
+    assert {"en", "fr", "es", "pt", "sw", "rw"} <= NOTICES.languages
+    for language, texts in NOTICES.by_language.items():
+        assert set(texts) <= set(reference), language
+        for key, text in texts.items():
+            fields = set(re.findall(r"{(\w+)}", text))
+            assert fields == set(re.findall(r"{(\w+)}", reference[key])), (language, key)
+            assert 0 < len(text) <= 1024, (language, key)
+    assert NOTICES.say("apology", "de") == reference["apology"]  # no German texts
+    assert NOTICES.say("rate_block", "fr", duration="5 minutes").endswith("après.")
+
+
+async def _tap(service: RunningService, customer: str) -> None:
+    """A tap on a button (no words to recognise a language in), waited for."""
+    done = "SELECT count(*) AS n FROM conversation_runs WHERE status = 'done'"
+    before = (await service.fetch(done))[0]["n"]
+    tap = interactive_reply(customer, "menu:booking", "Bookings")
+    assert (await service.post_webhook(envelope(tap))).status_code == 200
+
+    async def finished() -> bool:
+        return bool((await service.fetch(done))[0]["n"] > before)
+
+    await eventually(finished, within=20, what="the tap's turn to finish")
+
+
+async def test_a_capped_customer_reads_the_cap_in_their_language_even_after_a_tap(
+    db_url: str, graph_api: FakeGraphAPI, openai_server: FakeOpenAIServer
+) -> None:
+    settings = console_settings(
+        db_url, graph_api, openai_server, conversation_token_cap=1, cap_action="message"
+    )
+    french, english = ("2507" + str(uuid.uuid4().int)[:8] for _ in range(2))
+    async with running_service(settings) as service:
+        openai_server.script("Bonjour ! Quel jour ?", "Hello! Which day?")
+        await say(service, french, "Bonjour, je voudrais réserver un vélo pour samedi")
+        await say(service, english, "Hello, I would like to book a bike for Saturday")
+
+        await say(service, french, "samedi matin s'il vous plaît, pour deux personnes")
+        assert graph_api.texts_to(french)[-1] == NOTICES.say("spending_cap", "fr")
+        await _tap(service, french)  # no words: the language kept on the contact
+        assert graph_api.texts_to(french)[-1] == NOTICES.say("spending_cap", "fr")
+        rows = await service.fetch("SELECT language FROM contacts WHERE wa_id = %s", french)
+        assert rows[0]["language"] == "fr"
+
+        # They switch to Swahili: the next notice follows them.
+        await say(service, french, "nataka kukodi baiskeli kesho asubuhi tafadhali")
+        assert graph_api.texts_to(french)[-1] == NOTICES.say("spending_cap", "sw")
+
+        await say(service, english, "Saturday morning please, for two people")
+        assert graph_api.texts_to(english)[-1] == NOTICES.say("spending_cap", REFERENCE_LANGUAGE)
