@@ -65,6 +65,9 @@ class ConversationContext:
     channel: str = "whatsapp"
     # A replay re-runs history for a developer: it must never message the customer.
     replay: bool = False
+    # The language the customer was last recognised writing in (contacts.language), for
+    # the notices a node writes when this turn's words do not tell (nodes/notices.py).
+    language: str | None = None
     # Empty means "the defaults the graph was built with" (LangGraph Studio, tests).
     agents: Mapping[str, AgentConfig] = field(default_factory=dict)
     # This customer's flags, resolved by the worker (rollout is per customer).

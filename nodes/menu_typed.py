@@ -15,12 +15,12 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
-from langchain_core.messages import HumanMessage
 from langgraph.types import Command
 
-from graph.state import ConversationState, whatsapp_meta
+from graph.state import ConversationState
 from nodes.intents import ProductWords, RequestReader, TypedRequest, rank_products
 from nodes.menu_actions import DAY, TICKET, MenuActions
+from nodes.notices import latest_language
 from tools.listings import ListRow
 
 # Enough rows for a shop's whole catalog to be matched (the list then shows nine).
@@ -28,7 +28,6 @@ CATALOG_ROWS = 200
 # A day's slots looked at to find those of the resource asked for (a list shows nine).
 DAY_SLOT_ROWS = 60
 _MIN_TICKET_WORDS = 3
-_LANGUAGE_LOOKBACK = 5  # typed messages looked at for the conversation's language
 
 
 class TypedMenu:
@@ -49,18 +48,7 @@ class TypedMenu:
         """The language of the customer's latest typed words that tell one (taps and
         "ok" do not)."""
         reader = self.reader()
-        if reader is None:
-            return None
-        typed = 0
-        for message in reversed(state["messages"]):
-            if not isinstance(message, HumanMessage) or whatsapp_meta(message).get("reply_id"):
-                continue
-            text = str(message.content).strip()
-            language = reader.language_of(text) if text else None
-            typed += 1
-            if language is not None or typed >= _LANGUAGE_LOOKBACK:
-                return language
-        return None
+        return latest_language(state, reader.language_of) if reader is not None else None
 
     async def answer(
         self, actions: MenuActions, state: ConversationState, text: str, wa_id: str

@@ -9,14 +9,21 @@ notices around it: the apology, refusals, caps, the handover.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
+from langchain_core.messages import HumanMessage
+
+from graph.state import ConversationState, whatsapp_meta
 
 NOTICES_DIR = Path(__file__).resolve().parents[1] / "prompts" / "notices"
 REFERENCE_LANGUAGE = "en"
+# Typed messages looked back at for one that tells its language ("ok" and taps do not).
+LANGUAGE_LOOKBACK = 5
+
+GuessLanguage = Callable[[str], str | None]
 
 
 class Notices:
@@ -44,3 +51,19 @@ class Notices:
         """The notice in `language` if it has one, else in English."""
         text = self.by_language.get(language or "", {}).get(key) or self.reference[key]
         return text.format(**values)
+
+
+def latest_language(state: ConversationState, guess: GuessLanguage | None) -> str | None:
+    """The language of the customer's latest typed words that tell one."""
+    if guess is None:
+        return None
+    typed = 0
+    for message in reversed(state["messages"]):
+        if not isinstance(message, HumanMessage) or whatsapp_meta(message).get("reply_id"):
+            continue
+        text = str(message.content).strip()
+        language = guess(text) if text else None
+        typed += 1
+        if language is not None or typed >= LANGUAGE_LOOKBACK:
+            return language
+    return None

@@ -70,3 +70,15 @@ async def test_a_capped_customer_reads_the_cap_in_their_language_even_after_a_ta
 
         await say(service, english, "Saturday morning please, for two people")
         assert graph_api.texts_to(english)[-1] == NOTICES.say("spending_cap", REFERENCE_LANGUAGE)
+
+
+async def test_a_person_is_promised_in_the_customers_language(
+    db_url: str, graph_api: FakeGraphAPI, openai_server: FakeOpenAIServer
+) -> None:
+    """The handover is written by the graph: from the customer's own words."""
+    french, kinyarwanda = ("2507" + str(uuid.uuid4().int)[:8] for _ in range(2))
+    async with running_service(console_settings(db_url, graph_api, openai_server)) as service:
+        await say(service, french, "Bonjour, je veux parler à quelqu'un de votre équipe")
+        await say(service, kinyarwanda, "Muraho, ndashaka kuvugana n'umuntu w'ikipe yanyu")
+    assert graph_api.texts_to(french) == [NOTICES.say("handover", "fr")]
+    assert graph_api.texts_to(kinyarwanda) == [NOTICES.say("handover", "rw")]

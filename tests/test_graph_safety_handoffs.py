@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import uuid
 
-from nodes.escalation import HANDOVER_NOTICE
 from nodes.handoffs import MAX_HANDOFFS_PER_TURN
+from nodes.notices import Notices
 from tests.fakes.graph_api import FakeGraphAPI
 from tests.fakes.meta_payloads import text_message
 from tests.fakes.openai_server import FakeOpenAIServer, ToolCall
@@ -50,7 +50,7 @@ async def test_agents_handing_over_in_a_loop_end_with_a_person(
     # limit goes to a person instead of a fifth agent.
     assert len(openai_server.requests) == MAX_HANDOFFS_PER_TURN + 1
     assert openai_server.pending == len(ping_pong) - (MAX_HANDOFFS_PER_TURN + 1)
-    assert graph_api.texts_to(customer) == [HANDOVER_NOTICE]
+    assert graph_api.texts_to(customer) == [Notices.load().say("handover", "en")]
     assert status[0]["status"] == "escalated"
     assert state["mode"] == "human"
     agents = [(h["source"], h["target"]) for h in state["handoffs"]]

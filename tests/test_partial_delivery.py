@@ -11,7 +11,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server.runner.partial_delivery import CUT_SHORT, ParagraphCutter
+from nodes.notices import Notices
+from server.runner.partial_delivery import ParagraphCutter
 from tests.fakes.graph_api import FakeGraphAPI
 from tests.fakes.meta_payloads import text_message
 from tests.fakes.openai_server import FakeOpenAIServer
@@ -120,7 +121,7 @@ async def test_a_stream_broken_after_a_part_ends_with_an_apology(
         await say(service, graph_api, customer, text_message(customer, "I want to book a bike"))
 
         received = graph_api.texts_to(customer)
-        assert received[-1] == CUT_SHORT
+        assert received[-1] == Notices.load().say("cut_short", "en")
         early = received[:-1]
         assert early and ANSWER.startswith("\n\n".join(early))
         assert all(part in PARAGRAPHS for part in early)  # whole paragraphs only

@@ -35,7 +35,7 @@ from graph.context import AgentConfig, ConversationContext
 from graph.state import ConversationState, latest_customer_messages, whatsapp_meta
 from nodes.answer_cache import AnswerCache, with_answer_cache
 from nodes.dispatch import DecidesRoute, customer_turn_text, make_router_node
-from nodes.escalation import escalate, human_takeover
+from nodes.escalation import human_takeover, make_escalate_node
 from nodes.fallback import make_unsupported_node
 from nodes.handoffs import (
     HUMAN,
@@ -80,7 +80,8 @@ def build_graph(
     _add_menu(builder, prompts, tools, listings, tool_wrapper, menu_reader)
     builder.add_node("unsupported", make_unsupported_node(prompts.fallback))
     builder.add_edge("unsupported", END)
-    builder.add_node("escalate", escalate)
+    language_of = menu_reader.language_of if menu_reader is not None else None
+    builder.add_node("escalate", make_escalate_node(prompts.notices, language_of))
     builder.add_node("human_takeover", human_takeover)
     builder.add_edge("escalate", "human_takeover")
     builder.add_edge("human_takeover", END)

@@ -13,6 +13,7 @@ import yaml
 
 from graph.state import MenuSection
 from nodes.fallback import FallbackTexts
+from nodes.notices import Notices
 
 PROMPTS_DIR = Path(__file__).resolve().parents[2] / "prompts"
 
@@ -21,6 +22,7 @@ PROMPTS_DIR = Path(__file__).resolve().parents[2] / "prompts"
 class Prompts:
     assistant: str
     fallback: FallbackTexts
+    notices: Notices
 
 
 def load_prompts(business_name: str, directory: Path = PROMPTS_DIR) -> Prompts:
@@ -29,6 +31,7 @@ def load_prompts(business_name: str, directory: Path = PROMPTS_DIR) -> Prompts:
     return Prompts(
         assistant=assistant.format(business_name=business_name).strip(),
         fallback=_fallback_texts(raw),
+        notices=Notices.load(directory / "notices"),
     )
 
 

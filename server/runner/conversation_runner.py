@@ -262,7 +262,9 @@ class ConversationRunner:
                 typing.cancel()
         replies = thought.replies
         if thought.sent_early:
-            replies = await parts_after_partial(self.pool, claim.run_id, replies)
+            replies = await parts_after_partial(
+                self.pool, claim.run_id, replies, lambda: self.voice.say(claim, "cut_short")
+            )
         staged = await stage_parts(
             self.pool,
             conversation_id=claim.conversation_id,

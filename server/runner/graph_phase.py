@@ -106,6 +106,7 @@ class GraphPhase:
             wa_id=claim.wa_id,
             customer_name=claim.customer_name,
             channel=channel,
+            language=claim.language,
             agents=await self.agents.current() if self.agents else {},
             flags=await self.flags.for_customer(claim.wa_id) if self.flags else {},
         )

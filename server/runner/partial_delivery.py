@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +39,6 @@ log = structlog.get_logger(__name__)
 
 FLAG = "partial_delivery"
 PARAGRAPH_BREAK = "\n\n"
-CUT_SHORT = "Sorry, I could not finish that answer. Please ask me again."
 
 
 @dataclass(frozen=True)
@@ -210,11 +209,13 @@ async def partial_delivery(
         await sender
 
 
-async def parts_after_partial(pool: Pool, run_id: str, replies: Sequence[Reply]) -> list[Reply]:
+async def parts_after_partial(
+    pool: Pool, run_id: str, replies: Sequence[Reply], cut_short: Callable[[], Awaitable[str]]
+) -> list[Reply]:
     """The run's replies as the outbox should stage them: unchanged when nothing was
     sent early; else the parts already sent (they hold the first part numbers), the
     rest of the answer they began, then the run's other replies — or, when no reply
-    continues them, an apology."""
+    continues them, the apology `cut_short` writes."""
     async with pool.connection() as conn:
         cur = await conn.execute(
             "SELECT payload->>'text' AS text FROM outbound_messages"
@@ -231,7 +232,7 @@ async def parts_after_partial(pool: Pool, run_id: str, replies: Sequence[Reply])
             others = [*replies[:index], *replies[index + 1 :]]
             return [*early, *([text_reply(rest)] if rest else []), *others]
     log.warning("partial.answer_changed", parts_sent=len(sent))
-    return [*early, text_reply(CUT_SHORT)]
+    return [*early, text_reply(await cut_short())]
 
 
 def _rest_after(answer: str, sent: Sequence[str]) -> str | None:
