@@ -17,7 +17,8 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from server.outcomes.consent import OPTED_IN, OPTED_OUT, keyword_of, may_message_first
+from nodes.notices import Notices
+from server.outcomes.consent import keyword_of, may_message_first
 from server.runner.queue import OPERATOR_REPLY_TASK
 from tests.fakes.graph_api import FakeGraphAPI
 from tests.fakes.meta_payloads import message_value, text_message
@@ -25,6 +26,9 @@ from tests.fakes.openai_server import FakeOpenAIServer
 from tests.support import RunningService, running_service
 from tests.support_outcomes import ADMIN_HEADERS, new_customer, outcome_settings, say
 from tests.test_csat import after_idle, csat_lists, hooks_of
+
+OPTED_OUT = Notices.load().say("opted_out", "en")
+OPTED_IN = Notices.load().say("opted_in", "en")
 
 
 async def consent_of(service: RunningService, customer: str) -> list[dict[str, object]]:

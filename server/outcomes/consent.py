@@ -29,6 +29,7 @@ from langchain_core.messages import HumanMessage
 
 from graph.infra.database import Pool
 from graph.state import Reply, text_reply, whatsapp_meta
+from nodes.notices import REFERENCE_LANGUAGE, Notices
 from server.runner.conversation_runner import Claim
 
 log = structlog.get_logger(__name__)
@@ -75,12 +76,6 @@ START_WORDS = frozenset(
         "tangira",
     }
 )  # fmt: skip
-
-OPTED_OUT = (
-    "Done: we will not send you messages you did not ask for. You can still write to us "
-    "anytime and we will answer. Write START to receive them again."
-)
-OPTED_IN = "Welcome back: you will receive our updates again. Write STOP anytime to opt out."
 
 _WORDS = re.compile(r"[^\W_]+")
 
@@ -147,9 +142,12 @@ async def opt_in(pool: Pool, wa_id: str, *, source: str = KEYWORD_SOURCE) -> boo
 
 @dataclasses.dataclass(frozen=True)
 class Consent:
-    """The runner's hook for keywords (chained in `OutcomeHooks.before_turn`)."""
+    """The runner's hook for keywords (chained in `OutcomeHooks.before_turn`). The
+    confirmation is in the language kept on the contact ("STOP" tells none)."""
 
     pool: Pool
+    notices: Notices
+    default_language: str = REFERENCE_LANGUAGE
 
     async def take_keywords(self, claim: Claim) -> tuple[Claim, list[Reply]]:
         """Record STOP and START; return the claim without them, and the confirmation
@@ -174,8 +172,8 @@ class Consent:
         if keyword == "stop":
             await opt_out(self.pool, claim.wa_id)
             log.info("consent.opted_out", conversation_id=claim.conversation_id)
-            return OPTED_OUT
+            return self.notices.say("opted_out", claim.language or self.default_language)
         if keyword == "start" and await opt_in(self.pool, claim.wa_id):
             log.info("consent.opted_in", conversation_id=claim.conversation_id)
-            return OPTED_IN
+            return self.notices.say("opted_in", claim.language or self.default_language)
         return None

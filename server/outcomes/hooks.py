@@ -24,6 +24,7 @@ from graph.composition.turns import TurnOutcome, thread_config
 from graph.infra.database import Pool
 from graph.settings import Settings
 from graph.state import Reply, reply_text
+from nodes.notices import Notices
 from server.outcomes.consent import Consent
 from server.outcomes.csat import Csat
 from server.outcomes.episode_rules import agent_confirms_goodbye, is_goodbye
@@ -136,7 +137,8 @@ def build_outcome_hooks(
     )
     episodes = Episodes(pool, idle=timedelta(minutes=settings.episode_idle_minutes))
     notices = EscalationNotices(queue, settings.escalation_webhook_url)
-    return OutcomeHooks(episodes, csat, graphs, Consent(pool), notices)
+    consent = Consent(pool, Notices.load(), settings.default_language)
+    return OutcomeHooks(episodes, csat, graphs, consent, notices)
 
 
 def register_outcome_tasks(

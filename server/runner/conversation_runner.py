@@ -190,6 +190,7 @@ class ConversationRunner:
         """Gate, graph, outbox, send: a step that says when to try again, or whether
         more messages wait once this run is settled."""
         started = asyncio.get_running_loop().time()
+        claim = await self.voice.recognise_newcomer(claim)
         thought: Thought | None = None
         failed, tokens = False, 0
         try:

@@ -1,26 +1,24 @@
 """The language the service speaks to a customer in: their words, else what they last
 wrote in, else the business's default.
 
-Recognised only when a notice is about to be written (an apology, a refusal, a cap), so
-a plain turn pays nothing for it. What is recognised is kept on the contact
-(`contacts.language`), so a later turn without words — a tap, a photo — or a notice
-sent outside a turn is still in the customer's language. A customer who switches
-language is followed at their next notice.
+Recognised on a customer's first words (once: the turns after pay nothing for it) and
+again whenever a notice is about to be written (an apology, a refusal, a cap), so a
+customer who switches language is followed at their next notice. What is recognised is
+kept on the contact (`contacts.language`): a turn without words — a tap, a photo, "STOP"
+— and a notice sent outside a turn are still in the customer's language.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
 
 from langchain_core.messages import HumanMessage
 
 from graph.infra.database import Pool
 from graph.state import whatsapp_meta
-from nodes.notices import Notices
+from nodes.notices import GuessLanguage, Notices
 from server.runner.conversations import remember_language
 from server.runner.runs import Claim
-
-GuessLanguage = Callable[[str], str | None]
 
 
 def typed_words(messages: list[HumanMessage]) -> str:
@@ -42,12 +40,22 @@ class CustomerVoice:
         self.guess = guess
         self.default = default
 
+    async def recognise_newcomer(self, claim: Claim) -> Claim:
+        """The claim with its customer's language, recognised now if it is not known yet."""
+        if claim.language is not None:
+            return claim
+        return dataclasses.replace(claim, language=await self._recognise(claim))
+
     async def language(self, claim: Claim) -> str:
+        return await self._recognise(claim) or claim.language or self.default
+
+    async def _recognise(self, claim: Claim) -> str | None:
+        """The language of the claim's words (kept on the contact), or None."""
         words = typed_words(claim.messages)
         recognised = self.guess(words) if words else None
         if recognised is not None and recognised != claim.language:
             await remember_language(self.pool, claim.wa_id, recognised)
-        return recognised or claim.language or self.default
+        return recognised
 
     async def say(self, claim: Claim, key: str, **values: object) -> str:
         """Notice `key` of prompts/notices/ for this claim's customer."""
