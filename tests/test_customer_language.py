@@ -87,7 +87,7 @@ async def test_a_person_is_promised_in_the_customers_language(
 async def test_stop_is_confirmed_in_the_language_the_customer_wrote_in_before(
     db_url: str, graph_api: FakeGraphAPI, openai_server: FakeOpenAIServer
 ) -> None:
-    """"STOP" tells no language: the one recognised from their first words does."""
+    """The word STOP tells no language: the one recognised from their first words does."""
     customer = "2507" + str(uuid.uuid4().int)[:8]
     async with running_service(console_settings(db_url, graph_api, openai_server)) as service:
         openai_server.script("Habari! Siku gani?")
