@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.messages import AIMessage
+from langgraph.runtime import Runtime
 
+from graph.context import ConversationContext
 from graph.state import (
     ConversationState,
     MenuReply,
@@ -16,7 +18,7 @@ from graph.state import (
     reply_text,
     whatsapp_meta,
 )
-from nodes.node_types import StateNode
+from nodes.node_types import ContextNode
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,12 @@ class FallbackTexts:
     unsupported: str
     # The rule-based menu's sentences and button titles (nodes/menu.py), by key.
     actions: Mapping[str, str] = field(default_factory=dict)
+    # These texts in other languages (fallback_menu.yaml `languages:`), by code.
+    translations: Mapping[str, FallbackTexts] = field(default_factory=dict)
+
+    def in_language(self, language: str | None) -> FallbackTexts:
+        """The texts in `language` where the file has them, else these (English)."""
+        return self.translations.get(language or "", self)
 
     def topic_title(self, row_id: str) -> str | None:
         for section in self.menu["sections"]:
@@ -58,9 +66,14 @@ def fallback_update(texts: FallbackTexts, state: ConversationState) -> dict[str,
     return {"messages": [as_history(reply)], "replies": [reply]}
 
 
-def make_unsupported_node(texts: FallbackTexts) -> StateNode:
-    async def ask_for_text(state: ConversationState) -> dict[str, Any]:
-        reply: Reply = {"kind": "text", "text": texts.unsupported}
+def make_unsupported_node(texts: FallbackTexts) -> ContextNode:
+    """A sticker or a poll carries no words: the language kept on the contact."""
+
+    async def ask_for_text(
+        state: ConversationState, runtime: Runtime[ConversationContext]
+    ) -> dict[str, Any]:
+        language = runtime.context.language if runtime.context is not None else None
+        reply: Reply = {"kind": "text", "text": texts.in_language(language).unsupported}
         return {"messages": [as_history(reply)], "replies": [reply]}
 
     return ask_for_text

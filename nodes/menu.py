@@ -75,7 +75,10 @@ def make_menu_node(
             update = await _next_step(actions, typed, state, wa_id)
         if update is not None:
             return update
-        reply = fallback_reply(texts, state)
+        language = typed.language(state) if typed is not None else None
+        if language is None and runtime.context is not None:
+            language = runtime.context.language
+        reply = fallback_reply(texts.in_language(language), state)
         return {"messages": [as_history(reply, "menu")], "replies": [reply], "menu_awaiting": None}
 
     return answer_from_menu

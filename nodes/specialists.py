@@ -198,6 +198,8 @@ def make_specialist_node(
         agents = current_agents(runtime, defaults)
         config = agents.get(name, defaults[name])
         offered = allowed_tools(config, agents, tools, runtime.context)
+        kept = runtime.context.language if runtime.context is not None else None
+        canned = fallback.in_language(kept)  # when the model fails or says nothing
         model = model_with_tools(config, offered)
         prompt = system_prompt(config, common_prompt)
         messages = prompt_messages(prompt, state, runtime.context, history)
@@ -207,16 +209,16 @@ def make_specialist_node(
             log.warning("model.failed", agent=name, error_type=type(exc).__name__)
             if isinstance(state["messages"][-1], HumanMessage):
                 return {}  # nothing said yet: the menu acts on the typed words
-            return fallback_update(fallback, state)
+            return fallback_update(canned, state)
         if not isinstance(response, AIMessage):
-            return fallback_update(fallback, state)
+            return fallback_update(canned, state)
         response = _keep_allowed_calls(response, offered)
         response.name = name
         if response.tool_calls:
             return {"messages": [response]}
         text = response.text.strip()
         if not text:
-            return fallback_update(fallback, state)
+            return fallback_update(canned, state)
         return {"messages": [response], "replies": [text_reply(text)]}
 
     answer.__name__ = agent_node_name(name)

@@ -155,6 +155,18 @@ async def test_unsure_messages_get_the_topic_menu(
     ada = Customer(no_model_service, graph_api)
     menu = await ada.write("hmm")
     assert "menu:booking" in ids(menu) and "menu:sales" in ids(menu)
+    assert body(menu).startswith("Hello!")
+
+
+async def test_the_topic_menu_is_in_the_customers_language(
+    no_model_service: RunningService, graph_api: FakeGraphAPI
+) -> None:
+    """Unsure what a French speaker wants, the topic menu asks in French."""
+    marie = Customer(no_model_service, graph_api)
+    menu = await marie.write("bonjour, c'est encore moi, vous vous souvenez de moi ?")
+    assert "menu:booking" in ids(menu), body(menu)
+    assert body(menu).startswith("Bonjour !"), body(menu)
+    assert ("menu:booking", "Réservations") in choices(menu)
 
 
 async def test_with_ai_off_typed_requests_act_without_a_model_call(

@@ -144,6 +144,13 @@ def test_every_title_fits_whatsapp_in_every_language() -> None:
             assert len(texts.say(key, language)) <= 20, (language, key)
         for key in rows:
             assert len(texts.say(key, language)) <= 24, (language, key)
+        menu = default.in_language(language).menu  # the topic menu
+        assert len(menu["button"]) <= 20 and len(menu["body"]) <= 1024, language
+        for section in menu["sections"]:
+            assert len(section["title"]) <= 24, language
+            for row in section["rows"]:
+                assert len(row["title"]) <= 24 and len(row.get("description", "")) <= 72
+    assert {"fr", "es", "pt", "sw", "rw"} <= set(default.translations)
 
 
 async def test_while_the_reader_is_fitted_typed_words_get_the_topic_menu() -> None:
