@@ -9,10 +9,13 @@ import uuid
 
 from nodes.notices import REFERENCE_LANGUAGE, Notices
 from tests.fakes.graph_api import FakeGraphAPI
-from tests.fakes.meta_payloads import envelope, interactive_reply
+from tests.fakes.meta_payloads import envelope, interactive_reply, text_message
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.support import RunningService, eventually, running_service
+from tests.support_outcomes import new_customer, outcome_settings
+from tests.support_outcomes import say as outcome_say
 from tests.test_accounting import console_settings, say
+from tests.test_csat import after_idle, csat_lists, hooks_of
 
 NOTICES = Notices.load()
 
@@ -28,6 +31,13 @@ def test_every_language_has_the_notices_with_their_placeholders() -> None:
             fields = set(re.findall(r"{(\w+)}", text))
             assert fields == set(re.findall(r"{(\w+)}", reference[key])), (language, key)
             assert 0 < len(text) <= 1024, (language, key)
+    for language in NOTICES.languages:  # the rating question is a WhatsApp list
+        assert len(NOTICES.say("csat_button", language)) <= 20, language
+        for key in ("csat_section", "csat_5", "csat_4", "csat_3", "csat_2", "csat_1"):
+            assert len(NOTICES.say(key, language)) <= 24, (language, key)
+        assert len(NOTICES.say("csat_skip", language)) <= 24, language
+        for key in ("csat_5_description", "csat_1_description", "csat_skip_description"):
+            assert len(NOTICES.say(key, language)) <= 72, (language, key)
     assert NOTICES.say("apology", "de") == reference["apology"]  # no German texts
     assert NOTICES.say("rate_block", "fr", duration="5 minutes").endswith("après.")
 
@@ -94,3 +104,23 @@ async def test_stop_is_confirmed_in_the_language_the_customer_wrote_in_before(
         await say(service, customer, "Habari, nataka kukodi baiskeli kesho asubuhi")
         await say(service, customer, "STOP")
     assert graph_api.texts_to(customer)[-1] == NOTICES.say("opted_out", "sw")
+
+
+async def test_the_rating_question_and_its_thanks_are_in_the_customers_language(
+    db_url: str, graph_api: FakeGraphAPI, openai_server: FakeOpenAIServer
+) -> None:
+    """Asked after the episode closed, outside any turn: the language kept on the
+    contact since the customer's first words."""
+    customer = new_customer()
+    settings = outcome_settings(db_url, graph_api, openai_server, flags=frozenset({"csat"}))
+    async with running_service(settings) as service:
+        openai_server.script("Nous sommes ouverts de 8 h à 18 h, du lundi au samedi.")
+        await outcome_say(service, text_message(customer, "Quels sont vos horaires d'ouverture ?"))
+        await hooks_of(service).close_idle(after_idle())
+        [question] = csat_lists(graph_api, customer)
+        assert question["body"]["text"] == NOTICES.say("csat_question", "fr")
+        rows = question["action"]["sections"][0]["rows"]
+        assert [row["title"] for row in rows][-1] == NOTICES.say("csat_skip", "fr")
+        tap = interactive_reply(customer, rows[0]["id"], rows[0]["title"], list_reply=True)
+        await outcome_say(service, tap, turn=False)
+    assert graph_api.texts_to(customer)[-1] == NOTICES.say("csat_thanks_rated", "fr")

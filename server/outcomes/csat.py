@@ -26,6 +26,7 @@ from langchain_core.messages import HumanMessage
 from graph.composition.feature_flags import FeatureFlags
 from graph.infra.database import Pool
 from graph.state import MenuReply, Reply, text_reply, whatsapp_meta
+from nodes.notices import REFERENCE_LANGUAGE, Notices
 from server.outcomes.consent import may_message_first
 from server.outcomes.episode_rules import RESOLVED
 from server.outcomes.episodes import ClosedEpisode
@@ -42,32 +43,34 @@ SKIP = "skip"
 SERVICE_WINDOW = timedelta(hours=23, minutes=30)
 _CSAT_NAMESPACE = uuid.UUID("5b1f9a52-2f53-4a55-9d8e-0c7f0b4c6d11")
 
-QUESTION = "How happy are you with the help you got today? Tap to rate us (1 tap, optional)."
-THANKS_RATED = "Thank you for your rating! If you want to tell us more, just write it here."
-THANKS_SKIPPED = "No problem, thank you!"
-THANKS_COMMENT = "Thank you, we have passed your comment on to the team."
+# Row values and the notices (prompts/notices/) of their title and description.
 _ROWS = (
-    ("5", "5 - Excellent", "Everything was great"),
-    ("4", "4 - Good", None),
-    ("3", "3 - Okay", None),
-    ("2", "2 - Poor", None),
-    ("1", "1 - Very poor", "It did not help me"),
-    (SKIP, "Skip", "No rating this time"),
+    ("5", "csat_5", "csat_5_description"),
+    ("4", "csat_4", None),
+    ("3", "csat_3", None),
+    ("2", "csat_2", None),
+    ("1", "csat_1", "csat_1_description"),
+    (SKIP, "csat_skip", "csat_skip_description"),
 )
 
 
-def csat_question(episode_id: str) -> MenuReply:
+def csat_question(episode_id: str, notices: Notices, language: str | None) -> MenuReply:
+    """The rating question as a WhatsApp list, its rows bound to the episode."""
     rows = []
     for value, title, description in _ROWS:
-        row: dict[str, str] = {"id": f"{PREFIX}{episode_id}:{value}", "title": title}
+        row: dict[str, str] = {
+            "id": f"{PREFIX}{episode_id}:{value}",
+            "title": notices.say(title, language),
+        }
         if description:
-            row["description"] = description
+            row["description"] = notices.say(description, language)
         rows.append(row)
+    section = {"title": notices.say("csat_section", language), "rows": rows}
     return {
         "kind": "menu",
-        "body": QUESTION,
-        "button": "Rate us",
-        "sections": [{"title": "Your rating", "rows": rows}],  # type: ignore[typeddict-item]
+        "body": notices.say("csat_question", language),
+        "button": notices.say("csat_button", language),
+        "sections": [section],  # type: ignore[list-item]
     }
 
 
@@ -99,12 +102,16 @@ class Csat:
         whatsapp: WhatsAppClient | None,
         flags: FeatureFlags | None,
         *,
+        notices: Notices,
         min_interval: timedelta,
         comment_window: timedelta,
+        default_language: str = REFERENCE_LANGUAGE,
     ) -> None:
         self.pool = pool
         self.whatsapp = whatsapp
         self.flags = flags
+        self.notices = notices
+        self.default_language = default_language
         self.min_interval = min_interval
         self.comment_window = comment_window
 
@@ -118,7 +125,8 @@ class Csat:
             return False
         if not await may_message_first(self.pool, episode.wa_id):
             return False  # they wrote STOP: a rating question is not theirs to answer
-        if not await self._reserve(episode):
+        reserved, language = await self._reserve(episode)
+        if not reserved:
             return False
         run_id = csat_run_id(episode.id)
         await stage_parts(
@@ -126,7 +134,7 @@ class Csat:
             conversation_id=episode.conversation_id,
             run_id=run_id,
             wa_id=episode.wa_id,
-            parts=[csat_question(episode.id)],
+            parts=[csat_question(episode.id, self.notices, language or self.default_language)],
             agent="csat",
         )
         try:
@@ -135,9 +143,10 @@ class Csat:
             log.warning("csat.not_delivered", episode_id=episode.id, title=exc.title)
         return True
 
-    async def _reserve(self, episode: ClosedEpisode) -> bool:
-        """Mark the episode asked, unless it was, or this customer was asked recently.
-        The advisory lock makes two episodes closing at once ask only one question."""
+    async def _reserve(self, episode: ClosedEpisode) -> tuple[bool, str | None]:
+        """Mark the episode asked, unless it was, or this customer was asked recently;
+        with the language kept on the customer's contact. The advisory lock makes two
+        episodes closing at once ask only one question."""
         async with self.pool.connection() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (episode.wa_id,))
             cur = await conn.execute(
@@ -147,11 +156,12 @@ class Csat:
                   AND NOT EXISTS (
                     SELECT 1 FROM conversation_episodes o
                     WHERE o.wa_id = e.wa_id AND o.csat_requested_at > now() - %(interval)s)
-                RETURNING e.id
+                RETURNING (SELECT k.language FROM contacts k WHERE k.wa_id = e.wa_id)
                 """,
                 {"id": episode.id, "interval": self.min_interval},
             )
-            return await cur.fetchone() is not None
+            row = await cur.fetchone()
+            return row is not None, row["language"] if row is not None else None
 
     async def take_feedback(self, claim: Claim) -> tuple[Claim, list[Reply]]:
         """Record ratings and comments; return the claim without them, and the thanks."""
@@ -167,16 +177,21 @@ class Csat:
             if tap is not None:
                 rated = await self._record_rating(claim.conversation_id, *tap)
                 if rated is not None:
-                    replies.append(text_reply(THANKS_RATED if rated else THANKS_SKIPPED))
+                    thanks = "csat_thanks_rated" if rated else "csat_thanks_skipped"
+                    replies.append(text_reply(self._say(thanks, claim)))
                 rated_lately = rated_lately or bool(rated)
                 continue
             if rated_lately and await self._record_comment(claim.conversation_id, message):
-                replies.append(text_reply(THANKS_COMMENT))
+                replies.append(text_reply(self._say("csat_thanks_comment", claim)))
                 continue
             remaining.append(message)
         if len(remaining) == len(claim.messages):
             return claim, []
         return dataclasses.replace(claim, messages=remaining), replies[-1:]
+
+    def _say(self, key: str, claim: Claim) -> str:
+        """Thanks in the language kept on the contact (a tap tells none)."""
+        return self.notices.say(key, claim.language or self.default_language)
 
     async def _record_rating(
         self, conversation_id: str, episode_id: str, rating: int | None

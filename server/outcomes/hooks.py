@@ -128,17 +128,20 @@ def build_outcome_hooks(
     settings: Settings,
     queue: procrastinate.App,
 ) -> OutcomeHooks:
+    notices = Notices.load()
     csat = Csat(
         pool,
         whatsapp,
         flags,
+        notices=notices,
         min_interval=timedelta(hours=settings.csat_min_interval_hours),
         comment_window=timedelta(minutes=settings.csat_comment_minutes),
+        default_language=settings.default_language,
     )
     episodes = Episodes(pool, idle=timedelta(minutes=settings.episode_idle_minutes))
-    notices = EscalationNotices(queue, settings.escalation_webhook_url)
-    consent = Consent(pool, Notices.load(), settings.default_language)
-    return OutcomeHooks(episodes, csat, graphs, consent, notices)
+    escalations = EscalationNotices(queue, settings.escalation_webhook_url)
+    consent = Consent(pool, notices, settings.default_language)
+    return OutcomeHooks(episodes, csat, graphs, consent, escalations)
 
 
 def register_outcome_tasks(
