@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 from langchain_core.messages import HumanMessage
@@ -24,6 +24,12 @@ REFERENCE_LANGUAGE = "en"
 LANGUAGE_LOOKBACK = 5
 
 GuessLanguage = Callable[[str], str | None]
+
+
+class RecognisesLanguage(Protocol):
+    """A language guess told how sure it must be (nodes/intents/language.py)."""
+
+    def __call__(self, text: str, *, min_probability: float) -> str | None: ...
 
 
 class Notices:

@@ -30,6 +30,7 @@ from graph.infra.chat_models import ChatModels, build_chat_model
 from graph.infra.database import Pool
 from graph.infra.embeddings import build_embeddings
 from graph.settings import Settings
+from nodes.notices import RecognisesLanguage
 from tools.limits import RateLimiter
 from tools.listings import Listings
 
@@ -48,7 +49,7 @@ class ConversationGraphs:
     tool_names: frozenset[str]
     memory: ConversationMemory
     # The language a text is written in (None: it does not tell), by the menu's reader.
-    language_of: Callable[[str], str | None]
+    language_of: RecognisesLanguage
 
     def pooled(self, pool: Pool, size: int) -> GraphPool:
         """One compiled copy per worker slot, each with its own checkpointer."""

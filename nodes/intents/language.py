@@ -40,12 +40,13 @@ class LanguageGuesser:
             self._model = MultinomialNB(alpha=0.1)
             self._model.fit(features, labels)
 
-    def guess(self, text: str) -> str | None:
-        """The language code, or None when unsure or the text has no letters."""
+    def guess(self, text: str, *, min_probability: float = MIN_PROBABILITY) -> str | None:
+        """The language code, or None when less sure than `min_probability` or the text
+        has too few letters."""
         if sum(char.isalpha() for char in text) < MIN_LETTERS or self._model is None:
             return self.languages[0] if len(self.languages) == 1 else None
         row = self._model.predict_proba(self._vectorizer.transform([text]))[0]
         best = int(np.argmax(row))
-        if float(row[best]) < MIN_PROBABILITY:
+        if float(row[best]) < min_probability:
             return None
         return str(self._model.classes_[best])

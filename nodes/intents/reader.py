@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from nodes.intents.days import DayReader
-from nodes.intents.language import LanguageGuesser
+from nodes.intents.language import MIN_PROBABILITY, LanguageGuesser
 from nodes.routing.router import LocalRoute
 
 Action = Literal["booking", "products", "payment", "ticket", "human", "topics"]
@@ -86,5 +86,5 @@ class RequestReader:
         confidence = decision["confidence"] if decision is not None else route.guess_confidence
         return TypedRequest(text, action, language, day, intent, confidence)
 
-    def language_of(self, text: str) -> str | None:
-        return self.languages.guess(text)
+    def language_of(self, text: str, *, min_probability: float = MIN_PROBABILITY) -> str | None:
+        return self.languages.guess(text, min_probability=min_probability)

@@ -16,7 +16,7 @@ from langchain_core.messages import HumanMessage
 
 from graph.infra.database import Pool
 from graph.state import whatsapp_meta
-from nodes.notices import GuessLanguage, Notices
+from nodes.notices import Notices, RecognisesLanguage
 from server.runner.conversations import remember_language
 from server.runner.runs import Claim
 
@@ -31,10 +31,17 @@ def typed_words(messages: list[HumanMessage]) -> str:
     return " ".join(text for text in texts if text)
 
 
+# How sure the guess must be before a language is kept for the customer: two English
+# words like "first question" read as French at 0.94; "nataka kulipa" is Swahili at 1.0.
+KEEP_PROBABILITY = 0.97
+
+
 class CustomerVoice:
     """Notices in the customer's language."""
 
-    def __init__(self, pool: Pool, notices: Notices, guess: GuessLanguage, default: str) -> None:
+    def __init__(
+        self, pool: Pool, notices: Notices, guess: RecognisesLanguage, default: str
+    ) -> None:
         self.pool = pool
         self.notices = notices
         self.guess = guess
@@ -52,7 +59,7 @@ class CustomerVoice:
     async def _recognise(self, claim: Claim) -> str | None:
         """The language of the claim's words (kept on the contact), or None."""
         words = typed_words(claim.messages)
-        recognised = self.guess(words) if words else None
+        recognised = self.guess(words, min_probability=KEEP_PROBABILITY) if words else None
         if recognised is not None and recognised != claim.language:
             await remember_language(self.pool, claim.wa_id, recognised)
         return recognised
