@@ -24,7 +24,6 @@ from graph.composition.memory import ConversationMemory, migrate_memory_embeddin
 from graph.infra.database import Pool, apply_migrations, open_pool, resolve_database_url
 from graph.infra.tracing import configure_tracing, flush_tracing
 from graph.settings import Settings
-from nodes.notices import Notices
 from server.abuse import AbuseProtection, open_abuse_protection
 from server.abuse.tool_limits import open_tool_limiter
 from server.media import build_media_understanding
@@ -200,10 +199,13 @@ async def _open_services_once(
         if settings.accounting_enabled:
             accounting = Accounting(pool, AccountingOptions.from_settings(settings))
         queue = create_queue_app(database_url, settings)
-        outcomes = build_outcome_hooks(pool, graphs, whatsapp, flags, settings, queue)
         voice = CustomerVoice(
-            pool, Notices.load(), conversation_graphs.language_of, settings.default_language
+            pool,
+            conversation_graphs.notices,
+            conversation_graphs.language_of,
+            settings.default_language,
         )
+        outcomes = build_outcome_hooks(pool, graphs, whatsapp, flags, settings, queue, voice)
         phase = GraphPhase(
             pool,
             graphs,

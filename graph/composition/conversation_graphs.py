@@ -30,7 +30,7 @@ from graph.infra.chat_models import ChatModels, build_chat_model
 from graph.infra.database import Pool
 from graph.infra.embeddings import build_embeddings
 from graph.settings import Settings
-from nodes.notices import RecognisesLanguage
+from nodes.notices import Notices, RecognisesLanguage
 from tools.limits import RateLimiter
 from tools.listings import Listings
 
@@ -50,6 +50,8 @@ class ConversationGraphs:
     memory: ConversationMemory
     # The language a text is written in (None: it does not tell), by the menu's reader.
     language_of: RecognisesLanguage
+    # What the service itself tells customers, per language (prompts/notices/).
+    notices: Notices
 
     def pooled(self, pool: Pool, size: int) -> GraphPool:
         """One compiled copy per worker slot, each with its own checkpointer."""
@@ -99,5 +101,10 @@ async def open_conversation_graphs(
 
         agents = AgentDirectory(pool, defaults)
         yield ConversationGraphs(
-            compile_graph, agents, frozenset(registry.tools), memory, menu_reader.language_of
+            compile_graph,
+            agents,
+            frozenset(registry.tools),
+            memory,
+            menu_reader.language_of,
+            prompts.notices,
         )

@@ -29,8 +29,8 @@ from langchain_core.messages import HumanMessage
 
 from graph.infra.database import Pool
 from graph.state import Reply, text_reply, whatsapp_meta
-from nodes.notices import REFERENCE_LANGUAGE, Notices
 from server.runner.conversation_runner import Claim
+from server.runner.customer_language import CustomerVoice
 
 log = structlog.get_logger(__name__)
 
@@ -146,8 +146,7 @@ class Consent:
     confirmation is in the language kept on the contact ("STOP" tells none)."""
 
     pool: Pool
-    notices: Notices
-    default_language: str = REFERENCE_LANGUAGE
+    voice: CustomerVoice
 
     async def take_keywords(self, claim: Claim) -> tuple[Claim, list[Reply]]:
         """Record STOP and START; return the claim without them, and the confirmation
@@ -172,8 +171,8 @@ class Consent:
         if keyword == "stop":
             await opt_out(self.pool, claim.wa_id)
             log.info("consent.opted_out", conversation_id=claim.conversation_id)
-            return self.notices.say("opted_out", claim.language or self.default_language)
+            return self.voice.say_kept(claim, "opted_out")
         if keyword == "start" and await opt_in(self.pool, claim.wa_id):
             log.info("consent.opted_in", conversation_id=claim.conversation_id)
-            return self.notices.say("opted_in", claim.language or self.default_language)
+            return self.voice.say_kept(claim, "opted_in")
         return None

@@ -26,11 +26,12 @@ from langchain_core.messages import HumanMessage
 from graph.composition.feature_flags import FeatureFlags
 from graph.infra.database import Pool
 from graph.state import MenuReply, Reply, text_reply, whatsapp_meta
-from nodes.notices import REFERENCE_LANGUAGE, Notices
+from nodes.notices import Notices
 from server.outcomes.consent import may_message_first
 from server.outcomes.episode_rules import RESOLVED
 from server.outcomes.episodes import ClosedEpisode
 from server.runner.conversation_runner import Claim
+from server.runner.customer_language import CustomerVoice
 from server.runner.outbox import deliver_parts, stage_parts
 from server.whatsapp.client import WhatsAppClient
 from server.whatsapp.graph_errors import WhatsAppError
@@ -102,16 +103,14 @@ class Csat:
         whatsapp: WhatsAppClient | None,
         flags: FeatureFlags | None,
         *,
-        notices: Notices,
+        voice: CustomerVoice,
         min_interval: timedelta,
         comment_window: timedelta,
-        default_language: str = REFERENCE_LANGUAGE,
     ) -> None:
         self.pool = pool
         self.whatsapp = whatsapp
         self.flags = flags
-        self.notices = notices
-        self.default_language = default_language
+        self.voice = voice
         self.min_interval = min_interval
         self.comment_window = comment_window
 
@@ -134,7 +133,7 @@ class Csat:
             conversation_id=episode.conversation_id,
             run_id=run_id,
             wa_id=episode.wa_id,
-            parts=[csat_question(episode.id, self.notices, language or self.default_language)],
+            parts=[csat_question(episode.id, self.voice.notices, self.voice.or_default(language))],
             agent="csat",
         )
         try:
@@ -178,20 +177,16 @@ class Csat:
                 rated = await self._record_rating(claim.conversation_id, *tap)
                 if rated is not None:
                     thanks = "csat_thanks_rated" if rated else "csat_thanks_skipped"
-                    replies.append(text_reply(self._say(thanks, claim)))
+                    replies.append(text_reply(self.voice.say_kept(claim, thanks)))
                 rated_lately = rated_lately or bool(rated)
                 continue
             if rated_lately and await self._record_comment(claim.conversation_id, message):
-                replies.append(text_reply(self._say("csat_thanks_comment", claim)))
+                replies.append(text_reply(self.voice.say_kept(claim, "csat_thanks_comment")))
                 continue
             remaining.append(message)
         if len(remaining) == len(claim.messages):
             return claim, []
         return dataclasses.replace(claim, messages=remaining), replies[-1:]
-
-    def _say(self, key: str, claim: Claim) -> str:
-        """Thanks in the language kept on the contact (a tap tells none)."""
-        return self.notices.say(key, claim.language or self.default_language)
 
     async def _record_rating(
         self, conversation_id: str, episode_id: str, rating: int | None

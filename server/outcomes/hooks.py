@@ -24,13 +24,13 @@ from graph.composition.turns import TurnOutcome, thread_config
 from graph.infra.database import Pool
 from graph.settings import Settings
 from graph.state import Reply, reply_text
-from nodes.notices import Notices
 from server.outcomes.consent import Consent
 from server.outcomes.csat import Csat
 from server.outcomes.episode_rules import agent_confirms_goodbye, is_goodbye
 from server.outcomes.episodes import ClosedEpisode, Episodes, TurnRecord
 from server.outcomes.escalation_notices import EscalationNotices
 from server.runner.conversation_runner import Claim
+from server.runner.customer_language import CustomerVoice
 from server.whatsapp.client import WhatsAppClient
 
 log = structlog.get_logger(__name__)
@@ -127,20 +127,19 @@ def build_outcome_hooks(
     flags: FeatureFlags,
     settings: Settings,
     queue: procrastinate.App,
+    voice: CustomerVoice,
 ) -> OutcomeHooks:
-    notices = Notices.load()
     csat = Csat(
         pool,
         whatsapp,
         flags,
-        notices=notices,
+        voice=voice,
         min_interval=timedelta(hours=settings.csat_min_interval_hours),
         comment_window=timedelta(minutes=settings.csat_comment_minutes),
-        default_language=settings.default_language,
     )
     episodes = Episodes(pool, idle=timedelta(minutes=settings.episode_idle_minutes))
     escalations = EscalationNotices(queue, settings.escalation_webhook_url)
-    consent = Consent(pool, notices, settings.default_language)
+    consent = Consent(pool, voice)
     return OutcomeHooks(episodes, csat, graphs, consent, escalations)
 
 

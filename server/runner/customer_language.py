@@ -64,6 +64,14 @@ class CustomerVoice:
             await remember_language(self.pool, claim.wa_id, recognised)
         return recognised
 
+    def or_default(self, language: str | None) -> str:
+        return language or self.default
+
+    def say_kept(self, claim: Claim, key: str, **values: object) -> str:
+        """Notice `key` in the language kept on the contact: for turns whose words tell
+        none (a tap, "STOP")."""
+        return self.notices.say(key, self.or_default(claim.language), **values)
+
     async def say(self, claim: Claim, key: str, **values: object) -> str:
         """Notice `key` of prompts/notices/ for this claim's customer."""
         return self.notices.say(key, await self.language(claim), **values)
