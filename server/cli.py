@@ -27,6 +27,7 @@ from server.http.admin.auth import WeakToken
 from server.http.serving import trusted_proxies, uvicorn_config
 from server.logging import configure_logging
 from server.operations import conversation_replay as replay
+from server.operations import number_commands
 from server.operations import router_eval as eval_router
 from server.operations.demo_shop import seed_demo_data
 from server.operations.erasure import forget_from_terminal
@@ -64,6 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     blacklist_commands.add_commands(commands)
     eval_router.add_command(commands)
     replay.add_command(commands)
+    number_commands.add_command(commands)
     args = parser.parse_args(argv)
 
     settings = get_settings()
@@ -81,6 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(migrate(settings))
     if args.command in blacklist_commands.COMMANDS:
         return asyncio.run(blacklist_commands.run_command(args, settings))
+    if args.command == number_commands.COMMAND:
+        return asyncio.run(number_commands.run_command(args, settings))
     if args.command == "forget":
         return asyncio.run(forget_from_terminal(settings, args.number))
     if args.command == "replay":

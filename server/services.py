@@ -57,7 +57,7 @@ from server.runner.queue import (
 )
 from server.runner.transport import DEFAULT_QUEUE, WEB, Channels, Stored, Transport
 from server.runner.turn_lock import register_stream_turn_task
-from server.whatsapp.client import WhatsAppClient
+from server.whatsapp.numbers import ApiOptions, NumberSecrets, WhatsAppNumbers
 
 log = structlog.get_logger(__name__)
 
@@ -73,7 +73,7 @@ class Services:
     database_url: str
     pool: Pool
     queue: procrastinate.App
-    whatsapp: WhatsAppClient | None
+    numbers: WhatsAppNumbers
     runner: ConversationRunner
     abuse: AbuseProtection
     agents: AgentDirectory
@@ -89,25 +89,42 @@ class Services:
             self.runner.graphs,
             self.agents,
             self.flags,
-            self.whatsapp,
+            self.runner.channels,
             self.settings.app_version,
         )
 
 
-def build_whatsapp_client(settings: Settings) -> WhatsAppClient | None:
-    if settings.whatsapp_access_token is None or not settings.whatsapp_phone_number_id:
+def whatsapp_numbers(settings: Settings, pool: Pool) -> WhatsAppNumbers:
+    """The rows of `business_numbers` and the environment's number."""
+    api = ApiOptions(
+        base_url=settings.whatsapp_api_base_url,
+        api_version=settings.whatsapp_api_version,
+        timeout_seconds=settings.whatsapp_timeout_seconds,
+    )
+    return WhatsAppNumbers(pool, api, from_environment=environment_number(settings))
+
+
+def environment_number(settings: Settings) -> NumberSecrets | None:
+    """The number `.env` describes (WHATSAPP_PHONE_NUMBER_ID and its secrets), if any."""
+    token, secret = settings.whatsapp_access_token, settings.whatsapp_app_secret
+    if not settings.whatsapp_phone_number_id:
+        if token is not None or secret is not None:
+            log.warning(
+                "whatsapp.no_environment_number",
+                reason="WHATSAPP_PHONE_NUMBER_ID is missing",
+                behaviour="only the numbers of `wa-agent numbers` are answered",
+            )
+        return None
+    if token is None:
         log.warning(
             "whatsapp.unconfigured",
-            reason="WHATSAPP_ACCESS_TOKEN or WHATSAPP_PHONE_NUMBER_ID is missing",
+            reason="WHATSAPP_ACCESS_TOKEN is missing",
             behaviour="replies are recorded as failed instead of being sent",
         )
-        return None
-    return WhatsAppClient(
-        base_url=settings.whatsapp_api_base_url,
-        access_token=settings.whatsapp_access_token.get_secret_value(),
+    return NumberSecrets(
         phone_number_id=settings.whatsapp_phone_number_id,
-        api_version=settings.whatsapp_api_version,
-        timeout=settings.whatsapp_timeout_seconds,
+        access_token=token.get_secret_value() if token is not None else None,
+        app_secret=secret.get_secret_value() if secret is not None else None,
     )
 
 
@@ -179,16 +196,17 @@ async def _open_services_once(
     if migrate and settings.migrate_on_start:
         await apply_migrations(database_url)
         await migrate_memory_embeddings(database_url, settings)
-    whatsapp = build_whatsapp_client(settings)
     tracing = configure_tracing(settings)
     async with (
         open_pool(database_url, settings) as pool,
+        contextlib.aclosing(whatsapp_numbers(settings, pool)) as numbers,
         open_abuse_protection(settings, pool) as abuse,
         open_tool_limiter(settings) as tool_limiter,
         open_conversation_graphs(
             settings, database_url, pool, tool_limiter=tool_limiter
         ) as conversation_graphs,
     ):
+        await numbers.refresh()
         graphs = conversation_graphs.pooled(pool, settings.worker_concurrency)
         agents, tools = conversation_graphs.agents, conversation_graphs.tool_names
         memory = conversation_graphs.memory
@@ -204,12 +222,14 @@ async def _open_services_once(
             conversation_graphs.notices,
             conversation_graphs.language_of,
             settings.default_language,
+            numbers.default_language,
         )
-        outcomes = build_outcome_hooks(pool, graphs, whatsapp, flags, settings, queue, voice)
+        transports = Channels(numbers, {WEB: Stored(), **(channels or {})})
+        outcomes = build_outcome_hooks(pool, graphs, transports, flags, settings, queue, voice)
         phase = GraphPhase(
             pool,
             graphs,
-            whatsapp,
+            numbers,
             PartialOptions.from_settings(settings),
             voice,
             settings.app_version,
@@ -217,9 +237,8 @@ async def _open_services_once(
             flags=flags,
             outcomes=outcomes,
             accounting=accounting,
-            media=build_media_understanding(settings, pool, whatsapp, flags),
+            media=build_media_understanding(settings, pool, flags),
         )
-        transports = Channels(whatsapp, {WEB: Stored(), **(channels or {})})
         runner = ConversationRunner(
             phase,
             functools.partial(schedule_answer, queue),
@@ -230,7 +249,7 @@ async def _open_services_once(
         )
         register_answer_task(queue, runner.answer)
         _register_chores(queue, pool, settings, OperatorDesk(pool, graphs, transports))
-        register_reminder_task(queue, _booking_reminders(pool, whatsapp, flags, settings))
+        register_reminder_task(queue, _booking_reminders(pool, transports, flags, settings))
         register_outcome_tasks(
             queue,
             outcomes,
@@ -242,7 +261,7 @@ async def _open_services_once(
         )
         async with queue.open_async(), _metered_jobs(accounting):
             services = Services(
-                settings, database_url, pool, queue, whatsapp, runner, abuse, agents, tools, flags
+                settings, database_url, pool, queue, numbers, runner, abuse, agents, tools, flags
             )
             services.accounting = accounting
             if run_worker_here:
@@ -254,8 +273,6 @@ async def _open_services_once(
                 yield services
             finally:
                 await _stop_worker(services.worker_task)
-                if whatsapp is not None:
-                    await whatsapp.aclose()
                 await asyncio.to_thread(flush_tracing, tracing)
 
 
@@ -276,7 +293,7 @@ def _register_chores(
 
 
 def _booking_reminders(
-    pool: Pool, whatsapp: WhatsAppClient | None, flags: FeatureFlags, settings: Settings
+    pool: Pool, channels: Channels, flags: FeatureFlags, settings: Settings
 ) -> list[BookingReminders]:
     """The reminder before a booking and the nudge for its open payment."""
     zone = settings.business_timezone
@@ -288,7 +305,7 @@ def _booking_reminders(
             "payment", settings.payment_nudge_template, settings.payment_nudge_hours, zone
         ),
     ]
-    return [BookingReminders(pool, whatsapp, flags, options) for options in kinds]
+    return [BookingReminders(pool, channels, flags, options) for options in kinds]
 
 
 async def _work_and_heal(

@@ -19,7 +19,7 @@ from graph.state import customer_message
 from tests.fakes.graph_api import FakeGraphAPI
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.fakes.openai_stream import Error, content_text
-from tests.support import RunningService, running_service
+from tests.support import PHONE_NUMBER_ID, RunningService, running_service
 from tests.support_media import (
     JPEG,
     make_docx,
@@ -45,7 +45,9 @@ async def understand_again(service: RunningService, message: dict[str, Any]) -> 
     media = service.services.runner.media
     assert media is not None
     again = customer_message(row["text"], wamid=row["wamid"], kind=row["kind"])
-    [understood] = await media.understand(str(row["run_id"]), row["wa_id"], [again])
+    whatsapp = await service.services.numbers.client_for(PHONE_NUMBER_ID)
+    assert whatsapp is not None
+    [understood] = await media.understand(str(row["run_id"]), row["wa_id"], [again], whatsapp)
     return str(understood.content)
 
 

@@ -116,7 +116,7 @@ async def test_a_real_payload_is_accepted_and_handled_as_a_business_expects(
     name: str, db_url: str, graph_api: FakeGraphAPI
 ) -> None:
     outcome, kinds = EXPECTED[name]
-    settings = _settings(db_url, graph_api)
+    settings = _settings(db_url, graph_api, whatsapp_phone_number_id=_number_of(name))
     async with running_service(settings, with_worker=outcome in (ANSWERED, POLITE)) as service:
         response = await service.post_webhook(_payload(name))
         assert response.status_code == 200, response.text
@@ -140,8 +140,10 @@ async def test_a_real_payload_is_accepted_and_handled_as_a_business_expects(
 async def test_opening_the_chat_is_answered_with_the_menu_which_greets(
     db_url: str, graph_api: FakeGraphAPI
 ) -> None:
-    async with running_service(_settings(db_url, graph_api)) as service:
-        await service.post_webhook(_payload("whatsapp-cloud-api-rs/request-welcome.json"))
+    name = "whatsapp-cloud-api-rs/request-welcome.json"
+    settings = _settings(db_url, graph_api, whatsapp_phone_number_id=_number_of(name))
+    async with running_service(settings) as service:
+        await service.post_webhook(_payload(name))
         [menu] = await _the_one_reply(service, graph_api, "16505551234")
     assert menu["interactive"]["type"] == "list"
     assert menu["interactive"]["body"]["text"].startswith("Hello!")
@@ -151,8 +153,10 @@ async def test_a_customer_known_only_by_user_id_is_answered_through_recipient(
     db_url: str, graph_api: FakeGraphAPI
 ) -> None:
     bsuid = "US.13491208655302741918"
-    async with running_service(_settings(db_url, graph_api)) as service:
-        await service.post_webhook(_payload("meta-docs/bsuid-username-text.json"))
+    name = "meta-docs/bsuid-username-text.json"
+    settings = _settings(db_url, graph_api, whatsapp_phone_number_id=_number_of(name))
+    async with running_service(settings) as service:
+        await service.post_webhook(_payload(name))
         [reply] = await _the_one_reply(service, graph_api, bsuid)
         contact = await service.fetch("SELECT wa_id, user_id, profile_name FROM contacts")
     assert reply["recipient"] == bsuid  # the fake refuses a user id in `to`
@@ -165,6 +169,7 @@ async def test_a_completed_flow_reaches_the_agent_as_its_fields(
     settings = _settings(
         db_url,
         graph_api,
+        whatsapp_phone_number_id=_number_of("pywa/flow_completion-completion.json"),
         openai_api_key="sk-test",
         openai_base_url=openai_server.base_url + "/v1",
     )
@@ -187,6 +192,21 @@ def _settings(db_url: str, graph_api: FakeGraphAPI, **overrides: Any) -> Setting
         coalesce_window_ms=300,  # a delivery of several messages is one turn
         **overrides,
     )
+
+
+def _number_of(name: str) -> str:
+    """The business number the payload was written for: the service answers it (a
+    delivery for a number it does not answer is refused, test_business_numbers.py)."""
+    numbers = {
+        change["value"]["metadata"]["phone_number_id"]
+        for entry in _payload(name).get("entry") or []
+        for change in entry.get("changes") or []
+        if isinstance(change.get("value"), dict)
+        and isinstance(change["value"].get("metadata"), dict)
+        and isinstance(change["value"]["metadata"].get("phone_number_id"), str)
+    }
+    assert len(numbers) <= 1, numbers
+    return numbers.pop() if numbers else "PNID"
 
 
 def _payload(name: str) -> dict[str, Any]:

@@ -48,7 +48,7 @@ def reminders_of(service: RunningService, *flags: str) -> BookingReminders:
         "booking", TEMPLATE, LEAD.total_seconds() / 3600, "Africa/Kigali"
     )
     return BookingReminders(
-        services.pool, services.whatsapp, FeatureFlags(services.pool, flags), options
+        services.pool, services.runner.channels, FeatureFlags(services.pool, flags), options
     )
 
 
@@ -157,7 +157,9 @@ async def test_an_unknown_template_sends_nothing(
         customer, _, starts_at = await a_customer_with_a_booking(service)
         services = service.services
         options = ReminderOptions.parse("booking", "nope:en", 24, "Africa/Kigali")
-        reminders = BookingReminders(services.pool, services.whatsapp, services.flags, options)
+        reminders = BookingReminders(
+            services.pool, services.runner.channels, services.flags, options
+        )
         assert await reminders.send_due(starts_at - LEAD / 2) == 0
         assert templates_to(graph_api, customer) == []
         assert await service.fetch("SELECT 1 FROM booking_reminders") == []
@@ -171,7 +173,7 @@ async def test_an_open_payment_gets_one_nudge_and_a_paid_one_none(
         await seed_demo(service.services.pool)
         services = service.services
         options = ReminderOptions.parse("payment", "payment_nudge:en", 2, "Africa/Kigali")
-        nudges = BookingReminders(services.pool, services.whatsapp, services.flags, options)
+        nudges = BookingReminders(services.pool, services.runner.channels, services.flags, options)
         unpaid, unpaid_booking, starts_at = await a_customer_with_a_booking(service)
         paid, paid_booking, _ = await a_customer_with_a_booking(service)
         made = datetime.now(UTC)

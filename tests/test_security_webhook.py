@@ -148,7 +148,8 @@ async def test_fuzzed_signed_bodies_never_500_and_refusals_store_nothing(
                 status = httpx.post(url, content=body, headers=headers, timeout=10).status_code
                 after = conn.execute(COUNT_ALL).fetchone()
             outcomes[status] = outcomes.get(status, 0) + 1
-            assert status in (200, 400), status
+            # 403: a mutated business number is one this service does not answer.
+            assert status in (200, 400, 403), status
             if status != 200:
                 assert after == before, "a refused request stored something"
 

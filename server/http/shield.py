@@ -22,7 +22,6 @@ import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server.abuse.ingress import DROPPED
-from server.http.webhook import signature_is_valid
 from server.telemetry import WEBHOOK_LATENCY, WEBHOOK_REQUESTS
 
 log = structlog.get_logger(__name__)
@@ -77,10 +76,9 @@ class FloodShield:
 
     async def _dropped(self, scope: Scope, services: Any, body: bytes) -> int:
         """How many messages were dropped here; 0 = the request goes to `/webhook`."""
-        secret = services.settings.whatsapp_app_secret
         headers = dict(scope.get("headers") or [])
         signature = headers.get(b"x-hub-signature-256", b"").decode("latin-1")
-        if secret is None or not signature_is_valid(body, signature, secret.get_secret_value()):
+        if not await services.numbers.signers(body, signature):
             return 0
         try:
             senders = message_senders(json.loads(body))

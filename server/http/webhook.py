@@ -8,7 +8,6 @@ message is committed together with the job that will answer it.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
 import time
 from typing import Annotated
@@ -31,15 +30,6 @@ from server.whatsapp.models import WebhookPayload
 log = structlog.get_logger(__name__)
 
 router = APIRouter()
-
-
-def signature_is_valid(body: bytes, header: str | None, app_secret: str) -> bool:
-    """`X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the raw body>`, compared in
-    constant time."""
-    if not header or not header.startswith("sha256="):
-        return False
-    expected = hmac.new(app_secret.encode(), body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, header.removeprefix("sha256="))
 
 
 @router.get("/webhook")
@@ -74,16 +64,20 @@ async def _acknowledge(request: Request) -> Response:
     services = services_of(request)
     settings = services.settings
     body = await request.body()  # raw: the signature covers raw bytes (size: body_limit)
-    secret = settings.whatsapp_app_secret
-    if secret is None:
-        log.error("webhook.no_app_secret", behaviour="refusing every delivery")
-        return _error(403, "webhook signature cannot be checked: WHATSAPP_APP_SECRET unset")
     signature = request.headers.get("x-hub-signature-256")
     remote_addr = request.client.host if request.client else None
     if not signature:
         await services.abuse.signature_failed("missing", remote_addr)
         return _error(401, "missing X-Hub-Signature-256")
-    if not signature_is_valid(body, signature, secret.get_secret_value()):
+    signed = await services.numbers.signers(body, signature)
+    if not signed:
+        if not await services.numbers.has_app_secret():
+            log.error("webhook.no_app_secret", behaviour="refusing every delivery")
+            return _error(
+                403,
+                "webhook signature cannot be checked: no business number has an app secret"
+                " (WHATSAPP_APP_SECRET, or `wa-agent numbers add`)",
+            )
         await services.abuse.signature_failed("invalid", remote_addr)
         return _error(403, "invalid signature")
     try:
@@ -95,6 +89,7 @@ async def _acknowledge(request: Request) -> Response:
     except InvalidWebhook as exc:
         log.warning("webhook.malformed", error=str(exc)[:300])
         return _error(400, f"malformed payload: {exc}"[:300])
+    refused = await _refuse_foreign_numbers(services, payload, body, signature, signed)
     try:
         async with asyncio.timeout(settings.webhook_db_timeout_seconds):
             counts = await _store_retrying(services, payload, remote_addr)
@@ -107,11 +102,44 @@ async def _acknowledge(request: Request) -> Response:
             status_code=503,
             headers={"Retry-After": "10"},
         )
+    if refused:
+        # What was for the numbers answered here is stored; a redelivery, once the
+        # number is added, stores the rest and finds the first part a duplicate.
+        return JSONResponse(
+            {"error": "business number not answered here", "refused": refused, **counts},
+            status_code=403,
+        )
     if counts["dropped"]:
         # Not a 200: Meta delivers the body again later, the messages stored now are
         # duplicates then (no-ops), the dropped ones get another chance. Nothing is lost.
         return JSONResponse(counts, status_code=429, headers={"Retry-After": "60"})
     return JSONResponse(counts)
+
+
+async def _refuse_foreign_numbers(
+    services: Services,
+    payload: WebhookPayload,
+    body: bytes,
+    signature: str,
+    signed: frozenset[str],
+) -> dict[str, str]:
+    """Leave out of `payload` the messages and statuses of numbers this delivery may not
+    speak for (unknown here, or whose app did not sign it); each refused number with
+    its reason. A second number's customers are never answered from the first."""
+    events, statuses = list(payload.iter_messages()), list(payload.iter_statuses())
+    mentioned = {event.phone_number_id for event in events} | {n for n, _ in statuses}
+    refused: dict[str, str] = {}
+    for number in sorted(mentioned):
+        reason = await services.numbers.refusal(number, body, signature, signed)
+        if reason is not None:
+            refused[number] = reason
+            log.error("webhook.number_refused", phone_number_id=number, reason=reason)
+    if refused:
+        payload.keep_only(
+            (event for event in events if event.phone_number_id not in refused),
+            (status for status in statuses if status[0] not in refused),
+        )
+    return refused
 
 
 async def _store_retrying(

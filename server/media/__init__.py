@@ -16,7 +16,6 @@ from server.media.readers import DocumentReader, ImageReader, MediaOutcome, Voic
 from server.media.understanding import MediaUnderstanding
 from server.media.vision import ImageDescriber
 from server.media.voice import VoiceTranscriber
-from server.whatsapp.client import WhatsAppClient
 
 __all__ = ["MediaOutcome", "MediaUnderstanding", "build_media_understanding"]
 
@@ -24,11 +23,11 @@ log = structlog.get_logger(__name__)
 
 
 def build_media_understanding(
-    settings: Settings, pool: Pool, whatsapp: WhatsAppClient | None, flags: FeatureFlags | None
+    settings: Settings, pool: Pool, flags: FeatureFlags | None
 ) -> MediaUnderstanding | None:
-    """None without WhatsApp (nothing to download) or without a model (the rule-based
-    menu answers every turn, so nothing would read the text)."""
-    if whatsapp is None or not settings.model_configured:
+    """None without a model (the rule-based menu answers every turn, so nothing would
+    read the text)."""
+    if not settings.model_configured:
         return None
     attempts = settings.media_max_retries + 1
     vision_settings = settings.model_copy(
@@ -55,19 +54,17 @@ def build_media_understanding(
         pool,
         flags,
         documents=DocumentReader(
-            whatsapp,
             max_bytes=settings.media_max_document_bytes,
             max_chars=settings.media_document_chars,
             max_pages=settings.media_document_pages,
         ),
         images=ImageReader(
-            whatsapp,
             ImageDescriber(
                 vision_model, deadline_seconds=settings.media_timeout_seconds * attempts
             ),
             max_bytes=settings.media_max_image_bytes,
         ),
-        voice=VoiceReader(whatsapp, transcriber, max_bytes=settings.media_max_audio_bytes),
+        voice=VoiceReader(transcriber, max_bytes=settings.media_max_audio_bytes),
         deadline_seconds=deadline,
         max_per_run=settings.media_max_per_run,
         concurrency=settings.media_concurrency,

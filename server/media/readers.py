@@ -85,15 +85,13 @@ def human_size(size: int) -> str:
 
 
 class DocumentReader:
-    def __init__(
-        self, whatsapp: WhatsAppClient, *, max_bytes: int, max_chars: int, max_pages: int
-    ) -> None:
-        self.whatsapp = whatsapp
+    def __init__(self, *, max_bytes: int, max_chars: int, max_pages: int) -> None:
         self.max_bytes = max_bytes
         self.max_chars = max_chars
         self.max_pages = max_pages
 
-    async def read(self, message: DocumentMessage) -> MediaOutcome:
+    async def read(self, message: DocumentMessage, whatsapp: WhatsAppClient) -> MediaOutcome:
+        """`whatsapp`: the client of the number that received it (its token reads it)."""
         media = message.document
         name = media.filename or "document"
         fmt = document_format(media.mime_type, media.filename)
@@ -101,7 +99,7 @@ class DocumentReader:
             raise Refused(
                 f'"{name}" is not a {ACCEPTED} file', f"unsupported type {media.mime_type}"
             )
-        file = await self.whatsapp.download_media(media.id, max_bytes=self.max_bytes)
+        file = await whatsapp.download_media(media.id, max_bytes=self.max_bytes)
         try:
             parsed = await asyncio.to_thread(
                 extract_text, file.content, fmt, max_chars=self.max_chars, max_pages=self.max_pages
@@ -139,16 +137,13 @@ class DocumentReader:
 
 
 class ImageReader:
-    def __init__(
-        self, whatsapp: WhatsAppClient, describer: ImageDescriber, *, max_bytes: int
-    ) -> None:
-        self.whatsapp = whatsapp
+    def __init__(self, describer: ImageDescriber, *, max_bytes: int) -> None:
         self.describer = describer
         self.max_bytes = max_bytes
 
-    async def read(self, message: ImageMessage) -> MediaOutcome:
+    async def read(self, message: ImageMessage, whatsapp: WhatsAppClient) -> MediaOutcome:
         media = message.image
-        file = await self.whatsapp.download_media(media.id, max_bytes=self.max_bytes)
+        file = await whatsapp.download_media(media.id, max_bytes=self.max_bytes)
         mime = (file.mime_type or media.mime_type or "").split(";", 1)[0].strip().lower()
         if mime not in IMAGE_TYPES:
             raise Refused("the picture format is not one we can view", f"image type {mime}")
@@ -165,16 +160,13 @@ class ImageReader:
 
 
 class VoiceReader:
-    def __init__(
-        self, whatsapp: WhatsAppClient, transcriber: VoiceTranscriber, *, max_bytes: int
-    ) -> None:
-        self.whatsapp = whatsapp
+    def __init__(self, transcriber: VoiceTranscriber, *, max_bytes: int) -> None:
         self.transcriber = transcriber
         self.max_bytes = max_bytes
 
-    async def read(self, message: AudioMessage) -> MediaOutcome:
+    async def read(self, message: AudioMessage, whatsapp: WhatsAppClient) -> MediaOutcome:
         media = message.audio
-        file = await self.whatsapp.download_media(media.id, max_bytes=self.max_bytes)
+        file = await whatsapp.download_media(media.id, max_bytes=self.max_bytes)
         mime = file.mime_type or media.mime_type or "audio/ogg"
         transcript = await self.transcriber.transcribe(file.content, mime)
         label = "voice note" if media.voice else "audio"

@@ -33,7 +33,7 @@ from server.media.readers import (
     refusal_text,
     too_large_text,
 )
-from server.whatsapp.client import MediaTooLarge
+from server.whatsapp.client import MediaTooLarge, WhatsAppClient
 from server.whatsapp.models import AudioMessage, DocumentMessage, ImageMessage, InboundMessage
 
 log = structlog.get_logger(__name__)
@@ -68,9 +68,10 @@ class MediaUnderstanding:
         self._slots = asyncio.Semaphore(concurrency)
 
     async def understand(
-        self, run_id: str, wa_id: str, messages: Sequence[HumanMessage]
+        self, run_id: str, wa_id: str, messages: Sequence[HumanMessage], whatsapp: WhatsAppClient
     ) -> list[HumanMessage]:
-        """The run's messages, media ones carrying what was understood of them."""
+        """The run's messages, media ones carrying what was understood of them.
+        `whatsapp`: the client of the business number they were sent to."""
         kinds = {str(m.id): str(whatsapp_meta(m).get("kind")) for m in messages}
         if not any(kind in FLAG_OF_KIND for kind in kinds.values()):
             return list(messages)  # the common case costs nothing
@@ -81,7 +82,7 @@ class MediaUnderstanding:
         if len(rows) > self.max_per_run:
             log.warning("media.over_run_limit", media=len(rows), limit=self.max_per_run)
         outcomes = await asyncio.gather(
-            *(self._outcome(row, read=n < self.max_per_run) for n, row in enumerate(rows))
+            *(self._outcome(row, whatsapp, read=n < self.max_per_run) for n, row in enumerate(rows))
         )
         texts = {row["wamid"]: outcome.text for row, outcome in zip(rows, outcomes, strict=True)}
         return [_with_text(m, texts[str(m.id)]) if str(m.id) in texts else m for m in messages]
@@ -106,7 +107,9 @@ class MediaUnderstanding:
             )
             return list(await cur.fetchall())
 
-    async def _outcome(self, row: dict[str, Any], *, read: bool) -> MediaOutcome:
+    async def _outcome(
+        self, row: dict[str, Any], whatsapp: WhatsAppClient, *, read: bool
+    ) -> MediaOutcome:
         """`read=False` (past the run's limit): nothing is downloaded, the agent is told."""
         if row["status"] is not None:  # a retried run: understood (or not) already
             return MediaOutcome(row["status"], row["text"])
@@ -118,7 +121,7 @@ class MediaUnderstanding:
             return outcome
         async with self._slots:
             started = time.perf_counter()
-            outcome = await self._convert(row["kind"], row["payload"])
+            outcome = await self._convert(row["kind"], row["payload"], whatsapp)
             seconds = time.perf_counter() - started
         log.info(
             "media.understood" if outcome.status == "understood" else "media.not_understood",
@@ -131,12 +134,12 @@ class MediaUnderstanding:
         await self._store(row["id"], row["kind"], outcome, seconds)
         return outcome
 
-    async def _convert(self, kind: str, payload: Any) -> MediaOutcome:
+    async def _convert(self, kind: str, payload: Any, whatsapp: WhatsAppClient) -> MediaOutcome:
         """Never raises: every way of not understanding becomes a note for the agent."""
         try:
             message = _MESSAGE.validate_python(payload)
             async with asyncio.timeout(self.deadline_seconds):
-                return await self._read(message)
+                return await self._read(message, whatsapp)
         except MediaTooLarge as exc:
             return MediaOutcome(
                 "refused", too_large_text(kind, exc.limit), str(exc), None, exc.size
@@ -147,13 +150,13 @@ class MediaUnderstanding:
             detail = f"{type(exc).__name__}: {str(exc)[:200]}"
             return MediaOutcome("failed", failure_text(kind), detail)
 
-    async def _read(self, message: Any) -> MediaOutcome:
+    async def _read(self, message: Any, whatsapp: WhatsAppClient) -> MediaOutcome:
         if isinstance(message, DocumentMessage):
-            return await self.documents.read(message)
+            return await self.documents.read(message, whatsapp)
         if isinstance(message, ImageMessage):
-            return await self.images.read(message)
+            return await self.images.read(message, whatsapp)
         if isinstance(message, AudioMessage):
-            return await self.voice.read(message)
+            return await self.voice.read(message, whatsapp)
         raise TypeError(f"not a media message: {type(message).__name__}")
 
     async def _store(

@@ -39,7 +39,7 @@ from graph.state import Reply
 from server.audit import record_audit
 from server.runner.conversations import find_conversation
 from server.runner.outbox import deliver_parts, reply_parts, stage_parts
-from server.runner.transport import Transport
+from server.runner.transport import Channels
 
 REPLAYS = Counter("wa_agent_replays_total", "Replays and forks run by developers", ["kind", "sent"])
 
@@ -47,14 +47,14 @@ REPLAYS = Counter("wa_agent_replays_total", "Replays and forks run by developers
 @dataclass(frozen=True)
 class Replays:
     """What a replay uses of the running service: its pool and graphs, today's agents and
-    flags (a replay runs with the configuration of now), the channel a sent answer goes
-    out through, and the version stamped on its traces."""
+    flags (a replay runs with the configuration of now), the channels a sent answer goes
+    out through (its conversation's number), and the version stamped on its traces."""
 
     pool: Pool
     graphs: GraphPool
     agents: AgentDirectory
     flags: FeatureFlags
-    channel: Transport | None
+    channels: Channels
     version: str | None
 
 
@@ -142,7 +142,9 @@ async def send_replies(
         parts=parts,
         agent="replay",
     )
-    return await deliver_parts(replays.pool, replays.channel, run_id)
+    found = await find_conversation(replays.pool, context.conversation_id)
+    channel = replays.channels.for_number(found.phone_number_id) if found else None
+    return await deliver_parts(replays.pool, channel, run_id)
 
 
 # --- the command line -----------------------------------------------------------------

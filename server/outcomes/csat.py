@@ -33,7 +33,7 @@ from server.outcomes.episodes import ClosedEpisode
 from server.runner.conversation_runner import Claim
 from server.runner.customer_language import CustomerVoice
 from server.runner.outbox import deliver_parts, stage_parts
-from server.whatsapp.client import WhatsAppClient
+from server.runner.transport import Channels
 from server.whatsapp.graph_errors import WhatsAppError
 
 log = structlog.get_logger(__name__)
@@ -100,7 +100,7 @@ class Csat:
     def __init__(
         self,
         pool: Pool,
-        whatsapp: WhatsAppClient | None,
+        channels: Channels,
         flags: FeatureFlags | None,
         *,
         voice: CustomerVoice,
@@ -108,7 +108,7 @@ class Csat:
         comment_window: timedelta,
     ) -> None:
         self.pool = pool
-        self.whatsapp = whatsapp
+        self.channels = channels
         self.flags = flags
         self.voice = voice
         self.min_interval = min_interval
@@ -124,28 +124,34 @@ class Csat:
             return False
         if not await may_message_first(self.pool, episode.wa_id):
             return False  # they wrote STOP: a rating question is not theirs to answer
-        reserved, language = await self._reserve(episode)
-        if not reserved:
+        reserved = await self._reserve(episode)
+        if reserved is None:
             return False
+        number, language = reserved
         run_id = csat_run_id(episode.id)
         await stage_parts(
             self.pool,
             conversation_id=episode.conversation_id,
             run_id=run_id,
             wa_id=episode.wa_id,
-            parts=[csat_question(episode.id, self.voice.notices, self.voice.or_default(language))],
+            parts=[
+                csat_question(
+                    episode.id, self.voice.notices, self.voice.or_default(language, number)
+                )
+            ],
             agent="csat",
         )
         try:
-            await deliver_parts(self.pool, self.whatsapp, run_id)
+            await deliver_parts(self.pool, self.channels.for_number(number), run_id)
         except WhatsAppError as exc:  # retryable and refused again: not worth chasing
             log.warning("csat.not_delivered", episode_id=episode.id, title=exc.title)
         return True
 
-    async def _reserve(self, episode: ClosedEpisode) -> tuple[bool, str | None]:
-        """Mark the episode asked, unless it was, or this customer was asked recently;
-        with the language kept on the customer's contact. The advisory lock makes two
-        episodes closing at once ask only one question."""
+    async def _reserve(self, episode: ClosedEpisode) -> tuple[str, str | None] | None:
+        """Mark the episode asked, unless it was, or this customer was asked recently
+        (None then); the conversation's business number (the question comes from the
+        number they wrote to) and the language kept on the customer's contact. The
+        advisory lock makes two episodes closing at once ask only one question."""
         async with self.pool.connection() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (episode.wa_id,))
             cur = await conn.execute(
@@ -155,12 +161,14 @@ class Csat:
                   AND NOT EXISTS (
                     SELECT 1 FROM conversation_episodes o
                     WHERE o.wa_id = e.wa_id AND o.csat_requested_at > now() - %(interval)s)
-                RETURNING (SELECT k.language FROM contacts k WHERE k.wa_id = e.wa_id)
+                RETURNING (SELECT k.language FROM contacts k WHERE k.wa_id = e.wa_id),
+                    (SELECT c.phone_number_id FROM agent_conversations c
+                     WHERE c.id = e.conversation_id)
                 """,
                 {"id": episode.id, "interval": self.min_interval},
             )
             row = await cur.fetchone()
-            return row is not None, row["language"] if row is not None else None
+            return (row["phone_number_id"], row["language"]) if row is not None else None
 
     async def take_feedback(self, claim: Claim) -> tuple[Claim, list[Reply]]:
         """Record ratings and comments; return the claim without them, and the thanks."""

@@ -31,7 +31,7 @@ from server.outcomes.episodes import ClosedEpisode, Episodes, TurnRecord
 from server.outcomes.escalation_notices import EscalationNotices
 from server.runner.conversation_runner import Claim
 from server.runner.customer_language import CustomerVoice
-from server.whatsapp.client import WhatsAppClient
+from server.runner.transport import Channels
 
 log = structlog.get_logger(__name__)
 
@@ -123,7 +123,7 @@ def _agents_of(values: dict[str, Any]) -> list[str]:
 def build_outcome_hooks(
     pool: Pool,
     graphs: GraphPool,
-    whatsapp: WhatsAppClient | None,
+    channels: Channels,
     flags: FeatureFlags,
     settings: Settings,
     queue: procrastinate.App,
@@ -131,7 +131,7 @@ def build_outcome_hooks(
 ) -> OutcomeHooks:
     csat = Csat(
         pool,
-        whatsapp,
+        channels,
         flags,
         voice=voice,
         min_interval=timedelta(hours=settings.csat_min_interval_hours),

@@ -30,7 +30,7 @@ from graph.state import TemplateReply
 from server.outcomes.consent import may_message_first
 from server.outcomes.template_catalog import find_template
 from server.runner.outbox import deliver_parts, stage_parts
-from server.runner.transport import NOT_WHATSAPP, Transport
+from server.runner.transport import NOT_WHATSAPP, Channels
 from server.whatsapp.graph_errors import WhatsAppError
 from server.whatsapp.templates import MessageTemplate, render_body
 
@@ -78,10 +78,10 @@ class BookingReminders:
     """The messages of one kind (`options.kind`) that are due."""
 
     def __init__(
-        self, pool: Pool, whatsapp: Transport | None, flags: FeatureFlags, options: ReminderOptions
+        self, pool: Pool, channels: Channels, flags: FeatureFlags, options: ReminderOptions
     ) -> None:
         self.pool = pool
-        self.whatsapp = whatsapp
+        self.channels = channels
         self.flags = flags
         self.options = options
 
@@ -97,7 +97,7 @@ class BookingReminders:
         return sent
 
     async def _usable_template(self) -> MessageTemplate | None:
-        if self.options.template is None or self.whatsapp is None:
+        if self.options.template is None:
             return None
         template = await find_template(self.pool, *self.options.template)
         problem = None
@@ -136,7 +136,8 @@ class BookingReminders:
             agent=f"reminder:{self.options.kind}",
         )
         try:
-            await deliver_parts(self.pool, self.whatsapp, run_id)
+            transport = self.channels.for_number(booking["phone_number_id"])
+            await deliver_parts(self.pool, transport, run_id)
         except WhatsAppError as exc:  # refused again after the client's retries
             log.warning("reminders.not_delivered", booking_id=booking["id"], title=exc.title)
         log.info("reminders.sent", kind=self.options.kind, booking_id=booking["id"])
@@ -195,13 +196,13 @@ def register_reminder_task(queue: procrastinate.App, reminders: list[BookingRemi
 # The customer's latest WhatsApp conversation: a message goes where they write.
 _BOOKING_AND_CUSTOMER = """
 SELECT b.id, b.wa_id, s.starts_at, r.name AS resource_name, k.profile_name,
-       c.id::text AS conversation_id{extra}
+       c.id::text AS conversation_id, c.phone_number_id{extra}
 FROM bookings b
 JOIN booking_slots s ON s.id = b.slot_id
 JOIN booking_resources r ON r.id = s.resource_id
 JOIN contacts k ON k.wa_id = b.wa_id
 JOIN LATERAL (
-    SELECT id FROM agent_conversations c
+    SELECT id, phone_number_id FROM agent_conversations c
     WHERE c.wa_id = b.wa_id AND c.phone_number_id <> ALL(%(elsewhere)s)
     ORDER BY c.updated_at DESC LIMIT 1
 ) c ON true

@@ -1,5 +1,5 @@
 """The language the service speaks to a customer in: their words, else what they last
-wrote in, else the business's default.
+wrote in, else the default of the number they wrote to, else the business's.
 
 Recognised on a customer's first words (once: the turns after pay nothing for it) and
 again whenever a notice is about to be written (an apology, a refusal, a cap), so a
@@ -11,6 +11,7 @@ kept on the contact (`contacts.language`): a turn without words — a tap, a pho
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 from langchain_core.messages import HumanMessage
 
@@ -40,12 +41,19 @@ class CustomerVoice:
     """Notices in the customer's language."""
 
     def __init__(
-        self, pool: Pool, notices: Notices, guess: RecognisesLanguage, default: str
+        self,
+        pool: Pool,
+        notices: Notices,
+        guess: RecognisesLanguage,
+        default: str,
+        number_default: Callable[[str], str | None] = lambda phone_number_id: None,
     ) -> None:
         self.pool = pool
         self.notices = notices
         self.guess = guess
         self.default = default
+        # A business number's own language (a French line beside an English one).
+        self.number_default = number_default
 
     async def recognise_newcomer(self, claim: Claim) -> Claim:
         """The claim with its customer's language, recognised now if it is not known yet."""
@@ -54,7 +62,8 @@ class CustomerVoice:
         return dataclasses.replace(claim, language=await self._recognise(claim))
 
     async def language(self, claim: Claim) -> str:
-        return await self._recognise(claim) or claim.language or self.default
+        recognised = await self._recognise(claim)
+        return recognised or self.or_default(claim.language, claim.phone_number_id)
 
     async def _recognise(self, claim: Claim) -> str | None:
         """The language of the claim's words (kept on the contact), or None."""
@@ -64,13 +73,15 @@ class CustomerVoice:
             await remember_language(self.pool, claim.wa_id, recognised)
         return recognised
 
-    def or_default(self, language: str | None) -> str:
-        return language or self.default
+    def or_default(self, language: str | None, phone_number_id: str) -> str:
+        """`language`, else the default of the business number, else the business's."""
+        return language or self.number_default(phone_number_id) or self.default
 
     def say_kept(self, claim: Claim, key: str, **values: object) -> str:
         """Notice `key` in the language kept on the contact: for turns whose words tell
         none (a tap, "STOP")."""
-        return self.notices.say(key, self.or_default(claim.language), **values)
+        language = self.or_default(claim.language, claim.phone_number_id)
+        return self.notices.say(key, language, **values)
 
     async def say(self, claim: Claim, key: str, **values: object) -> str:
         """Notice `key` of prompts/notices/ for this claim's customer."""

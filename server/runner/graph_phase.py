@@ -31,7 +31,7 @@ from server.runner.partial_delivery import FLAG as PARTIAL_DELIVERY
 from server.runner.partial_delivery import PartialOptions, partial_delivery_if, streamed_for
 from server.runner.runs import Claim
 from server.runner.transport import Transport, Watched, channel_name
-from server.whatsapp.client import WhatsAppClient
+from server.whatsapp.numbers import WhatsAppNumbers
 
 log = structlog.get_logger(__name__)
 
@@ -64,7 +64,8 @@ class Thought:
 class GraphPhase:
     pool: Pool
     graphs: GraphPool
-    whatsapp: WhatsAppClient | None
+    # Each business number's client: media is downloaded with the receiving number's.
+    numbers: WhatsAppNumbers
     partial: PartialOptions
     # Notices (a spending cap's) in the customer's language.
     voice: CustomerVoice
@@ -85,9 +86,13 @@ class GraphPhase:
             claim, direct = await self.outcomes.before_turn(claim)
         if not claim.messages:
             return Thought(claim, direct)
-        if self.media is not None:
-            understood = await self.media.understand(claim.run_id, claim.wa_id, claim.messages)
-            claim = replace(claim, messages=understood)
+        if self.media is not None and channel_name(claim.phone_number_id) == "whatsapp":
+            client = await self.numbers.client_for(claim.phone_number_id)
+            if client is not None:
+                understood = await self.media.understand(
+                    claim.run_id, claim.wa_id, claim.messages, client
+                )
+                claim = replace(claim, messages=understood)
         outcome, partial = await self._run_graph(claim, transport)
         return Thought(claim, [*direct, *outcome.replies], outcome, sent_early=partial)
 
@@ -106,7 +111,7 @@ class GraphPhase:
             wa_id=claim.wa_id,
             customer_name=claim.customer_name,
             channel=channel,
-            language=claim.language,
+            language=claim.language or self.voice.number_default(claim.phone_number_id),
             agents=await self.agents.current() if self.agents else {},
             flags=await self.flags.for_customer(claim.wa_id) if self.flags else {},
         )

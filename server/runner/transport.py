@@ -16,6 +16,7 @@ from typing import Protocol, runtime_checkable
 
 from graph.composition.event_stream import TurnEvent
 from graph.state import Reply
+from server.whatsapp.numbers import WhatsAppNumbers
 
 # Business "numbers" of the channels that are not WhatsApp.
 TERMINAL = "terminal"  # `wa-agent chat`
@@ -56,15 +57,17 @@ class Stored:
 
 @dataclass(frozen=True)
 class Channels:
-    """The transport of each conversation, by its business number."""
+    """The transport of each conversation, by its business number: a WhatsApp number
+    speaks through its own client, so each customer is answered from the number they
+    wrote to."""
 
-    whatsapp: Transport | None
+    whatsapp: WhatsAppNumbers
     others: Mapping[str, Transport] = field(default_factory=dict)
 
     def for_number(self, phone_number_id: str) -> Transport | None:
         if phone_number_id in NOT_WHATSAPP:
             return self.others.get(phone_number_id)
-        return self.whatsapp
+        return self.whatsapp.transport(phone_number_id)
 
 
 def channel_name(phone_number_id: str) -> str:

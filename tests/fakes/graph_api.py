@@ -64,6 +64,9 @@ class FakeGraphAPI:
 
     def __init__(self, *, access_token: str = "test-token", delay: float = 0.0) -> None:
         self.access_token = access_token
+        # Numbers whose token is their own (another business of the deployment): a call
+        # for one of them with any other token is refused, as Meta refuses it.
+        self.number_tokens: dict[str, str] = {}
         self.delay = delay  # seconds added before every response
         self._condition = threading.Condition(threading.RLock())
         self._wamids = itertools.count(1)
@@ -407,7 +410,7 @@ class _Handler(BaseHTTPRequestHandler):
         if self.fake.delay > 0:
             time.sleep(self.fake.delay)
         segments = [segment for segment in self.path.split("?")[0].split("/") if segment]
-        if not self._authorised():
+        if not self._authorised(segments):
             self._send_json(
                 401,
                 graph_error(
@@ -429,8 +432,10 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send_json(404, graph_error(404, f"Unknown path components: {self.path}"))
 
-    def _authorised(self) -> bool:
-        return self.headers.get("Authorization") == f"Bearer {self.fake.access_token}"
+    def _authorised(self, segments: list[str]) -> bool:
+        number = segments[1] if len(segments) == 3 else None
+        token = self.fake.number_tokens.get(number or "", self.fake.access_token)
+        return self.headers.get("Authorization") == f"Bearer {token}"
 
     def _read_body(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)

@@ -58,15 +58,19 @@ async def templates(request: Request, _: Admin) -> list[dict[str, Any]]:
 async def sync(request: Request, _: Admin) -> dict[str, int]:
     """Read the account's templates from the Cloud API; they replace the last listing."""
     services = services_of(request)
-    account = services.settings.whatsapp_business_account_id
-    if services.whatsapp is None or not account:
+    settings = services.settings
+    account = settings.whatsapp_business_account_id
+    number = settings.whatsapp_phone_number_id
+    whatsapp = await services.numbers.client_for(number) if number else None
+    if whatsapp is None or not account:
         raise HTTPException(
             409,
-            "templates are listed with WHATSAPP_ACCESS_TOKEN and WHATSAPP_BUSINESS_ACCOUNT_ID;"
-            " without them, declare them in WA_AGENT_TEMPLATES_FILE",
+            "templates are listed with the environment's number (WHATSAPP_PHONE_NUMBER_ID,"
+            " WHATSAPP_ACCESS_TOKEN) and WHATSAPP_BUSINESS_ACCOUNT_ID; without them,"
+            " declare them in WA_AGENT_TEMPLATES_FILE",
         )
     try:
-        listed = await services.whatsapp.list_templates(account)
+        listed = await whatsapp.list_templates(account)
     except WhatsAppError as exc:
         raise HTTPException(502, f"the Cloud API refused the listing: {exc}") from None
     return {"templates": await sync_templates(services.pool, listed)}
