@@ -62,7 +62,28 @@ class TemplateReply(TypedDict):
     body: str
 
 
-Reply = TextReply | MenuReply | ButtonsReply | TemplateReply
+class MediaReply(TypedDict):
+    """A photo or a document: a public https link WhatsApp fetches, or the id of a file
+    uploaded to the Cloud API (one of the two)."""
+
+    kind: Literal["image", "document"]
+    link: NotRequired[str]
+    media_id: NotRequired[str]
+    caption: NotRequired[str]
+    filename: NotRequired[str]  # a document's name as the customer sees it
+
+
+class LocationReply(TypedDict):
+    """A pin on the map: the shop, the pick-up point."""
+
+    kind: Literal["location"]
+    latitude: float
+    longitude: float
+    name: NotRequired[str]
+    address: NotRequired[str]
+
+
+Reply = TextReply | MenuReply | ButtonsReply | TemplateReply | MediaReply | LocationReply
 
 
 class RouteDecision(TypedDict):
@@ -152,5 +173,19 @@ def latest_customer_messages(messages: list[AnyMessage]) -> list[HumanMessage]:
 
 
 def reply_text(reply: Reply) -> str:
-    """What the customer reads first: the text, or the body above buttons or a menu."""
-    return reply["text"] if reply["kind"] == "text" else reply["body"]
+    """What the customer reads first: the text, the body above buttons or a menu, a
+    photo's or a document's caption (else what it is), a place's name."""
+    if reply["kind"] == "text":
+        return reply["text"]
+    if reply["kind"] == "image" or reply["kind"] == "document":
+        label = (
+            "[photo]"
+            if reply["kind"] == "image"
+            else f"[document: {reply.get('filename') or 'file'}]"
+        )
+        caption = reply.get("caption")
+        return f"{label} {caption}" if caption else label
+    if reply["kind"] == "location":
+        place = ", ".join(part for part in (reply.get("name"), reply.get("address")) if part)
+        return f"[location] {place}" if place else "[location]"
+    return reply["body"]

@@ -19,17 +19,24 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeGuard, cast
 
 import structlog
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, SystemMessage, ToolCall
+from langchain_core.messages import (
+    AIMessage,
+    AnyMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolCall,
+    ToolMessage,
+)
 from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.tools import BaseTool
 from langgraph.runtime import Runtime
 
 from graph.context import AgentConfig, ConversationContext
-from graph.state import ConversationState, text_reply
+from graph.state import ConversationState, Reply, text_reply
 from nodes.fallback import FallbackTexts, fallback_update
 from nodes.handoffs import HAND_OVER, as_transfer, hand_over_schema, handoff_tool_name
 from nodes.memory.history import HistoryBudget, current_turn_start
@@ -219,7 +226,39 @@ def make_specialist_node(
         text = response.text.strip()
         if not text:
             return fallback_update(canned, state)
-        return {"messages": [response], "replies": [text_reply(text)]}
+        replies: list[Reply] = [text_reply(text), *shown_this_turn(state["messages"])]
+        return {"messages": [response], "replies": replies}
 
     answer.__name__ = agent_node_name(name)
     return answer
+
+
+# Photos and documents sent with one answer, at most: one per product asked about.
+MAX_SHOWN = 3
+
+
+def shown_this_turn(messages: list[AnyMessage]) -> list[Reply]:
+    """What this turn's tools gave to show the customer (a product's photo: the
+    ToolMessage's `artifact`, tools/common.py `showing_tool`), in the order they ran,
+    each once. Artifacts of other shapes (an MCP server's) are not ours to send."""
+    shown: list[Reply] = []
+    seen: set[str] = set()
+    for message in reversed(messages):
+        if isinstance(message, HumanMessage):
+            break
+        if not isinstance(message, ToolMessage) or not isinstance(message.artifact, list):
+            continue
+        for media in reversed(message.artifact):
+            if not _is_media(media) or media["link"] in seen:
+                continue
+            seen.add(media["link"])
+            shown.insert(0, cast(Reply, media))
+    return shown[:MAX_SHOWN]
+
+
+def _is_media(value: object) -> TypeGuard[dict[str, str]]:
+    return (
+        isinstance(value, dict)
+        and value.get("kind") in ("image", "document")
+        and isinstance(value.get("link"), str)
+    )

@@ -22,7 +22,7 @@ from typing import TextIO
 import structlog
 
 from graph.settings import Settings
-from graph.state import Reply
+from graph.state import Reply, reply_text
 from server.runner.inbox import record_inbound
 from server.runner.transport import TERMINAL, answer_queue
 from server.services import Services, open_services
@@ -50,6 +50,11 @@ def render_reply(reply: Reply) -> str:
     if reply["kind"] == "buttons":
         buttons = [f"    [{button['id']}] {button['title']}" for button in reply["buttons"]]
         return "\n".join([f"bot> {reply['body']}", *buttons])
+    if reply["kind"] == "image" or reply["kind"] == "document":
+        where = reply.get("link") or reply.get("media_id")
+        return f"bot> {reply_text(reply)} <{where}>"
+    if reply["kind"] == "location":
+        return f"bot> {reply_text(reply)} <{reply['latitude']}, {reply['longitude']}>"
     rows = [f"    [{row['id']}] {row['title']}" for s in reply["sections"] for row in s["rows"]]
     return "\n".join([f"bot> {reply['body']}", *rows])
 

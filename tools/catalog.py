@@ -11,7 +11,8 @@ from typing import Any, Literal
 from langchain_core.tools import BaseTool
 from pydantic import Field, model_validator
 
-from tools.common import Pool, ToolArgs, ToolFailure, business_tool, format_money
+from graph.state import MediaReply
+from tools.common import Pool, ToolArgs, ToolFailure, business_tool, format_money, showing_tool
 
 _MAX_RESULTS = 10
 
@@ -65,7 +66,8 @@ def make_catalog_tools(pool: Pool) -> list[BaseTool]:
             return "No catalog items match. Try fewer words or another category."
         return "\n".join(_describe(row) for row in rows)
 
-    async def get_product(sku: str) -> str:
+    async def get_product(sku: str) -> tuple[str, list[MediaReply]]:
+        """The item for the model; its photo, if it has one, for the customer."""
         async with pool.connection() as conn:
             cur = await conn.execute(
                 "SELECT * FROM catalog_items WHERE sku = upper(%s) AND active", (sku,)
@@ -74,7 +76,11 @@ def make_catalog_tools(pool: Pool) -> list[BaseTool]:
         if row is None:
             raise ToolFailure(f"no active item with SKU {sku.upper()}; use search_catalog.")
         text = _describe(row)
-        return f"{text}\n{row['description']}" if row["description"] else text
+        text = f"{text}\n{row['description']}" if row["description"] else text
+        if not row["image_url"]:
+            return text, []
+        photo: MediaReply = {"kind": "image", "link": row["image_url"], "caption": row["name"]}
+        return f"{text}\n(Its photo is sent to the customer with your answer.)", [photo]
 
     return [
         business_tool(
@@ -84,7 +90,7 @@ def make_catalog_tools(pool: Pool) -> list[BaseTool]:
             "(rentals, repairs): SKU, name, price, stock.",
             args_schema=SearchCatalogArgs,
         ),
-        business_tool(
+        showing_tool(
             get_product,
             name="get_product",
             description="One catalog item's price, stock and description.",

@@ -24,6 +24,8 @@ from psycopg.rows import DictRow
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from graph.state import MediaReply
+
 log = structlog.get_logger(__name__)
 
 # The service's pool (graph.infra.database.Pool), restated here: tools do not import graph/.
@@ -211,6 +213,40 @@ def business_tool(
         args_schema=args_schema,
         handle_validation_error=validation_message,
         handle_tool_error=True,
+    )
+
+
+def showing_tool(
+    coroutine: Callable[..., Awaitable[tuple[str, list[MediaReply]]]],
+    *,
+    name: str,
+    description: str,
+    args_schema: type[BaseModel],
+) -> StructuredTool:
+    """A business tool whose answer comes with something to show the customer (a
+    product's photo): the text goes to the model, the media rides in the ToolMessage's
+    `artifact`, which the model never reads and the specialist sends after its answer."""
+
+    @functools.wraps(coroutine)
+    async def run(*args: Any, **kwargs: Any) -> tuple[str, list[MediaReply]]:
+        media: list[MediaReply] = []
+
+        async def text_only() -> str:
+            text, found = await coroutine(*args, **kwargs)
+            media.extend(found)
+            return text
+
+        # A refusal or a failure is a message for the model, as for every tool: no media.
+        return await answers_model(name)(text_only)(), media
+
+    return StructuredTool.from_function(
+        coroutine=run,
+        name=name,
+        description=description,
+        args_schema=args_schema,
+        handle_validation_error=validation_message,
+        handle_tool_error=True,
+        response_format="content_and_artifact",
     )
 
 

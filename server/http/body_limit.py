@@ -30,6 +30,16 @@ replays, the login form, a streamed turn) is a few KB. 128 KiB fits the worst pr
 with room and is 8 times less than an attacker could park per request before."""
 
 
+UPLOAD_LIMIT_BYTES = 5 * 1024 * 1024
+"""A file an operator sends a customer (`POST /admin/api/conversations/{id}/media/upload`):
+Meta's limit for a photo, and room for an invoice or a brochure. The route checks the
+operator's token before it reads the body, so nobody unauthenticated parks this much."""
+
+
+def is_upload_path(path: str) -> bool:
+    return path.startswith("/admin/api/conversations/") and path.endswith("/media/upload")
+
+
 class BodyTooLarge(HTTPException):
     """Raised from `receive` when a streamed body goes over the limit.
 
@@ -57,7 +67,9 @@ class BodyLimitMiddleware:
         self.webhook_path = webhook_path
 
     def limit_for(self, path: str) -> int:
-        return self.webhook_limit if path == self.webhook_path else self.limit
+        if path == self.webhook_path:
+            return self.webhook_limit
+        return UPLOAD_LIMIT_BYTES if is_upload_path(path) else self.limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

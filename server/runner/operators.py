@@ -1,5 +1,6 @@
-"""What a human operator does to a conversation: reply and hand back (one the bot
-escalated), send an approved template (any, once its window has closed).
+"""What a human operator does to a conversation: reply (words, a photo, a document, a
+place) and hand back (one the bot escalated), send an approved template (any, once its
+window has closed).
 
 Each runs as a queue job under the conversation's lock, like the bot's own turns: an
 operator's reply can never interleave with a graph run on the same thread (concurrent
@@ -20,10 +21,10 @@ from langgraph.types import Command
 from graph.composition.graph_pool import GraphPool
 from graph.composition.turns import thread_config
 from graph.infra.database import Pool
-from graph.state import ConversationState, TemplateReply, text_reply
+from graph.state import ConversationState, Reply, TemplateReply, text_reply
 from nodes.handoffs import HUMAN
 from server.runner.conversations import find_conversation, mark_handed_back
-from server.runner.outbox import deliver_parts, reply_parts, stage_parts
+from server.runner.outbox import deliver_parts, reply_parts, reply_transcript, stage_parts
 from server.runner.transport import Channels
 
 log = structlog.get_logger(__name__)
@@ -38,9 +39,25 @@ class OperatorDesk:
     async def send_reply(
         self, conversation_id: str, action_id: str, text: str, operator: str
     ) -> None:
+        await self._say(conversation_id, action_id, reply_parts([text_reply(text)]), operator)
+
+    async def send_media(
+        self, conversation_id: str, action_id: str, media: str, operator: str
+    ) -> None:
+        """A photo, a document or a place (a `MediaReply` or `LocationReply` as JSON,
+        checked by whoever asked), said like a reply: in the thread and the outbox."""
+        await self._say(conversation_id, action_id, [cast(Reply, json.loads(media))], operator)
+
+    async def _say(
+        self, conversation_id: str, action_id: str, parts: list[Reply], operator: str
+    ) -> None:
+        """The operator's parts into the thread (the bot reads them later) and out through
+        the outbox, each at most once however often the job runs."""
         wa_id, channel = await self._customer(conversation_id)
         config = thread_config(conversation_id, run_id=action_id, wa_id=wa_id)
-        message = AIMessage(content=text, name="operator", id=f"operator-{action_id}")
+        message = AIMessage(
+            content=reply_transcript(parts), name="operator", id=f"operator-{action_id}"
+        )
         async with self.graphs.borrow() as graph:
             snapshot = await graph.aget_state(config)
             if snapshot.values.get("mode") != "human":
@@ -55,7 +72,7 @@ class OperatorDesk:
             conversation_id=conversation_id,
             run_id=action_id,
             wa_id=wa_id,
-            parts=reply_parts([text_reply(text)]),
+            parts=parts,
             agent=f"operator:{operator}",
         )
         await deliver_parts(self.pool, self.channels.for_number(channel), action_id)

@@ -124,6 +124,7 @@ def register_answer_task(queue: procrastinate.App, answer: AnswerFn) -> None:
 
 
 OPERATOR_REPLY_TASK = "operator_reply"
+OPERATOR_MEDIA_TASK = "operator_media"
 OPERATOR_RELEASE_TASK = "operator_release"
 OPERATOR_TEMPLATE_TASK = "operator_template"
 OPERATOR_TAKEOVER_TASK = "operator_takeover"
@@ -132,6 +133,10 @@ OPERATOR_TAKEOVER_TASK = "operator_takeover"
 class OperatorActions(Protocol):
     async def send_reply(
         self, conversation_id: str, action_id: str, text: str, operator: str
+    ) -> None: ...
+
+    async def send_media(
+        self, conversation_id: str, action_id: str, media: str, operator: str
     ) -> None: ...
 
     async def release(self, conversation_id: str, action_id: str, operator: str) -> None: ...
@@ -164,6 +169,12 @@ def register_operator_tasks(
         conversation_id: str, action_id: str, text: str, operator: str
     ) -> None:
         await desk.send_reply(conversation_id, action_id, text, operator)
+
+    @queue.task(name=OPERATOR_MEDIA_TASK, retry=retry)
+    async def operator_media(
+        conversation_id: str, action_id: str, media: str, operator: str
+    ) -> None:
+        await desk.send_media(conversation_id, action_id, media, operator)
 
     @queue.task(name=OPERATOR_RELEASE_TASK, retry=retry)
     async def operator_release(conversation_id: str, action_id: str, operator: str) -> None:

@@ -47,10 +47,10 @@ from server.whatsapp.outbound import (
     addressed,
     buttons_payload,
     list_payload,
+    reply_payload,
     split_text,
     text_payload,
 )
-from server.whatsapp.templates import template_payload
 
 __all__ = [
     "MediaFile",
@@ -70,6 +70,14 @@ _TEMPLATE_PAGES = 20
 @dataclass(frozen=True)
 class SendResult:
     wamid: str
+
+
+@dataclass(frozen=True)
+class Form:
+    """A multipart form: its fields and its files as (name, content, type)."""
+
+    fields: Mapping[str, str]
+    files: Mapping[str, tuple[str, bytes, str]]
 
 
 class WhatsAppClient:
@@ -153,22 +161,9 @@ class WhatsAppClient:
         return await self.send_message(payload)
 
     async def send_reply(self, to: str, reply: Reply) -> str:
-        """One reply part (text, buttons, list or template) as its message kind; the wamid."""
-        if reply["kind"] == "text":
-            return (await self.send_text(to, reply["text"])).wamid
-        if reply["kind"] == "buttons":
-            buttons = [(button["id"], button["title"]) for button in reply["buttons"]]
-            return (await self.send_buttons(to, reply["body"], buttons)).wamid
-        if reply["kind"] == "template":
-            message = template_payload(
-                reply["name"], reply["language"], reply["values"], named=reply["named"]
-            )
-            return (await self.send_message({"to": to, **message})).wamid
-        sections = [
-            (s["title"], [(r["id"], r["title"], r.get("description")) for r in s["rows"]])
-            for s in reply["sections"]
-        ]
-        return (await self.send_list(to, reply["body"], reply["button"], sections)).wamid
+        """One reply part (text, buttons, list, template, photo, document, place) as its
+        message kind; the wamid."""
+        return (await self.send_message(reply_payload(to, reply))).wamid
 
     async def send_message(self, payload: Mapping[str, Any]) -> SendResult:
         """Send any message object (template, media, ...); ``messaging_product`` is added.
@@ -250,6 +245,22 @@ class WhatsAppClient:
             content=body.content, mime_type=str(mime_type), sha256=expected_sha, filename=filename
         )
 
+    async def upload_media(self, content: bytes, mime_type: str, filename: str) -> str:
+        """A file for a photo or document message, stored by Meta (30 days); its media
+        id. Retried like a read: a second upload only leaves an unused file."""
+        if not content:
+            raise ValueError("an upload needs a file with content")
+        url = f"{self._version_url()}/{self.phone_number_id}/media"
+        form = Form(
+            fields={"messaging_product": "whatsapp", "type": mime_type},
+            files={"file": (filename, content, mime_type)},
+        )
+        data = json_object(await self._request("POST", url, form=form))
+        media_id = data.get("id")
+        if not isinstance(media_id, str) or not media_id:
+            raise WhatsAppError(title="upload response has no media id", status_code=200)
+        return media_id
+
     async def _fetch_media(self, url: httpx.URL, cap: int) -> FetchedBody:
         """The download, with the same bounded retries as every other call."""
         retrying = AsyncRetrying(
@@ -292,6 +303,7 @@ class WhatsAppClient:
         *,
         json: Mapping[str, Any] | None = None,
         params: Mapping[str, str] | None = None,
+        form: Form | None = None,
         idempotent: bool = True,
     ) -> httpx.Response:
         retrying = AsyncRetrying(
@@ -303,7 +315,7 @@ class WhatsAppClient:
         )
         async for attempt in retrying:
             with attempt:
-                return await self._request_once(method, url, json, params, idempotent)
+                return await self._request_once(method, url, json, params, form, idempotent)
         raise AssertionError("unreachable: tenacity either returns or re-raises")
 
     async def _request_once(
@@ -312,6 +324,7 @@ class WhatsAppClient:
         url: str,
         json: Mapping[str, Any] | None,
         params: Mapping[str, str] | None,
+        form: Form | None,
         idempotent: bool,
     ) -> httpx.Response:
         headers = {"Authorization": f"Bearer {self._token}"}
@@ -321,6 +334,8 @@ class WhatsAppClient:
                 url,
                 json=json,
                 params=params,
+                data=form.fields if form else None,
+                files=form.files if form else None,
                 headers=headers,
                 timeout=self._timeout,
                 follow_redirects=True,

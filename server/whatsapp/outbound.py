@@ -12,7 +12,9 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from graph.state import Reply
 from server.whatsapp.identity import is_business_scoped_user_id
+from server.whatsapp.templates import template_payload
 
 TEXT_LIMIT = 4096
 INTERACTIVE_BODY_LIMIT = 1024
@@ -27,6 +29,10 @@ SECTION_TITLE_LIMIT = 24
 ROW_ID_LIMIT = 200
 ROW_TITLE_LIMIT = 24
 ROW_DESCRIPTION_LIMIT = 72
+MEDIA_CAPTION_LIMIT = 1024
+DOCUMENT_FILENAME_LIMIT = 240
+LOCATION_TEXT_LIMIT = 1000
+MEDIA_ID = re.compile(r"[0-9A-Za-z_.-]{1,256}")
 
 Button = tuple[str, str]
 """(id, title): the id comes back in the customer's reply, the title is what they see."""
@@ -118,6 +124,94 @@ def list_payload(
     }
     interactive = _interactive("list", body, action, header=header, footer=footer)
     return {**recipient_fields(to), "type": "interactive", "interactive": interactive}
+
+
+def media_payload(
+    to: str,
+    kind: str,
+    *,
+    link: str | None = None,
+    media_id: str | None = None,
+    caption: str | None = None,
+    filename: str | None = None,
+) -> dict[str, Any]:
+    """A photo (`image`) or a `document`, by link or by uploaded media id."""
+    if kind not in ("image", "document"):
+        raise ValueError(f"media kind must be image or document, got {kind!r}")
+    if (link is None) == (media_id is None):
+        raise ValueError(f"{kind}: give a link or a media id, exactly one")
+    media: dict[str, str] = {}
+    if link is not None:
+        if not link.startswith(("https://", "http://")) or len(link) > 2000:
+            raise ValueError(f"{kind} link must be an http(s) URL WhatsApp can fetch")
+        media["link"] = link
+    if media_id is not None:
+        if not MEDIA_ID.fullmatch(media_id):
+            raise ValueError(f"{kind}: {media_id!r} is not a media id")
+        media["id"] = media_id
+    _check_optional_text(f"{kind} caption", caption, MEDIA_CAPTION_LIMIT)
+    if caption:
+        media["caption"] = caption
+    if filename is not None:
+        if kind != "document":
+            raise ValueError("only a document has a file name")
+        check_text("document filename", filename, DOCUMENT_FILENAME_LIMIT)
+        media["filename"] = filename
+    return {**recipient_fields(to), "type": kind, kind: media}
+
+
+def location_payload(
+    to: str,
+    latitude: float,
+    longitude: float,
+    *,
+    name: str | None = None,
+    address: str | None = None,
+) -> dict[str, Any]:
+    if not (-90.0 <= latitude <= 90.0 and -180.0 <= longitude <= 180.0):
+        raise ValueError(f"location ({latitude}, {longitude}) is not on Earth")
+    location: dict[str, Any] = {"latitude": latitude, "longitude": longitude}
+    for label, value in (("name", name), ("address", address)):
+        _check_optional_text(f"location {label}", value, LOCATION_TEXT_LIMIT)
+        if value:
+            location[label] = value
+    return {**recipient_fields(to), "type": "location", "location": location}
+
+
+def reply_payload(to: str, reply: Reply) -> dict[str, Any]:
+    """One reply part as the message object WhatsApp expects, checked."""
+    if reply["kind"] == "text":
+        return text_payload(to, reply["text"])
+    if reply["kind"] == "buttons":
+        buttons = [(button["id"], button["title"]) for button in reply["buttons"]]
+        return buttons_payload(to, reply["body"], buttons)
+    if reply["kind"] == "template":
+        message = template_payload(
+            reply["name"], reply["language"], reply["values"], named=reply["named"]
+        )
+        return {**recipient_fields(to), **message}
+    if reply["kind"] == "image" or reply["kind"] == "document":
+        return media_payload(
+            to,
+            reply["kind"],
+            link=reply.get("link"),
+            media_id=reply.get("media_id"),
+            caption=reply.get("caption"),
+            filename=reply.get("filename"),
+        )
+    if reply["kind"] == "location":
+        return location_payload(
+            to,
+            reply["latitude"],
+            reply["longitude"],
+            name=reply.get("name"),
+            address=reply.get("address"),
+        )
+    sections = [
+        (s["title"], [(r["id"], r["title"], r.get("description")) for r in s["rows"]])
+        for s in reply["sections"]
+    ]
+    return list_payload(to, reply["body"], reply["button"], sections)
 
 
 def check_text(label: str, value: str, limit: int, *, hint: str = "") -> None:

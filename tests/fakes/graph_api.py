@@ -29,7 +29,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 
-from tests.fakes.graph_media import Media, MediaStore, Stream
+from tests.fakes.graph_media import (
+    Media,
+    MediaStore,
+    Stream,
+    outbound_media_problem,
+    parse_upload,
+)
 from tests.fakes.graph_templates import template_page, template_problem
 
 __all__ = ["FakeGraphAPI"]
@@ -419,6 +425,8 @@ class _Handler(BaseHTTPRequestHandler):
             )
         elif method == "POST" and len(segments) == 3 and segments[2] == "messages":
             self._post_message(segments[1], body)
+        elif method == "POST" and len(segments) == 3 and segments[2] == "media":
+            self._upload_media(body)
         elif method == "GET" and len(segments) == 3 and segments[2] == "message_templates":
             query = self.path.partition("?")[2]
             path = self.path.partition("?")[0]
@@ -459,6 +467,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(failure.status, error, headers)
             return
         payload, problem = _validate_message(raw)
+        kind = payload.get("type")
+        if problem is None and kind in ("image", "document", "location"):
+            problem = outbound_media_problem(str(kind), payload[str(kind)], self.fake.media)
         refused = None
         if problem is None and payload.get("type") == "template" and self.fake.templates:
             refused = template_problem(self.fake.templates, payload)
@@ -477,6 +488,15 @@ class _Handler(BaseHTTPRequestHandler):
                 "messages": [{"id": wamid}],
             }
             self._send_json(200, answer)
+
+    def _upload_media(self, body: bytes) -> None:
+        media, problem = parse_upload(self.headers.get("Content-Type", ""), body)
+        if media is None:
+            self._send_json(400, graph_error(400, problem or "bad upload", code=100))
+            return
+        media_id = f"{next(self.fake._wamids)}0{len(media.content)}"
+        self.fake.media.add(media_id, media)
+        self._send_json(200, {"id": media_id})
 
     def _media_info(self, media_id: str) -> None:
         media = self.fake._media_by_id(media_id)

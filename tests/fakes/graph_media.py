@@ -11,10 +11,12 @@ and how many downloads were in flight at once, so tests can tell "refused early"
 from __future__ import annotations
 
 import contextlib
+import email.policy
 import hashlib
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from email.parser import BytesParser
 from typing import Any, Protocol
 
 JSON = dict[str, Any]
@@ -120,3 +122,42 @@ class MediaStore:
                 wfile.write(piece)
                 left -= len(piece)
                 self.count_sent(media_id, len(piece))
+
+
+def parse_upload(content_type: str, body: bytes) -> tuple[Media | None, str | None]:
+    """A `POST /{phone-number-id}/media` form (`messaging_product`, `type`, `file`) as
+    the Cloud API reads it; the file, or Meta's (#100) problem."""
+    if not content_type.startswith("multipart/form-data"):
+        return None, "(#100) The parameter file is required (multipart/form-data)"
+    document = BytesParser(policy=email.policy.HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body
+    )
+    fields: dict[str, Any] = {}
+    for part in document.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        payload = part.get_payload(decode=True)
+        fields[str(name)] = (part.get_filename(), part.get_content_type(), payload)
+    if fields.get("messaging_product", (None, None, b""))[2] != b"whatsapp":
+        return None, "(#100) The parameter messaging_product is required and must be whatsapp"
+    if "file" not in fields or not fields["file"][2]:
+        return None, "(#100) The parameter file is required"
+    filename, mime_type, content = fields["file"]
+    declared = fields.get("type", (None, None, b""))[2].decode() or mime_type
+    return Media(content, declared, filename), None
+
+
+def outbound_media_problem(kind: str, media: JSON, store: MediaStore) -> str | None:
+    """What Meta refuses in a photo, document or location message; None when it is sound."""
+    if kind == "location":
+        coordinates = (media.get("latitude"), media.get("longitude"))
+        if not all(isinstance(value, int | float) for value in coordinates):
+            return "(#100) Param location['latitude'] and ['longitude'] must be numbers"
+        return None
+    link, media_id = media.get("link"), media.get("id")
+    if (link is None) == (media_id is None):
+        return f"(#100) Param {kind} must have exactly one of 'link' and 'id'"
+    if link is not None and not str(link).startswith(("https://", "http://")):
+        return f"(#100) Param {kind}['link'] must be a URL"
+    if media_id is not None and store.get(str(media_id)) is None:
+        return "(#131053) Media upload error: unknown media id"
+    return None

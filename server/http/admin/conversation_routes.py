@@ -92,8 +92,8 @@ async def reply_as_operator(
     """Queued under the conversation's lock; sent to WhatsApp and kept in the thread.
     409 when the conversation does not wait for a person, or its window has closed."""
     services = services_of(request)
-    found = await _require_escalated(services, conversation_id)
-    await _require_open_window(services, found)
+    found = await require_escalated(services, conversation_id)
+    await require_open_window(services, found)
     text = body.text
     if body.canned is not None:
         text = await canned_reply(services.pool, body.canned)
@@ -109,7 +109,7 @@ async def reply_as_operator(
 async def hand_back_to_bot(
     request: Request, conversation_id: uuid.UUID, admin: Admin
 ) -> ActionAccepted:
-    found = await _require_escalated(services_of(request), conversation_id)
+    found = await require_escalated(services_of(request), conversation_id)
     return await queue_action(request, found, admin, OPERATOR_RELEASE_TASK, "conversation.release")
 
 
@@ -137,7 +137,7 @@ async def queue_action(
     return ActionAccepted(action_id=action_id, job_id=job_id)
 
 
-async def _require_escalated(services: Services, conversation_id: uuid.UUID) -> ConversationRow:
+async def require_escalated(services: Services, conversation_id: uuid.UUID) -> ConversationRow:
     """The conversation, once it is known to wait for a person."""
     found = await find_conversation(services.pool, str(conversation_id))
     if found is None:
@@ -147,7 +147,7 @@ async def _require_escalated(services: Services, conversation_id: uuid.UUID) -> 
     return found
 
 
-async def _require_open_window(services: Services, found: ConversationRow) -> None:
+async def require_open_window(services: Services, found: ConversationRow) -> None:
     """Refuse a free-form reply WhatsApp would refuse: 24 hours after the customer's
     last message only an approved template reaches them."""
     window = await service_window(services.pool, found)
