@@ -43,6 +43,7 @@ class Outcome:
     config: RunnableConfig
     text: str = ""
     interrupt: Interrupt | None = None
+    shown: Any = None  # what the tool gave to show the customer (the ToolMessage's artifact)
 
 
 class Customer:
@@ -67,7 +68,7 @@ class Customer:
             return Outcome(config, interrupt=result["__interrupt__"][0])
         last = result["messages"][-1]
         assert isinstance(last, ToolMessage)
-        return Outcome(config, text=str(last.content))
+        return Outcome(config, text=str(last.content), shown=last.artifact)
 
 
 def tool_graph(
@@ -325,3 +326,32 @@ async def test_manual_bank_transfer_gives_a_reference_staff_can_settle(
     assert await mark_payment_paid(pool, row["reference"])
     status = await alice.call("get_payment_status", {})
     assert "[paid]" in status.text
+
+
+async def test_a_paid_payments_receipt_goes_to_the_customer_as_a_document(
+    db_url: str, pool: Pool, http_provider: HttpPaymentLinkProvider,
+    payment_service: FakePaymentProvider,
+) -> None:  # fmt: skip
+    alice = customer(pool, http_provider)
+    await alice.resume(await alice.call("create_payment", {"items": [{"sku": "ACC-HELMET"}]}), True)
+    [payment] = await payments(db_url)
+    pending = await alice.call("get_payment_status", {})
+    receipt = "https://pay.example/receipts/" + payment["provider_reference"] + ".pdf"
+    payment_service.mark_paid(payment["provider_reference"], receipt_url=receipt)
+    paid = await alice.call("get_payment_status", {})
+    again = await alice.call("get_payment_status", {"reference": payment["reference"]})
+    assert pending.shown == []
+    assert (
+        paid.shown
+        == again.shown
+        == [
+            {
+                "kind": "document",
+                "link": receipt,
+                "filename": f"receipt-{payment['reference']}.pdf",
+                "caption": f"Receipt {payment['reference']}",
+            }
+        ]
+    )
+    assert "[paid]" in paid.text and "receipt is sent" in paid.text
+    assert receipt not in paid.text  # the model is told, the address stays out of its prompt

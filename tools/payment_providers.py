@@ -11,7 +11,7 @@ Two providers behind one small interface:
       POST {base}/v1/payment_links            Idempotency-Key: <ours>
            {"amount", "currency", "reference", "description", "customer": {"phone"}}
            → {"id", "url", "status", "expires_at"}
-      GET  {base}/v1/payment_links/{id}        → {"id", "status", ...}
+      GET  {base}/v1/payment_links/{id}        → {"id", "status", "receipt_url"?, ...}
       POST {base}/v1/payment_links/{id}/cancel → {"id", "status": "cancelled"}
 
   Bearer-key auth, a timeout per request, bounded retries with exponential backoff on
@@ -71,12 +71,21 @@ class PaymentLink:
     expires_at: dt.datetime | None = None
 
 
+@dataclass(frozen=True)
+class ProviderView:
+    """What the provider says of a payment now; a paid one may come with its receipt
+    (a PDF at an https address)."""
+
+    status: PaymentStatus
+    receipt_url: str | None = None
+
+
 class PaymentProvider(Protocol):
     name: str
 
     async def create_link(self, request: PaymentLinkRequest) -> PaymentLink: ...
 
-    async def get_status(self, provider_reference: str) -> PaymentStatus | None:
+    async def get_status(self, provider_reference: str) -> ProviderView | None:
         """The provider's view, or None when only our table knows (manual payments)."""
 
     async def cancel(self, provider_reference: str) -> None: ...
@@ -122,7 +131,7 @@ class ManualBankTransferProvider:
             expires_at=dt.datetime.now(dt.UTC) + self.validity,
         )
 
-    async def get_status(self, provider_reference: str) -> PaymentStatus | None:
+    async def get_status(self, provider_reference: str) -> ProviderView | None:
         return None
 
     async def cancel(self, provider_reference: str) -> None:
@@ -188,9 +197,13 @@ class HttpPaymentLinkProvider:
             expires_at=_timestamp(data.get("expires_at")),
         )
 
-    async def get_status(self, provider_reference: str) -> PaymentStatus | None:
+    async def get_status(self, provider_reference: str) -> ProviderView | None:
         data = await self._call("GET", f"/v1/payment_links/{provider_reference}")
-        return _status(data.get("status"))
+        receipt = data.get("receipt_url")
+        usable = (
+            isinstance(receipt, str) and receipt.startswith("https://") and len(receipt) <= 2000
+        )
+        return ProviderView(_status(data.get("status")), receipt if usable else None)
 
     async def cancel(self, provider_reference: str) -> None:
         await self._call("POST", f"/v1/payment_links/{provider_reference}/cancel")

@@ -23,6 +23,7 @@ from langchain_core.tools import BaseTool
 from langgraph.prebuilt import ToolRuntime
 from pydantic import Field, model_validator
 
+from graph.state import MediaReply
 from tools.common import (
     CustomerToolArgs,
     Pool,
@@ -34,6 +35,7 @@ from tools.common import (
     ensure_contact,
     format_money,
     idempotency_key,
+    showing_tool,
 )
 from tools.payment_providers import PaymentLinkRequest, PaymentProvider, PaymentProviderError
 from tools.pricing import ItemLine, Quote, quote_for
@@ -122,12 +124,21 @@ def make_payment_tools(
 
     async def get_payment_status(
         runtime: ToolRuntime[Any, Any], reference: str | None = None
-    ) -> str:
+    ) -> tuple[str, list[MediaReply]]:
+        """The payment for the model; its receipt, once paid, for the customer."""
         wa_id = customer_wa_id(runtime)
         row = await _customer_payment(pool, wa_id, reference)
         if row["status"] == "pending" and row["provider"] == provider.name:
             row = await _refresh(pool, provider, row)
-        return describe(row)
+        if row["status"] != "paid" or not row["receipt_url"]:
+            return describe(row), []
+        receipt: MediaReply = {
+            "kind": "document",
+            "link": row["receipt_url"],
+            "filename": f"receipt-{row['reference']}.pdf",
+            "caption": f"Receipt {row['reference']}",
+        }
+        return describe(row) + " (Its receipt is sent to the customer with your answer.)", [receipt]
 
     async def cancel_payment(runtime: ToolRuntime[Any, Any], reference: str) -> str:
         wa_id = customer_wa_id(runtime)
@@ -161,7 +172,7 @@ def make_payment_tools(
             "at our prices; the customer confirms with a button.",
             args_schema=CreatePaymentArgs,
         ),
-        business_tool(
+        showing_tool(
             get_payment_status,
             name="get_payment_status",
             description="A payment's status.",
@@ -278,24 +289,30 @@ async def _refresh(pool: Pool, provider: PaymentProvider, row: dict[str, Any]) -
     if not row["provider_reference"]:
         return row
     try:
-        status = await provider.get_status(row["provider_reference"])
+        view = await provider.get_status(row["provider_reference"])
     except PaymentProviderError as exc:
         log.warning("payment.status_unavailable", provider=provider.name, error=str(exc)[:200])
         return row
-    if status is None or status == row["status"]:
+    if view is None or view.status == row["status"]:
         return row
-    return await _set_status(pool, int(row["id"]), status)
+    return await _set_status(pool, int(row["id"]), view.status, receipt_url=view.receipt_url)
 
 
 async def _set_status(
-    pool: Pool, payment_id: int, status: str, *, error: str | None = None
+    pool: Pool,
+    payment_id: int,
+    status: str,
+    *,
+    error: str | None = None,
+    receipt_url: str | None = None,
 ) -> dict[str, Any]:
     async with pool.connection() as conn:
         cur = await conn.execute(
             "UPDATE payments SET status = %s, error = coalesce(%s, error), updated_at = now(),"
-            " paid_at = CASE WHEN %s = 'paid' THEN coalesce(paid_at, now()) ELSE paid_at END"
+            " paid_at = CASE WHEN %s = 'paid' THEN coalesce(paid_at, now()) ELSE paid_at END,"
+            " receipt_url = coalesce(%s, receipt_url)"
             " WHERE id = %s RETURNING *",
-            (status, error, status, payment_id),
+            (status, error, status, receipt_url, payment_id),
         )
         row = await cur.fetchone()
     assert row is not None

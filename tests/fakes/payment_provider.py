@@ -67,9 +67,12 @@ class FakePaymentProvider:
         with self._lock:
             self._fail_remaining, self._fail_status = n, status
 
-    def mark_paid(self, link_id: str) -> None:
+    def mark_paid(self, link_id: str, *, receipt_url: str | None = None) -> None:
+        """Paid, as the customer's checkout reports it; with the provider's PDF receipt."""
         with self._lock:
             self.links[link_id]["status"] = "paid"
+            if receipt_url is not None:
+                self.links[link_id]["receipt_url"] = receipt_url
 
     def created(self) -> int:
         """How many distinct links were created (idempotent replays do not count)."""
