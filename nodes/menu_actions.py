@@ -23,6 +23,7 @@ from graph.state import (
     ReplyButton,
 )
 from nodes.fallback import FallbackTexts, as_history
+from nodes.local_formats import day_in
 from nodes.menu_texts import MenuTexts
 from tools.common import DECLINED, REFUSED
 from tools.listings import Listings, ListRow
@@ -96,7 +97,7 @@ class MenuActions:
             return self.call("create_payment", {"items": [{"sku": value, "quantity": 1}]})
         if kind == "day" and (day := _parse_day(value)) is not None:
             slots = await self.listings.free_slots(day)
-            return self.listing("pick_slot", slots, day=f"{day:%a %d %b}")
+            return self.listing("pick_slot", slots, day=day_in(day, self.language))
         if kind == "slot" and value.isdigit():
             return self.call("create_booking", {"slot_id": int(value)})
         if kind == "booking" and value.isdigit():

@@ -19,6 +19,7 @@ from langgraph.types import Command
 
 from graph.state import ConversationState
 from nodes.intents import ProductWords, RequestReader, TypedRequest, rank_products
+from nodes.local_formats import day_in
 from nodes.menu_actions import DAY, TICKET, MenuActions
 from nodes.notices import latest_language
 from tools.listings import ListRow
@@ -85,7 +86,7 @@ class TypedMenu:
         if day is not None:
             slots = await self.slots_asked_for(actions, day, text)
             if slots:
-                return actions.listing("pick_slot", slots, day=f"{day:%a %d %b}")
+                return actions.listing("pick_slot", slots, day=day_in(day, actions.language))
         days = await actions.listings.days_with_free_slots()
         if not days:
             return actions.listing("pick_day", [])
@@ -93,7 +94,7 @@ class TypedMenu:
         if day is None:
             listed = actions.listing("pick_day", rows)
         else:
-            listed = actions.listing("no_slots_on_day", rows, day=f"{day:%a %d %b}")
+            listed = actions.listing("no_slots_on_day", rows, day=day_in(day, actions.language))
         return {**listed, "menu_awaiting": DAY}
 
     async def slots_asked_for(self, actions: MenuActions, day: dt.date, text: str) -> list[ListRow]:

@@ -9,6 +9,7 @@ notices around it: the apology, refusals, caps, the handover.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -17,6 +18,7 @@ import yaml
 from langchain_core.messages import HumanMessage
 
 from graph.state import ConversationState, whatsapp_meta
+from nodes.local_formats import duration_in
 
 NOTICES_DIR = Path(__file__).resolve().parents[1] / "prompts" / "notices"
 REFERENCE_LANGUAGE = "en"
@@ -54,9 +56,16 @@ class Notices:
         return frozenset(self.by_language)
 
     def say(self, key: str, language: str | None, **values: object) -> str:
-        """The notice in `language` if it has one, else in English."""
-        text = self.by_language.get(language or "", {}).get(key) or self.reference[key]
-        return text.format(**values)
+        """The notice in `language` if it has one, else in English; a duration among
+        the values is written in the language of the text it goes into."""
+        texts = self.by_language.get(language or "", {})
+        text = texts.get(key)
+        written_in = language if text is not None else REFERENCE_LANGUAGE
+        shown = {
+            name: duration_in(value, written_in) if isinstance(value, dt.timedelta) else value
+            for name, value in values.items()
+        }
+        return (text or self.reference[key]).format(**shown)
 
 
 def latest_language(state: ConversationState, guess: GuessLanguage | None) -> str | None:

@@ -4,18 +4,23 @@ and English for a language the service has no texts for."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import uuid
 
+from graph.composition.confirmation_texts import ConfirmationTexts
 from nodes.notices import REFERENCE_LANGUAGE, Notices
 from tests.fakes.graph_api import FakeGraphAPI
 from tests.fakes.meta_payloads import envelope, interactive_reply, text_message
-from tests.fakes.openai_server import FakeOpenAIServer
+from tests.fakes.openai_server import FakeOpenAIServer, ToolCall
 from tests.support import RunningService, eventually, running_service
 from tests.support_outcomes import new_customer, outcome_settings
 from tests.support_outcomes import say as outcome_say
 from tests.test_accounting import console_settings, say
+from tests.test_agent_flows import agent_settings, next_saturday_rental_slot, tap_confirm
+from tests.test_agent_flows import say as flow_say
 from tests.test_csat import after_idle, csat_lists, hooks_of
+from tools.demo import seed_demo
 
 NOTICES = Notices.load()
 
@@ -40,6 +45,15 @@ def test_every_language_has_the_notices_with_their_placeholders() -> None:
             assert len(NOTICES.say(key, language)) <= 72, (language, key)
     assert NOTICES.say("apology", "de") == reference["apology"]  # no German texts
     assert NOTICES.say("rate_block", "fr", duration="5 minutes").endswith("après.")
+
+
+def test_a_wait_is_written_in_the_language_of_the_notice_it_goes_into() -> None:
+    ten_minutes, an_hour = dt.timedelta(minutes=10), dt.timedelta(seconds=3590)
+    assert "pendant 10 minutes" in NOTICES.say("rate_block", "fr", duration=ten_minutes)
+    assert "dakika 10" in NOTICES.say("rate_block", "sw", duration=ten_minutes)
+    assert "1 hora" in NOTICES.say("rate_block", "es", duration=an_hour)
+    # German has no notices: the English text, with an English duration in it.
+    assert "paused for 10 minutes" in NOTICES.say("rate_block", "de", duration=ten_minutes)
 
 
 async def _tap(service: RunningService, customer: str) -> None:
@@ -124,3 +138,36 @@ async def test_the_rating_question_and_its_thanks_are_in_the_customers_language(
         tap = interactive_reply(customer, rows[0]["id"], rows[0]["title"], list_reply=True)
         await outcome_say(service, tap, turn=False)
     assert graph_api.texts_to(customer)[-1] == NOTICES.say("csat_thanks_rated", "fr")
+
+
+def test_every_language_confirms_with_buttons_that_fit() -> None:
+    texts = ConfirmationTexts.load()
+    assert {"fr", "es", "pt", "sw", "rw"} <= set(texts.translations)
+    for language in ("en", *texts.translations):
+        translated = texts.in_language(language)
+        assert 0 < len(translated.confirm) <= 20 and 0 < len(translated.cancel) <= 20, language
+        assert translated.confirm != translated.cancel, language
+    assert texts.in_language("de") is texts  # a language without texts: English
+
+
+async def test_a_french_speaker_confirms_a_booking_with_french_buttons(
+    db_url: str, graph_api: FakeGraphAPI, openai_server: FakeOpenAIServer
+) -> None:
+    customer = new_customer()
+    async with running_service(agent_settings(db_url, graph_api, openai_server)) as service:
+        await seed_demo(service.services.pool)
+        saturday, slot_id = await next_saturday_rental_slot(service)
+        openai_server.script(
+            ToolCall("check_availability", {"date": saturday.isoformat(), "kind": "rental"}),
+            ToolCall("create_booking", {"slot_id": slot_id, "notes": "vélo de ville"}),
+            "C'est fait : votre vélo est réservé pour samedi.",
+        )
+        asking = text_message(customer, "Bonjour, je voudrais réserver un vélo pour samedi")
+        await flow_say(service, graph_api, customer, asking)
+        question = graph_api.sent_to(customer)[-1]["interactive"]
+        await flow_say(service, graph_api, customer, tap_confirm(graph_api, customer))
+        booked = await service.fetch("SELECT status FROM bookings WHERE wa_id = %s", customer)
+    titles = [button["reply"]["title"] for button in question["action"]["buttons"]]
+    assert titles == ["Confirmer", "Annuler"]
+    assert question["body"]["text"].startswith("Merci de confirmer :\n")
+    assert booked == [{"status": "confirmed"}]  # the French Confirm is the same yes

@@ -212,7 +212,7 @@ class Replayer:
                 result = await guarded.ainvoke(
                     None, config, context=replay_context, durability=DURABILITY
                 )
-                outcome = replayed_outcome(result)
+                outcome = replayed_outcome(result, replay_context.language)
                 trace.record(result, outcome.replies)
             ran = await self._nodes_run(config)
         return ReplayResult(

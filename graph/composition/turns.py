@@ -11,17 +11,15 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal, Protocol
 
-import yaml
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph._internal._constants import CONFIG_KEY_RESUMING
 from langgraph.types import Command, Interrupt
 
 from graph.composition.builder import ConversationGraph
-from graph.composition.prompts import PROMPTS_DIR
+from graph.composition.confirmation_texts import ConfirmationTexts
 from graph.context import ConversationContext
 from graph.state import (
     ButtonsReply,
@@ -58,22 +56,6 @@ CONFIRM_YES = "confirm:yes"
 CONFIRM_NO = "confirm:no"
 _ANSWERS = (CONFIRM_YES, CONFIRM_NO)
 _TAG_CHARS = 12
-
-
-@dataclass(frozen=True)
-class ConfirmationTexts:
-    """What the customer reads around the buttons (prompts/confirmations.yaml)."""
-
-    question: str
-    confirm: str
-    cancel: str
-    stale_with_question: str
-    stale: str
-
-    @classmethod
-    def load(cls, path: Path = PROMPTS_DIR / "confirmations.yaml") -> ConfirmationTexts:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-        return cls(**{name: str(raw[name]).strip() for name in cls.__dataclass_fields__})
 
 
 TEXTS = ConfirmationTexts.load()
@@ -178,12 +160,13 @@ async def run_turn(
         config = _at_checkpoint(config, fork_from)
     snapshot = await graph.aget_state(config)
     values: dict[str, Any] = dict(snapshot.values)
+    texts = TEXTS.in_language(context.language)
     started_from = snapshot.config.get("configurable", {}).get("checkpoint_id")
     if values.get("run_id") == run_id:  # a retried job: this turn already started
         if snapshot.interrupts or not snapshot.next or values.get("mode") == "human":
-            return _outcome(values, snapshot.interrupts)
+            return _outcome(values, snapshot.interrupts, texts=texts)
         result = await graph.ainvoke(None, config, context=context, durability=DURABILITY)
-        return _outcome(result, result.get("__interrupt__"))
+        return _outcome(result, result.get("__interrupt__"), texts=texts)
     if values.get("mode") == "human":
         update = {"messages": list(messages), "run_id": run_id, "replies": []}
         await graph.aupdate_state(config, update, as_node="escalate")
@@ -195,20 +178,20 @@ async def run_turn(
         tag = question_tag(pending)
         answers = [tap.answer for tap in taps if tap.tag == tag]
         if not answers and not typed:  # only buttons of earlier questions
-            again = confirmation_buttons(pending, note=TEXTS.stale_with_question)
+            again = confirmation_buttons(pending, texts, note=texts.stale_with_question)
             return TurnOutcome(replies=[again], waiting="confirmation", state=values)
         answer = {"confirmed": bool(answers) and answers[-1] == CONFIRM_YES}
         resume: Command[str] = Command(resume=answer, update={"run_id": run_id, "replies": []})
         result = await _invoke(graph, resume, config, context, step_by_step)
         if not typed or "__interrupt__" in result:
-            return _outcome(result, result.get("__interrupt__"))
+            return _outcome(result, result.get("__interrupt__"), texts=texts)
         # The customer wrote instead of tapping: cancelled, then answered.
         answered, config = list(result.get("replies", [])), _another_run(config)
     elif taps and not typed:  # a button of a question already answered or dropped
-        return TurnOutcome(replies=[text_reply(TEXTS.stale)], state=values)
+        return TurnOutcome(replies=[text_reply(texts.stale)], state=values)
     turn: ConversationState = {"messages": list(typed), "run_id": run_id, "replies": []}
     result = await _invoke(graph, turn, config, context, step_by_step)
-    outcome = _outcome(result, result.get("__interrupt__"), answered)
+    outcome = _outcome(result, result.get("__interrupt__"), answered, texts=texts)
     if answered or outcome.waiting or _acted(values, result):
         return outcome
     return dataclasses.replace(outcome, undo_to=str(started_from or THREAD_START))
@@ -298,14 +281,18 @@ def _split_taps(messages: Sequence[HumanMessage]) -> tuple[list[Tap], list[Human
     return taps, typed
 
 
-def replayed_outcome(result: Mapping[str, Any]) -> TurnOutcome:
+def replayed_outcome(result: Mapping[str, Any], language: str | None = None) -> TurnOutcome:
     """What a replayed run (`ainvoke(None)` from a checkpoint) says and waits for, as a
     turn would: a question it stopped at comes with its buttons."""
-    return _outcome(result, result.get("__interrupt__"))
+    return _outcome(result, result.get("__interrupt__"), texts=TEXTS.in_language(language))
 
 
 def _outcome(
-    result: Mapping[str, Any], interrupts: Sequence[Interrupt] | None, before: Sequence[Reply] = ()
+    result: Mapping[str, Any],
+    interrupts: Sequence[Interrupt] | None,
+    before: Sequence[Reply] = (),
+    *,
+    texts: ConfirmationTexts,
 ) -> TurnOutcome:
     replies: list[Reply] = [*before, *result.get("replies", [])]
     pending = _pending_interrupt(interrupts)
@@ -313,27 +300,30 @@ def _outcome(
         return TurnOutcome(replies=replies, state=result)
     kind = pending.value.get("type")
     if kind == "confirmation":
-        replies.append(confirmation_buttons(pending))
+        replies.append(confirmation_buttons(pending, texts))
         return TurnOutcome(replies=replies, waiting="confirmation", state=result)
     if kind == HELD:  # a replay stopped before a side effect: nobody is waited for
         return TurnOutcome(replies=replies, state=result)
     return TurnOutcome(replies=replies, waiting="human", state=result)
 
 
-def confirmation_buttons(question: Interrupt, note: str = "") -> ButtonsReply:
-    """The question a paused tool asks, as WhatsApp reply buttons bound to it; `note`
-    goes above the question."""
+def confirmation_buttons(
+    question: Interrupt, texts: ConfirmationTexts, note: str = ""
+) -> ButtonsReply:
+    """The question a paused tool asks, as WhatsApp reply buttons bound to it, in the
+    customer's language (`texts`); `note` goes above the question."""
     request: Mapping[str, Any] = question.value
     tag = question_tag(question)
-    buttons = request.get("buttons") or [
-        {"id": CONFIRM_YES, "title": TEXTS.confirm},
-        {"id": CONFIRM_NO, "title": TEXTS.cancel},
+    generic = [
+        {"id": CONFIRM_YES, "title": texts.confirm},
+        {"id": CONFIRM_NO, "title": texts.cancel},
     ]
+    buttons = generic if texts.translated else request.get("buttons") or generic
     bound: list[ReplyButton] = [
         {"id": _bound(str(button["id"]), tag), "title": str(button["title"])[:20]}
         for button in list(buttons)[:3]
     ]
-    asked = str(request.get("summary") or TEXTS.question)
+    asked = texts.question_body(request.get("summary"))
     body = f"{note}\n\n{asked}" if note else asked
     return {"kind": "buttons", "body": body[:1024], "buttons": bound}
 

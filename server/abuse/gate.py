@@ -17,6 +17,7 @@ answers again — weaker (one process only), never no limit at all.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -64,21 +65,14 @@ class GateDeferred(RuntimeError):
     """Fail closed: the limiter is down, so the job is retried later instead."""
 
 
-def _duration(seconds: int) -> str:
-    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
-        if seconds >= size:
-            count = round(seconds / size)
-            return f"{count} {unit}{'s' if count != 1 else ''}"
-    return f"{seconds} seconds"
-
-
 @dataclass(frozen=True)
 class Notice:
     """What a refused customer reads: a key of prompts/notices/ and its values, written
     in the customer's language by whoever sends it (server/runner/admission.py)."""
 
     key: str
-    values: Mapping[str, str] = field(default_factory=dict)
+    # A wait is a timedelta: the notice writes it in the customer's language.
+    values: Mapping[str, object] = field(default_factory=dict)
 
 
 def notice_for(verdict: Verdict, at_ms: int) -> Notice | None:
@@ -88,8 +82,8 @@ def notice_for(verdict: Verdict, at_ms: int) -> Notice | None:
     if outcome is Outcome.WARNED:
         return Notice("rate_warning")
     if outcome in (Outcome.BLOCKED_NOW, Outcome.BLOCKED):
-        remaining = max(0, verdict.until_ms - at_ms) // 1000
-        return Notice("rate_block", {"duration": _duration(remaining)})
+        remaining = dt.timedelta(seconds=max(0, verdict.until_ms - at_ms) // 1000)
+        return Notice("rate_block", {"duration": remaining})
     if outcome in (Outcome.BLACKLISTED_NOW, Outcome.BLACKLISTED):
         return Notice("blacklisted")
     if outcome is Outcome.OVER_BUDGET:
