@@ -150,7 +150,7 @@ def test_every_title_fits_whatsapp_in_every_language() -> None:
             assert len(section["title"]) <= 24, language
             for row in section["rows"]:
                 assert len(row["title"]) <= 24 and len(row.get("description", "")) <= 72
-    assert {"fr", "es", "pt", "sw", "rw"} <= set(default.translations)
+    assert {"fr", "es", "pt", "sw", "rw", "ar"} <= set(default.translations)
 
 
 async def test_while_the_reader_is_fitted_typed_words_get_the_topic_menu() -> None:
