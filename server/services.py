@@ -210,7 +210,7 @@ async def _open_services_once(
         graphs = conversation_graphs.pooled(pool, settings.worker_concurrency)
         agents, tools = conversation_graphs.agents, conversation_graphs.tool_names
         memory = conversation_graphs.memory
-        flags = FeatureFlags(pool, settings.flags)
+        flags = FeatureFlags(pool, settings.flags, number_flags=numbers.flags_of)
         if migrate and settings.templates_file is not None:
             await declare_templates(pool, settings.templates_file)
         accounting = None

@@ -19,6 +19,7 @@ from graph.settings import Settings
 from server.whatsapp.secret_refs import SecretRefError, resolve_ref
 from tests.fakes.graph_api import FakeGraphAPI
 from tests.fakes.meta_payloads import envelope, text_message, unknown_message
+from tests.fakes.openai_server import FakeOpenAIServer
 from tests.support import (
     APP_SECRET,
     PHONE_NUMBER_ID,
@@ -30,6 +31,7 @@ from tests.support import (
     service_env,
     service_settings,
 )
+from tests.test_agent_flows import thread_state
 
 ADMIN = {"Authorization": "Bearer alice-token-0123456789abcdef"}
 SUPPORT = "109876543210"  # the support line, beside the sales line of the environment
@@ -48,11 +50,12 @@ def support_line(monkeypatch: pytest.MonkeyPatch, graph_api: FakeGraphAPI) -> No
     graph_api.number_tokens[SUPPORT] = SUPPORT_TOKEN
 
 
-def _settings(db_url: str, graph_api: FakeGraphAPI) -> Settings:
+def _settings(db_url: str, graph_api: FakeGraphAPI, **overrides: Any) -> Settings:
     return service_settings(
         db_url,
         whatsapp_api_base_url=graph_api.base_url,
         admin_tokens="alice:alice-token-0123456789abcdef",
+        **overrides,
     )
 
 
@@ -228,3 +231,57 @@ async def _all_answered(service: RunningService) -> bool:
         "SELECT count(*) AS n FROM inbound_messages WHERE processed_at IS NULL"
     )
     return rows[0]["n"] == 0
+
+
+@pytest.mark.usefixtures("support_line")
+async def test_a_line_that_differs_has_its_own_flags_and_agents(
+    db_url: str, graph_api: FakeGraphAPI, openai_server: FakeOpenAIServer
+) -> None:
+    settings = _settings(
+        db_url,
+        graph_api,
+        openai_api_key="sk-test",
+        openai_base_url=openai_server.base_url + "/v1",
+        router_llm=False,
+        memory_enabled=False,
+    )
+    buyer, caller, booker = _customer(), _customer(), _customer()
+    async with running_service(settings) as service:
+        # The support line answers with the rule-based menu only: no model for it.
+        await _add_support_line(service, flags={"ai_agent": False})
+        openai_server.script("A city helmet costs 15,000 RWF.")
+        await _say(service, text_message(buyer, "How much is a helmet?"))
+        await _say(service, text_message(caller, "How much is a helmet?", phone_number_id=SUPPORT))
+        model_calls = len(openai_server.requests)
+        # Then only customer service answers there: nobody books on the support line.
+        await _add_support_line(service, agents=["customer_service"])
+        openai_server.script("Let me see how I can help.")
+        booking = text_message(
+            booker, "I want to book a bike for Saturday", phone_number_id=SUPPORT
+        )
+        await _say(service, booking)
+        state = await thread_state(service, booker)
+    assert graph_api.texts_to(buyer) == ["A city helmet costs 15,000 RWF."]
+    # The rule-based menu's buttons, not the model's words.
+    assert [message["type"] for message in graph_api.sent_to(caller)] == ["interactive"]
+    assert model_calls == 1
+    assert state["route"]["intent"] in ("customer_service", "human")
+    assert state["active_agent"] != "booking"
+
+
+async def _say(service: RunningService, value: dict[str, Any]) -> None:
+    """One message, signed by its number's app, answered before the next."""
+    number = value["metadata"]["phone_number_id"]
+    secret = SUPPORT_SECRET if number == SUPPORT else APP_SECRET
+    before = await _runs_done(service)
+    assert (await service.post_webhook(envelope(value), secret=secret)).status_code == 200
+
+    async def answered() -> bool:
+        return await _runs_done(service) > before
+
+    await eventually(answered, within=20, what="the turn to finish")
+
+
+async def _runs_done(service: RunningService) -> int:
+    rows = await service.fetch("SELECT count(*) AS n FROM conversation_runs WHERE status='done'")
+    return int(rows[0]["n"])

@@ -75,7 +75,7 @@ class MediaUnderstanding:
         kinds = {str(m.id): str(whatsapp_meta(m).get("kind")) for m in messages}
         if not any(kind in FLAG_OF_KIND for kind in kinds.values()):
             return list(messages)  # the common case costs nothing
-        enabled = await self._enabled_kinds(wa_id)
+        enabled = await self._enabled_kinds(wa_id, whatsapp.phone_number_id)
         if not enabled or not any(kinds[str(m.id)] in enabled for m in messages):
             return list(messages)
         rows = await self._media_rows(run_id, sorted(enabled))
@@ -87,8 +87,10 @@ class MediaUnderstanding:
         texts = {row["wamid"]: outcome.text for row, outcome in zip(rows, outcomes, strict=True)}
         return [_with_text(m, texts[str(m.id)]) if str(m.id) in texts else m for m in messages]
 
-    async def _enabled_kinds(self, wa_id: str) -> set[str]:
-        flags: Mapping[str, bool] = await self.flags.for_customer(wa_id) if self.flags else {}
+    async def _enabled_kinds(self, wa_id: str, phone_number_id: str) -> set[str]:
+        flags: Mapping[str, bool] = (
+            await self.flags.for_customer(wa_id, phone_number_id) if self.flags else {}
+        )
         if not flags.get("ai_agent", FLAG_DEFAULTS["ai_agent"]):
             return set()  # the rule-based menu answers: nothing would read the text
         return {

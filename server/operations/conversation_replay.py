@@ -82,7 +82,7 @@ async def conversation_context(replays: Replays, conversation_id: str) -> Conver
         wa_id=found.wa_id,
         customer_name=found.customer_name,
         agents=await replays.agents.current(),
-        flags=await replays.flags.for_customer(found.wa_id),
+        flags=await replays.flags.for_customer(found.wa_id, found.phone_number_id),
     )
 
 

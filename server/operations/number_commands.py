@@ -34,6 +34,10 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     add.add_argument("--display", default="", help="the number as customers see it")
     add.add_argument("--language", help="its customers' language until theirs is known")
     add.add_argument("--disabled", action="store_true", help="known, but not answered")
+    add.add_argument("--agents", help="only these agents answer it: sales,customer_service")
+    add.add_argument(
+        "--flag", action="append", default=[], help="NAME=on|off for its customers (repeat)"
+    )
     remove = actions.add_parser("remove", help="stop answering a number (audited)")
     remove.add_argument("phone_number_id")
 
@@ -48,6 +52,8 @@ async def run_command(args: argparse.Namespace, settings: Settings) -> int:
                 display_number=args.display,
                 default_language=args.language,
                 enabled=not args.disabled,
+                agents=tuple(args.agents.split(",")) if args.agents else None,
+                flags=_flags(args.flag),
             )
         except ValueError as exc:
             print(f"numbers add: {exc}", file=sys.stderr)
@@ -58,6 +64,17 @@ async def run_command(args: argparse.Namespace, settings: Settings) -> int:
         if args.numbers_action == "remove":
             return await _remove(pool, args.phone_number_id)
         return await _list(pool, settings)
+
+
+def _flags(entries: list[str]) -> dict[str, bool]:
+    """`csat=off`, `ai_agent=on`: the number's own flags."""
+    flags: dict[str, bool] = {}
+    for entry in entries:
+        name, _, state = entry.partition("=")
+        if state not in ("on", "off"):
+            raise ValueError(f"--flag {entry!r}: write NAME=on or NAME=off")
+        flags[name] = state == "on"
+    return flags
 
 
 @contextlib.asynccontextmanager
@@ -109,9 +126,11 @@ async def _list(pool: Pool, settings: Settings) -> int:
         state = "enabled" if number.enabled else "disabled"
         problems = unresolved(number)
         secrets = "secrets resolve here" if not problems else "; ".join(problems)
+        agents = ",".join(number.agents) if number.agents else "every agent"
+        flags = ",".join(f"{n}={'on' if on else 'off'}" for n, on in number.flags.items())
         print(
             f"{number.phone_number_id}\t{number.display_number or '-'}\t"
-            f"{number.default_language or '-'}\t{state}\t{secrets}"
+            f"{number.default_language or '-'}\t{state}\t{agents}\t{flags or '-'}\t{secrets}"
         )
     return 0
 

@@ -31,6 +31,7 @@ from server.outcomes.consent import may_message_first
 from server.outcomes.episode_rules import RESOLVED
 from server.outcomes.episodes import ClosedEpisode
 from server.runner.conversation_runner import Claim
+from server.runner.conversations import find_conversation
 from server.runner.customer_language import CustomerVoice
 from server.runner.outbox import deliver_parts, stage_parts
 from server.runner.transport import Channels
@@ -120,14 +121,17 @@ class Csat:
             return False
         if datetime.now(UTC) - episode.last_customer_at > SERVICE_WINDOW:
             return False
-        if self.flags is None or not (await self.flags.for_customer(episode.wa_id)).get("csat"):
+        conversation = await find_conversation(self.pool, episode.conversation_id)
+        if conversation is None or self.flags is None:
+            return False
+        number = conversation.phone_number_id  # the question comes from the number they wrote to
+        if not (await self.flags.for_customer(episode.wa_id, number)).get("csat"):
             return False
         if not await may_message_first(self.pool, episode.wa_id):
             return False  # they wrote STOP: a rating question is not theirs to answer
-        reserved = await self._reserve(episode)
-        if reserved is None:
+        reserved, language = await self._reserve(episode)
+        if not reserved:
             return False
-        number, language = reserved
         run_id = csat_run_id(episode.id)
         await stage_parts(
             self.pool,
@@ -147,11 +151,10 @@ class Csat:
             log.warning("csat.not_delivered", episode_id=episode.id, title=exc.title)
         return True
 
-    async def _reserve(self, episode: ClosedEpisode) -> tuple[str, str | None] | None:
-        """Mark the episode asked, unless it was, or this customer was asked recently
-        (None then); the conversation's business number (the question comes from the
-        number they wrote to) and the language kept on the customer's contact. The
-        advisory lock makes two episodes closing at once ask only one question."""
+    async def _reserve(self, episode: ClosedEpisode) -> tuple[bool, str | None]:
+        """Mark the episode asked, unless it was, or this customer was asked recently;
+        with the language kept on the customer's contact. The advisory lock makes two
+        episodes closing at once ask only one question."""
         async with self.pool.connection() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (episode.wa_id,))
             cur = await conn.execute(
@@ -161,14 +164,12 @@ class Csat:
                   AND NOT EXISTS (
                     SELECT 1 FROM conversation_episodes o
                     WHERE o.wa_id = e.wa_id AND o.csat_requested_at > now() - %(interval)s)
-                RETURNING (SELECT k.language FROM contacts k WHERE k.wa_id = e.wa_id),
-                    (SELECT c.phone_number_id FROM agent_conversations c
-                     WHERE c.id = e.conversation_id)
+                RETURNING (SELECT k.language FROM contacts k WHERE k.wa_id = e.wa_id)
                 """,
                 {"id": episode.id, "interval": self.min_interval},
             )
             row = await cur.fetchone()
-            return (row["phone_number_id"], row["language"]) if row is not None else None
+            return row is not None, row["language"] if row is not None else None
 
     async def take_feedback(self, claim: Claim) -> tuple[Claim, list[Reply]]:
         """Record ratings and comments; return the claim without them, and the thanks."""

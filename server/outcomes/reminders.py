@@ -120,7 +120,8 @@ class BookingReminders:
 
     async def _remind(self, template: MessageTemplate, booking: dict[str, Any]) -> bool:
         wa_id = booking["wa_id"]
-        if not (await self.flags.for_customer(wa_id)).get(self.options.flag):
+        flags = await self.flags.for_customer(wa_id, booking["phone_number_id"])
+        if not flags.get(self.options.flag):
             return False
         if not await may_message_first(self.pool, wa_id):
             return False

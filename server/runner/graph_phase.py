@@ -19,7 +19,7 @@ from graph.composition.event_stream import StreamingGraph
 from graph.composition.feature_flags import FeatureFlags
 from graph.composition.graph_pool import GraphPool
 from graph.composition.turns import THREAD_START, TurnOutcome, run_turn, thread_config
-from graph.context import ConversationContext
+from graph.context import AgentConfig, ConversationContext
 from graph.infra.database import Pool
 from graph.infra.trace_metadata import app_version, traced_turn, with_trace_metadata
 from graph.state import Reply, text_reply
@@ -96,6 +96,18 @@ class GraphPhase:
         outcome, partial = await self._run_graph(claim, transport)
         return Thought(claim, [*direct, *outcome.replies], outcome, sent_early=partial)
 
+    async def _agents_of(self, phone_number_id: str) -> dict[str, AgentConfig]:
+        """Today's agents, as the business number allows them: a support line may be
+        answered by its own few agents only (the others are off for its customers)."""
+        agents = dict(await self.agents.current()) if self.agents else {}
+        allowed = self.numbers.agents_of(phone_number_id)
+        if allowed is None:
+            return agents
+        return {
+            name: config if name in allowed else replace(config, enabled=False)
+            for name, config in agents.items()
+        }
+
     async def _run_graph(
         self, claim: Claim, transport: Transport | None
     ) -> tuple[TurnOutcome, bool]:
@@ -112,8 +124,12 @@ class GraphPhase:
             customer_name=claim.customer_name,
             channel=channel,
             language=claim.language or self.voice.number_default(claim.phone_number_id),
-            agents=await self.agents.current() if self.agents else {},
-            flags=await self.flags.for_customer(claim.wa_id) if self.flags else {},
+            agents=await self._agents_of(claim.phone_number_id),
+            flags=(
+                await self.flags.for_customer(claim.wa_id, claim.phone_number_id)
+                if self.flags
+                else {}
+            ),
         )
         if self.accounting is not None:
             plan = await self.accounting.plan_turn(config, context)

@@ -18,7 +18,7 @@ import asyncio
 import hashlib
 import hmac
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import httpx
@@ -70,6 +70,9 @@ class NumberSecrets:
     app_secret: str | None
     display_number: str = ""
     default_language: str | None = None
+    # Only these agents answer the number's customers (None: every enabled agent).
+    agents: frozenset[str] | None = None
+    flags: Mapping[str, bool] = field(default_factory=dict)
 
 
 @dataclass
@@ -130,6 +133,16 @@ class WhatsAppNumbers:
         """The number's language for customers not recognised yet (no database read)."""
         number = self._snapshot.numbers.get(phone_number_id)
         return number.default_language if number is not None else None
+
+    def flags_of(self, phone_number_id: str) -> Mapping[str, bool]:
+        """Flags set for this number's customers (no database read)."""
+        number = self._snapshot.numbers.get(phone_number_id)
+        return number.flags if number is not None else {}
+
+    def agents_of(self, phone_number_id: str) -> frozenset[str] | None:
+        """The agents that answer this number (None: every enabled one)."""
+        number = self._snapshot.numbers.get(phone_number_id)
+        return number.agents if number is not None else None
 
     async def signers(self, body: bytes, signature: str | None) -> frozenset[str]:
         """The numbers whose app secret signed `body`: the ones it may speak for."""
@@ -255,4 +268,6 @@ def _resolved(row: BusinessNumber) -> NumberSecrets:
         app_secret=secrets["app_secret"],
         display_number=row.display_number,
         default_language=row.default_language,
+        agents=frozenset(row.agents) if row.agents is not None else None,
+        flags=dict(row.flags),
     )

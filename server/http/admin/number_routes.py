@@ -32,6 +32,8 @@ class NumberChange(BaseModel):
     display_number: str = Field(default="", max_length=32)
     default_language: str | None = None
     enabled: bool = True
+    agents: list[str] | None = Field(default=None, max_length=20)
+    flags: dict[str, bool] = Field(default_factory=dict)
 
 
 @router.get("/numbers")
@@ -53,7 +55,10 @@ async def save_number(
 ) -> dict[str, Any]:
     services = services_of(request)
     try:
-        number = BusinessNumber(phone_number_id=phone_number_id, **change.model_dump())
+        fields = change.model_dump()
+        listed = fields.pop("agents")
+        agents = tuple(listed) if listed is not None else None
+        number = BusinessNumber(phone_number_id=phone_number_id, agents=agents, **fields)
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
     async with services.pool.connection() as conn, conn.transaction():
