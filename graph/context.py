@@ -63,6 +63,9 @@ class ConversationContext:
     wa_id: str = ""
     customer_name: str | None = None
     channel: str = "whatsapp"
+    # The business number the customer wrote to ("" in Studio and tests: every number's
+    # catalog); a number may sell items of its own (catalog_items.phone_number_id).
+    phone_number_id: str = ""
     # A replay re-runs history for a developer: it must never message the customer.
     replay: bool = False
     # The language the customer was last recognised writing in (contacts.language), for

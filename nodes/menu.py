@@ -72,7 +72,8 @@ def make_menu_node(
         wa_id = runtime.context.wa_id if runtime.context is not None else ""
         update = None
         if actions is not None and typed is not None and wa_id:
-            update = await _next_step(actions, typed, state, wa_id)
+            number = runtime.context.phone_number_id if runtime.context is not None else None
+            update = await _next_step(actions.serving(number), typed, state, wa_id)
         if update is not None:
             return update
         language = typed.language(state) if typed is not None else None

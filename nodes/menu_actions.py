@@ -52,6 +52,13 @@ class MenuActions:
         self.menu_texts = menu_texts or MenuTexts(texts)
         self.language = language
 
+    def serving(self, phone_number_id: str | None) -> MenuActions:
+        """The same actions for one business number's conversation (its catalog)."""
+        listings = self.listings.for_number(phone_number_id)
+        return MenuActions(
+            self.texts, listings, self.tools, menu_texts=self.menu_texts, language=self.language
+        )
+
     def speaking(self, language: str | None) -> MenuActions:
         """The same actions, answering in `language` where the texts have it."""
         return MenuActions(

@@ -26,6 +26,7 @@ from graph.infra.database import Pool, create_checkpointer, open_pool
 from tests.fakes.payment_provider import FakePaymentProvider
 from tests.support import query, service_settings
 from tools.bookings import make_booking_tools
+from tools.catalog import make_catalog_tools
 from tools.demo import seed_demo
 from tools.payment_providers import (
     HttpPaymentLinkProvider,
@@ -49,9 +50,13 @@ class Outcome:
 class Customer:
     """Drives tools the way an agent's tool node does: one AI tool call per run."""
 
-    def __init__(self, graph: CompiledStateGraph[Any, Any, Any, Any], wa_id: str) -> None:
+    def __init__(
+        self, graph: CompiledStateGraph[Any, Any, Any, Any], wa_id: str, phone_number_id: str = ""
+    ) -> None:
         self.graph = graph
-        self.context = ConversationContext(conversation_id="c-" + wa_id, wa_id=wa_id)
+        self.context = ConversationContext(
+            conversation_id="c-" + wa_id, wa_id=wa_id, phone_number_id=phone_number_id
+        )
 
     async def call(self, name: str, args: dict[str, Any], *, call_id: str = "") -> Outcome:
         config: RunnableConfig = {"configurable": {"thread_id": str(uuid.uuid4())}}
@@ -355,3 +360,25 @@ async def test_a_paid_payments_receipt_goes_to_the_customer_as_a_document(
     )
     assert "[paid]" in paid.text and "receipt is sent" in paid.text
     assert receipt not in paid.text  # the model is told, the address stays out of its prompt
+
+
+async def test_a_shop_shows_and_bills_its_own_items_and_the_shared_ones_only(
+    pool: Pool, http_provider: HttpPaymentLinkProvider
+) -> None:
+    await pool_execute(
+        pool,
+        "INSERT INTO catalog_items (sku, kind, name, category, price_minor, currency, stock,"
+        " phone_number_id) VALUES ('BELL-GOLD', 'product', 'Golden bell', 'accessories',"
+        " 9000, 'RWF', 3, 'SHOP2')",
+    )
+    tools = tool_graph([*make_catalog_tools(pool), *make_payment_tools(pool, http_provider)])
+    first, second = Customer(tools, ALICE, "SHOP1"), Customer(tools, ALICE, "SHOP2")
+    assert "BELL-GOLD" not in (await first.call("search_catalog", {"query": "bell"})).text
+    assert "BELL-GOLD" in (await second.call("search_catalog", {"query": "bell"})).text
+    assert "no active item" in (await first.call("get_product", {"sku": "BELL-GOLD"})).text
+    billed = await first.call("create_payment", {"items": [{"sku": "BELL-GOLD"}]})
+    assert billed.interrupt is None and "no product with SKU BELL-GOLD" in billed.text
+    asked = await second.call("create_payment", {"items": [{"sku": "BELL-GOLD"}]})
+    assert asked.interrupt is not None  # its own shop asks the customer to confirm
+    shared = await first.call("get_product", {"sku": "ACC-HELMET"})
+    assert "ACC-HELMET" in shared.text  # an item of no number is sold on every number

@@ -1,23 +1,35 @@
 """Catalog tools: what the shop sells and rents, at which price, and what is in stock.
 
 Read-only, so no confirmation and no customer identity: the sales agent can answer
-"do you have a helmet under 20,000?" straight from the `catalog_items` table.
+"do you have a helmet under 20,000?" straight from the `catalog_items` table. The run's
+business number picks what it sells: the shared items and its own.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from langchain_core.tools import BaseTool
+from langgraph.prebuilt import ToolRuntime
 from pydantic import Field, model_validator
 
 from graph.state import MediaReply
-from tools.common import Pool, ToolArgs, ToolFailure, business_tool, format_money, showing_tool
+from tools.common import (
+    SOLD_HERE,
+    CustomerToolArgs,
+    Pool,
+    ToolFailure,
+    business_number,
+    business_tool,
+    format_money,
+    showing_tool,
+)
 
 _MAX_RESULTS = 10
 
 
-class SearchCatalogArgs(ToolArgs):
+class SearchCatalogArgs(CustomerToolArgs):
     query: str = Field(
         default="",
         max_length=100,
@@ -38,7 +50,7 @@ class SearchCatalogArgs(ToolArgs):
         return self
 
 
-class GetProductArgs(ToolArgs):
+class GetProductArgs(CustomerToolArgs):
     sku: str = Field(
         min_length=2,
         max_length=40,
@@ -51,6 +63,7 @@ def make_catalog_tools(pool: Pool) -> list[BaseTool]:
     """`search_catalog` and `get_product` over `catalog_items`."""
 
     async def search_catalog(
+        runtime: ToolRuntime[Any, Any],
         query: str = "",
         kind: str = "any",
         category: str | None = None,
@@ -59,18 +72,19 @@ def make_catalog_tools(pool: Pool) -> list[BaseTool]:
         in_stock_only: bool = False,
         limit: int = 5,
     ) -> str:
-        rows = await _search(
-            pool, query, kind, category, min_price, max_price, in_stock_only, limit
-        )
+        filters = Filters(kind, category, min_price, max_price, in_stock_only)
+        rows = await _search(pool, query, filters, business_number(runtime), limit)
         if not rows:
             return "No catalog items match. Try fewer words or another category."
         return "\n".join(_describe(row) for row in rows)
 
-    async def get_product(sku: str) -> tuple[str, list[MediaReply]]:
+    async def get_product(runtime: ToolRuntime[Any, Any], sku: str) -> tuple[str, list[MediaReply]]:
         """The item for the model; its photo, if it has one, for the customer."""
         async with pool.connection() as conn:
             cur = await conn.execute(
-                "SELECT * FROM catalog_items WHERE sku = upper(%s) AND active", (sku,)
+                "SELECT * FROM catalog_items"
+                f" WHERE sku = upper(%(sku)s) AND active AND {SOLD_HERE}",
+                {"sku": sku, "number": business_number(runtime)},
             )
             row = await cur.fetchone()
         if row is None:
@@ -99,20 +113,30 @@ def make_catalog_tools(pool: Pool) -> list[BaseTool]:
     ]
 
 
+@dataclass(frozen=True)
+class Filters:
+    kind: str = "any"
+    category: str | None = None
+    min_price: int | None = None
+    max_price: int | None = None
+    in_stock_only: bool = False
+
+
 async def _search(
-    pool: Pool,
-    query: str,
-    kind: str,
-    category: str | None,
-    min_price: int | None,
-    max_price: int | None,
-    in_stock_only: bool,
-    limit: int,
+    pool: Pool, query: str, filters: Filters, number: str | None, limit: int
 ) -> list[dict[str, Any]]:
-    """Full-text match on any of the words, or a substring of the name; best first."""
+    """Full-text match on any of the words, or a substring of the name; best first;
+    only what this business number sells."""
     words = " | ".join(w for w in _words(query))
-    clauses = ["active"]
-    params: dict[str, Any] = {"words": words, "like": f"%{query.strip()}%", "limit": limit}
+    kind, category = filters.kind, filters.category
+    min_price, max_price = filters.min_price, filters.max_price
+    clauses = ["active", SOLD_HERE]
+    params: dict[str, Any] = {
+        "words": words,
+        "like": f"%{query.strip()}%",
+        "limit": limit,
+        "number": number,
+    }
     if words:
         clauses.append("(search @@ to_tsquery('simple', %(words)s) OR name ILIKE %(like)s)")
     if kind != "any":
@@ -127,7 +151,7 @@ async def _search(
     if max_price is not None:
         clauses.append("price_minor <= %(max_price)s")
         params["max_price"] = max_price
-    if in_stock_only:
+    if filters.in_stock_only:
         clauses.append("(stock IS NULL OR stock > 0)")
     rank = "ts_rank(search, to_tsquery('simple', %(words)s))" if words else "0"
     sql = (

@@ -85,6 +85,25 @@ def customer_wa_id(runtime: ToolRuntime[Any, Any]) -> str:
     return wa_id
 
 
+# The catalog items a conversation may see and buy: those sold on every number, and
+# those of its own number; every item where no number is known (Studio, tests).
+SOLD_HERE = (
+    "(%(number)s::text IS NULL OR catalog_items.phone_number_id IS NULL"
+    " OR catalog_items.phone_number_id = %(number)s)"
+)
+
+
+def business_number(runtime: ToolRuntime[Any, Any]) -> str | None:
+    """The business number of this run's conversation; None where none is known."""
+    context = runtime.context
+    number = (
+        context.get("phone_number_id")
+        if isinstance(context, Mapping)
+        else getattr(context, "phone_number_id", "")
+    )
+    return number if isinstance(number, str) and number else None
+
+
 def idempotency_key(runtime: ToolRuntime[Any, Any], action: str, wa_id: str) -> str:
     """A key stable across re-runs of the same tool call, unique across conversations.
 

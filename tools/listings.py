@@ -8,12 +8,13 @@ confirmations, idempotency and limits are the same with or without a model.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from tools.common import Pool, format_money
+from tools.common import SOLD_HERE, Pool, format_money
 
 _FREE_SLOT_FILTER = """
     s.starts_at > now() AND s.active AND r.active
@@ -36,6 +37,12 @@ class Listings:
 
     pool: Pool
     timezone: str = "Africa/Kigali"
+    # The conversation's business number: its own items beside the shared ones (None:
+    # every item, as in Studio and tests).
+    phone_number_id: str | None = None
+
+    def for_number(self, phone_number_id: str | None) -> Listings:
+        return dataclasses.replace(self, phone_number_id=phone_number_id or None)
 
     @property
     def zone(self) -> ZoneInfo:
@@ -47,16 +54,17 @@ class Listings:
         rows = await self._fetch(
             "SELECT * FROM (SELECT sku, name, kind, price_minor, currency, unit, stock,"
             " row_number() OVER (PARTITION BY kind ORDER BY price_minor, sku) AS rank"
-            " FROM catalog_items WHERE active) ranked"
-            " WHERE rank <= %s ORDER BY kind DESC, price_minor, sku LIMIT %s",
-            ((limit + 1) // 2, limit),
+            f" FROM catalog_items WHERE active AND {SOLD_HERE}) ranked"
+            " WHERE rank <= %(per_kind)s ORDER BY kind DESC, price_minor, sku LIMIT %(limit)s",
+            {"per_kind": (limit + 1) // 2, "limit": limit, "number": self.phone_number_id},
         )
         return [ListRow(f"product:{r['sku']}", r["name"], _price_and_stock(r)) for r in rows]
 
     async def product_kind(self, sku: str) -> str | None:
         """`product`, `service`, or None for an unknown or inactive SKU."""
         rows = await self._fetch(
-            "SELECT kind, stock FROM catalog_items WHERE sku = %s AND active", (sku,)
+            f"SELECT kind, stock FROM catalog_items WHERE sku = %(sku)s AND active AND {SOLD_HERE}",
+            {"sku": sku, "number": self.phone_number_id},
         )
         if not rows:
             return None
@@ -131,7 +139,9 @@ class Listings:
         start, end = starts_at.astimezone(self.zone), ends_at.astimezone(self.zone)
         return f"{start:%H:%M}–{end:%H:%M}"
 
-    async def _fetch(self, sql: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
+    async def _fetch(
+        self, sql: str, params: tuple[Any, ...] | dict[str, Any]
+    ) -> list[dict[str, Any]]:
         async with self.pool.connection() as conn:
             cur = await conn.execute(sql.encode(), params)
             return list(await cur.fetchall())

@@ -28,6 +28,7 @@ from tools.common import (
     CustomerToolArgs,
     Pool,
     ToolFailure,
+    business_number,
     business_tool,
     confirmed,
     customer_wa_id,
@@ -100,7 +101,8 @@ def make_payment_tools(
             if done["provider_reference"] is None and done["status"] in ("creating", "failed"):
                 done = await _request_link(pool, provider, done, wa_id)
             return "Payment created: " + describe(done)
-        quote = await quote_for(pool, wa_id, booking_id, items or [])
+        number = business_number(runtime)
+        quote = await quote_for(pool, wa_id, booking_id, items or [], phone_number_id=number)
         if booking_id is not None and (open_one := await _open_payment(pool, booking_id)):
             return "This booking already has a payment: " + describe(open_one)
         amount = format_money(quote.amount_minor, quote.currency)

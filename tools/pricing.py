@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import Field
 
-from tools.common import Connection, Pool, ToolArgs, ToolFailure
+from tools.common import SOLD_HERE, Connection, Pool, ToolArgs, ToolFailure
 
 
 class ItemLine(ToolArgs):
@@ -30,12 +30,20 @@ class Quote:
     items: list[dict[str, Any]] = field(default_factory=list)
 
 
-async def quote_for(pool: Pool, wa_id: str, booking_id: int | None, items: list[ItemLine]) -> Quote:
-    """The quote for one booking of this customer, or for products."""
+async def quote_for(
+    pool: Pool,
+    wa_id: str,
+    booking_id: int | None,
+    items: list[ItemLine],
+    *,
+    phone_number_id: str | None = None,
+) -> Quote:
+    """The quote for one booking of this customer, or for products (those sold on
+    `phone_number_id`: a shop never bills another shop's item)."""
     async with pool.connection() as conn:
         if booking_id is not None:
             return await _booking_quote(conn, wa_id, booking_id)
-        return await _items_quote(conn, items)
+        return await _items_quote(conn, items, phone_number_id)
 
 
 async def _booking_quote(conn: Connection, wa_id: str, booking_id: int) -> Quote:
@@ -62,14 +70,14 @@ async def _booking_quote(conn: Connection, wa_id: str, booking_id: int) -> Quote
     )
 
 
-async def _items_quote(conn: Connection, items: list[ItemLine]) -> Quote:
+async def _items_quote(conn: Connection, items: list[ItemLine], number: str | None) -> Quote:
     quantities: dict[str, int] = {}
     for line in items:
         quantities[line.sku.upper()] = quantities.get(line.sku.upper(), 0) + line.quantity
     cur = await conn.execute(
         "SELECT sku, name, price_minor, currency, stock FROM catalog_items"
-        " WHERE sku = ANY(%s) AND active AND kind = 'product'",
-        (list(quantities),),
+        f" WHERE sku = ANY(%(skus)s) AND active AND kind = 'product' AND {SOLD_HERE}",
+        {"skus": list(quantities), "number": number},
     )
     found = {row["sku"]: row for row in await cur.fetchall()}
     if missing := sorted(set(quantities) - set(found)):

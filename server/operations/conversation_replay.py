@@ -81,6 +81,7 @@ async def conversation_context(replays: Replays, conversation_id: str) -> Conver
         conversation_id=conversation_id,
         wa_id=found.wa_id,
         customer_name=found.customer_name,
+        phone_number_id=found.phone_number_id,
         agents=await replays.agents.current(),
         flags=await replays.flags.for_customer(found.wa_id, found.phone_number_id),
     )

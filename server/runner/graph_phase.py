@@ -123,6 +123,7 @@ class GraphPhase:
             wa_id=claim.wa_id,
             customer_name=claim.customer_name,
             channel=channel,
+            phone_number_id=claim.phone_number_id,
             language=claim.language or self.voice.number_default(claim.phone_number_id),
             agents=await self._agents_of(claim.phone_number_id),
             flags=(
