@@ -27,6 +27,7 @@ from psycopg.rows import dict_row
 from graph.settings import Settings
 from server.app import create_app
 from server.services import Services
+from server.whatsapp.number_book import BusinessNumber, NumberBook
 from tests.fakes.meta_payloads import sign
 
 REPO = Path(__file__).resolve().parent.parent
@@ -144,6 +145,20 @@ class RunningService:
         async with self.services.pool.connection() as conn:
             cur = await conn.execute(sql.encode(), params)
             return list(await cur.fetchall())
+
+    async def add_number(self, phone_number_id: str) -> None:
+        """Another business number of the same Meta app (the test token and secret,
+        by reference to this process's environment), answered from now on."""
+        os.environ.setdefault("WA_TEST_ACCESS_TOKEN", ACCESS_TOKEN)
+        os.environ.setdefault("WA_TEST_APP_SECRET", APP_SECRET)
+        number = BusinessNumber(
+            phone_number_id,
+            access_token_ref="env:WA_TEST_ACCESS_TOKEN",
+            app_secret_ref="env:WA_TEST_APP_SECRET",
+        )
+        async with self.services.pool.connection() as conn:
+            await NumberBook(self.services.pool).save(number, conn)
+        await self.services.numbers.refresh()
 
 
 @contextlib.asynccontextmanager

@@ -110,6 +110,7 @@ async def test_forgetting_a_customer_leaves_nothing_of_her_anywhere(
         openai_server.script("Noted, Grace.", extraction("The customer is allergic to peanuts."))
         await chat(service, graph_api, grace, "I'm Grace and I am allergic to peanuts.")
         await remembered(service, grace)
+        await service.add_number("PNID2")  # the shop's second line
         await chat(service, graph_api, grace, "Peanut-free snacks at the cafe?", pnid="PNID2")
         await remembered(service, grace)  # its extraction must not take Bob's script
         openai_server.script("Hi Bob.", extraction("The customer rides a blue tandem."))

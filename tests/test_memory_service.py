@@ -73,6 +73,7 @@ async def test_she_is_remembered_in_her_next_conversation_after_the_reply_went_o
         assert "response_format" in openai_server.requests[-1]  # the extraction came last
 
         # Another of the shop's numbers: a new conversation, the same customer.
+        await service.add_number("PNID2")
         later = text_message(grace, "What could I eat at your cafe?", phone_number_id="PNID2")
         assert (await service.post_webhook(envelope(later))).status_code == 200
         await graph_api.wait_for_async(lambda: len(graph_api.texts_to(grace)) == 2, 15)
