@@ -20,8 +20,10 @@ def duration_in(delta: dt.timedelta, language: str | None) -> str:
 
 
 def day_in(day: dt.date, language: str | None) -> str:
-    """A short day label for a menu: weekday, day and month ("Sat 12 Dec")."""
-    return format_date(day, "EEE d MMM", locale=_locale(language))
+    """A short day label for a menu: weekday, day and month ("Sat 05 Dec", as the
+    tools' English lists write it; "sam. 05 déc" in French). An abbreviation's final
+    point is dropped: the label often ends a sentence ("… le sam. 05 déc.")."""
+    return format_date(day, "EEE dd MMM", locale=_locale(language)).rstrip(".")
 
 
 def _locale(language: str | None) -> Locale:
