@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, ParamSpec
+from typing import Any, Literal, ParamSpec
 
 import psycopg
 import structlog
@@ -76,8 +76,7 @@ class CustomerUnknown(ToolFailure):
 
 def customer_wa_id(runtime: ToolRuntime[Any, Any]) -> str:
     """The customer of this run, from the runtime context, else `configurable`."""
-    context = runtime.context
-    wa_id = context.get("wa_id") if isinstance(context, Mapping) else getattr(context, "wa_id", "")
+    wa_id = _from_context(runtime, "wa_id")
     if not wa_id:
         wa_id = (runtime.config.get("configurable") or {}).get("wa_id", "")
     if not isinstance(wa_id, str) or not wa_id:
@@ -95,13 +94,14 @@ SOLD_HERE = (
 
 def business_number(runtime: ToolRuntime[Any, Any]) -> str | None:
     """The business number of this run's conversation; None where none is known."""
-    context = runtime.context
-    number = (
-        context.get("phone_number_id")
-        if isinstance(context, Mapping)
-        else getattr(context, "phone_number_id", "")
-    )
+    number = _from_context(runtime, "phone_number_id")
     return number if isinstance(number, str) and number else None
+
+
+def _from_context(runtime: ToolRuntime[Any, Any], name: str) -> object:
+    """A field of the run's context, whether a ConversationContext or a plain mapping."""
+    context = runtime.context
+    return context.get(name) if isinstance(context, Mapping) else getattr(context, name, "")
 
 
 def idempotency_key(runtime: ToolRuntime[Any, Any], action: str, wa_id: str) -> str:
@@ -225,14 +225,7 @@ def business_tool(
     args_schema: type[BaseModel],
 ) -> StructuredTool:
     """A LangChain tool whose bad arguments and failures come back as messages."""
-    return StructuredTool.from_function(
-        coroutine=answers_model(name)(coroutine),
-        name=name,
-        description=description,
-        args_schema=args_schema,
-        handle_validation_error=validation_message,
-        handle_tool_error=True,
-    )
+    return _tool(answers_model(name)(coroutine), name, description, args_schema, "content")
 
 
 def showing_tool(
@@ -258,14 +251,24 @@ def showing_tool(
         # A refusal or a failure is a message for the model, as for every tool: no media.
         return await answers_model(name)(text_only)(), media
 
+    return _tool(run, name, description, args_schema, "content_and_artifact")
+
+
+def _tool(
+    coroutine: Callable[..., Awaitable[Any]],
+    name: str,
+    description: str,
+    args_schema: type[BaseModel],
+    response_format: Literal["content", "content_and_artifact"],
+) -> StructuredTool:
     return StructuredTool.from_function(
-        coroutine=run,
+        coroutine=coroutine,
         name=name,
         description=description,
         args_schema=args_schema,
         handle_validation_error=validation_message,
         handle_tool_error=True,
-        response_format="content_and_artifact",
+        response_format=response_format,
     )
 
 

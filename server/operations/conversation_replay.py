@@ -143,8 +143,7 @@ async def send_replies(
         parts=parts,
         agent="replay",
     )
-    found = await find_conversation(replays.pool, context.conversation_id)
-    channel = replays.channels.for_number(found.phone_number_id) if found else None
+    channel = replays.channels.for_number(context.phone_number_id)
     return await deliver_parts(replays.pool, channel, run_id)
 
 
