@@ -6,12 +6,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from server.outcomes.episode_rules import is_goodbye
+from nodes.goodbye import is_goodbye
+from nodes.notices import Notices
 from tests.fakes.graph_api import FakeGraphAPI
 from tests.fakes.meta_payloads import text_message
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.support import running_service
 from tests.support_outcomes import episodes_of, new_customer, outcome_settings, say
+
+NOTICES = Notices.load()
 
 
 async def test_an_episode_closes_after_the_idle_time_as_resolved_by_the_bot(
@@ -48,15 +51,15 @@ async def test_an_episode_closes_after_the_idle_time_as_resolved_by_the_bot(
         assert first["id"] == episode["id"] and second["closed_at"] is None
 
 
-async def test_a_goodbye_the_agent_confirms_closes_the_episode(
+async def test_a_goodbye_closes_the_episode_unless_the_answer_asks_back(
     db_url: str, graph_api: FakeGraphAPI, openai_server: FakeOpenAIServer
 ) -> None:
     customer = new_customer()
     async with running_service(outcome_settings(db_url, graph_api, openai_server)) as service:
-        openai_server.script("Helmets are included with every rental.")
+        openai_server.script("Helmets are included. Shall I book a bike for you?")
         await say(service, text_message(customer, "Do you give a helmet with the rental bike?"))
         openai_server.script("Anything else I can help you with?")
-        await say(service, text_message(customer, "ok thanks"))
+        await say(service, text_message(customer, "ok thanks"))  # after a question: the agent
         [episode] = await episodes_of(service, customer)
         assert episode["closed_at"] is None  # the agent asked back: not the end yet
 
@@ -65,6 +68,29 @@ async def test_a_goodbye_the_agent_confirms_closes_the_episode(
         [episode] = await episodes_of(service, customer)
         assert (episode["close_reason"], episode["outcome"]) == ("goodbye", "resolved_bot")
         assert episode["turns"] == 3
+        assert graph_api.texts_to(customer)[-1] == "You're welcome, enjoy your ride!"
+
+
+async def test_thanks_after_an_answer_are_answered_without_the_model_and_close_it(
+    db_url: str, graph_api: FakeGraphAPI, openai_server: FakeOpenAIServer
+) -> None:
+    customer = new_customer()
+    async with running_service(outcome_settings(db_url, graph_api, openai_server)) as service:
+        openai_server.script("Oui, le casque est compris avec chaque location.")
+        await say(service, text_message(customer, "Le casque est compris avec le vélo ?"))
+        calls = len(openai_server.requests)
+        await say(service, text_message(customer, "Super, merci beaucoup !"))
+
+        assert len(openai_server.requests) == calls  # no model call for the thanks
+        assert graph_api.texts_to(customer)[-1] == NOTICES.say("goodbye", "fr")
+        [episode] = await episodes_of(service, customer)
+        assert (episode["close_reason"], episode["outcome"]) == ("goodbye", "resolved_bot")
+
+        # Thanks with a question still reach the agent, who reads the whole history.
+        openai_server.script("Oui, un cadenas aussi.")
+        await say(service, text_message(customer, "merci, et un cadenas ?"))
+        assert graph_api.texts_to(customer)[-1] == "Oui, un cadenas aussi."
+        assert "Avec plaisir" in str(openai_server.requests[-1])
 
 
 async def test_an_escalation_nobody_answered_is_abandoned(

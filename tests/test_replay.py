@@ -127,9 +127,9 @@ async def test_list_replay_and_fork_send_nothing_and_leave_the_live_thread_alone
         assert copies[0]["n"] == 0
 
         # The next real turn continues from the real history, not a replayed one.
-        openai_server.script("You're welcome!")
-        await say(service, graph_api, customer, text_message(customer, "thanks"))
-        assert graph_api.texts_to(customer) == [*received, "You're welcome!"]
+        openai_server.script("Yes, your friend is welcome too!")
+        await say(service, graph_api, customer, text_message(customer, "can my friend come?"))
+        assert graph_api.texts_to(customer) == [*received, "Yes, your friend is welcome too!"]
         seen = _last_request_text(openai_server)
         assert "Booked for 10am." in seen and "10am please" in seen
         assert "replayed" not in seen and "11am" not in seen

@@ -2,6 +2,7 @@
 
     START ─▶ begin_turn ─┬─▶ unsupported (only message kinds the bot cannot read)
                          ├─▶ menu ⇄ menu_tools (no model, or `ai_agent` off: taps)
+                         ├─▶ goodbye (only thanks after an answer: no model)
                          └─▶ recall_memories ─▶ summarize ─▶ router ─┬─▶ agent_<name> ⇄ tools
                                                                      └─▶ escalate ─▶ human_takeover
     every branch ends at END
@@ -37,6 +38,7 @@ from nodes.answer_cache import AnswerCache, with_answer_cache
 from nodes.dispatch import DecidesRoute, customer_turn_text, make_router_node
 from nodes.escalation import human_takeover, make_escalate_node
 from nodes.fallback import make_unsupported_node
+from nodes.goodbye import ends_conversation, make_goodbye_node
 from nodes.handoffs import (
     HUMAN,
     MAX_HANDOFFS_PER_TURN,
@@ -102,6 +104,8 @@ def build_graph(
         tool_wrapper,
         answer_cache=answer_cache,
     )
+    builder.add_node("goodbye", make_goodbye_node(prompts.notices, language_of))
+    builder.add_edge("goodbye", END)
     entry = add_memory_nodes(builder, memory, then="router") if memory else "router"
     builder.add_conditional_edges(
         START,
@@ -110,6 +114,7 @@ def build_graph(
             "unsupported": "unsupported",
             "menu": "menu",
             "escalate": "escalate",
+            "goodbye": "goodbye",
             "router": entry,
         },
     )
@@ -199,12 +204,12 @@ def _begin_with_menu(state: ConversationState) -> str:
 
 def _begin_turn(state: ConversationState, runtime: Runtime[ConversationContext]) -> str:
     """With the `ai_agent` flag off for this customer the rule-based menu answers; its
-    "talk to a person" row still reaches a person."""
+    "talk to a person" row still reaches a person. Thanks after an answer need no agent."""
     if _only_unreadable(state):
         return "unsupported"
     if runtime.context is not None and not runtime.context.flag("ai_agent"):
         return _begin_with_menu(state)
-    return "router"
+    return "goodbye" if ends_conversation(state) else "router"
 
 
 def _only_unreadable(state: ConversationState) -> bool:

@@ -24,9 +24,10 @@ from graph.composition.turns import TurnOutcome, thread_config
 from graph.infra.database import Pool
 from graph.settings import Settings
 from graph.state import Reply, reply_text
+from nodes.goodbye import is_goodbye
 from server.outcomes.consent import Consent
 from server.outcomes.csat import Csat
-from server.outcomes.episode_rules import agent_confirms_goodbye, is_goodbye
+from server.outcomes.episode_rules import agent_confirms_goodbye
 from server.outcomes.episodes import ClosedEpisode, Episodes, TurnRecord
 from server.outcomes.escalation_notices import EscalationNotices
 from server.runner.conversation_runner import Claim
