@@ -44,6 +44,7 @@ class ConversationFigures:
     completion: int = 0
     problems: list[str] = field(default_factory=list)
     handoffs_added: list[str] = field(default_factory=list)
+    without_model: list[str] = field(default_factory=list)  # turns a rule answered
 
     @property
     def new(self) -> int:
@@ -241,6 +242,10 @@ def report(
     for (what, value, goal, shown), limit in zip(goals, ("2,000", "$0.005"), strict=True):
         print(f"goal: {what} < {limit} -> {shown}: {'met' if value < goal else 'NOT met'}")
     _listed("handoffs+: the router gave the turn to another agent, which handed over", figures)
+    served = [(f.conversation.id, note) for f in figures for note in f.without_model]
+    print(f"\nanswered with no model call (the script's text not needed): {len(served) or 'none'}")
+    for conversation, note in served:
+        print(f"  {conversation}: {note}")
     issues = [(f.conversation.id, p) for f in figures for p in f.problems]
     print(f"\nnot as scripted: {len(issues) or 'nothing'}")
     for conversation, problem in issues:

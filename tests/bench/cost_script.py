@@ -128,6 +128,8 @@ class _Progress:
     seen: list[str] = field(default_factory=list)  # tool results, oldest first
     notes: list[str] = field(default_factory=list)  # what did not go as scripted
     handoffs_added: list[str] = field(default_factory=list)  # the router chose otherwise
+    agent_calls: int = 0  # in the current turn
+    without_model: list[str] = field(default_factory=list)  # turns the service answered alone
 
 
 class ScriptedModel:
@@ -150,6 +152,7 @@ class ScriptedModel:
         with self._lock:
             progress = self.progress[conversation_id]
             progress.turn, progress.step, progress.handoffs = turn, 0, 0
+            progress.agent_calls = 0
             self._current = progress
 
     def end(self) -> None:
@@ -158,6 +161,19 @@ class ScriptedModel:
 
     def notes(self, conversation_id: str) -> list[str]:
         return list(self.progress[conversation_id].notes)
+
+    def answered_without_model(self, conversation_id: str, reply: str) -> bool:
+        """Whether the current turn made no agent call; if so it is noted with `reply`,
+        what the service sent instead of the script's text (a rule's answer)."""
+        with self._lock:
+            progress = self.progress[conversation_id]
+            if progress.agent_calls:
+                return False
+            progress.without_model.append(f"turn {progress.turn + 1}: {reply}")
+            return True
+
+    def without_model(self, conversation_id: str) -> list[str]:
+        return list(self.progress[conversation_id].without_model)
 
     def handoffs_added(self, conversation_id: str) -> list[str]:
         """Handoffs the model made because the turn reached another agent than scripted:
@@ -193,6 +209,7 @@ class ScriptedModel:
         if kind == "summary":
             return str(self._resolved(progress, conversation.summary))
         if kind == "agent" and progress is self._current:
+            progress.agent_calls += 1
             return self._agent_step(progress, agent, body)
         return None
 
