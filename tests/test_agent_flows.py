@@ -62,12 +62,14 @@ async def next_saturday_rental_slot(service: RunningService) -> tuple[dt.date, i
     return saturday, int(rows[0]["id"])
 
 
-def tap_confirm(graph_api: FakeGraphAPI, customer: str) -> dict[str, Any]:
-    """A tap on the Confirm button of the question the customer received last."""
+def tap_confirm(graph_api: FakeGraphAPI, customer: str, *, answer: str = "yes") -> dict[str, Any]:
+    """A tap on the Confirm (or, `answer="no"`, Cancel) button of the question the
+    customer received last."""
     question = graph_api.sent_to(customer)[-1]
-    confirm = question["interactive"]["action"]["buttons"][0]["reply"]
-    assert confirm["id"].startswith("confirm:yes:")  # bound to this question
-    return interactive_reply(customer, confirm["id"], confirm["title"])
+    position = 0 if answer == "yes" else 1
+    button = question["interactive"]["action"]["buttons"][position]["reply"]
+    assert button["id"].startswith(f"confirm:{answer}:")  # bound to this question
+    return interactive_reply(customer, button["id"], button["title"])
 
 
 async def thread_state(service: RunningService, customer: str) -> dict[str, Any]:
@@ -77,6 +79,26 @@ async def thread_state(service: RunningService, customer: str) -> dict[str, Any]
     config = {"configurable": {"thread_id": str(conversation[0]["id"])}}
     async with service.services.runner.graphs.borrow() as graph:
         return dict((await graph.aget_state(config)).values)  # type: ignore[arg-type]
+
+
+async def test_a_cancelled_confirmation_goes_back_to_the_agent(
+    db_url: str, graph_api: FakeGraphAPI, openai_server: FakeOpenAIServer
+) -> None:
+    """No receipt without a yes: the agent reads the refusal and answers it."""
+    customer = "2507" + str(uuid.uuid4().int)[:8]
+    async with running_service(agent_settings(db_url, graph_api, openai_server)) as service:
+        await seed_demo(service.services.pool)
+        _, slot_id = await next_saturday_rental_slot(service)
+        openai_server.script(
+            ToolCall("create_booking", {"slot_id": slot_id}),
+            "No problem, nothing is booked. Another day?",
+        )
+        await say(service, graph_api, customer, text_message(customer, "book slot please"))
+        no = tap_confirm(graph_api, customer, answer="no")
+        await say(service, graph_api, customer, no)
+        assert await service.fetch("SELECT id FROM bookings WHERE wa_id = %s", customer) == []
+        assert graph_api.texts_to(customer)[-1] == "No problem, nothing is booked. Another day?"
+        assert "did not confirm" in str(openai_server.requests[-1]["messages"][-1])
 
 
 async def test_book_hand_over_pay_after_confirming_then_ask_for_a_person(
@@ -90,7 +112,6 @@ async def test_book_hand_over_pay_after_confirming_then_ask_for_a_person(
         openai_server.script(
             ToolCall("check_availability", {"date": saturday.isoformat(), "kind": "rental"}),
             ToolCall("create_booking", {"slot_id": slot_id, "notes": "city bike"}),
-            "Done: your bike is booked for Saturday.",
         )
         await say(
             service,
@@ -99,10 +120,15 @@ async def test_book_hand_over_pay_after_confirming_then_ask_for_a_person(
             text_message(customer, "I want to book a bike for Saturday"),
         )
         assert await service.fetch("SELECT id FROM bookings") == []  # asked first
+        asked = len(openai_server.requests)
         await say(service, graph_api, customer, tap_confirm(graph_api, customer))
         booking = await service.fetch("SELECT id, status FROM bookings WHERE wa_id = %s", customer)
         assert [b["status"] for b in booking] == ["confirmed"]
-        assert graph_api.texts_to(customer)[-1] == "Done: your bike is booked for Saturday."
+        # The booking's receipt, sent as it is: no model call after the tap.
+        receipt = graph_api.texts_to(customer)[-1]
+        assert receipt.startswith(f"Done ✅\nBooking #{booking[0]['id']}: Sat ")
+        assert "City bike" in receipt and "6,000 RWF" in receipt
+        assert len(openai_server.requests) == asked
         # The booking agent saw the availability tool's answer before it booked.
         assert any(m["role"] == "tool" for m in openai_server.requests[1]["messages"])
 
@@ -120,13 +146,13 @@ async def test_book_hand_over_pay_after_confirming_then_ask_for_a_person(
         assert [(h["source"], h["target"]) for h in state["handoffs"]] == [("booking", "payment")]
         assert state["route"]["method"] == "sticky"
 
-        openai_server.script("Here is how to pay.")
         tap = tap_confirm(graph_api, customer)
         await say(service, graph_api, customer, tap)
         await service.post_webhook(envelope(tap))  # Meta redelivers the tap: no second payment
-        payments = await service.fetch("SELECT booking_id, status FROM payments")
+        payments = await service.fetch("SELECT booking_id, reference, status FROM payments")
         assert [p["booking_id"] for p in payments] == [booking_id]
-        assert graph_api.texts_to(customer)[-1] == "Here is how to pay."
+        receipt = graph_api.texts_to(customer)[-1]  # how to pay, from the payment itself
+        assert receipt.startswith(f"Done ✅\nPayment {payments[0]['reference']} 6,000 RWF for ")
 
         await say(
             service, graph_api, customer, text_message(customer, "this is wrong, I want a person")

@@ -160,13 +160,14 @@ async def test_a_french_speaker_confirms_a_booking_with_french_buttons(
         openai_server.script(
             ToolCall("check_availability", {"date": saturday.isoformat(), "kind": "rental"}),
             ToolCall("create_booking", {"slot_id": slot_id, "notes": "vélo de ville"}),
-            "C'est fait : votre vélo est réservé pour samedi.",
         )
         asking = text_message(customer, "Bonjour, je voudrais réserver un vélo pour samedi")
         await flow_say(service, graph_api, customer, asking)
         question = graph_api.sent_to(customer)[-1]["interactive"]
         await flow_say(service, graph_api, customer, tap_confirm(graph_api, customer))
         booked = await service.fetch("SELECT status FROM bookings WHERE wa_id = %s", customer)
+        receipt = graph_api.texts_to(customer)[-1]  # sent as it is, no model call
+    assert receipt.startswith("C'est fait ✅\nBooking #") and "City bike" in receipt
     titles = [button["reply"]["title"] for button in question["action"]["buttons"]]
     assert titles == ["Confirmer", "Annuler"]
     assert question["body"]["text"].startswith("Merci de confirmer :\n")

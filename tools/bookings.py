@@ -27,6 +27,7 @@ from tools import booking_store as store
 from tools.common import (
     CustomerToolArgs,
     Pool,
+    ToolAnswer,
     ToolArgs,
     ToolFailure,
     business_tool,
@@ -35,6 +36,8 @@ from tools.common import (
     declined,
     format_money,
     idempotency_key,
+    receipt,
+    showing_tool,
 )
 
 BOOKING_HORIZON_DAYS = 60
@@ -94,7 +97,7 @@ class _Desk:
         lines = [_slot_line(row, self.zone) for row in rows]
         return f"Free slots on {_day(date)} ({self.zone.key} time):\n" + "\n".join(lines)
 
-    async def book(self, wa_id: str, key: str, slot_id: int, notes: str) -> str:
+    async def book(self, wa_id: str, key: str, slot_id: int, notes: str) -> ToolAnswer:
         booking_id = await store.booking_by_key(self.pool, key)
         if booking_id is None:  # not made yet: ask, then book
             async with self.pool.connection() as conn:
@@ -106,7 +109,7 @@ class _Desk:
                 yes_title="Book it",
                 no_title="Cancel",
             ):
-                return declined(f"slot {slot_id} was not booked.")
+                return declined(f"slot {slot_id} was not booked."), []
             try:
                 booking_id = await store.insert_booking(
                     self.pool, wa_id, slot_id, notes, key, self.max_upcoming
@@ -114,9 +117,10 @@ class _Desk:
             except psycopg.errors.UniqueViolation:
                 raise store.taken(slot_id) from None
         booking = await store.customer_booking(self.pool, wa_id, booking_id)
-        return "Booked: " + _booking_line(booking, self.zone)
+        shown = f"Booking #{booking_id}: {_offer(booking, self.zone)}."
+        return "Booked: " + _booking_line(booking, self.zone), receipt(shown)
 
-    async def reschedule(self, wa_id: str, booking_id: int, new_slot_id: int) -> str:
+    async def reschedule(self, wa_id: str, booking_id: int, new_slot_id: int) -> ToolAnswer:
         booking = await store.customer_booking(self.pool, wa_id, booking_id)
         note = ""
         if booking["slot_id"] != new_slot_id:  # else moved already (a re-run), or no change
@@ -133,15 +137,19 @@ class _Desk:
                 yes_title="Yes, move it",
                 no_title="No, keep it",
             ):
-                return declined(f"they kept booking #{booking_id} as it was; nothing was changed.")
+                kept = f"they kept booking #{booking_id} as it was; nothing was changed."
+                return declined(kept), []
             note = await _move(self.pool, wa_id, booking_id, new_slot_id, move)
         booking = await store.customer_booking(self.pool, wa_id, booking_id)
-        return "Rescheduled: " + _booking_line(booking, self.zone) + note
+        shown = f"Booking #{booking_id} is now {_offer(booking, self.zone)}."
+        if note:
+            shown += " Its unpaid payment link no longer works."
+        return "Rescheduled: " + _booking_line(booking, self.zone) + note, receipt(shown)
 
-    async def cancel(self, wa_id: str, booking_id: int, reason: str) -> str:
+    async def cancel(self, wa_id: str, booking_id: int, reason: str) -> ToolAnswer:
         booking = await store.customer_booking(self.pool, wa_id, booking_id)
         if booking["status"] == "cancelled":
-            return f"Booking #{booking_id} is already cancelled."
+            return f"Booking #{booking_id} is already cancelled.", []
         store.require_upcoming(booking)
         if not confirmed(
             "cancel_booking",
@@ -150,10 +158,14 @@ class _Desk:
             yes_title="Yes, cancel it",
             no_title="No, keep it",
         ):
-            return declined(f"they chose to keep booking #{booking_id}; nothing was changed.")
+            kept = f"they chose to keep booking #{booking_id}; nothing was changed."
+            return declined(kept), []
         released = await store.cancel_booking(self.pool, wa_id, booking_id, reason)
         note = f" {released} unpaid payment link(s) for it were voided." if released else ""
-        return f"Booking #{booking_id} is cancelled.{note}"
+        shown = f"Booking #{booking_id} ({_offer(booking, self.zone)}) is cancelled."
+        if released:
+            shown += " Its unpaid payment link no longer works."
+        return f"Booking #{booking_id} is cancelled.{note}", receipt(shown)
 
     async def mine(self, wa_id: str, include_past: bool) -> str:
         where = "" if include_past else " AND b.status = 'confirmed' AND s.ends_at > now()"
@@ -180,18 +192,20 @@ def make_booking_tools(
     async def check_availability(date: dt.date, kind: str = "any") -> str:
         return await desk.free(date, kind)
 
-    async def create_booking(slot_id: int, runtime: ToolRuntime[Any, Any], notes: str = "") -> str:
+    async def create_booking(
+        slot_id: int, runtime: ToolRuntime[Any, Any], notes: str = ""
+    ) -> ToolAnswer:
         wa_id = customer_wa_id(runtime)
         return await desk.book(wa_id, idempotency_key(runtime, "booking", wa_id), slot_id, notes)
 
     async def reschedule_booking(
         booking_id: int, new_slot_id: int, runtime: ToolRuntime[Any, Any]
-    ) -> str:
+    ) -> ToolAnswer:
         return await desk.reschedule(customer_wa_id(runtime), booking_id, new_slot_id)
 
     async def cancel_booking(
         booking_id: int, runtime: ToolRuntime[Any, Any], reason: str = ""
-    ) -> str:
+    ) -> ToolAnswer:
         return await desk.cancel(customer_wa_id(runtime), booking_id, reason)
 
     async def list_my_bookings(runtime: ToolRuntime[Any, Any], include_past: bool = False) -> str:
@@ -204,20 +218,20 @@ def make_booking_tools(
             description="Free rental and workshop slots of a day: slot ids, prices.",
             args_schema=CheckAvailabilityArgs,
         ),
-        business_tool(
+        showing_tool(
             create_booking,
             name="create_booking",
             description="Book a free slot; the customer confirms with a button.",
             args_schema=CreateBookingArgs,
         ),
-        business_tool(
+        showing_tool(
             reschedule_booking,
             name="reschedule_booking",
             description="Move a booking to another free slot (another bike costs its own "
             "price); the customer confirms with a button.",
             args_schema=RescheduleBookingArgs,
         ),
-        business_tool(
+        showing_tool(
             cancel_booking,
             name="cancel_booking",
             description="Cancel a booking; the customer confirms with a button.",

@@ -19,6 +19,7 @@ from tools.common import (
     SOLD_HERE,
     CustomerToolArgs,
     Pool,
+    ToolAnswer,
     ToolFailure,
     business_number,
     business_tool,
@@ -78,7 +79,7 @@ def make_catalog_tools(pool: Pool) -> list[BaseTool]:
             return "No catalog items match. Try fewer words or another category."
         return "\n".join(_describe(row) for row in rows)
 
-    async def get_product(runtime: ToolRuntime[Any, Any], sku: str) -> tuple[str, list[MediaReply]]:
+    async def get_product(runtime: ToolRuntime[Any, Any], sku: str) -> ToolAnswer:
         """The item for the model; its photo, if it has one, for the customer."""
         async with pool.connection() as conn:
             cur = await conn.execute(

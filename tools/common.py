@@ -24,7 +24,7 @@ from psycopg.rows import DictRow
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from graph.state import MediaReply
+from graph.state import MediaReply, TextReply
 
 log = structlog.get_logger(__name__)
 
@@ -39,6 +39,12 @@ REFUSED = "Not done: "
 DECLINED = "The customer did not confirm; "
 CONFIRM_NO = "confirm:no"
 _YES_VALUES = frozenset({CONFIRM_YES, "yes", "confirm", "confirmed"})
+
+# What a tool's answer may carry for the customer, beside the text the model reads: a
+# product's photo, a receipt, or the receipt of an action the customer just confirmed.
+Shown = MediaReply | TextReply
+# The answer of a tool built with `showing_tool`: the model's text, what the customer sees.
+ToolAnswer = tuple[str, list[Shown]]
 
 # ISO 4217 minor-unit exponents of the currencies a shop in the region meets.
 _EXPONENTS = {"RWF": 0, "UGX": 0, "BIF": 0, "KES": 2, "TZS": 2, "USD": 2, "EUR": 2}
@@ -146,6 +152,13 @@ def confirmed(
     return is_yes(answer)
 
 
+def receipt(text: str) -> list[Shown]:
+    """What a confirmed action tells the customer itself ("Booking #12: Tue 08 Dec …"),
+    in the artifact of its tool's answer: the graph sends it with no model call
+    (nodes/receipts.py), so a tap on Confirm costs no tokens."""
+    return [{"kind": "text", "text": text}]
+
+
 def declined(what_stayed: str) -> str:
     """A tool's answer when the customer tapped Cancel (or wrote instead of tapping)."""
     return DECLINED + what_stayed
@@ -229,19 +242,20 @@ def business_tool(
 
 
 def showing_tool(
-    coroutine: Callable[..., Awaitable[tuple[str, list[MediaReply]]]],
+    coroutine: Callable[..., Awaitable[ToolAnswer]],
     *,
     name: str,
     description: str,
     args_schema: type[BaseModel],
 ) -> StructuredTool:
     """A business tool whose answer comes with something to show the customer (a
-    product's photo): the text goes to the model, the media rides in the ToolMessage's
-    `artifact`, which the model never reads and the specialist sends after its answer."""
+    product's photo, a confirmed action's receipt): the text goes to the model, the rest
+    rides in the ToolMessage's `artifact`, which the model never reads: the specialist
+    sends media after its answer, a receipt is sent instead of one."""
 
     @functools.wraps(coroutine)
-    async def run(*args: Any, **kwargs: Any) -> tuple[str, list[MediaReply]]:
-        media: list[MediaReply] = []
+    async def run(*args: Any, **kwargs: Any) -> ToolAnswer:
+        media: list[Shown] = []
 
         async def text_only() -> str:
             text, found = await coroutine(*args, **kwargs)

@@ -27,15 +27,16 @@ from graph.state import MediaReply
 from tools.common import (
     CustomerToolArgs,
     Pool,
+    ToolAnswer,
     ToolFailure,
     business_number,
-    business_tool,
     confirmed,
     customer_wa_id,
     declined,
     ensure_contact,
     format_money,
     idempotency_key,
+    receipt,
     showing_tool,
 )
 from tools.payment_providers import PaymentLinkRequest, PaymentProvider, PaymentProviderError
@@ -89,22 +90,27 @@ def make_payment_tools(
     def describe(row: dict[str, Any]) -> str:
         return _payment_text(row, zone)
 
+    def created(row: dict[str, Any]) -> ToolAnswer:
+        """A payment the customer confirmed: how to pay is their receipt."""
+        shown = _payment_text(row, zone, for_customer=True)
+        return "Payment created: " + describe(row), receipt(f"Payment {shown}")
+
     async def create_payment(
         runtime: ToolRuntime[Any, Any],
         booking_id: int | None = None,
         items: list[ItemLine] | None = None,
-    ) -> str:
+    ) -> ToolAnswer:
         wa_id = customer_wa_id(runtime)
         key = idempotency_key(runtime, "payment", wa_id)
         if (done := await _payment_by_key(pool, key)) is not None:
             # A re-run of a call the customer already confirmed: finish it, never redo it.
             if done["provider_reference"] is None and done["status"] in ("creating", "failed"):
                 done = await _request_link(pool, provider, done, wa_id)
-            return "Payment created: " + describe(done)
+            return created(done)
         number = business_number(runtime)
         quote = await quote_for(pool, wa_id, booking_id, items or [], phone_number_id=number)
         if booking_id is not None and (open_one := await _open_payment(pool, booking_id)):
-            return "This booking already has a payment: " + describe(open_one)
+            return "This booking already has a payment: " + describe(open_one), []
         amount = format_money(quote.amount_minor, quote.currency)
         if not confirmed(
             "create_payment",
@@ -112,21 +118,21 @@ def make_payment_tools(
             {"amount_minor": quote.amount_minor, "currency": quote.currency},
             yes_title="Confirm payment",
         ):
-            return declined("no payment was created.")
+            return declined("no payment was created."), []
         try:
             row = await _claim(pool, wa_id, key, quote, provider.name)
         except psycopg.errors.UniqueViolation:  # another call opened one for this booking
             assert booking_id is not None
             if open_one := await _open_payment(pool, booking_id):
-                return "This booking already has a payment: " + describe(open_one)
+                return "This booking already has a payment: " + describe(open_one), []
             raise
         if row["provider_reference"] is None:
             row = await _request_link(pool, provider, row, wa_id)
-        return "Payment created: " + describe(row)
+        return created(row)
 
     async def get_payment_status(
         runtime: ToolRuntime[Any, Any], reference: str | None = None
-    ) -> tuple[str, list[MediaReply]]:
+    ) -> ToolAnswer:
         """The payment for the model; its receipt, once paid, for the customer."""
         wa_id = customer_wa_id(runtime)
         row = await _customer_payment(pool, wa_id, reference)
@@ -134,19 +140,21 @@ def make_payment_tools(
             row = await _refresh(pool, provider, row)
         if row["status"] != "paid" or not row["receipt_url"]:
             return describe(row), []
-        receipt: MediaReply = {
+        document: MediaReply = {
             "kind": "document",
             "link": row["receipt_url"],
             "filename": f"receipt-{row['reference']}.pdf",
             "caption": f"Receipt {row['reference']}",
         }
-        return describe(row) + " (Its receipt is sent to the customer with your answer.)", [receipt]
+        return describe(row) + " (Its receipt is sent to the customer with your answer.)", [
+            document
+        ]
 
-    async def cancel_payment(runtime: ToolRuntime[Any, Any], reference: str) -> str:
+    async def cancel_payment(runtime: ToolRuntime[Any, Any], reference: str) -> ToolAnswer:
         wa_id = customer_wa_id(runtime)
         row = await _customer_payment(pool, wa_id, reference)
         if row["status"] == "cancelled":
-            return f"Payment {row['reference']} is already cancelled."
+            return f"Payment {row['reference']} is already cancelled.", []
         if row["status"] != "pending":
             raise ToolFailure(
                 f"payment {row['reference']} is {row['status']}; only a pending payment can "
@@ -160,14 +168,16 @@ def make_payment_tools(
             yes_title="Yes, cancel it",
             no_title="No, keep it",
         ):
-            return declined(f"they kept payment {row['reference']}; nothing was changed.")
+            kept = f"they kept payment {row['reference']}; nothing was changed."
+            return declined(kept), []
         if row["provider"] == provider.name and row["provider_reference"]:
             await provider.cancel(row["provider_reference"])
         await _set_status(pool, int(row["id"]), "cancelled")
-        return f"Payment {row['reference']} is cancelled; its link no longer works."
+        done = f"Payment {row['reference']} is cancelled; its link no longer works."
+        return done, receipt(f"{done[:-1]} ({amount}, {row['description']}).")
 
     return [
-        business_tool(
+        showing_tool(
             create_payment,
             name="create_payment",
             description="A payment link or transfer instructions for a booking or products, "
@@ -180,7 +190,7 @@ def make_payment_tools(
             description="A payment's status.",
             args_schema=PaymentReferenceArgs,
         ),
-        business_tool(
+        showing_tool(
             cancel_payment,
             name="cancel_payment",
             description="Cancel a pending payment; the customer confirms with a button.",
@@ -332,9 +342,11 @@ async def mark_payment_paid(pool: Pool, reference: str) -> bool:
         return cur.rowcount == 1
 
 
-def _payment_text(row: dict[str, Any], zone: ZoneInfo) -> str:
+def _payment_text(row: dict[str, Any], zone: ZoneInfo, *, for_customer: bool = False) -> str:
+    """A payment as the model reads it, or (`for_customer`) without its status tag."""
     amount = format_money(int(row["amount_minor"]), row["currency"])
-    text = f"{row['reference']} [{row['status']}] {amount} for {row['description']}."
+    status = "" if for_customer else f" [{row['status']}]"
+    text = f"{row['reference']}{status} {amount} for {row['description']}."
     if row["status"] == "pending":
         if row["payment_url"]:
             text += f" Pay here: {row['payment_url']}"

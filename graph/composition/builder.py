@@ -5,6 +5,7 @@
                          ├─▶ goodbye (only thanks after an answer: no model)
                          └─▶ recall_memories ─▶ summarize ─▶ router ─┬─▶ agent_<name> ⇄ tools
                                                                      └─▶ escalate ─▶ human_takeover
+    tools ─▶ receipt (a confirmed action's outcome: no model)
     every branch ends at END
 
 `recall_memories` puts what the business remembers about the customer in the state for
@@ -48,6 +49,7 @@ from nodes.handoffs import (
 from nodes.intents import RequestReader
 from nodes.memory import HistoryBudget, MemoryNodes, add_memory_nodes
 from nodes.menu import after_menu, make_menu_node
+from nodes.receipts import make_receipt_node, receipts_of_last_tools
 from nodes.specialists import ChatModelFor, agent_node_name, make_specialist_node
 from tools.listings import Listings
 
@@ -106,6 +108,8 @@ def build_graph(
     )
     builder.add_node("goodbye", make_goodbye_node(prompts.notices, language_of))
     builder.add_edge("goodbye", END)
+    builder.add_node("receipt", make_receipt_node(prompts.notices, language_of))
+    builder.add_edge("receipt", END)
     entry = add_memory_nodes(builder, memory, then="router") if memory else "router"
     builder.add_conditional_edges(
         START,
@@ -165,7 +169,12 @@ def _add_agents(
         list(every_tool.values()), handle_tool_errors=True, awrap_tool_call=tool_wrapper
     )
     builder.add_node("tools", tool_node)
-    builder.add_conditional_edges("tools", to_agent_in_charge, [*agent_nodes, "escalate"])
+
+    def after_tools(state: ConversationState) -> str:
+        """A confirmed action's receipt goes out as it is; else back to the agent."""
+        return "receipt" if receipts_of_last_tools(state["messages"]) else to_agent_in_charge(state)
+
+    builder.add_conditional_edges("tools", after_tools, [*agent_nodes, "escalate", "receipt"])
 
 
 def _add_menu(
