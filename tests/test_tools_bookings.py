@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import re
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -111,10 +112,12 @@ def open_day(after_days: int = 1) -> dt.date:
     return day + dt.timedelta(days=1) if day.weekday() == 6 else day
 
 
+# A slot in a check_availability answer: "City bike 1 (slot 21)", after ": ", ", " or "; ".
+LISTED_SLOT = re.compile(r"(?:: |, |; )([^,;:]+?) \(slot (\d+)\)")
+
+
 def slot_ids(text: str) -> list[int]:
-    return [
-        int(line.split()[1].rstrip(":")) for line in text.splitlines() if line.startswith("slot ")
-    ]
+    return [int(found.group(2)) for found in LISTED_SLOT.finditer(text)]
 
 
 def booking_number(text: str) -> int:
@@ -163,7 +166,11 @@ async def test_booking_lifecycle_with_confirmed_cancellation(alice: Customer, db
     listed = (
         await alice.call("check_availability", {"date": day.isoformat(), "kind": "rental"})
     ).text
-    assert "08:00–12:30" in listed and "City bike 1 (rental) — 6,000 RWF" in listed
+    morning = next(
+        line for line in listed.splitlines() if line.startswith("08:00–12:30 (rental): ")
+    )
+    assert "City bike 3 (slot " in morning and " at 6,000 RWF; " in morning
+    assert len(slot_ids(listed)) == 12  # six bikes, morning and afternoon, each listed once
     first, *others = slot_ids(listed)
 
     booked = await alice.confirmed("create_booking", {"slot_id": first, "notes": "tall rider"})
@@ -209,12 +216,9 @@ async def test_booking_lifecycle_with_confirmed_cancellation(alice: Customer, db
 
 def slots_of(listing: str, resource: str) -> list[int]:
     """The free slots of one bike (by name) in a check_availability answer."""
-    lines = slot_lines(listing)
-    return [slot for slot, line in zip(slot_ids(listing), lines, strict=True) if resource in line]
-
-
-def slot_lines(text: str) -> list[str]:
-    return [line for line in text.splitlines() if line.startswith("slot ")]
+    return [
+        int(found.group(2)) for found in LISTED_SLOT.finditer(listing) if found.group(1) == resource
+    ]
 
 
 async def test_booking_asks_first_and_a_moved_booking_takes_the_new_price(

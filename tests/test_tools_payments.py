@@ -25,6 +25,7 @@ from graph.context import ConversationContext
 from graph.infra.database import Pool, create_checkpointer, open_pool
 from tests.fakes.payment_provider import FakePaymentProvider
 from tests.support import query, service_settings
+from tests.test_tools_bookings import slot_ids
 from tools.bookings import make_booking_tools
 from tools.catalog import make_catalog_tools
 from tools.demo import seed_demo
@@ -133,8 +134,7 @@ async def book_a_rental(who: Customer) -> int:
 
 async def query_slots(who: Customer, day: dt.date) -> int:
     listed = await who.call("check_availability", {"date": day.isoformat(), "kind": "rental"})
-    first = next(line for line in listed.text.splitlines() if line.startswith("slot "))
-    return int(first.split()[1].rstrip(":"))
+    return slot_ids(listed.text)[0]
 
 
 async def payments(db_url: str) -> list[dict[str, Any]]:

@@ -14,6 +14,7 @@ the business's time zone; the database keeps UTC. The SQL is in tools/booking_st
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from dataclasses import dataclass
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -94,8 +95,8 @@ class _Desk:
         rows = await store.free_slots(self.pool, date, self.zone, kind)
         if not rows:
             return f"No free {_kind_label(kind)}slots on {_day(date)}. Try another day."
-        lines = [_slot_line(row, self.zone) for row in rows]
-        return f"Free slots on {_day(date)} ({self.zone.key} time):\n" + "\n".join(lines)
+        heading = f"Free slots on {_day(date)} ({self.zone.key} time), as bike (slot id) at price:"
+        return "\n".join([heading, *_free_lines(rows, self.zone)])
 
     async def book(self, wa_id: str, key: str, slot_id: int, notes: str) -> ToolAnswer:
         booking_id = await store.booking_by_key(self.pool, key)
@@ -259,10 +260,24 @@ def _kind_label(kind: str) -> str:
     return "" if kind == "any" else f"{kind} "
 
 
-def _slot_line(row: dict[str, Any], zone: ZoneInfo) -> str:
-    price = format_money(int(row["price_minor"]), row["currency"])
-    when = _span(row["starts_at"], row["ends_at"], zone)
-    return f"slot {row['slot_id']}: {when}, {row['resource_name']} ({row['kind']}) — {price}"
+def _free_lines(rows: list[dict[str, Any]], zone: ZoneInfo) -> list[str]:
+    """One line per time span and kind, its slots grouped by price:
+    `08:00–12:30 (rental): City bike 1 (slot 21), City bike 2 (slot 23) at 6,000 RWF; …`.
+
+    The model reads this answer again on every later call of the conversation, so a day
+    of twelve bikes is written in a third of the tokens one line per slot would take."""
+    lines = []
+    by_span = itertools.groupby(rows, key=lambda r: (r["starts_at"], r["ends_at"], r["kind"]))
+    for (starts_at, ends_at, kind), in_span in by_span:
+        start, end = starts_at.astimezone(zone), ends_at.astimezone(zone)
+        priced = itertools.groupby(in_span, key=lambda r: (r["price_minor"], r["currency"]))
+        groups = [
+            ", ".join(f"{r['resource_name']} (slot {r['slot_id']})" for r in same)
+            + f" at {format_money(int(price), currency)}"
+            for (price, currency), same in priced
+        ]
+        lines.append(f"{start:%H:%M}–{end:%H:%M} ({kind}): " + "; ".join(groups))
+    return lines
 
 
 def _booking_line(row: dict[str, Any], zone: ZoneInfo) -> str:

@@ -172,6 +172,22 @@ def open_day(today: dt.date, days: int) -> dt.date:
     return day
 
 
+def _listed_slots(text: str) -> list[tuple[str, str]]:
+    """(slot id, "span bike") of each slot in a check_availability answer, in order: one
+    line per span, "08:00–12:30 (rental): City bike 1 (slot 21), … at 6,000 RWF; …", or
+    one line per slot, "slot 21: Tue 08 Dec 08:00–12:30, City bike 1 (rental) — …" (the
+    service before 2026-12-07)."""
+    found = []
+    for line in text.splitlines():
+        if one := re.match(r"slot (\d+):", line):
+            found.append((one.group(1), line))
+            continue
+        span = line.split(" ", 1)[0]
+        for listed in re.finditer(r"(?:: |, |; )([^,;:]+?) \(slot (\d+)\)", line):
+            found.append((listed.group(2), f"{span} {listed.group(1)}"))
+    return found
+
+
 class Resolver:
     """Fills placeholders from the tool results a request shows (newest last)."""
 
@@ -195,10 +211,9 @@ class Resolver:
         if name.startswith("slot:"):
             words = name[5:].casefold().split()
             for text in reversed(seen):
-                for line in text.splitlines():
-                    slot = re.match(r"slot (\d+):", line)
-                    if slot and all(word in line.casefold() for word in words):
-                        return slot.group(1)
+                for slot_id, listed in _listed_slots(text):
+                    if all(word in listed.casefold() for word in words):
+                        return slot_id
         else:
             for text in reversed(seen):
                 found = _LATEST[name].findall(text)
