@@ -95,7 +95,7 @@ class _Desk:
         rows = await store.free_slots(self.pool, date, self.zone, kind)
         if not rows:
             return f"No free {_kind_label(kind)}slots on {_day(date)}. Try another day."
-        heading = f"Free slots on {_day(date)} ({self.zone.key} time), as bike (slot id) at price:"
+        heading = f"Free slots on {_day(date)} ({self.zone.key} time), as name (slot id) at price:"
         return "\n".join([heading, *_free_lines(rows, self.zone)])
 
     async def book(self, wa_id: str, key: str, slot_id: int, notes: str) -> ToolAnswer:

@@ -262,8 +262,11 @@ class KnowledgeBase:
             relevance = 1.0 - float(distance)  # cosine distance → similarity
             if relevance < min_relevance:
                 continue
-            where = f"{doc.metadata.get('source', '?')} › {doc.metadata.get('heading', '')}"
-            results.append((where.rstrip(" ›"), doc.page_content, relevance))
+            heading = str(doc.metadata.get("heading") or "")
+            where = f"{doc.metadata.get('source', '?')} › {heading}"
+            # A chunk starts with its heading (for its embedding); `where` already says it.
+            text = doc.page_content.removeprefix(f"{heading}\n") if heading else doc.page_content
+            results.append((where.rstrip(" ›"), text, relevance))
         return results
 
 
