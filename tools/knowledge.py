@@ -262,11 +262,8 @@ class KnowledgeBase:
             relevance = 1.0 - float(distance)  # cosine distance → similarity
             if relevance < min_relevance:
                 continue
-            heading = str(doc.metadata.get("heading") or "")
-            where = f"{doc.metadata.get('source', '?')} › {heading}"
-            # A chunk starts with its heading (for its embedding); `where` already says it.
-            text = doc.page_content.removeprefix(f"{heading}\n") if heading else doc.page_content
-            results.append((where.rstrip(" ›"), text, relevance))
+            where = f"{doc.metadata.get('source', '?')} › {doc.metadata.get('heading', '')}"
+            results.append((where.rstrip(" ›"), doc.page_content, relevance))
         return results
 
 
