@@ -14,6 +14,7 @@ $(PYTHON):
 $(STAMP): pyproject.toml | $(PYTHON)
 	$(PYTHON) -m pip install --quiet --upgrade pip
 	$(PYTHON) -m pip install --quiet -e ".[dev]"
+	$(PYTHON) -m graph.infra.embeddings
 	touch $(STAMP)
 
 # The dashboard's front-end packages (Chart.js), exactly as locked, served from node_modules.

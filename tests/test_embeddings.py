@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,11 +15,13 @@ from graph.infra.embeddings import (
     MINILM_DIMENSIONS,
     EmbeddingsConfigError,
     LocalMiniLMEmbeddings,
+    MiniLMFiles,
     build_embeddings,
     embedding_dimensions,
     locate_minilm_files,
     shared_local_minilm,
 )
+from graph.infra.minilm_int8 import quantized_model
 from graph.settings import Settings
 from tests.fakes.openai_server import FakeOpenAIServer
 
@@ -51,6 +54,31 @@ def test_model_files_come_from_installed_packages() -> None:
     assert files.model.name == "model.onnx" and files.model.stat().st_size > 10_000_000
     assert files.tokenizer.name == "tokenizer.json"
     assert "site-packages" in str(files.model) or "dist-packages" in str(files.model)
+
+
+def test_the_int8_build_is_made_once_and_agrees_with_the_shipped_model(tmp_path: Path) -> None:
+    shipped = locate_minilm_files()
+    built = quantized_model(shipped.model, tmp_path)
+    assert built.parent == tmp_path and built != shipped.model
+    made = built.stat().st_mtime_ns
+    assert quantized_model(shipped.model, tmp_path) == built  # found, not built again
+    assert built.stat().st_mtime_ns == made and list(tmp_path.iterdir()) == [built]
+
+    original = LocalMiniLMEmbeddings(files=shipped, recent=0)
+    int8 = LocalMiniLMEmbeddings(files=MiniLMFiles(built, shipped.tokenizer), recent=0)
+    texts = [text for pair in PARAPHRASES for text in pair] + ["ok thanks", "nataka baiskeli"]
+    agreement = (original.embed_matrix(texts) * int8.embed_matrix(texts)).sum(axis=1)
+    assert agreement.min() > 0.95, agreement
+    close = [cosine(int8, a, b) for a, b in PARAPHRASES]
+    far = [cosine(int8, a, b) for a, b in UNRELATED]
+    assert min(close) > max(far) + 0.2, (close, far)
+
+
+def test_without_a_writable_cache_the_shipped_model_is_used(tmp_path: Path) -> None:
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a directory")
+    shipped = locate_minilm_files().model
+    assert quantized_model(shipped, blocked / "cache") == shipped
 
 
 def test_vectors_are_unit_length_with_384_dimensions(minilm: LocalMiniLMEmbeddings) -> None:

