@@ -18,7 +18,7 @@ from graph.context import ConversationContext
 from graph.state import ConversationState, text_reply
 from nodes.handoffs import HUMAN
 from nodes.node_types import ContextNode
-from nodes.notices import GuessLanguage, Notices, latest_language
+from nodes.notices import GuessLanguage, Notices, customer_language
 
 log = structlog.get_logger(__name__)
 
@@ -32,8 +32,7 @@ def make_escalate_node(notices: Notices, language_of: GuessLanguage | None) -> C
     ) -> dict[str, Any]:
         handoffs = state.get("handoffs", [])
         reason = handoffs[-1]["reason"] if handoffs else "the customer asked for a person"
-        kept = runtime.context.language if runtime.context is not None else None
-        language = latest_language(state, language_of) or kept
+        language = customer_language(state, runtime.context, language_of)
         return {
             "mode": "human",
             "active_agent": HUMAN,

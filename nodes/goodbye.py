@@ -26,7 +26,7 @@ from graph.context import ConversationContext
 from graph.state import ConversationState, text_reply, whatsapp_meta
 from nodes.fallback import as_history
 from nodes.node_types import ContextNode
-from nodes.notices import GuessLanguage, Notices, latest_language
+from nodes.notices import GuessLanguage, Notices, customer_language
 
 # Whole phrases first (so "thank you" is one unit), then single words.
 _CLOSING_PHRASES = (
@@ -114,8 +114,7 @@ def make_goodbye_node(notices: Notices, language_of: GuessLanguage | None) -> Co
     async def say_goodbye(
         state: ConversationState, runtime: Runtime[ConversationContext]
     ) -> dict[str, Any]:
-        kept = runtime.context.language if runtime.context is not None else None
-        language = latest_language(state, language_of) or kept
+        language = customer_language(state, runtime.context, language_of)
         reply = text_reply(notices.say("goodbye", language))
         return {"messages": [as_history(reply, "goodbye")], "replies": [reply]}
 

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import yaml
 from langchain_core.messages import HumanMessage
 
+from graph.context import ConversationContext
 from graph.state import ConversationState, whatsapp_meta
 from nodes.local_formats import duration_in
 
@@ -82,3 +83,12 @@ def latest_language(state: ConversationState, guess: GuessLanguage | None) -> st
         if language is not None or typed >= LANGUAGE_LOOKBACK:
             return language
     return None
+
+
+def customer_language(
+    state: ConversationState, context: ConversationContext | None, guess: GuessLanguage | None
+) -> str | None:
+    """What the service speaks to the customer: the language of their latest words that
+    tell one, else the one kept on the contact (None: English)."""
+    kept = context.language if context is not None else None
+    return latest_language(state, guess) or kept

@@ -20,7 +20,7 @@ from graph.context import ConversationContext
 from graph.state import ConversationState, text_reply
 from nodes.fallback import as_history
 from nodes.node_types import ContextNode
-from nodes.notices import GuessLanguage, Notices, latest_language
+from nodes.notices import GuessLanguage, Notices, customer_language
 
 
 def receipts_of_last_tools(messages: list[AnyMessage]) -> list[str]:
@@ -48,8 +48,7 @@ def make_receipt_node(notices: Notices, language_of: GuessLanguage | None) -> Co
     async def send_receipt(
         state: ConversationState, runtime: Runtime[ConversationContext]
     ) -> dict[str, Any]:
-        kept = runtime.context.language if runtime.context is not None else None
-        language = latest_language(state, language_of) or kept
+        language = customer_language(state, runtime.context, language_of)
         lines = [notices.say("done", language), *receipts_of_last_tools(state["messages"])]
         reply = text_reply("\n".join(lines))
         return {"messages": [as_history(reply, "receipt")], "replies": [reply]}

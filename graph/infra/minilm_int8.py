@@ -11,9 +11,9 @@ the router's held-out accuracy unchanged (BENCHMARKS.md).
 
 The quantized file is derived, not shipped: it is built from the installed model the
 first time it is needed (about 4 s; `make install` runs `python -m graph.infra.embeddings`
-to do it then) into the user's cache directory, under the source file's hash, and every
-later process reads it from there. Where it cannot be built (a read-only home), the
-shipped model is used as it is.
+to do it then) into the user's cache directory, under a name derived from the source
+file's path, size and time, and every later process reads it from there. Where it cannot
+be built (a read-only home), the shipped model is used as it is.
 
 Vectors already stored (memories, knowledge chunks, cached answers) keep their space's
 name, `local:minilm/384`: at cosine 0.97–0.99 they stay comparable with new ones, so
@@ -42,7 +42,11 @@ def cache_dir() -> Path:
 
 def quantized_model(source: Path, directory: Path | None = None) -> Path:
     """The int8 build of `source` (built now if missing), or `source` when it cannot be."""
-    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:16]
+    # Named after where the source is and its size and time, not its 23 MB of content: a
+    # process start stats the file instead of reading it, and a reinstall changes both.
+    stat = source.stat()
+    identity = f"{source.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
     target = (directory or cache_dir()) / f"minilm-{digest}-{BUILD_VERSION}.onnx"
     if target.is_file():
         return target
