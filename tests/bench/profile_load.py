@@ -119,6 +119,7 @@ async def profile(args: argparse.Namespace) -> None:
                     *[args.py_spy, "record", "--pid", str(serve_pid), "--subprocesses"],
                     *["--format", "raw", "--rate", "200", "--nonblocking"],
                     *["--duration", str(int(args.duration)), "--output", str(args.out)],
+                    *(["--gil"] if args.gil else []),
                     stdout=asyncio.subprocess.DEVNULL,
                     stderr=asyncio.subprocess.DEVNULL,
                 )
@@ -148,6 +149,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=Path("/tmp/wa-agent-profile.txt"))
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--summarise-only", action="store_true")
+    parser.add_argument(
+        "--gil",
+        action="store_true",
+        help="only samples of the thread holding the GIL: Python's own CPU, without "
+        "native work that releases it (onnxruntime) and without threads py-spy takes "
+        "for busy while they wait (a thread pool's idle workers, uvloop's poll)",
+    )
     args = parser.parse_args(argv)
     if not (0 < args.rate <= 500 and 0 < args.duration <= 120):
         parser.error("rate must be in (0, 500] and duration in (0, 120] s")
