@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import psycopg
 
 from server.runner.memory_jobs import enqueue_remember
 from server.runner.queue import create_queue_app, schedule_answer
-from tests.support import service_settings
+from tests.support import eventually, service_settings
 
 
 async def test_only_a_job_due_now_wakes_the_workers(db_url: str) -> None:
@@ -45,3 +46,58 @@ async def test_only_a_job_due_now_wakes_the_workers(db_url: str) -> None:
         ("answer_conversation", waiting, True),
     ]
     assert woken == [jobs[2][0]]
+
+
+async def test_a_later_turn_leaves_the_waiting_remember_job_and_fails_nothing(
+    db_url: str,
+) -> None:
+    """The first turn of a conversation defers its remember job a minute ahead; each later
+    turn before it runs is covered by it, and must not show up in Postgres as a failed
+    insert (a rolled-back transaction, an ERROR in the server's log) as it did through
+    procrastinate's client, for nearly every message."""
+    queue = create_queue_app(db_url, service_settings(db_url))
+    conversation = str(uuid.uuid4())
+    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+        before = await _rollbacks(conn)
+        async with queue.open_async():
+            deferred = [
+                await enqueue_remember(queue, conversation, delay_seconds=60) for _ in range(3)
+            ]
+        # A server process reports its statistics as it exits: once the queue's
+        # connections are gone, what they did is counted.
+        await eventually(lambda: _no_other_sessions(conn), what="the queue's sessions to end")
+        after = await _rollbacks(conn)
+        cur = await conn.execute(
+            "SELECT task_name, lock, queueing_lock, args, status,"
+            " scheduled_at - now() AS ahead FROM procrastinate_jobs"
+        )
+        [job] = await cur.fetchall()
+    assert deferred == [True, False, False]
+    assert after == before
+    task, lock, queueing_lock, args, status, ahead = job
+    assert (task, lock, queueing_lock, status) == (
+        "remember_conversation",
+        f"remember:{conversation}",
+        f"remember:{conversation}",
+        "todo",
+    )
+    assert args == {"conversation_id": conversation, "attempt": 1}
+    assert timedelta(seconds=55) < ahead <= timedelta(seconds=60)
+
+
+async def _rollbacks(conn: psycopg.AsyncConnection[tuple[Any, ...]]) -> int:
+    cur = await conn.execute(
+        "SELECT xact_rollback FROM pg_stat_database WHERE datname = current_database()"
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def _no_other_sessions(conn: psycopg.AsyncConnection[tuple[Any, ...]]) -> bool:
+    cur = await conn.execute(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    )
+    row = await cur.fetchone()
+    return row is not None and row[0] == 0
