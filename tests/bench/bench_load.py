@@ -25,6 +25,7 @@ import argparse
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from tests.bench.common import (
     BenchGraphAPI,
@@ -48,6 +49,7 @@ from tests.bench.processes import (
     wait_until_ready,
 )
 from tests.fakes.openai_server import FakeOpenAIServer
+from tests.support import REPO
 
 OURS, NAIVE = "ours (default)", "naive template"
 
@@ -79,12 +81,14 @@ class Load:
 HEADERS = ["server", "offered", "answered", "conv/s", "e2e p50", "e2e p95", "CPU ms/turn", "PG ms"]
 
 
-async def start(target: str, group: ProcessGroup, env: dict[str, str], port: int) -> str:
+async def start(
+    target: str, group: ProcessGroup, env: dict[str, str], port: int, *, tree: Path = REPO
+) -> str:
     if target == NAIVE:
         group.start("naive", ["-m", "tests.bench.naive_adapter"], env)
         await wait_until_ready(f"http://127.0.0.1:{port}", group, path="/healthz")
     else:
-        group.start("serve", ["-m", "server.cli", "serve"], env)
+        group.start("serve", ["-m", "server.cli", "serve"], env, tree=tree)
         await wait_until_ready(f"http://127.0.0.1:{port}", group)
     return f"http://127.0.0.1:{port}/webhook"
 
@@ -129,15 +133,20 @@ async def measure(
     rate: float,
     duration: float,
     run: int,
+    *,
+    tree: Path = REPO,
+    template: str | None = None,
     **env_extra: str,
 ) -> Load:
+    """`tree` and `template`: another source tree and the database template migrated by
+    its own migrations (tests/bench/bench_ab.py); by default this tree's."""
     openai, graph_api = fakes
-    db_url = await postgres.fresh_database()
+    db_url = await postgres.fresh_database(template=template)
     port = free_port()
     env = service_environment(db_url, openai.base_url, graph_api.base_url, PORT=str(port))
     env.update(env_extra)
     with process_group() as group:
-        url = await start(target, group, env, port)
+        url = await start(target, group, env, port, tree=tree)
         await warm_up(url, graph_api, run)
         cpu = CpuMeter(group.pids, postgres.data_dir)
         return await offer(url, fakes, run + 1, rate, duration, cpu, target)

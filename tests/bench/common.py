@@ -150,8 +150,15 @@ class BenchPostgres:
     template: str
     data_dir: Path
 
-    async def fresh_database(self, prefix: str = "bench") -> str:
-        return await create_database(self.admin_url, unique_name(prefix), self.template)
+    async def fresh_database(self, prefix: str = "bench", *, template: str | None = None) -> str:
+        """A copy of `template` (by default the one migrated at start)."""
+        return await create_database(self.admin_url, unique_name(prefix), template or self.template)
+
+    async def template_from(self, migrations: Path) -> str:
+        """Another template, migrated from `migrations` (an earlier commit's, say)."""
+        name = unique_name("bench_template")
+        await apply_migrations(await create_database(self.admin_url, name), migrations)
+        return name
 
     async def server_version(self) -> str:
         async with await psycopg.AsyncConnection.connect(self.admin_url) as conn:

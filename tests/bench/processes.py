@@ -195,12 +195,16 @@ class ProcessGroup:
     def pids(self) -> list[int]:
         return [process.popen.pid for process in self.processes]
 
-    def start(self, name: str, args: Sequence[str], env: Mapping[str, str]) -> Process:
+    def start(
+        self, name: str, args: Sequence[str], env: Mapping[str, str], *, tree: Path = REPO
+    ) -> Process:
+        """`tree`: the source tree the process runs (`python -m` imports from its working
+        directory first): this one, or a worktree of an earlier commit to compare with."""
         log_path = self.log_dir / f"{name}-{len(self.processes)}.log"
         with log_path.open("wb") as log:
             popen = subprocess.Popen(
                 [sys.executable, *args],
-                cwd=REPO,
+                cwd=tree,
                 env=dict(env),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
