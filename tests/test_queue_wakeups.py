@@ -48,13 +48,14 @@ async def test_only_a_job_due_now_wakes_the_workers(db_url: str) -> None:
     assert woken == [jobs[2][0]]
 
 
-async def test_a_later_turn_leaves_the_waiting_remember_job_and_fails_nothing(
+async def test_a_job_already_waiting_covers_the_next_without_a_failed_insert(
     db_url: str,
 ) -> None:
     """The first turn of a conversation defers its remember job a minute ahead; each later
-    turn before it runs is covered by it, and must not show up in Postgres as a failed
-    insert (a rolled-back transaction, an ERROR in the server's log) as it did through
-    procrastinate's client, for nearly every message."""
+    turn before it runs is covered by it. A run postponed while a newer message's job
+    waits is covered by that job. Neither may show up in Postgres as a failed insert (a
+    rolled-back transaction, an ERROR in the server's log), as both did through
+    procrastinate's client: for nearly every message, and throughout a Meta outage."""
     queue = create_queue_app(db_url, service_settings(db_url))
     conversation = str(uuid.uuid4())
     async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
@@ -63,17 +64,29 @@ async def test_a_later_turn_leaves_the_waiting_remember_job_and_fails_nothing(
             deferred = [
                 await enqueue_remember(queue, conversation, delay_seconds=60) for _ in range(3)
             ]
+            answered = await schedule_answer(queue, conversation)  # a new message
+            later = datetime.now(UTC) + timedelta(seconds=30)
+            postponed = await schedule_answer(queue, conversation, at=later)
         # A server process reports its statistics as it exits: once the queue's
         # connections are gone, what they did is counted.
         await eventually(lambda: _no_other_sessions(conn), what="the queue's sessions to end")
         after = await _rollbacks(conn)
         cur = await conn.execute(
             "SELECT task_name, lock, queueing_lock, args, status,"
-            " scheduled_at - now() AS ahead FROM procrastinate_jobs"
+            " scheduled_at - now() AS ahead FROM procrastinate_jobs ORDER BY id"
         )
-        [job] = await cur.fetchall()
+        [job, answer] = await cur.fetchall()
     assert deferred == [True, False, False]
+    assert (answered, postponed) == (True, False)
     assert after == before
+    assert answer[:5] == (
+        "answer_conversation",
+        conversation,
+        conversation,
+        {"conversation_id": conversation},
+        "todo",
+    )
+    assert answer[5] is None  # due now still: the postponed run's time did not delay it
     task, lock, queueing_lock, args, status, ahead = job
     assert (task, lock, queueing_lock, status) == (
         "remember_conversation",

@@ -28,7 +28,7 @@ from graph.composition.memory import ConversationMemory
 from graph.infra.database import Pool, create_checkpointer
 from graph.settings import Settings
 from nodes.memory.store import CleanupReport
-from server.runner.transport import DEFAULT_QUEUE
+from server.runner.queue import defer_job
 
 log = structlog.get_logger(__name__)
 
@@ -51,17 +51,14 @@ async def enqueue_remember(
     attempt: int = 1,
 ) -> bool:
     """Defer the remember job; a job already waiting for this conversation covers it
-    (it reads every line written until it runs): then False, and nothing changes. One
-    statement, `wa_defer_remember` (migration 0038), which never fails on that lock."""
-    row = await queue.connector.execute_query_one_async(
-        "SELECT wa_defer_remember(%(queue)s, %(task)s, %(lock)s, %(args)s, %(delay)s) AS deferred",
-        queue=DEFAULT_QUEUE,
-        task=REMEMBER_TASK,
-        lock=remember_lock(conversation_id),
-        args={"conversation_id": conversation_id, "attempt": attempt},
-        delay=float(delay_seconds),
+    (it reads every line written until it runs): then False, and nothing changes."""
+    return await defer_job(
+        queue,
+        REMEMBER_TASK,
+        remember_lock(conversation_id),
+        {"conversation_id": conversation_id, "attempt": attempt},
+        delay_seconds=delay_seconds,
     )
-    return bool(row["deferred"])
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,6 @@ from typing import Any, Protocol
 import procrastinate
 import psycopg_pool
 import structlog
-from procrastinate.exceptions import AlreadyEnqueued
 from procrastinate.middleware import WorkerMiddleware
 
 from graph.infra.database import checked_when_idle
@@ -88,29 +87,47 @@ async def schedule_answer(
     A job already waiting covers it; when that one is scheduled later (a run postponed
     while Meta was down, say), it is brought forward. Returns whether a job was added.
     """
-    try:
-        await _answer_task(queue, conversation_id, schedule_at=at, queue=queue_name).defer_async(
-            conversation_id=conversation_id
-        )
-    except AlreadyEnqueued:
-        await queue.connector.execute_query_async(
-            "UPDATE procrastinate_jobs SET scheduled_at = %(at)s"
-            " WHERE status = 'todo' AND task_name = %(task)s"
-            " AND queueing_lock = %(conversation)s AND scheduled_at > %(at)s",
-            at=at or datetime.now(UTC),
-            task=ANSWER_TASK,
-            conversation=conversation_id,
-        )
-        return False
-    return True
-
-
-def _answer_task(
-    app: procrastinate.App, conversation_id: str, **options: Any
-) -> procrastinate.jobs.JobDeferrer:
-    return app.configure_task(
-        name=ANSWER_TASK, lock=conversation_id, queueing_lock=conversation_id, **options
+    args = {"conversation_id": conversation_id}
+    if await defer_job(queue, ANSWER_TASK, conversation_id, args, at=at, queue_name=queue_name):
+        return True
+    await queue.connector.execute_query_async(
+        "UPDATE procrastinate_jobs SET scheduled_at = %(at)s"
+        " WHERE status = 'todo' AND task_name = %(task)s"
+        " AND queueing_lock = %(conversation)s AND scheduled_at > %(at)s",
+        at=at or datetime.now(UTC),
+        task=ANSWER_TASK,
+        conversation=conversation_id,
     )
+    return False
+
+
+async def defer_job(
+    queue: procrastinate.App,
+    task: str,
+    lock: str,
+    args: dict[str, Any],
+    *,
+    at: datetime | None = None,
+    delay_seconds: float = 0.0,
+    queue_name: str = DEFAULT_QUEUE,
+) -> bool:
+    """Defer `task` under `lock` (its lock and queueing lock), due at `at` or
+    `delay_seconds` from now (neither: now). False when a job holding the lock already
+    waits, and nothing changes: `wa_defer_job` (migration 0038) catches the violation
+    that procrastinate's own defer raised, a failed transaction and an ERROR in
+    Postgres's log each time."""
+    row = await queue.connector.execute_query_one_async(
+        "SELECT wa_defer_job(%(queue)s, %(task)s, %(lock)s, %(args)s,"
+        " COALESCE(%(at)s, CASE WHEN %(delay)s > 0"
+        " THEN now() + make_interval(secs => %(delay)s) END)) AS deferred",
+        queue=queue_name,
+        task=task,
+        lock=lock,
+        args=args,
+        at=at,
+        delay=float(delay_seconds),
+    )
+    return bool(row["deferred"])
 
 
 def register_answer_task(queue: procrastinate.App, answer: AnswerFn) -> None:
