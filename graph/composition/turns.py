@@ -21,6 +21,7 @@ from langgraph.types import Command, Interrupt
 from graph.composition.builder import ConversationGraph
 from graph.composition.confirmation_texts import ConfirmationTexts
 from graph.context import ConversationContext
+from graph.infra.checkpoint_reads import one_read_per_checkpoint
 from graph.state import (
     ButtonsReply,
     ConversationState,
@@ -143,6 +144,7 @@ def thread_config(conversation_id: str, *, run_id: str, wa_id: str = "") -> Runn
     }
 
 
+@one_read_per_checkpoint
 async def run_turn(
     graph: TurnGraph,
     config: RunnableConfig,

@@ -23,6 +23,7 @@ from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from graph.infra.checkpoint_reads import ReadSharingSaver
 from graph.infra.checkpoint_types import strict_serializer
 from graph.settings import Settings
 
@@ -173,9 +174,10 @@ def create_checkpointer(pool: Pool) -> AsyncPostgresSaver:
 
     Its serializer rebuilds only our state types and LangGraph's safe ones: whoever
     can write the checkpoint tables must not be able to run code in whichever process
-    reads them next (graph/infra/checkpoint_types.py).
+    reads them next (graph/infra/checkpoint_types.py). Within a turn it reads the
+    thread's latest checkpoint once (graph/infra/checkpoint_reads.py).
     """
-    return AsyncPostgresSaver(pool, serde=strict_serializer())
+    return ReadSharingSaver(pool, serde=strict_serializer())
 
 
 # --- migrations --------------------------------------------------------------------
