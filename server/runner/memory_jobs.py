@@ -57,7 +57,7 @@ async def enqueue_remember(
         REMEMBER_TASK,
         remember_lock(conversation_id),
         {"conversation_id": conversation_id, "attempt": attempt},
-        delay_seconds=delay_seconds,
+        at=datetime.now(UTC) + timedelta(seconds=delay_seconds) if delay_seconds > 0 else None,
     )
 
 

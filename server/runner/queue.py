@@ -108,24 +108,19 @@ async def defer_job(
     args: dict[str, Any],
     *,
     at: datetime | None = None,
-    delay_seconds: float = 0.0,
     queue_name: str = DEFAULT_QUEUE,
 ) -> bool:
-    """Defer `task` under `lock` (its lock and queueing lock), due at `at` or
-    `delay_seconds` from now (neither: now). False when a job holding the lock already
-    waits, and nothing changes: `wa_defer_job` (migration 0038) catches the violation
-    that procrastinate's own defer raised, a failed transaction and an ERROR in
-    Postgres's log each time."""
+    """Defer `task` under `lock` (its lock and queueing lock), due at `at` (None: now).
+    False when a job holding the lock already waits, and nothing changes: `wa_defer_job`
+    (migration 0038) catches the violation that procrastinate's own defer raised, a
+    failed transaction and an ERROR in Postgres's log each time."""
     row = await queue.connector.execute_query_one_async(
-        "SELECT wa_defer_job(%(queue)s, %(task)s, %(lock)s, %(args)s,"
-        " COALESCE(%(at)s, CASE WHEN %(delay)s > 0"
-        " THEN now() + make_interval(secs => %(delay)s) END)) AS deferred",
+        "SELECT wa_defer_job(%(queue)s, %(task)s, %(lock)s, %(args)s, %(at)s) AS deferred",
         queue=queue_name,
         task=task,
         lock=lock,
         args=args,
         at=at,
-        delay=float(delay_seconds),
     )
     return bool(row["deferred"])
 
