@@ -31,6 +31,10 @@ ANSWER_TASK = "answer_conversation"
 
 AnswerFn = Callable[[str, int | None], Awaitable[None]]
 
+# Each of procrastinate's queries holds a connection for one statement; a worker
+# fetches one job at a time, so turns in flight (however many) share a few.
+QUEUE_POOL_MAX = 8
+
 _FIRST_RESTART_PAUSE_S = 0.5
 _MAX_RESTART_PAUSE_S = 2.0
 _HEALTHY_RUN_S = 60.0
@@ -69,7 +73,7 @@ def create_queue_app(database_url: str, settings: Settings) -> procrastinate.App
     connector = procrastinate.PsycopgConnector(
         conninfo=database_url,
         min_size=1,
-        max_size=max(4, settings.worker_concurrency // 2),
+        max_size=QUEUE_POOL_MAX,
         kwargs={"prepare_threshold": settings.db_prepare_threshold},
         pool_factory=pool,
     )
