@@ -1,7 +1,7 @@
 """Load: the default deployment against the naive template, side by side in one run.
 
     .venv/bin/python -m tests.bench.bench_load [--rates 30 60 100] [--duration 10]
-        [--scaling 1 2 4] [--ack-rate 300]
+        [--scaling 1 2 4] [--ack-rate 300] [--model-seconds 0]
 
 - **ours (default)**: `wa-agent serve` with nothing configured but the fakes — what
   `make serve` runs (worker processes, the router, memory, accounting, limits,
@@ -16,7 +16,11 @@ message each, the way Meta delivers). Reported: conversations answered per secon
 (answered ÷ first POST → last reply), end-to-end p50/p95, CPU ms per turn of the
 service processes and of Postgres. Then, ours only: throughput with 1, 2, 4 worker
 processes at the highest rate, and the webhook's acknowledgement latency at
-`--ack-rate` while the workers are saturated.
+`--ack-rate` while the workers are saturated (0: not measured).
+
+`--model-seconds S` (not the default, and labelled so): the fake model answers each
+call after S seconds, as a real one does. With no delay every figure measures CPU; with
+one, a turn mostly waits, and what bounds a server is how many turns it keeps in flight.
 """
 
 from __future__ import annotations
@@ -159,14 +163,21 @@ async def main(args: argparse.Namespace) -> None:
         [
             f"ours: `wa-agent serve`, defaults (worker processes: auto); naive: "
             f"tests/bench/naive_adapter.py; {args.duration:g} s of new customers per rate",
-            "this process: open-loop load generator, FakeOpenAIServer (no delay, echo), "
-            "FakeGraphAPI",
+            "this process: open-loop load generator, FakeOpenAIServer (echo; "
+            + (
+                f"each call answered after {args.model_seconds:g} s: NOT the zero-latency "
+                "default), "
+                if args.model_seconds
+                else "no delay), "
+            )
+            + "FakeGraphAPI",
         ],
     )
     rows: list[Load] = []
     scaling: list[Load] = []
     run = 10
     with FakeOpenAIServer() as openai, BenchGraphAPI() as graph_api:
+        openai.delay = args.model_seconds
         fakes = (openai, graph_api)
         async with open_postgres() as postgres:
             for rate in args.rates:
@@ -186,11 +197,18 @@ async def main(args: argparse.Namespace) -> None:
                 )
                 scaling.append(load)
                 run += 2
-            acks = await measure(postgres, fakes, OURS, args.ack_rate, 5.0, run)
+            acks = (
+                await measure(postgres, fakes, OURS, args.ack_rate, 5.0, run)
+                if args.ack_rate
+                else None
+            )
     print()
     print_table(HEADERS, [r.cells() for r in rows])
-    print("\nworker processes (ours), at the highest rate:")
-    print_table(HEADERS, [r.cells() for r in scaling])
+    if scaling:
+        print("\nworker processes (ours), at the highest rate:")
+        print_table(HEADERS, [r.cells() for r in scaling])
+    if acks is None:
+        return
     p50, p99 = percentile(acks.acks, 50) * 1000, percentile(acks.acks, 99) * 1000
     print(
         f"\nwebhook ack at {args.ack_rate:g}/s, workers saturated: p50 {p50:.1f} ms, "
@@ -204,9 +222,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--scaling", type=int, nargs="*", default=[1, 2, 4])
     parser.add_argument("--ack-rate", type=float, default=300.0)
+    parser.add_argument("--model-seconds", type=float, default=0.0)
     args = parser.parse_args(argv)
-    if not all(0 < r <= 500 for r in [*args.rates, args.ack_rate]):
-        parser.error("rates must be in (0, 500]")
+    if not (all(0 < r <= 500 for r in args.rates) and 0 <= args.ack_rate <= 500):
+        parser.error("rates must be in (0, 500] (the ack rate in [0, 500])")
+    if not 0 <= args.model_seconds <= 10:
+        parser.error("model seconds must be in [0, 10]")
     if not (0 < args.duration <= 60 and all(1 <= w <= 8 for w in args.scaling)):
         parser.error("duration must be in (0, 60] s and worker counts 1..8")
     return args

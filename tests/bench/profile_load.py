@@ -105,6 +105,7 @@ def summarise(collapsed: Path, top: int) -> None:
 
 async def profile(args: argparse.Namespace) -> None:
     with FakeOpenAIServer() as openai, BenchGraphAPI() as graph_api:
+        openai.delay = args.model_seconds
         async with open_postgres() as postgres:
             db_url = await postgres.fresh_database()
             port = free_port()
@@ -149,6 +150,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=Path("/tmp/wa-agent-profile.txt"))
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--summarise-only", action="store_true")
+    parser.add_argument(
+        "--model-seconds",
+        type=float,
+        default=0.0,
+        help="the fake model answers after this long (bench_load's option of that name)",
+    )
     parser.add_argument(
         "--gil",
         action="store_true",
