@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
+import json
 import re
 import socket
 import time
@@ -266,6 +268,61 @@ async def test_connection_refused_is_a_retryable_error() -> None:
         with pytest.raises(WhatsAppError) as caught:
             await client.send_text(CUSTOMER, "nobody home")
     assert caught.value.retryable and caught.value.status_code == 0
+
+
+async def _one_shot_server(answer: bytes | None) -> tuple[asyncio.Server, list[bytes]]:
+    """A server that reads each request, then writes `answer` (None: hangs up without
+    one) and closes; the requests it saw are kept."""
+    seen: list[bytes] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = re.search(rb"(?i)content-length: *(\d+)", head)
+        await reader.readexactly(int(length.group(1)) if length else 0)
+        seen.append(head)
+        if answer is not None:
+            writer.write(answer)
+            await writer.drain()
+        writer.close()
+
+    return await asyncio.start_server(serve, "127.0.0.1", 0), seen
+
+
+async def test_a_send_whose_connection_dropped_before_the_answer_is_not_repeated() -> None:
+    """The request went out, the answer never came: Meta may have delivered it."""
+    server, seen = await _one_shot_server(None)
+    port = server.sockets[0].getsockname()[1]
+    async with (
+        server,
+        WhatsAppClient(
+            base_url=f"http://127.0.0.1:{port}",
+            access_token="t",
+            phone_number_id="PNID",
+            max_attempts=3,
+            backoff_base=0.001,
+        ) as client,
+    ):
+        with pytest.raises(WhatsAppError) as caught:
+            await client.send_text(CUSTOMER, "your payment link")
+    assert caught.value.maybe_delivered and not caught.value.retryable
+    assert len(seen) == 1
+
+
+async def test_a_compressed_answer_is_read() -> None:
+    body = gzip.compress(json.dumps({"messages": [{"id": "wamid.GZ"}]}).encode())
+    answer = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body
+    )
+    server, _ = await _one_shot_server(answer)
+    port = server.sockets[0].getsockname()[1]
+    async with (
+        server,
+        WhatsAppClient(
+            base_url=f"http://127.0.0.1:{port}", access_token="t", phone_number_id="PNID"
+        ) as client,
+    ):
+        assert (await client.send_text(CUSTOMER, "hello")).wamid == "wamid.GZ"
 
 
 LIMIT_VIOLATIONS: list[tuple[str, dict[str, Any]]] = [

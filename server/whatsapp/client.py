@@ -21,6 +21,7 @@ import structlog
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from graph.state import Reply
+from server.whatsapp.aiohttp_transport import graph_api_client
 from server.whatsapp.graph_errors import (
     RETRYABLE_ERROR_CODES,
     WhatsAppError,
@@ -107,7 +108,7 @@ class WhatsAppClient:
         self._backoff_base = backoff_base
         self._max_wait = max_wait
         self._owns_http = http is None
-        self._http = http if http is not None else httpx.AsyncClient(timeout=timeout)
+        self._http = http if http is not None else graph_api_client(timeout)
         # Media URLs may name this API's origin too (tests, self-hosted proxies).
         self._media = MediaAccess(self._http, access_token, httpx.URL(self._base_url), timeout)
 

@@ -21,13 +21,13 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-import httpx
 import psycopg
 import structlog
 from psycopg_pool import PoolTimeout
 
 from graph.infra.database import Pool
 from graph.state import Reply
+from server.whatsapp.aiohttp_transport import graph_api_client
 from server.whatsapp.client import WhatsAppClient
 from server.whatsapp.graph_errors import WhatsAppError
 from server.whatsapp.number_book import BusinessNumber, NumberBook
@@ -98,7 +98,7 @@ class WhatsAppNumbers:
         if from_environment is not None:
             self._snapshot.numbers[from_environment.phone_number_id] = from_environment
         self._clients: dict[str, tuple[str, WhatsAppClient]] = {}
-        self._http = httpx.AsyncClient(timeout=api.timeout_seconds)
+        self._http = graph_api_client(api.timeout_seconds)
         self._reading = asyncio.Lock()
 
     async def refresh(self, *, unless_read_since: float | None = None) -> None:
