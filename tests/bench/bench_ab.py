@@ -3,7 +3,7 @@ this tree's, each rate measured several times in turn.
 
     git worktree add /tmp/before COMMIT
     .venv/bin/python -m tests.bench.bench_ab --before /tmp/before [--rates 60 100]
-        [--rounds 3] [--duration 10]
+        [--rounds 3] [--duration 10] [--model-seconds 0]
 
 Why: on this machine the same code measures up to a fifth apart from one hour to the
 next, more than most single changes move it; measured in turn, both versions see the
@@ -11,7 +11,8 @@ same machine. Each is `bench_load`'s "ours (default)" measurement: its own fresh
 cloned from a template migrated by its own tree's migrations, its processes started in
 its own tree (the virtual environment is this one's), 20 warm-up conversations, then
 `rate × duration` new customers offered open loop. Printed: every run, then the mean of
-each version per rate.
+each version per rate. `--model-seconds`: the fake model answers after that long
+(bench_load's option; labelled, not the default).
 """
 
 from __future__ import annotations
@@ -44,11 +45,14 @@ async def main(args: argparse.Namespace) -> None:
         [
             f"before: {args.before}; after: {REPO}",
             f"{args.rounds} round(s) of {args.duration:g} s of new customers per rate",
+            f"the fake model answers after {args.model_seconds:g} s"
+            + ("" if args.model_seconds else " (the zero-latency default)"),
         ],
     )
     runs: list[Load] = []
     run = 10
     with FakeOpenAIServer() as openai, BenchGraphAPI() as graph_api:
+        openai.delay = args.model_seconds
         async with open_postgres() as postgres:
             before_template = await postgres.template_from(args.before / "migrations")
             trees = {BEFORE: (args.before, before_template), AFTER: (REPO, None)}
@@ -98,13 +102,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rates", type=float, nargs="+", default=[60.0, 100.0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--model-seconds", type=float, default=0.0)
     args = parser.parse_args(argv)
     if not (args.before / "server" / "cli.py").is_file():
         parser.error(f"{args.before} is not a wa-agent source tree (no server/cli.py)")
     if not (all(0 < r <= 500 for r in args.rates) and 1 <= args.rounds <= 10):
         parser.error("rates must be in (0, 500] and rounds in 1..10")
-    if not 0 < args.duration <= 60:
-        parser.error("duration must be in (0, 60] s")
+    if not (0 < args.duration <= 60 and 0 <= args.model_seconds <= 10):
+        parser.error("duration must be in (0, 60] s and model seconds in [0, 10]")
     return args
 
 
