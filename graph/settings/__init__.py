@@ -81,11 +81,12 @@ class Settings(
     # running: "auto" is one per core; 0 runs the worker inside `serve` (one process).
     worker_processes: str = Field(default="auto", validation_alias="WA_AGENT_WORKER_PROCESSES")
     # Turns one worker process keeps in flight. A turn mostly waits on its model, so a
-    # process needs about turns/s × model seconds per turn of them: 64 carry 30 turns/s
-    # at two seconds a turn, past what two cores compute. Waiting turns hold no
-    # database connection.
+    # process needs about turns/s × model seconds per turn of them: 32 carry 16 turns/s
+    # at two seconds a turn. More is worse when the CPU is the limit: interleaved turns
+    # each take longer (at 64, a 300/s flood from 500 customers got a third of the
+    # answers). Waiting turns hold no database connection.
     worker_concurrency: int = Field(
-        default=64, ge=1, validation_alias="WA_AGENT_WORKER_CONCURRENCY"
+        default=32, ge=1, validation_alias="WA_AGENT_WORKER_CONCURRENCY"
     )
     # CPU priority (Unix nice) of `wa-agent worker` processes: on a machine they share
     # with `serve` and Postgres, the webhook — which Meta times — gets the CPU first;
