@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,6 +131,40 @@ async def offer(
     )
 
 
+@dataclass(frozen=True)
+class Started:
+    """A server under test, warmed up: its webhook URL, its processes, its database."""
+
+    url: str
+    group: ProcessGroup
+    db_url: str
+
+
+@contextlib.asynccontextmanager
+async def started(
+    postgres: BenchPostgres,
+    fakes: tuple[FakeOpenAIServer, BenchGraphAPI],
+    target: str = OURS,
+    run: int = 1,
+    *,
+    tree: Path = REPO,
+    template: str | None = None,
+    **env_extra: str,
+) -> AsyncIterator[Started]:
+    """`target` on a fresh database, its processes stopped on exit. `tree` and
+    `template`: another source tree and the database template migrated by its own
+    migrations (tests/bench/bench_ab.py); by default this tree's."""
+    openai, graph_api = fakes
+    db_url = await postgres.fresh_database(template=template)
+    port = free_port()
+    env = service_environment(db_url, openai.base_url, graph_api.base_url, PORT=str(port))
+    env.update(env_extra)
+    with process_group() as group:
+        url = await start(target, group, env, port, tree=tree)
+        await warm_up(url, graph_api, run)
+        yield Started(url, group, db_url)
+
+
 async def measure(
     postgres: BenchPostgres,
     fakes: tuple[FakeOpenAIServer, BenchGraphAPI],
@@ -142,18 +177,12 @@ async def measure(
     template: str | None = None,
     **env_extra: str,
 ) -> Load:
-    """`tree` and `template`: another source tree and the database template migrated by
-    its own migrations (tests/bench/bench_ab.py); by default this tree's."""
-    openai, graph_api = fakes
-    db_url = await postgres.fresh_database(template=template)
-    port = free_port()
-    env = service_environment(db_url, openai.base_url, graph_api.base_url, PORT=str(port))
-    env.update(env_extra)
-    with process_group() as group:
-        url = await start(target, group, env, port, tree=tree)
-        await warm_up(url, graph_api, run)
-        cpu = CpuMeter(group.pids, postgres.data_dir)
-        return await offer(url, fakes, run + 1, rate, duration, cpu, target)
+    """`rate × duration` new customers offered to `target` (see `started`)."""
+    async with started(
+        postgres, fakes, target, run, tree=tree, template=template, **env_extra
+    ) as server:
+        cpu = CpuMeter(server.group.pids, postgres.data_dir)
+        return await offer(server.url, fakes, run + 1, rate, duration, cpu, target)
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -216,18 +245,29 @@ async def main(args: argparse.Namespace) -> None:
     )
 
 
+def add_model_seconds(parser: argparse.ArgumentParser) -> None:
+    """`--model-seconds`: the fake model answers after that long, as a real one does
+    (not the default, and labelled so wherever it is printed)."""
+
+    def seconds(text: str) -> float:
+        value = float(text)
+        if not 0 <= value <= 10:
+            raise argparse.ArgumentTypeError("model seconds must be in [0, 10]")
+        return value
+
+    parser.add_argument("--model-seconds", type=seconds, default=0.0)
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rates", type=float, nargs="+", default=[30.0, 60.0, 100.0])
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--scaling", type=int, nargs="*", default=[1, 2, 4])
     parser.add_argument("--ack-rate", type=float, default=300.0)
-    parser.add_argument("--model-seconds", type=float, default=0.0)
+    add_model_seconds(parser)
     args = parser.parse_args(argv)
     if not (all(0 < r <= 500 for r in args.rates) and 0 <= args.ack_rate <= 500):
         parser.error("rates must be in (0, 500] (the ack rate in [0, 500])")
-    if not 0 <= args.model_seconds <= 10:
-        parser.error("model seconds must be in [0, 10]")
     if not (0 < args.duration <= 60 and all(1 <= w <= 8 for w in args.scaling)):
         parser.error("duration must be in (0, 60] s and worker counts 1..8")
     return args

@@ -23,12 +23,11 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-from tests.bench.bench_load import OURS, start
+from tests.bench.bench_load import add_model_seconds, started
 from tests.bench.common import BenchGraphAPI, fetch_value, print_header, tune_benchmark_process
 from tests.bench.common import bench_postgres as open_postgres
-from tests.bench.e2e import conversations, wait_for_replies, warm_up
+from tests.bench.e2e import conversations, wait_for_replies
 from tests.bench.loadgen import WebhookClient, open_loop
-from tests.bench.processes import free_port, process_group, service_environment
 from tests.fakes.openai_server import FakeOpenAIServer
 
 # Postgres publishes a backend's statistics at most once a second.
@@ -106,29 +105,25 @@ def summarise(collapsed: Path, top: int) -> None:
 async def profile(args: argparse.Namespace) -> None:
     with FakeOpenAIServer() as openai, BenchGraphAPI() as graph_api:
         openai.delay = args.model_seconds
-        async with open_postgres() as postgres:
-            db_url = await postgres.fresh_database()
-            port = free_port()
-            env = service_environment(db_url, openai.base_url, graph_api.base_url, PORT=str(port))
-            with process_group() as group:
-                url = await start(OURS, group, env, port)
-                await warm_up(url, graph_api, 1)
-                messages = conversations(2, int(args.rate * args.duration), "profile")
-                committed = await transactions(db_url)
-                serve_pid = group.pids[0]
-                recorder = await asyncio.create_subprocess_exec(
-                    *[args.py_spy, "record", "--pid", str(serve_pid), "--subprocesses"],
-                    *["--format", "raw", "--rate", "200", "--nonblocking"],
-                    *["--duration", str(int(args.duration)), "--output", str(args.out)],
-                    *(["--gil"] if args.gil else []),
-                    stdout=asyncio.subprocess.DEVNULL,
-                    stderr=asyncio.subprocess.DEVNULL,
-                )
-                await open_loop(WebhookClient(url, keep_alive=False), messages, args.rate)
-                await recorder.wait()
-                await wait_for_replies(graph_api, [m.wa_id for m in messages])
-                await asyncio.sleep(STATS_FLUSH_S)
-                committed = await transactions(db_url) - committed
+        async with (
+            open_postgres() as postgres,
+            started(postgres, (openai, graph_api)) as server,
+        ):
+            messages = conversations(2, int(args.rate * args.duration), "profile")
+            committed = await transactions(server.db_url)
+            recorder = await asyncio.create_subprocess_exec(
+                *[args.py_spy, "record", "--pid", str(server.group.pids[0]), "--subprocesses"],
+                *["--format", "raw", "--rate", "200", "--nonblocking"],
+                *["--duration", str(int(args.duration)), "--output", str(args.out)],
+                *(["--gil"] if args.gil else []),
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
+            )
+            await open_loop(WebhookClient(server.url, keep_alive=False), messages, args.rate)
+            await recorder.wait()
+            await wait_for_replies(graph_api, [m.wa_id for m in messages])
+            await asyncio.sleep(STATS_FLUSH_S)
+            committed = await transactions(server.db_url) - committed
     print(f"\nPostgres transactions per turn (webhook and worker): {committed / len(messages):.1f}")
     summarise(args.out, args.top)
 
@@ -150,12 +145,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=Path("/tmp/wa-agent-profile.txt"))
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--summarise-only", action="store_true")
-    parser.add_argument(
-        "--model-seconds",
-        type=float,
-        default=0.0,
-        help="the fake model answers after this long (bench_load's option of that name)",
-    )
+    add_model_seconds(parser)
     parser.add_argument(
         "--gil",
         action="store_true",

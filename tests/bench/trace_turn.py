@@ -26,12 +26,11 @@ from datetime import datetime
 
 import psycopg
 
-from tests.bench.bench_load import OURS, start
+from tests.bench.bench_load import started
 from tests.bench.common import BenchGraphAPI, print_header, tune_benchmark_process
 from tests.bench.common import bench_postgres as open_postgres
-from tests.bench.e2e import conversations, wait_for_replies, warm_up
+from tests.bench.e2e import conversations, wait_for_replies
 from tests.bench.loadgen import Sample, WebhookClient
-from tests.bench.processes import free_port, process_group, service_environment
 from tests.fakes.openai_server import FakeOpenAIServer
 
 LINE_PREFIX = "%m [%p] "
@@ -129,25 +128,22 @@ def print_turn(turn: Turn, index: int) -> None:
 
 async def trace(args: argparse.Namespace) -> list[Turn]:
     with FakeOpenAIServer() as openai, BenchGraphAPI() as graph_api:
-        async with open_postgres() as postgres:
-            db_url = await postgres.fresh_database()
-            port = free_port()
-            env = service_environment(db_url, openai.base_url, graph_api.base_url, PORT=str(port))
-            with process_group() as group:
-                url = await start(OURS, group, env, port)
-                await warm_up(url, graph_api, 1)
-                await set_statement_log(postgres.admin_url, True)
-                await asyncio.sleep(0.5)
-                posted: dict[str, float] = {}
-                client = WebhookClient(url, keep_alive=False)
-                for i, message in enumerate(conversations(2, args.turns, "trace")):
-                    posted[message.wa_id] = time.time()
-                    await client.send(client.request_bytes(message), Sample(i, 0.0))
-                    await wait_for_replies(graph_api, [message.wa_id], 10.0)
-                    await asyncio.sleep(args.gap)
-                await set_statement_log(postgres.admin_url, False)
-                log_text = (postgres.data_dir / "log").read_text(errors="replace")
-            replies = {str(m["to"]): float(m["received_at_wall"]) for m in graph_api.sent}
+        async with (
+            open_postgres() as postgres,
+            started(postgres, (openai, graph_api)) as server,
+        ):
+            await set_statement_log(postgres.admin_url, True)
+            await asyncio.sleep(0.5)
+            posted: dict[str, float] = {}
+            client = WebhookClient(server.url, keep_alive=False)
+            for i, message in enumerate(conversations(2, args.turns, "trace")):
+                posted[message.wa_id] = time.time()
+                await client.send(client.request_bytes(message), Sample(i, 0.0))
+                await wait_for_replies(graph_api, [message.wa_id], 10.0)
+                await asyncio.sleep(args.gap)
+            await set_statement_log(postgres.admin_url, False)
+            log_text = (postgres.data_dir / "log").read_text(errors="replace")
+        replies = {str(m["to"]): float(m["received_at_wall"]) for m in graph_api.sent}
     statements = parse_log(log_text)
     turns = []
     starts = [*posted.values(), float("inf")]
