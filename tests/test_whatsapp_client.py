@@ -325,6 +325,65 @@ async def test_a_compressed_answer_is_read() -> None:
         assert (await client.send_text(CUSTOMER, "hello")).wamid == "wamid.GZ"
 
 
+def _http_answer(body: bytes, content_type: str = "application/json") -> bytes:
+    return (
+        b"HTTP/1.1 200 OK\r\nContent-Type: " + content_type.encode() + b"\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body
+    )
+
+
+async def _forward_proxy(origin: str) -> tuple[asyncio.Server, list[bytes]]:
+    """An HTTP proxy standing in for `origin` itself: it answers a message send, a media
+    lookup and the media's bytes, and keeps each request line it was asked."""
+    seen: list[bytes] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = re.search(rb"(?i)content-length: *(\d+)", head)
+        await reader.readexactly(int(length.group(1)) if length else 0)
+        line = head.split(b"\r\n", 1)[0]
+        seen.append(line)
+        if line.startswith(b"POST "):
+            answer = _http_answer(json.dumps({"messages": [{"id": "wamid.PROXIED"}]}).encode())
+        elif b"/photo.jpg " in line:
+            answer = _http_answer(b"JPEG bytes", "image/jpeg")
+        else:
+            lookup = {"url": f"{origin}/photo.jpg", "mime_type": "image/jpeg"}
+            answer = _http_answer(json.dumps(lookup).encode())
+        writer.write(answer)
+        await writer.drain()
+        writer.close()
+
+    return await asyncio.start_server(serve, "127.0.0.1", 0), seen
+
+
+async def test_a_proxy_named_by_the_environment_carries_every_call(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A business whose servers reach Meta only through a proxy (HTTP_PROXY, HTTPS_PROXY):
+    replies and media downloads both go through it."""
+    origin = "http://graph.example.invalid"
+    server, seen = await _forward_proxy(origin)
+    port = server.sockets[0].getsockname()[1]
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    async with (
+        server,
+        WhatsAppClient(base_url=origin, access_token="t", phone_number_id="PNID") as client,
+    ):
+        assert (await client.send_text(CUSTOMER, "hello")).wamid == "wamid.PROXIED"
+        media = await client.download_media("MEDIA1")
+    assert media.content == b"JPEG bytes"
+    asked = [line.decode().split(" ")[:2] for line in seen]
+    assert [method for method, _ in asked] == ["POST", "GET", "GET"]
+    assert all(url.startswith(f"{origin}/") for _, url in asked)
+    assert [url.rsplit("/", 2)[-2:] for _, url in asked][::2] == [
+        ["PNID", "messages"],
+        ["graph.example.invalid", "photo.jpg"],
+    ]
+
+
 LIMIT_VIOLATIONS: list[tuple[str, dict[str, Any]]] = [
     ("text", {"text": "x" * 4097}),
     ("text", {"text": "   "}),
