@@ -265,6 +265,7 @@ async def _open_services_once(
             )
             services.accounting = accounting
             if run_worker_here:
+                await conversation_graphs.warm_up()
                 services.worker_task = asyncio.create_task(
                     _work_and_heal(queue, pool, settings, worker_queues), name="worker"
                 )

@@ -23,7 +23,9 @@ from graph.infra.embeddings import (
 )
 from graph.infra.minilm_int8 import quantized_model
 from graph.settings import Settings
+from server.services import open_services
 from tests.fakes.openai_server import FakeOpenAIServer
+from tests.support import service_settings
 
 PARAPHRASES = [
     ("I want to rent a bike for Saturday", "Can I book a bicycle this Saturday?"),
@@ -202,3 +204,20 @@ async def test_openai_embeddings_go_to_the_configured_server(
     assert request["model"] == "text-embedding-3-small" and request["dimensions"] == 64
     # Raw texts, not tiktoken token ids: other servers tokenise their own way.
     assert request["input"] == ["hola", "adiós"]
+
+
+async def test_a_worker_loads_the_model_before_its_first_customer(db_url: str) -> None:
+    """The router's example vectors come from a cache, so building the graph need not load
+    the model; a process that runs turns loads it at start rather than making its first
+    customer wait, and the webhook-only process does not hold it at all."""
+    settings = service_settings(db_url)
+    async with open_services(settings, run_worker_here=False, migrate=False):
+        pass  # the example vectors are cached from here on
+    shared_local_minilm.cache_clear()
+    try:
+        async with open_services(settings, run_worker_here=False, migrate=False):
+            assert not shared_local_minilm().loaded
+        async with open_services(settings, run_worker_here=True, migrate=False):
+            assert shared_local_minilm().loaded
+    finally:
+        shared_local_minilm.cache_clear()

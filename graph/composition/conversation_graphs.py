@@ -8,10 +8,12 @@ wrapper (limits, timeout, records), the answer cache and long-term memory.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from langchain_core.embeddings import Embeddings
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from graph.composition.agent_configs import (
@@ -28,7 +30,7 @@ from graph.composition.routing import build_router, menu_reader_over
 from graph.composition.tool_platform import open_tool_registry
 from graph.infra.chat_models import ChatModels, build_chat_model
 from graph.infra.database import Pool
-from graph.infra.embeddings import build_embeddings
+from graph.infra.embeddings import LocalMiniLMEmbeddings, build_embeddings
 from graph.settings import Settings
 from nodes.notices import Notices, RecognisesLanguage
 from tools.limits import RateLimiter
@@ -52,6 +54,15 @@ class ConversationGraphs:
     language_of: RecognisesLanguage
     # What the service itself tells customers, per language (prompts/notices/).
     notices: Notices
+    # The router's and memory's embeddings.
+    embeddings: Embeddings
+
+    async def warm_up(self) -> None:
+        """Load the local embedding model now, in a process about to run turns: the
+        router's example vectors come from a cache, so building the graph did not load
+        it, and a worker's first customer would wait about half a second for it."""
+        if isinstance(self.embeddings, LocalMiniLMEmbeddings):
+            await asyncio.to_thread(self.embeddings.warm_up)
 
     def pooled(self, pool: Pool, size: int) -> GraphPool:
         """One compiled copy per worker slot, each with its own checkpointer."""
@@ -78,7 +89,8 @@ async def open_conversation_graphs(
         open_memory(pool, database_url, settings, model) as memory,
     ):
         # Built without a model too: the rule-based menu reads typed requests with it.
-        router = await build_router(settings, build_embeddings(settings), model)
+        embeddings = build_embeddings(settings)
+        router = await build_router(settings, embeddings, model)
         menu_reader = menu_reader_over(router)
         chat_models = ChatModels(settings, model) if model is not None else None
         answer_cache = await open_answer_cache(pool, settings) if model is not None else None
@@ -107,4 +119,5 @@ async def open_conversation_graphs(
             memory,
             menu_reader.language_of,
             prompts.notices,
+            embeddings,
         )

