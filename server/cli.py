@@ -34,7 +34,9 @@ from server.operations.erasure import forget_from_terminal
 from server.runner.supervisor import (
     WorkerProcesses,
     defer_to_parent,
+    fit_pools_to_the_server,
     leave_when_parent_is_gone,
+    pool_environment,
     worker_process_count,
 )
 from server.services import open_services
@@ -133,6 +135,7 @@ def serve_http(settings: Settings, *, with_worker: bool) -> int:
     children = worker_process_count(settings.worker_processes) if with_worker else 0
     # Started here, not in the app, so the children share it instead of starting their own.
     settings = settings.model_copy(update={"database_url": resolve_database_url(settings)})
+    settings = fit_pools_to_the_server(settings, children + 1)
     try:
         app = create_app(settings, run_worker_here=with_worker and children == 0)
     except WeakToken as exc:
@@ -143,7 +146,7 @@ def serve_http(settings: Settings, *, with_worker: bool) -> int:
         "serve.start", host=settings.host, port=settings.port, workers=children, proxies=proxies
     )
     server = uvicorn.Server(uvicorn_config(app, settings))
-    env = {**os.environ, "DATABASE_URL": str(settings.database_url)}
+    env = {**os.environ, "DATABASE_URL": str(settings.database_url), **pool_environment(settings)}
     with asyncio.Runner(loop_factory=server.config.get_loop_factory()) as runner:
         runner.run(_serve_with_workers(server, WorkerProcesses(children, env)))
     return 0

@@ -123,8 +123,13 @@ def create_pg_engine(database_url: str, *, pool_size: int = 2) -> PGEngine:
     async def connect() -> psycopg.AsyncConnection[Any]:
         return await psycopg.AsyncConnection.connect(database_url)
 
+    # No overflow: a process's connections stay countable (graph/infra/connection_share.py).
     engine = create_async_engine(
-        "postgresql+psycopg://", async_creator=connect, pool_size=pool_size, pool_pre_ping=True
+        "postgresql+psycopg://",
+        async_creator=connect,
+        pool_size=pool_size,
+        max_overflow=0,
+        pool_pre_ping=True,
     )
     return PGEngine.from_engine(engine)
 

@@ -20,6 +20,7 @@ import psycopg_pool
 import structlog
 from procrastinate.middleware import WorkerMiddleware
 
+from graph.infra.connection_share import queue_pool_max
 from graph.infra.database import checked_when_idle
 from graph.settings import Settings
 from server.runner.transport import DEFAULT_QUEUE
@@ -30,10 +31,6 @@ log = structlog.get_logger(__name__)
 ANSWER_TASK = "answer_conversation"
 
 AnswerFn = Callable[[str, int | None], Awaitable[None]]
-
-# Each of procrastinate's queries holds a connection for one statement; a worker
-# fetches one job at a time, so turns in flight (however many) share a few.
-QUEUE_POOL_MAX = 8
 
 _FIRST_RESTART_PAUSE_S = 0.5
 _MAX_RESTART_PAUSE_S = 2.0
@@ -73,7 +70,9 @@ def create_queue_app(database_url: str, settings: Settings) -> procrastinate.App
     connector = procrastinate.PsycopgConnector(
         conninfo=database_url,
         min_size=1,
-        max_size=QUEUE_POOL_MAX,
+        # Each query holds a connection for one statement; a worker fetches one job at
+        # a time, so turns in flight (however many) share a few.
+        max_size=queue_pool_max(settings.db_pool_max_size),
         kwargs={"prepare_threshold": settings.db_prepare_threshold},
         pool_factory=pool,
     )

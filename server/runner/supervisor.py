@@ -18,7 +18,11 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+import psycopg
 import structlog
+
+from graph.infra.connection_share import allowed_connections, connections_per_process, fit_pool
+from graph.settings import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -120,3 +124,39 @@ async def leave_when_parent_is_gone(stop: asyncio.Event, every_s: float = 1.0) -
             stop.set()
             return
         await asyncio.sleep(every_s)
+
+
+def fit_pools_to_the_server(settings: Settings, processes: int) -> Settings:
+    """`settings` with each process's pool sized to its share of the connections the
+    server allows (graph/infra/connection_share.py); unchanged, with a warning, when
+    the server cannot be asked now."""
+    try:
+        allowed = allowed_connections(str(settings.database_url))
+    except psycopg.Error as exc:
+        log.warning("serve.pools_not_fitted", reason=str(exc)[:200])
+        return settings
+    fit = fit_pool(allowed, processes, settings.db_pool_max_size)
+    if not fit.fits:
+        log.warning(
+            "serve.too_few_connections",
+            allowed=allowed,
+            processes=processes,
+            needed=processes * connections_per_process(fit.pool_max),
+            fix="fewer WA_AGENT_WORKER_PROCESSES, or a higher max_connections",
+        )
+    if fit.pool_max < settings.db_pool_max_size:
+        log.info("serve.pools_fitted", allowed=allowed, processes=processes, pool=fit.pool_max)
+    return settings.model_copy(
+        update={
+            "db_pool_max_size": fit.pool_max,
+            "db_pool_min_size": min(settings.db_pool_min_size, fit.pool_max),
+        }
+    )
+
+
+def pool_environment(settings: Settings) -> dict[str, str]:
+    """The pool sizes as the variables a child process reads them from."""
+    return {
+        "WA_AGENT_DB_POOL_MAX": str(settings.db_pool_max_size),
+        "WA_AGENT_DB_POOL_MIN": str(settings.db_pool_min_size),
+    }

@@ -1,0 +1,155 @@
+"""Every process of a `serve` deployment within the connections the server allows: the
+arithmetic, and `serve` with its workers under a burst on a database that allows few."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+from psycopg.conninfo import make_conninfo
+
+from graph.infra.connection_share import (
+    HEADROOM,
+    allowed_connections,
+    connections_per_process,
+    fit_pool,
+)
+from tests.fakes.graph_api import FakeGraphAPI
+from tests.fakes.meta_payloads import envelope, sign, text_message
+from tests.fakes.openai_server import FakeOpenAIServer
+from tests.faults.outages import free_port
+from tests.support import (
+    APP_SECRET,
+    REPO,
+    eventually,
+    service_env,
+    service_settings,
+    unique_name,
+)
+
+# Postgres's default max_connections less its three reserved slots.
+DEFAULT_ALLOWED = 97
+LIMIT = 40
+
+
+@pytest.mark.parametrize("workers", [0, 1, 2, 4, 8])
+def test_serve_and_its_workers_fit_a_default_server(workers: int) -> None:
+    fit = fit_pool(DEFAULT_ALLOWED, workers + 1, configured_max=20)
+    assert fit.fits
+    assert (workers + 1) * connections_per_process(fit.pool_max) <= DEFAULT_ALLOWED - HEADROOM
+
+
+def test_the_configured_pool_is_kept_where_it_fits_and_never_grown() -> None:
+    assert fit_pool(DEFAULT_ALLOWED, 1, configured_max=20).pool_max == 20
+    assert fit_pool(DEFAULT_ALLOWED, 3, configured_max=20).pool_max == 16  # two workers
+    assert fit_pool(10_000, 3, configured_max=20).pool_max == 20
+    assert fit_pool(10_000, 3, configured_max=4).pool_max == 4
+
+
+def test_too_many_processes_for_the_server_are_named_as_such() -> None:
+    fit = fit_pool(DEFAULT_ALLOWED, 17, configured_max=20)
+    assert not fit.fits and fit.pool_max == 2
+
+
+async def _limited_role(admin_url: str, db_url: str, limit: int) -> str:
+    """`db_url` as a role that may open `limit` connections in it (a superuser, which the
+    tests are otherwise, is held to no such limit)."""
+    role = unique_name("wa_limited")
+    async with await psycopg.AsyncConnection.connect(db_url) as conn:
+        name = (await (await conn.execute("SELECT current_database()")).fetchone() or [""])[0]
+    async with await psycopg.AsyncConnection.connect(admin_url, autocommit=True) as conn:
+        await conn.execute(f'CREATE ROLE "{role}" LOGIN CONNECTION LIMIT {limit}'.encode())
+        await conn.execute(f'GRANT pg_read_all_data, pg_write_all_data TO "{role}"'.encode())
+        await conn.execute(f'ALTER DATABASE "{name}" OWNER TO "{role}"'.encode())
+    return make_conninfo(db_url, user=role)
+
+
+async def test_the_server_limit_counts_the_role_s_own(db_url: str, admin_url: str) -> None:
+    assert await asyncio.to_thread(allowed_connections, db_url) == DEFAULT_ALLOWED
+    limited = await _limited_role(admin_url, db_url, LIMIT)
+    assert await asyncio.to_thread(allowed_connections, limited) == LIMIT
+
+
+def _start_serve(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    with log_path.open("wb") as log_file:
+        return subprocess.Popen(
+            [sys.executable, "-m", "server.cli", "serve"],
+            cwd=REPO,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+async def _post(client: httpx.AsyncClient, wa_id: str, text: str) -> int:
+    raw = httpx.Request("POST", "/", json=envelope(text_message(wa_id, text))).content
+    response = await client.post(
+        "/webhook", content=raw, headers={"X-Hub-Signature-256": sign(raw, APP_SECRET)}
+    )
+    return response.status_code
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+async def test_serve_s_processes_stay_within_a_small_database_limit_under_a_burst(
+    db_url: str,
+    admin_url: str,
+    graph_api: FakeGraphAPI,
+    openai_server: FakeOpenAIServer,
+    tmp_path: Path,
+) -> None:
+    """Three processes (serve and two workers, 64 turns in flight), configured for pools
+    of 20 kept open, on a database that allows 40 connections to its role: every message of a burst
+    is answered and the server never refuses one of their connections."""
+    limited = await _limited_role(admin_url, db_url, LIMIT)
+    port = free_port()
+    openai_server.delay = 0.3  # turns overlap, as with a real model
+    settings = service_settings(
+        limited,
+        whatsapp_api_base_url=graph_api.base_url,
+        openai_api_key="sk-test",
+        openai_base_url=openai_server.base_url + "/v1",
+    )
+    env = {
+        **service_env(settings),
+        "PORT": str(port),
+        "WA_AGENT_WORKER_PROCESSES": "2",
+        "WA_AGENT_WORKER_CONCURRENCY": "32",
+        # Pools opened full at start: three processes would ask for 66 connections.
+        "WA_AGENT_DB_POOL_MIN": "20",
+        "WA_AGENT_DB_POOL_MAX": "20",
+        "LOG_LEVEL": "INFO",
+    }
+    log_path = tmp_path / "serve.log"
+    serve = _start_serve(env, log_path)
+    customers = [f"25078870{i:04d}" for i in range(150)]
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+
+            async def ready() -> bool:
+                try:
+                    return (await client.get("/readyz")).status_code == 200
+                except httpx.HTTPError:
+                    return False
+
+            await eventually(ready, within=60, what="serve ready")
+            codes = await asyncio.gather(
+                *(_post(client, wa_id, "where is my order?") for wa_id in customers)
+            )
+        assert set(codes) == {200}
+        await graph_api.wait_for_async(
+            lambda: all(graph_api.sent_to(wa_id) for wa_id in customers), 120
+        )
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(serve.wait, 30)
+    log = log_path.read_text(errors="replace")
+    assert "serve.pools_fitted" in log
+    assert "too many connections" not in log and "too many clients" not in log
