@@ -33,7 +33,6 @@ from server.operations.demo_shop import seed_demo_data
 from server.operations.erasure import forget_from_terminal
 from server.runner.supervisor import (
     WorkerProcesses,
-    defer_to_parent,
     fit_pools_to_the_server,
     leave_when_parent_is_gone,
     pool_environment,
@@ -76,7 +75,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         return serve_http(settings, with_worker=not args.no_worker)
     if args.command == "worker":
-        defer_to_parent()
+        # Before any thread starts: Linux priority is per thread, inherited by threads
+        # started after.
+        yield_cpu_to_the_webhook(settings.worker_nice)
         # uvloop: the worker is a busy event loop (the queue, the pools, the model and
         # Graph API clients); the standard loop's own overhead was a tenth of a turn.
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
@@ -184,7 +185,6 @@ def yield_cpu_to_the_webhook(nice: int) -> None:
 
 
 async def run_worker_process(settings: Settings) -> int:
-    yield_cpu_to_the_webhook(settings.worker_nice)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -16,7 +16,7 @@ import pytest
 from tests.fakes.graph_api import FakeGraphAPI
 from tests.fakes.meta_payloads import envelope, sign, text_message
 from tests.faults.outages import free_port
-from tests.support import APP_SECRET, REPO, eventually, service_env, service_settings
+from tests.support import APP_SECRET, REPO, eventually, nice_of, service_env, service_settings
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -64,7 +64,13 @@ async def test_serve_runs_a_worker_per_core_and_keeps_them_running(
 ) -> None:
     port = free_port()
     settings = service_settings(db_url, whatsapp_api_base_url=graph_api.base_url)
-    env = {**service_env(settings), "PORT": str(port), "WA_AGENT_WORKER_PROCESSES": "2"}
+    env = {
+        **service_env(settings),
+        "PORT": str(port),
+        "WA_AGENT_WORKER_PROCESSES": "2",
+        "WA_AGENT_WORKER_NICE": "7",
+    }
+    base_nice = os.getpriority(os.PRIO_PROCESS, 0)
     serve = _start_serve(env)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -86,6 +92,9 @@ async def test_serve_runs_a_worker_per_core_and_keeps_them_running(
         assert await _post(base, "250788700001", "hello") == 200
         await graph_api.wait_for_async(lambda: len(graph_api.sent_to("250788700001")) == 1, 60)
         assert os.getpid() not in first and serve.pid not in first
+        # The workers yield the CPU as configured; the webhook keeps its priority.
+        assert [nice_of(pid) for pid in first] == [base_nice + 7] * 2
+        assert nice_of(serve.pid) == base_nice
 
         os.kill(first[0], signal.SIGKILL)
 

@@ -15,6 +15,7 @@ from tests.fakes.meta_payloads import envelope, text_message
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.support import (
     eventually,
+    nice_of,
     query,
     running_service,
     service_settings,
@@ -125,11 +126,11 @@ async def test_two_workers_answer_fifty_conversations_in_order_and_once(
     assert all(p.returncode == 0 for p in workers), [p.stderr.read() for p in workers if p.stderr]
 
 
-@pytest.mark.parametrize("nice", [10, 0])
+@pytest.mark.parametrize("nice", [19, 0])
 async def test_a_worker_yields_the_cpu_to_the_webhook(
     db_url: str, graph_api: FakeGraphAPI, openai_server: FakeOpenAIServer, nice: int
 ) -> None:
-    """`top` shows the worker at the configured nice (WA_AGENT_WORKER_NICE, default 10),
+    """`top` shows the worker at the configured nice (WA_AGENT_WORKER_NICE, default 19),
     and — leading its own session, as under systemd — its scheduling group too; the
     webhook process (this one here) keeps its priority. 0 leaves the worker alone."""
     base = os.getpriority(os.PRIO_PROCESS, 0)
@@ -138,7 +139,7 @@ async def test_a_worker_yields_the_cpu_to_the_webhook(
         await eventually(
             lambda: _registered_workers(db_url), within=60, what="the worker registered"
         )
-        assert _nice_of(worker.pid) == base + nice
+        assert nice_of(worker.pid) == base + nice
         assert f"nice {nice}" in _autogroup_of(worker.pid)
         assert os.getpriority(os.PRIO_PROCESS, 0) == base
     finally:
@@ -148,11 +149,6 @@ async def test_a_worker_yields_the_cpu_to_the_webhook(
 async def _registered_workers(db_url: str) -> bool:
     rows = await query(db_url, "SELECT count(*) AS n FROM procrastinate_workers")
     return int(rows[0]["n"]) > 0
-
-
-def _nice_of(pid: int) -> int:
-    """Field 19 of /proc/PID/stat (after the command name, which may hold spaces)."""
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
 
 
 def _autogroup_of(pid: int) -> str:

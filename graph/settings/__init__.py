@@ -88,10 +88,12 @@ class Settings(
     worker_concurrency: int = Field(
         default=32, ge=1, validation_alias="WA_AGENT_WORKER_CONCURRENCY"
     )
-    # CPU priority (Unix nice) of `wa-agent worker` processes: on a machine they share
-    # with `serve` and Postgres, the webhook — which Meta times — gets the CPU first;
-    # a turn waits on its model far longer than on a busy core. 0 = same as the rest.
-    worker_nice: int = Field(default=10, ge=0, le=19, validation_alias="WA_AGENT_WORKER_NICE")
+    # CPU priority (Unix nice) of `wa-agent worker` processes, `serve`'s own included:
+    # on a machine they share with `serve` and Postgres, the webhook — which Meta times —
+    # gets the CPU first; a turn waits on its model far longer than on a busy core. With
+    # two workers on two cores, webhook p99 at 300/s: 78 ms at 0, 30–41 ms at 10, 18–27
+    # ms at 19 (BENCHMARKS.md); the workers still take every idle cycle. 0 = as the rest.
+    worker_nice: int = Field(default=19, ge=0, le=19, validation_alias="WA_AGENT_WORKER_NICE")
     # Double texting: 0 (the default) answers at once, and messages that come while the
     # model thinks, before any of the reply went out, are answered together with the
     # first (the run goes again from where it started). A window > 0 waits that long

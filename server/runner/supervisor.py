@@ -31,9 +31,6 @@ _STOP_GRACE_S = 20.0
 _FIRST_RESTART_PAUSE_S = 1.0
 _MAX_RESTART_PAUSE_S = 30.0
 _HEALTHY_RUN_S = 60.0
-# How much lower a child's priority is than `serve`'s: the lowest (nice 19 weighs 15
-# against serve's 1024 when both want a core; the workers still take every idle cycle).
-WORKER_NICENESS = 19
 
 
 @dataclass
@@ -100,17 +97,6 @@ def worker_process_count(configured: str) -> int:
     if count < 0:
         raise ValueError("WA_AGENT_WORKER_PROCESSES must be 'auto' or a number >= 0")
     return count
-
-
-def defer_to_parent() -> None:
-    """In a child of `serve`: run at a lower CPU priority than `serve`, so the webhook
-    Meta times answers first when the workers fill every core. Workers lose nothing
-    when cores are free; when they are not, a turn waits a little rather than an
-    acknowledgement (two workers on two cores, webhook p99 at 300/s: 78 ms at equal
-    priority, 30–41 ms at nice 10, 18–27 ms at nice 19; BENCHMARKS.md). Called before
-    any thread starts: Linux priority is per thread, inherited by threads started after."""
-    if os.environ.get(PARENT_PID_ENV):
-        os.nice(WORKER_NICENESS)
 
 
 async def leave_when_parent_is_gone(stop: asyncio.Event, every_s: float = 1.0) -> None:
