@@ -33,45 +33,77 @@ from tests.fakes.openai_server import FakeOpenAIServer
 # Postgres publishes a backend's statistics at most once a second.
 STATS_FLUSH_S = 2.0
 
-# The first frame matching one of these (searched leaf to root) names a sample's area.
+# Where a sample's time goes: the first frame (searched leaf to root) in one of these
+# installed packages names its area; else the first frame of ours. py-spy records full
+# file names (`--full-filenames`): shortened, langgraph's `graph/` read as ours and its
+# runtime fell under whatever called it (procrastinate, for a job).
 AREAS: tuple[tuple[str, str], ...] = (
     ("onnxruntime", "embedding (onnxruntime)"),
     ("tokenizers", "embedding (tokenizer)"),
     ("sklearn", "router classifier (sklearn)"),
+    ("scipy", "router classifier (sklearn)"),
+    ("numpy", "numpy"),
+    ("langgraph/checkpoint", "checkpoint (langgraph)"),
+    ("psycopg_pool", "SQL (psycopg)"),
     ("psycopg", "SQL (psycopg)"),
     ("procrastinate", "queue (procrastinate)"),
-    ("langgraph/checkpoint", "checkpoint"),
-    ("openai/", "model client (openai)"),
-    ("httpx", "HTTP client (httpx)"),
-    ("httpcore", "HTTP client (httpx)"),
+    ("openai", "model client (openai)"),
+    ("langchain_openai", "model client (openai)"),
+    ("aiohttp", "HTTP client (aiohttp, httpx)"),
+    ("httpx", "HTTP client (aiohttp, httpx)"),
+    ("httpcore", "HTTP client (aiohttp, httpx)"),
+    ("h11", "HTTP client (aiohttp, httpx)"),
+    ("anyio", "HTTP client (aiohttp, httpx)"),
+    ("tiktoken", "token counting (tiktoken)"),
     ("pydantic", "pydantic"),
     ("langchain_core", "langchain_core"),
-    ("langgraph/", "langgraph runtime"),
+    ("langgraph", "langgraph runtime"),
     ("uvicorn", "webhook (uvicorn)"),
     ("starlette", "webhook (starlette)"),
     ("fastapi", "webhook (fastapi)"),
-    ("asyncio", "event loop"),
-    ("uvloop", "event loop"),
+    ("prometheus_client", "metrics (prometheus_client)"),
+    ("structlog", "logging"),
 )
+OUR_PACKAGES = ("server", "graph", "nodes", "tools")
+_FILE = re.compile(r"\((?P<path>[^()]*?)(?::\d+)?\)$")
+# Up to our package's name in a file name, for printing it short.
+_OUR_PREFIX = re.compile(r"\([^()]*/(?=(?:" + "|".join(OUR_PACKAGES) + r")/)")
+
+
+def _site_package(frame: str) -> str | None:
+    """`langgraph/pregel` for a frame in site-packages/langgraph/pregel/…, else None."""
+    match = _FILE.search(frame)
+    if match is None or "site-packages/" not in match["path"]:
+        return None
+    return match["path"].split("site-packages/", 1)[1]
+
+
+def _is_ours(frame: str) -> bool:
+    match = _FILE.search(frame)
+    if match is None or "site-packages/" in match["path"]:
+        return False
+    return any(f"/{package}/" in match["path"] for package in OUR_PACKAGES)
 
 
 def area_of(stack: str) -> str:
     frames = stack.split(";")
     for frame in reversed(frames):
+        package = _site_package(frame)
+        if package is None:
+            continue
         for needle, area in AREAS:
-            if needle in frame:
+            if package.startswith(needle):
                 return area
-    for frame in reversed(frames):
-        if "/server/" in frame or "/graph/" in frame or "/nodes/" in frame:
-            return "ours"
+    if any(_is_ours(frame) for frame in frames):
+        return "ours (and the standard library)"
     return "other"
 
 
 def ours_frame(stack: str) -> str:
     """The deepest frame of our own code in a stack: which of our functions led here."""
     for frame in reversed(stack.split(";")):
-        if any(part in frame for part in ("(server/", "(graph/", "(nodes/", "/server/", "/graph/")):
-            return frame
+        if _is_ours(frame):
+            return _OUR_PREFIX.sub("(", frame)
     return "(none)"
 
 
@@ -113,7 +145,7 @@ async def profile(args: argparse.Namespace) -> None:
             committed = await transactions(server.db_url)
             recorder = await asyncio.create_subprocess_exec(
                 *[args.py_spy, "record", "--pid", str(server.group.pids[0]), "--subprocesses"],
-                *["--format", "raw", "--rate", "200", "--nonblocking"],
+                *["--format", "raw", "--rate", "200", "--nonblocking", "--full-filenames"],
                 *["--duration", str(int(args.duration)), "--output", str(args.out)],
                 *(["--gil"] if args.gil else []),
                 stdout=asyncio.subprocess.DEVNULL,
