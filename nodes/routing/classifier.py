@@ -23,10 +23,11 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from sklearn import config_context
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
+
+from nodes.routing.tfidf_rows import TfidfRows, linear_scores, logistic_probabilities
 
 Matrix = NDArray[np.float32]
 Probabilities = NDArray[np.float64]
@@ -50,8 +51,10 @@ class LocalIntentClassifier:
     def __init__(self, parameters: ClassifierParameters | None = None) -> None:
         self.parameters = parameters or ClassifierParameters()
         self.labels: tuple[str, ...] = ()
-        self._vectorizer: TfidfVectorizer | None = None
-        self._regression: LogisticRegression | None = None
+        # The fitted n-gram features and regression, as lexical_proba computes them.
+        self._rows: TfidfRows | None = None
+        self._weights: Probabilities = np.zeros((0, 0))
+        self._bias: Probabilities = np.zeros(0)
         self._vectors: Matrix = np.zeros((0, 0), dtype=np.float32)
         self._label_index: NDArray[np.int64] = np.zeros(0, dtype=np.int64)
 
@@ -61,24 +64,27 @@ class LocalIntentClassifier:
         if not (len(texts) == len(labels) == len(vectors)):
             raise ValueError("texts, labels and vectors must have the same length")
         self.labels = tuple(sorted(set(labels)))
-        self._vectorizer = TfidfVectorizer(
+        vectorizer = TfidfVectorizer(
             analyzer="char_wb",
             ngram_range=self.parameters.ngram_range,
             sublinear_tf=True,
             strip_accents="unicode",
             lowercase=True,
         )
-        features = self._vectorizer.fit_transform(list(texts))
-        self._regression = LogisticRegression(
+        features = vectorizer.fit_transform(list(texts))
+        regression = LogisticRegression(
             C=self.parameters.regularisation,
             class_weight="balanced",
             solver="saga",
             max_iter=5000,
             random_state=0,
         )
-        self._regression.fit(features, list(labels))
-        if tuple(self._regression.classes_) != self.labels:
+        regression.fit(features, list(labels))
+        if tuple(regression.classes_) != self.labels:
             raise RuntimeError("label order of the regression differs from ours")
+        self._rows = TfidfRows(vectorizer)
+        self._weights = np.asarray(regression.coef_, dtype=np.float64).T
+        self._bias = np.asarray(regression.intercept_, dtype=np.float64)
         self._vectors = _unit_rows(vectors)
         self._label_index = np.array([self.labels.index(label) for label in labels])
         return self
@@ -90,13 +96,10 @@ class LocalIntentClassifier:
 
     def lexical_proba(self, texts: Sequence[str]) -> Probabilities:
         """The n-gram half alone: no embedding needed."""
-        if self._vectorizer is None or self._regression is None:
+        if self._rows is None:
             raise RuntimeError("the classifier is not fitted")
-        # Our own strings and fitted models: scikit-learn's checks of its inputs took a
-        # fifth of this call, on every turn.
-        with config_context(assume_finite=True, skip_parameter_validation=True):
-            features = self._vectorizer.transform(list(texts))
-            return np.asarray(self._regression.predict_proba(features), dtype=np.float64)
+        rows = [self._rows.row(text) for text in texts]
+        return logistic_probabilities(linear_scores(rows, self._weights, self._bias))
 
     def predict_proba(
         self, texts: Sequence[str], vectors: Matrix, *, lexical: Probabilities | None = None
