@@ -205,6 +205,33 @@ def spawn_worker(settings: Settings) -> subprocess.Popen[bytes]:
         )
 
 
+def start_serve(env: Mapping[str, str], log_path: Path | None = None) -> subprocess.Popen[bytes]:
+    """`wa-agent serve` with `env`, in its own session; its output to `log_path` (None:
+    discarded)."""
+    output = log_path.open("wb") if log_path else None
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "server.cli", "serve"],
+            cwd=REPO,
+            env=dict(env),
+            stdout=output or subprocess.DEVNULL,
+            stderr=subprocess.STDOUT if output else subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    finally:
+        if output:
+            output.close()
+
+
+async def answers_ready(base_url: str) -> bool:
+    """Whether the service at `base_url` says it is ready (`/readyz` 200)."""
+    try:
+        async with httpx.AsyncClient(base_url=base_url, timeout=2) as client:
+            return (await client.get("/readyz")).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def stop_process(process: subprocess.Popen[bytes], *, kill: bool = False) -> None:
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGKILL if kill else signal.SIGTERM)

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -22,17 +20,18 @@ from graph.infra.connection_share import (
     fit_pool,
 )
 from tests.fakes.graph_api import FakeGraphAPI
-from tests.fakes.meta_payloads import envelope, sign, text_message
+from tests.fakes.meta_payloads import envelope, text_message
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.faults.outages import free_port
 from tests.support import (
-    APP_SECRET,
-    REPO,
+    answers_ready,
     eventually,
     service_env,
     service_settings,
+    start_serve,
     unique_name,
 )
+from tests.support_abuse import post
 
 # Postgres's default max_connections less its three reserved slots.
 DEFAULT_ALLOWED = 97
@@ -83,26 +82,6 @@ async def test_the_server_limit_counts_the_role_s_own(db_url: str, limited_url: 
     assert await asyncio.to_thread(allowed_connections, limited_url) == LIMIT
 
 
-def _start_serve(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    with log_path.open("wb") as log_file:
-        return subprocess.Popen(
-            [sys.executable, "-m", "server.cli", "serve"],
-            cwd=REPO,
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-
-async def _post(client: httpx.AsyncClient, wa_id: str, text: str) -> int:
-    raw = httpx.Request("POST", "/", json=envelope(text_message(wa_id, text))).content
-    response = await client.post(
-        "/webhook", content=raw, headers={"X-Hub-Signature-256": sign(raw, APP_SECRET)}
-    )
-    return response.status_code
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(180)
 async def test_serve_s_processes_stay_within_a_small_database_limit_under_a_burst(
@@ -133,22 +112,16 @@ async def test_serve_s_processes_stay_within_a_small_database_limit_under_a_burs
         "LOG_LEVEL": "INFO",
     }
     log_path = tmp_path / "serve.log"
-    serve = _start_serve(env, log_path)
+    serve = start_serve(env, log_path)
     customers = [f"25078870{i:04d}" for i in range(150)]
+    base = f"http://127.0.0.1:{port}"
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
-
-            async def ready() -> bool:
-                try:
-                    return (await client.get("/readyz")).status_code == 200
-                except httpx.HTTPError:
-                    return False
-
-            await eventually(ready, within=60, what="serve ready")
-            codes = await asyncio.gather(
-                *(_post(client, wa_id, "where is my order?") for wa_id in customers)
+        await eventually(lambda: answers_ready(base), within=60, what="serve ready")
+        async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+            responses = await asyncio.gather(
+                *(post(client, envelope(text_message(c, "where is my order?"))) for c in customers)
             )
-        assert set(codes) == {200}
+        assert {response.status_code for response in responses} == {200}
         await graph_api.wait_for_async(
             lambda: all(graph_api.sent_to(wa_id) for wa_id in customers), 120
         )

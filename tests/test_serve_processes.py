@@ -6,17 +6,23 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.fakes.graph_api import FakeGraphAPI
-from tests.fakes.meta_payloads import envelope, sign, text_message
+from tests.fakes.meta_payloads import envelope, text_message
 from tests.faults.outages import free_port
-from tests.support import APP_SECRET, REPO, eventually, nice_of, service_env, service_settings
+from tests.support import (
+    answers_ready,
+    eventually,
+    nice_of,
+    service_env,
+    service_settings,
+    start_serve,
+)
+from tests.support_abuse import post
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -34,29 +40,13 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def _start_serve(env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "server.cli", "serve"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+async def _post(base: str, wa_id: str, text: str) -> int:
+    async with httpx.AsyncClient(base_url=base, timeout=5) as client:
+        return (await post(client, envelope(text_message(wa_id, text)))).status_code
 
 
 def _any_alive(pids: list[int]) -> bool:
     return any(Path(f"/proc/{pid}").exists() for pid in pids)
-
-
-async def _post(base: str, wa_id: str, text: str) -> int:
-    body = envelope(text_message(wa_id, text))
-    raw = httpx.Request("POST", base, json=body).content
-    async with httpx.AsyncClient(base_url=base, timeout=5) as client:
-        response = await client.post(
-            "/webhook", content=raw, headers={"X-Hub-Signature-256": sign(raw, APP_SECRET)}
-        )
-    return response.status_code
 
 
 async def test_serve_runs_a_worker_per_core_and_keeps_them_running(
@@ -71,7 +61,7 @@ async def test_serve_runs_a_worker_per_core_and_keeps_them_running(
         "WA_AGENT_WORKER_NICE": "7",
     }
     base_nice = os.getpriority(os.PRIO_PROCESS, 0)
-    serve = _start_serve(env)
+    serve = start_serve(env)
     base = f"http://127.0.0.1:{port}"
     try:
 
@@ -81,14 +71,7 @@ async def test_serve_runs_a_worker_per_core_and_keeps_them_running(
         await eventually(two_workers, within=60, what="two worker processes")
         first = _children(serve.pid)
 
-        async def ready() -> bool:
-            try:
-                async with httpx.AsyncClient(base_url=base, timeout=2) as client:
-                    return (await client.get("/readyz")).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        await eventually(ready, within=60, what="serve ready")
+        await eventually(lambda: answers_ready(base), within=60, what="serve ready")
         assert await _post(base, "250788700001", "hello") == 200
         await graph_api.wait_for_async(lambda: len(graph_api.sent_to("250788700001")) == 1, 60)
         assert os.getpid() not in first and serve.pid not in first

@@ -27,7 +27,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
-from nodes.routing.tfidf_rows import TfidfRows, linear_scores, logistic_probabilities
+from nodes.routing.tfidf_rows import Scores, TfidfRows, linear_scores, logistic_probabilities
 
 Matrix = NDArray[np.float32]
 Probabilities = NDArray[np.float64]
@@ -53,8 +53,8 @@ class LocalIntentClassifier:
         self.labels: tuple[str, ...] = ()
         # The fitted n-gram features and regression, as lexical_proba computes them.
         self._rows: TfidfRows | None = None
-        self._weights: Probabilities = np.zeros((0, 0))
-        self._bias: Probabilities = np.zeros(0)
+        self._weights: Scores = np.zeros((0, 0))
+        self._bias: Scores = np.zeros(0)
         self._vectors: Matrix = np.zeros((0, 0), dtype=np.float32)
         self._label_index: NDArray[np.int64] = np.zeros(0, dtype=np.int64)
 

@@ -44,7 +44,6 @@ AREAS: tuple[tuple[str, str], ...] = (
     ("scipy", "router classifier (sklearn)"),
     ("numpy", "numpy"),
     ("langgraph/checkpoint", "checkpoint (langgraph)"),
-    ("psycopg_pool", "SQL (psycopg)"),
     ("psycopg", "SQL (psycopg)"),
     ("procrastinate", "queue (procrastinate)"),
     ("openai", "model client (openai)"),
