@@ -27,11 +27,10 @@ the products; unsure, the topic menu answers as before. No model is ever called.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from langchain_core.messages import AIMessage, ToolMessage
 from langchain_core.tools import BaseTool
-from langgraph.graph import END
 from langgraph.runtime import Runtime
 from langgraph.types import Command
 
@@ -116,6 +115,7 @@ def _typed_words(state: ConversationState) -> str:
     return "\n".join(t for t in typed if t.strip())
 
 
-def after_menu(state: ConversationState) -> str:
+async def after_menu(state: ConversationState) -> Literal["menu_tools", "__end__"]:
+    """A coroutine: LangGraph would run a plain function on a thread pool."""
     last = state["messages"][-1]
-    return "menu_tools" if isinstance(last, AIMessage) and last.tool_calls else END
+    return "menu_tools" if isinstance(last, AIMessage) and last.tool_calls else "__end__"

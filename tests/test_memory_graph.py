@@ -177,3 +177,31 @@ async def test_recalled_memories_reach_only_their_customers_prompt(
     assert grace_request["messages"][0] == other_request["messages"][0]
     assert grace_request["messages"][-2]["content"].startswith(MEMORY_HEADING)
     assert grace_request["messages"][-1]["content"].startswith("Is there anything vegetarian")
+
+
+async def test_memory_runs_in_the_routers_step_so_the_agent_waits_for_the_slowest_not_the_sum(
+    db_url: str, openai_server: FakeOpenAIServer
+) -> None:
+    """Recall and the summary do not change who answers: they run beside the router, and
+    the agent, one step later, reads what all three wrote (the test above: memories
+    still reach the prompt)."""
+    async with memory_graph(db_url, openai_server) as memory:
+        thread, customer = str(uuid.uuid4()), "250788000105"
+        config: RunnableConfig = {"configurable": {"thread_id": thread}}
+        turn = {
+            "messages": [customer_message("Hello there", wamid="wamid.step-1", kind="text")],
+            "run_id": str(uuid.uuid4()),
+            "replies": [],
+        }
+        context = ConversationContext(conversation_id=thread, wa_id=customer)
+        steps: dict[str, int] = {}
+        async for event in memory.graph.astream(
+            turn,  # type: ignore[arg-type]
+            config,
+            context=context,
+            stream_mode="debug",
+        ):
+            if event["type"] == "task":
+                steps[event["payload"]["name"]] = event["step"]
+    assert steps["recall_memories"] == steps["summarize"] == steps["router"]
+    assert steps["agent_customer_service"] == steps["router"] + 1

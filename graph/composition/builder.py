@@ -3,24 +3,33 @@
     START ─▶ begin_turn ─┬─▶ unsupported (only message kinds the bot cannot read)
                          ├─▶ menu ⇄ menu_tools (no model, or `ai_agent` off: taps)
                          ├─▶ goodbye (only thanks after an answer: no model)
-                         └─▶ recall_memories ─▶ summarize ─▶ router ─┬─▶ agent_<name> ⇄ tools
-                                                                     └─▶ escalate ─▶ human_takeover
+                         ├─▶ recall_memories, summarize (beside the router, in its step)
+                         └─▶ router ─┬─▶ agent_<name> ⇄ tools
+                                     └─▶ escalate ─▶ human_takeover
     tools ─▶ receipt (a confirmed action's outcome: no model)
     every branch ends at END
 
 `recall_memories` puts what the business remembers about the customer in the state for
 the agents' system prompt; `summarize` folds the oldest messages into a running summary
 when the history is over its token budget (both only with `memory`, see nodes/memory).
+They run in the router's step, not before it: the router reads only the newest messages,
+and the agent, one step later, reads what all three wrote — a turn saves two steps and
+waits for the slowest of the three rather than their sum.
 Agents are specialists; handoffs change who is in charge; `human_takeover` interrupts
 until an operator releases the conversation.
 
 The tool node belongs to no agent: after it, the turn goes back to whoever is in charge
 now, which is how a `transfer_to_<agent>` call hands over without running two agents.
+
+The routing functions are coroutines although none of them waits: LangGraph runs a plain
+function on a thread pool when the graph runs asynchronously, and a turn would hop
+threads (and wait for the GIL behind the event loop) at every branch for a dict lookup.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Literal
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, HumanMessage
@@ -110,18 +119,16 @@ def build_graph(
     builder.add_edge("goodbye", END)
     builder.add_node("receipt", make_receipt_node(prompts.notices, language_of))
     builder.add_edge("receipt", END)
-    entry = add_memory_nodes(builder, memory, then="router") if memory else "router"
-    builder.add_conditional_edges(
-        START,
-        _begin_turn,
-        {
-            "unsupported": "unsupported",
-            "menu": "menu",
-            "escalate": "escalate",
-            "goodbye": "goodbye",
-            "router": entry,
-        },
-    )
+    beside_router = add_memory_nodes(builder, memory) if memory else []
+
+    async def begin_turn(
+        state: ConversationState, runtime: Runtime[ConversationContext]
+    ) -> list[str]:
+        start = _turn_start(state, runtime)
+        return [*beside_router, "router"] if start == "router" else [start]
+
+    destinations = ["unsupported", "menu", "escalate", "goodbye", "router", *beside_router]
+    builder.add_conditional_edges(START, begin_turn, destinations)
     return builder.compile(checkpointer=checkpointer, name="wa-agent")
 
 
@@ -143,13 +150,17 @@ def _add_agents(
     every_tool = {t.name: t for t in [*tools, *handoffs, make_escalation_tool()]}
     agent_nodes = [agent_node_name(name) for name in agents]
 
-    def to_agent_in_charge(state: ConversationState) -> str:
+    def agent_in_charge(state: ConversationState) -> str:
         agent = state.get("active_agent") or "customer_service"
         if agent == HUMAN or len(state.get("handoffs", [])) > MAX_HANDOFFS_PER_TURN:
             return "escalate"
         return agent_node_name(agent if agent in agents else "customer_service")
 
     builder.add_node("router", make_router_node(router, agents))
+
+    async def to_agent_in_charge(state: ConversationState) -> str:
+        return agent_in_charge(state)
+
     builder.add_conditional_edges("router", to_agent_in_charge, [*agent_nodes, "escalate"])
     for name in agents:
         node = make_specialist_node(
@@ -170,9 +181,9 @@ def _add_agents(
     )
     builder.add_node("tools", tool_node)
 
-    def after_tools(state: ConversationState) -> str:
+    async def after_tools(state: ConversationState) -> str:
         """A confirmed action's receipt goes out as it is; else back to the agent."""
-        return "receipt" if receipts_of_last_tools(state["messages"]) else to_agent_in_charge(state)
+        return "receipt" if receipts_of_last_tools(state["messages"]) else agent_in_charge(state)
 
     builder.add_conditional_edges("tools", after_tools, [*agent_nodes, "escalate", "receipt"])
 
@@ -203,7 +214,15 @@ def _add_menu(
     builder.add_edge("menu_tools", "menu")
 
 
-def _begin_with_menu(state: ConversationState) -> str:
+MenuStart = Literal["unsupported", "menu", "escalate"]
+TurnStart = Literal["unsupported", "menu", "escalate", "goodbye", "router"]
+
+
+async def _begin_with_menu(state: ConversationState) -> MenuStart:
+    return _menu_start(state)
+
+
+def _menu_start(state: ConversationState) -> MenuStart:
     """No agents: taps and the menu answer; its "talk to a person" row reaches a person."""
     if _only_unreadable(state):
         return "unsupported"
@@ -211,13 +230,13 @@ def _begin_with_menu(state: ConversationState) -> str:
     return "escalate" if tapped == f"menu:{HUMAN}" else "menu"
 
 
-def _begin_turn(state: ConversationState, runtime: Runtime[ConversationContext]) -> str:
+def _turn_start(state: ConversationState, runtime: Runtime[ConversationContext]) -> TurnStart:
     """With the `ai_agent` flag off for this customer the rule-based menu answers; its
     "talk to a person" row still reaches a person. Thanks after an answer need no agent."""
     if _only_unreadable(state):
         return "unsupported"
     if runtime.context is not None and not runtime.context.flag("ai_agent"):
-        return _begin_with_menu(state)
+        return _menu_start(state)
     return "goodbye" if ends_conversation(state) else "router"
 
 
@@ -226,10 +245,10 @@ def _only_unreadable(state: ConversationState) -> bool:
     return bool(turn) and not any(whatsapp_meta(m).get("supported", True) for m in turn)
 
 
-def _after_agent(state: ConversationState) -> str:
+async def _after_agent(state: ConversationState) -> Literal["menu", "tools", "__end__"]:
     """An agent that said nothing to the customer's message (its model is down) leaves
     the turn to the menu, which acts on typed words without a model."""
     last = state["messages"][-1]
     if isinstance(last, HumanMessage):
         return "menu"
-    return "tools" if isinstance(last, AIMessage) and last.tool_calls else END
+    return "tools" if isinstance(last, AIMessage) and last.tool_calls else "__end__"

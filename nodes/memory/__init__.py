@@ -7,8 +7,9 @@
   start of each turn and extracted by a queued job after each answered turn.
 
 `MemoryNodes` is what `graph.composition.builder.build_graph` needs;
-graph/composition/memory.py builds it from the settings. `add_memory_nodes` puts recall
-and summarize before the router.
+graph/composition/memory.py builds it from the settings. `add_memory_nodes` adds recall
+and summarize, which the graph runs beside the router: neither changes who answers, and
+the agent, one step later, reads what all three wrote.
 """
 
 from __future__ import annotations
@@ -33,19 +34,17 @@ class MemoryNodes:
     recall_timeout_seconds: float = 2.0
 
 
-def add_memory_nodes(builder: Any, memory: MemoryNodes, *, then: str) -> str:
-    """Add `recall_memories → summarize → then` to a StateGraph; return the first node."""
+def add_memory_nodes(builder: Any, memory: MemoryNodes) -> list[str]:
+    """Add recall (and summarize, with a summarizer) to a StateGraph, without edges: the
+    caller starts them in the same step as the node they run beside. Returns their names."""
     builder.add_node(
         RECALL_NODE,
         make_recall_node(memory.long_term, timeout_seconds=memory.recall_timeout_seconds),
     )
     if memory.summarizer is None:
-        builder.add_edge(RECALL_NODE, then)
-        return RECALL_NODE
+        return [RECALL_NODE]
     builder.add_node(SUMMARIZE_NODE, make_summarize_node(memory.summarizer))
-    builder.add_edge(RECALL_NODE, SUMMARIZE_NODE)
-    builder.add_edge(SUMMARIZE_NODE, then)
-    return RECALL_NODE
+    return [RECALL_NODE, SUMMARIZE_NODE]
 
 
 __all__ = ["HistoryBudget", "MemoryNodes", "add_memory_nodes"]
