@@ -18,7 +18,7 @@ import structlog
 from procrastinate.exceptions import ConnectorException
 
 from graph.composition.agent_configs import AgentDirectory
-from graph.composition.conversation_graphs import open_conversation_graphs
+from graph.composition.conversation_graphs import ConversationGraphs, open_conversation_graphs
 from graph.composition.feature_flags import FeatureFlags
 from graph.composition.memory import ConversationMemory, migrate_memory_embeddings
 from graph.infra.database import Pool, apply_migrations, open_pool, resolve_database_url
@@ -31,7 +31,7 @@ from server.operations.conversation_replay import Replays
 from server.operations.retention import RetentionOptions, register_retention_task
 from server.outcomes.alerts import AlertMonitor, AlertOptions, register_alert_task
 from server.outcomes.escalation_notices import register_notice_task
-from server.outcomes.hooks import build_outcome_hooks, register_outcome_tasks
+from server.outcomes.hooks import OutcomeHooks, build_outcome_hooks, register_outcome_tasks
 from server.outcomes.reminders import BookingReminders, ReminderOptions, register_reminder_task
 from server.outcomes.template_catalog import declare_templates
 from server.runner.accounting import Accounting, AccountingOptions
@@ -207,63 +207,31 @@ async def _open_services_once(
         ) as conversation_graphs,
     ):
         await numbers.refresh()
-        graphs = conversation_graphs.pooled(pool, settings.worker_concurrency)
-        agents, tools = conversation_graphs.agents, conversation_graphs.tool_names
-        memory = conversation_graphs.memory
-        flags = FeatureFlags(pool, settings.flags, number_flags=numbers.flags_of)
         if migrate and settings.templates_file is not None:
             await declare_templates(pool, settings.templates_file)
+        queue = create_queue_app(database_url, settings)
+        flags = FeatureFlags(pool, settings.flags, number_flags=numbers.flags_of)
         accounting = None
         if settings.accounting_enabled:
             accounting = Accounting(pool, AccountingOptions.from_settings(settings))
-        queue = create_queue_app(database_url, settings)
-        voice = CustomerVoice(
-            pool,
-            conversation_graphs.notices,
-            conversation_graphs.language_of,
-            settings.default_language,
-            numbers.default_language,
+        runner, outcomes = _answering(
+            settings, pool, queue, conversation_graphs, numbers, abuse, flags, accounting, channels
         )
-        transports = Channels(numbers, {WEB: Stored(), **(channels or {})})
-        outcomes = build_outcome_hooks(pool, graphs, transports, flags, settings, queue, voice)
-        phase = GraphPhase(
-            pool,
-            graphs,
-            numbers,
-            PartialOptions.from_settings(settings),
-            voice,
-            settings.app_version,
-            agents=agents,
-            flags=flags,
-            outcomes=outcomes,
-            accounting=accounting,
-            media=build_media_understanding(settings, pool, flags),
-        )
-        runner = ConversationRunner(
-            phase,
-            functools.partial(schedule_answer, queue),
-            RunnerOptions.from_settings(settings),
-            transports,
-            gate=abuse.gate,
-            after_delivery=_remember_later(queue, memory, settings),
-        )
-        register_answer_task(queue, runner.answer)
-        _register_chores(queue, pool, settings, OperatorDesk(pool, graphs, transports))
-        register_reminder_task(queue, _booking_reminders(pool, transports, flags, settings))
-        register_outcome_tasks(
-            queue,
-            outcomes,
-            sweep_cron=settings.episode_sweep_cron,
-            purge_cron=settings.maintenance_cron,
-        )
-        register_memory_tasks(
-            queue, MemoryJobs(pool, MaintenanceOptions.from_settings(settings), memory)
-        )
+        _register_tasks(queue, settings, runner, outcomes, flags, conversation_graphs.memory)
         async with queue.open_async(), _metered_jobs(accounting):
             services = Services(
-                settings, database_url, pool, queue, numbers, runner, abuse, agents, tools, flags
+                settings,
+                database_url,
+                pool,
+                queue,
+                numbers,
+                runner,
+                abuse,
+                conversation_graphs.agents,
+                conversation_graphs.tool_names,
+                flags,
+                accounting=accounting,
             )
-            services.accounting = accounting
             if run_worker_here:
                 await conversation_graphs.warm_up()
                 services.worker_task = asyncio.create_task(
@@ -275,6 +243,75 @@ async def _open_services_once(
             finally:
                 await _stop_worker(services.worker_task)
                 await asyncio.to_thread(flush_tracing, tracing)
+
+
+def _answering(
+    settings: Settings,
+    pool: Pool,
+    queue: procrastinate.App,
+    conversation_graphs: ConversationGraphs,
+    numbers: WhatsAppNumbers,
+    abuse: AbuseProtection,
+    flags: FeatureFlags,
+    accounting: Accounting | None,
+    channels: Mapping[str, Transport] | None,
+) -> tuple[ConversationRunner, OutcomeHooks]:
+    """The runner that answers customers, and the outcome hooks around its turns."""
+    graphs = conversation_graphs.pooled(pool, settings.worker_concurrency)
+    voice = CustomerVoice(
+        pool,
+        conversation_graphs.notices,
+        conversation_graphs.language_of,
+        settings.default_language,
+        numbers.default_language,
+    )
+    transports = Channels(numbers, {WEB: Stored(), **(channels or {})})
+    outcomes = build_outcome_hooks(pool, graphs, transports, flags, settings, queue, voice)
+    phase = GraphPhase(
+        pool,
+        graphs,
+        numbers,
+        PartialOptions.from_settings(settings),
+        voice,
+        settings.app_version,
+        agents=conversation_graphs.agents,
+        flags=flags,
+        outcomes=outcomes,
+        accounting=accounting,
+        media=build_media_understanding(settings, pool, flags),
+    )
+    runner = ConversationRunner(
+        phase,
+        functools.partial(schedule_answer, queue),
+        RunnerOptions.from_settings(settings),
+        transports,
+        gate=abuse.gate,
+        after_delivery=_remember_later(queue, conversation_graphs.memory, settings),
+    )
+    return runner, outcomes
+
+
+def _register_tasks(
+    queue: procrastinate.App,
+    settings: Settings,
+    runner: ConversationRunner,
+    outcomes: OutcomeHooks,
+    flags: FeatureFlags,
+    memory: ConversationMemory,
+) -> None:
+    """Every task this process's worker may run: turns, and the jobs beside them."""
+    pool, transports = runner.pool, runner.channels
+    register_answer_task(queue, runner.answer)
+    _register_chores(queue, pool, settings, OperatorDesk(pool, runner.graphs, transports))
+    register_reminder_task(queue, _booking_reminders(pool, transports, flags, settings))
+    register_outcome_tasks(
+        queue,
+        outcomes,
+        sweep_cron=settings.episode_sweep_cron,
+        purge_cron=settings.maintenance_cron,
+    )
+    maintenance = MaintenanceOptions.from_settings(settings)
+    register_memory_tasks(queue, MemoryJobs(pool, maintenance, memory))
 
 
 def _register_chores(

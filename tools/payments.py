@@ -80,37 +80,40 @@ def payment_reference(key: str) -> str:
     return "PAY-" + base64.b32encode(digest).decode()[:8]
 
 
-def make_payment_tools(
-    pool: Pool, provider: PaymentProvider, *, timezone: str = "Africa/Kigali"
-) -> list[BaseTool]:
-    """`create_payment` and `cancel_payment` (both ask the customer to confirm) and
-    `get_payment_status`, for the customer of the run."""
-    zone = ZoneInfo(timezone)
+class PaymentDesk:
+    """The customer's payments, as the agents' tools act on them: always the run's
+    customer's; creating and cancelling wait for the customer's confirmation tap."""
 
-    def describe(row: dict[str, Any]) -> str:
-        return _payment_text(row, zone)
+    def __init__(self, pool: Pool, provider: PaymentProvider, zone: ZoneInfo) -> None:
+        self.pool = pool
+        self.provider = provider
+        self.zone = zone
 
-    def created(row: dict[str, Any]) -> ToolAnswer:
+    def describe(self, row: dict[str, Any]) -> str:
+        return _payment_text(row, self.zone)
+
+    def created(self, row: dict[str, Any]) -> ToolAnswer:
         """A payment the customer confirmed: how to pay is their receipt."""
-        shown = _payment_text(row, zone, for_customer=True)
-        return "Payment created: " + describe(row), receipt(f"Payment {shown}")
+        shown = _payment_text(row, self.zone, for_customer=True)
+        return "Payment created: " + self.describe(row), receipt(f"Payment {shown}")
 
     async def create_payment(
+        self,
         runtime: ToolRuntime[Any, Any],
         booking_id: int | None = None,
         items: list[ItemLine] | None = None,
     ) -> ToolAnswer:
         wa_id = customer_wa_id(runtime)
         key = idempotency_key(runtime, "payment", wa_id)
-        if (done := await _payment_by_key(pool, key)) is not None:
+        if (done := await _payment_by_key(self.pool, key)) is not None:
             # A re-run of a call the customer already confirmed: finish it, never redo it.
             if done["provider_reference"] is None and done["status"] in ("creating", "failed"):
-                done = await _request_link(pool, provider, done, wa_id)
-            return created(done)
+                done = await _request_link(self.pool, self.provider, done, wa_id)
+            return self.created(done)
         number = business_number(runtime)
-        quote = await quote_for(pool, wa_id, booking_id, items or [], phone_number_id=number)
-        if booking_id is not None and (open_one := await _open_payment(pool, booking_id)):
-            return "This booking already has a payment: " + describe(open_one), []
+        quote = await quote_for(self.pool, wa_id, booking_id, items or [], phone_number_id=number)
+        if booking_id is not None and (open_one := await _open_payment(self.pool, booking_id)):
+            return "This booking already has a payment: " + self.describe(open_one), []
         amount = format_money(quote.amount_minor, quote.currency)
         if not confirmed(
             "create_payment",
@@ -120,39 +123,39 @@ def make_payment_tools(
         ):
             return declined("no payment was created."), []
         try:
-            row = await _claim(pool, wa_id, key, quote, provider.name)
+            row = await _claim(self.pool, wa_id, key, quote, self.provider.name)
         except psycopg.errors.UniqueViolation:  # another call opened one for this booking
             assert booking_id is not None
-            if open_one := await _open_payment(pool, booking_id):
-                return "This booking already has a payment: " + describe(open_one), []
+            if open_one := await _open_payment(self.pool, booking_id):
+                return "This booking already has a payment: " + self.describe(open_one), []
             raise
         if row["provider_reference"] is None:
-            row = await _request_link(pool, provider, row, wa_id)
-        return created(row)
+            row = await _request_link(self.pool, self.provider, row, wa_id)
+        return self.created(row)
 
     async def get_payment_status(
-        runtime: ToolRuntime[Any, Any], reference: str | None = None
+        self, runtime: ToolRuntime[Any, Any], reference: str | None = None
     ) -> ToolAnswer:
         """The payment for the model; its receipt, once paid, for the customer."""
         wa_id = customer_wa_id(runtime)
-        row = await _customer_payment(pool, wa_id, reference)
-        if row["status"] == "pending" and row["provider"] == provider.name:
-            row = await _refresh(pool, provider, row)
+        row = await _customer_payment(self.pool, wa_id, reference)
+        if row["status"] == "pending" and row["provider"] == self.provider.name:
+            row = await _refresh(self.pool, self.provider, row)
         if row["status"] != "paid" or not row["receipt_url"]:
-            return describe(row), []
+            return self.describe(row), []
         document: MediaReply = {
             "kind": "document",
             "link": row["receipt_url"],
             "filename": f"receipt-{row['reference']}.pdf",
             "caption": f"Receipt {row['reference']}",
         }
-        return describe(row) + " (Its receipt is sent to the customer with your answer.)", [
+        return self.describe(row) + " (Its receipt is sent to the customer with your answer.)", [
             document
         ]
 
-    async def cancel_payment(runtime: ToolRuntime[Any, Any], reference: str) -> ToolAnswer:
+    async def cancel_payment(self, runtime: ToolRuntime[Any, Any], reference: str) -> ToolAnswer:
         wa_id = customer_wa_id(runtime)
-        row = await _customer_payment(pool, wa_id, reference)
+        row = await _customer_payment(self.pool, wa_id, reference)
         if row["status"] == "cancelled":
             return f"Payment {row['reference']} is already cancelled.", []
         if row["status"] != "pending":
@@ -170,28 +173,35 @@ def make_payment_tools(
         ):
             kept = f"they kept payment {row['reference']}; nothing was changed."
             return declined(kept), []
-        if row["provider"] == provider.name and row["provider_reference"]:
-            await provider.cancel(row["provider_reference"])
-        await _set_status(pool, int(row["id"]), "cancelled")
+        if row["provider"] == self.provider.name and row["provider_reference"]:
+            await self.provider.cancel(row["provider_reference"])
+        await _set_status(self.pool, int(row["id"]), "cancelled")
         done = f"Payment {row['reference']} is cancelled; its link no longer works."
         return done, receipt(f"{done[:-1]} ({amount}, {row['description']}).")
 
+
+def make_payment_tools(
+    pool: Pool, provider: PaymentProvider, *, timezone: str = "Africa/Kigali"
+) -> list[BaseTool]:
+    """`create_payment` and `cancel_payment` (both ask the customer to confirm) and
+    `get_payment_status`, for the customer of the run."""
+    desk = PaymentDesk(pool, provider, ZoneInfo(timezone))
     return [
         showing_tool(
-            create_payment,
+            desk.create_payment,
             name="create_payment",
             description="A payment link or transfer instructions for a booking or products, "
             "at our prices; the customer confirms with a button.",
             args_schema=CreatePaymentArgs,
         ),
         showing_tool(
-            get_payment_status,
+            desk.get_payment_status,
             name="get_payment_status",
             description="A payment's status.",
             args_schema=PaymentReferenceArgs,
         ),
         showing_tool(
-            cancel_payment,
+            desk.cancel_payment,
             name="cancel_payment",
             description="Cancel a pending payment; the customer confirms with a button.",
             args_schema=CancelPaymentArgs,

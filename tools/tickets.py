@@ -49,10 +49,16 @@ class AddCommentArgs(CustomerToolArgs):
     comment: str = Field(min_length=1, max_length=2000)
 
 
-def make_ticket_tools(pool: Pool, *, max_open_per_customer: int = 5) -> list[BaseTool]:
-    """`create_support_ticket`, `get_ticket_status` and `add_ticket_comment`."""
+class TicketDesk:
+    """The customer's support tickets, as the agents' tools act on them: always the
+    run's customer's, never one the model names for someone else."""
+
+    def __init__(self, pool: Pool, *, max_open_per_customer: int) -> None:
+        self.pool = pool
+        self.max_open_per_customer = max_open_per_customer
 
     async def create_support_ticket(
+        self,
         runtime: ToolRuntime[Any, Any],
         subject: str,
         description: str,
@@ -61,7 +67,7 @@ def make_ticket_tools(pool: Pool, *, max_open_per_customer: int = 5) -> list[Bas
     ) -> str:
         wa_id = customer_wa_id(runtime)
         key = idempotency_key(runtime, "ticket", wa_id)
-        async with pool.connection() as conn, conn.transaction():
+        async with self.pool.connection() as conn, conn.transaction():
             await ensure_contact(conn, wa_id)
             cur = await conn.execute(
                 "SELECT count(*) AS n FROM support_tickets WHERE wa_id = %s"
@@ -69,7 +75,7 @@ def make_ticket_tools(pool: Pool, *, max_open_per_customer: int = 5) -> list[Bas
                 (wa_id, list(_OPEN_STATUSES), key),
             )
             counted = await cur.fetchone()
-            if counted is not None and counted["n"] >= max_open_per_customer:
+            if counted is not None and counted["n"] >= self.max_open_per_customer:
                 raise ToolFailure(
                     f"the customer already has {counted['n']} open tickets; add a comment "
                     "to one of them instead (get_ticket_status lists them)."
@@ -89,13 +95,13 @@ def make_ticket_tools(pool: Pool, *, max_open_per_customer: int = 5) -> list[Bas
         )
 
     async def get_ticket_status(
-        runtime: ToolRuntime[Any, Any], ticket_id: int | None = None
+        self, runtime: ToolRuntime[Any, Any], ticket_id: int | None = None
     ) -> str:
         wa_id = customer_wa_id(runtime)
         if ticket_id is None:
-            return await _open_tickets(pool, wa_id)
-        ticket = await _customer_ticket(pool, wa_id, ticket_id)
-        async with pool.connection() as conn:
+            return await _open_tickets(self.pool, wa_id)
+        ticket = await _customer_ticket(self.pool, wa_id, ticket_id)
+        async with self.pool.connection() as conn:
             cur = await conn.execute(
                 "SELECT author, body, created_at FROM support_ticket_comments"
                 " WHERE ticket_id = %s ORDER BY id DESC LIMIT 3",
@@ -107,13 +113,13 @@ def make_ticket_tools(pool: Pool, *, max_open_per_customer: int = 5) -> list[Bas
         return "\n".join(lines)
 
     async def add_ticket_comment(
-        runtime: ToolRuntime[Any, Any], ticket_id: int, comment: str
+        self, runtime: ToolRuntime[Any, Any], ticket_id: int, comment: str
     ) -> str:
         wa_id = customer_wa_id(runtime)
-        ticket = await _customer_ticket(pool, wa_id, ticket_id)
+        ticket = await _customer_ticket(self.pool, wa_id, ticket_id)
         if ticket["status"] == "closed":
             raise ToolFailure(f"ticket #{ticket_id} is closed; open a new ticket instead.")
-        async with pool.connection() as conn, conn.transaction():
+        async with self.pool.connection() as conn, conn.transaction():
             await conn.execute(
                 "INSERT INTO support_ticket_comments (ticket_id, author, body)"
                 " VALUES (%s, 'customer', %s)",
@@ -128,22 +134,26 @@ def make_ticket_tools(pool: Pool, *, max_open_per_customer: int = 5) -> list[Bas
             )
         return f"Comment added to ticket #{ticket_id}."
 
+
+def make_ticket_tools(pool: Pool, *, max_open_per_customer: int = 5) -> list[BaseTool]:
+    """`create_support_ticket`, `get_ticket_status` and `add_ticket_comment`."""
+    desk = TicketDesk(pool, max_open_per_customer=max_open_per_customer)
     return [
         business_tool(
-            create_support_ticket,
+            desk.create_support_ticket,
             name="create_support_ticket",
             description="Open a ticket for staff (repairs, complaints, lost items, what "
             "the chat cannot settle).",
             args_schema=CreateTicketArgs,
         ),
         business_tool(
-            get_ticket_status,
+            desk.get_ticket_status,
             name="get_ticket_status",
             description="A ticket's status and latest comments.",
             args_schema=TicketStatusArgs,
         ),
         business_tool(
-            add_ticket_comment,
+            desk.add_ticket_comment,
             name="add_ticket_comment",
             description="Add the customer's news to a ticket.",
             args_schema=AddCommentArgs,

@@ -119,7 +119,17 @@ def build_graph(
     builder.add_edge("goodbye", END)
     builder.add_node("receipt", make_receipt_node(prompts.notices, language_of))
     builder.add_edge("receipt", END)
-    beside_router = add_memory_nodes(builder, memory) if memory else []
+    _add_turn_start(builder, add_memory_nodes(builder, memory) if memory else [])
+    return builder.compile(checkpointer=checkpointer, name="wa-agent")
+
+
+def _add_turn_start(
+    builder: StateGraph[
+        ConversationState, ConversationContext, ConversationState, ConversationState
+    ],
+    beside_router: Sequence[str],
+) -> None:
+    """Where a turn with agents starts; `beside_router`: nodes run in the router's step."""
 
     async def begin_turn(
         state: ConversationState, runtime: Runtime[ConversationContext]
@@ -129,7 +139,6 @@ def build_graph(
 
     destinations = ["unsupported", "menu", "escalate", "goodbye", "router", *beside_router]
     builder.add_conditional_edges(START, begin_turn, destinations)
-    return builder.compile(checkpointer=checkpointer, name="wa-agent")
 
 
 def _add_agents(

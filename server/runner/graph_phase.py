@@ -118,20 +118,7 @@ class GraphPhase:
             version=app_version(self.version),
             channel=channel,
         )
-        context = ConversationContext(
-            conversation_id=claim.conversation_id,
-            wa_id=claim.wa_id,
-            customer_name=claim.customer_name,
-            channel=channel,
-            phone_number_id=claim.phone_number_id,
-            language=claim.language or self.voice.number_default(claim.phone_number_id),
-            agents=await self._agents_of(claim.phone_number_id),
-            flags=(
-                await self.flags.for_customer(claim.wa_id, claim.phone_number_id)
-                if self.flags
-                else {}
-            ),
-        )
+        context = await self._context_of(claim, channel)
         if self.accounting is not None:
             plan = await self.accounting.plan_turn(config, context)
             if plan.capped:
@@ -175,6 +162,23 @@ class GraphPhase:
             trace.record(outcome.state, outcome.replies)
         await self._record_waiting(claim, outcome)
         return outcome, partial_on
+
+    async def _context_of(self, claim: Claim, channel: str) -> ConversationContext:
+        """Who the run is for and what is on for them: the business number's agents and
+        language, the customer's flags."""
+        flags = (
+            await self.flags.for_customer(claim.wa_id, claim.phone_number_id) if self.flags else {}
+        )
+        return ConversationContext(
+            conversation_id=claim.conversation_id,
+            wa_id=claim.wa_id,
+            customer_name=claim.customer_name,
+            channel=channel,
+            phone_number_id=claim.phone_number_id,
+            language=claim.language or self.voice.number_default(claim.phone_number_id),
+            agents=await self._agents_of(claim.phone_number_id),
+            flags=flags,
+        )
 
     async def _record_waiting(self, claim: Claim, outcome: TurnOutcome) -> None:
         """The operator's inbox lists conversations waiting for a person."""

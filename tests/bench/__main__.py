@@ -26,6 +26,7 @@ BENCHMARKS = (
     "bench_recovery",
     "bench_checkpointer_concurrency",
     "bench_agent_turns",
+    "bench_graph_cpu",
     "bench_router",
     "bench_rate_limit",
     "bench_memory",
