@@ -4,14 +4,15 @@
 
 The graph is the one `wa-agent serve` compiles (router, memory, answer cache, tools) on
 the real checkpointer, and each turn goes through `run_turn` as a worker's does (the
-thread read, one run saved at its end), for a new customer, with the zero-latency fake
-model (served from a child process, so that its CPU is not counted). No webhook, queue
-or outbox: those are bench_load's. Printed per round, per turn: CPU of the event loop's
-thread (the graph's own Python), CPU of the whole process (adds the router's thread: the
-embedding), and wall time.
+thread read, one run saved at its end, the accounting meter attached), for a new
+customer, with the zero-latency fake model (served from a child process, so that its CPU
+is not counted). No webhook, queue or outbox: those are bench_load's. Printed per round,
+per turn: CPU of the event loop's thread (the graph's own Python), CPU of the whole
+process (adds the router's thread: the embedding), and wall time.
 
 Why: the service-level figures (bench_load, bench_ab) move by more from one hour to the
-next than a change to the graph does; thread CPU in one process does not. To compare
+next than a change to the graph does; CPU in one process moves less (about ±0.5 ms from
+one run to the next here, so compare several runs, interleaved). To compare
 two commits, run this file in each tree in turn (`git worktree add /tmp/before COMMIT`,
 copy this file there, run it from each tree's root).
 """
@@ -34,6 +35,7 @@ from graph.composition.conversation_graphs import open_conversation_graphs
 from graph.composition.turns import run_turn, thread_config
 from graph.context import ConversationContext
 from graph.infra.database import create_checkpointer, open_pool
+from graph.infra.usage_meter import AccountingHandler, PriceTable, Record
 from graph.settings import Settings
 from graph.state import customer_message
 from server.cli import single_threaded_numerics
@@ -88,6 +90,8 @@ async def measure(turns: int, rounds: int) -> list[tuple[float, float, float]]:
                 graph = graphs.compile(create_checkpointer(pool))
                 agents = dict(await graphs.agents.current())
                 await graphs.warm_up()
+                records: list[Record] = []  # the meter every worker run carries
+                meter = AccountingHandler(PriceTable(settings.model_prices), records.append)
 
                 async def turn(number: int) -> None:
                     conversation, run_id = str(uuid.uuid4()), str(uuid.uuid4())
@@ -99,6 +103,7 @@ async def measure(turns: int, rounds: int) -> list[tuple[float, float, float]]:
                         conversation_id=conversation, wa_id=wa_id, agents=agents
                     )
                     config = thread_config(conversation, run_id=run_id, wa_id=wa_id)
+                    config["callbacks"] = [meter]
                     outcome = await run_turn(graph, config, context, [message], run_id)
                     answer = outcome.state["messages"][-1]
                     if not (isinstance(answer, AIMessage) and answer.name and outcome.replies):
