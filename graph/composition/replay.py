@@ -203,9 +203,10 @@ class Replayer:
             )
         _check_state_edit(state)
         guarded = _Dry(self.graph)
+        writer = await self._writer_of(conversation_id, checkpoint_id) if state else None
         async with self._copy(source, context) as (config, replay_context):
             if state:
-                await self.graph.aupdate_state(config, dict(state))
+                await self.graph.aupdate_state(config, dict(state), as_node=writer)
             async with traced_turn(
                 config, {"from_checkpoint": checkpoint_id}, name="replay_turn"
             ) as trace:
@@ -298,6 +299,21 @@ class Replayer:
         if saved is None:
             raise ReplayNotFound(f"no checkpoint {checkpoint_id} in this conversation")
         return saved
+
+    async def _writer_of(self, conversation_id: str, checkpoint_id: str) -> str | None:
+        """The node an edit at this checkpoint is written as. Of several run in one step
+        (recall and summarize beside the router), the one whose edges lead on: written as
+        a node without edges, the edit would end the run there. None: LangGraph tells."""
+        snapshot = await self.graph.aget_state(_thread(conversation_id, checkpoint_id))
+        if snapshot.parent_config is None:
+            return None
+        parent = await self.graph.aget_state(snapshot.parent_config)
+        ran = [node for node in parent.next if node != "__start__"]
+        if len(ran) < 2:
+            return None
+        builder = self.graph.builder
+        leads_on = {start for start, _ in builder.edges} | set(builder.branches)
+        return next((node for node in ran if node in leads_on), ran[-1])
 
     def _copy(self, source: CheckpointTuple | None, context: ConversationContext) -> _ReplayThread:
         return _ReplayThread(self, source, context)
