@@ -196,14 +196,15 @@ class Replayer:
         if checkpoint_id is None:
             return await self._replay_latest_turn(context, state)
         source = await self._checkpoint(conversation_id, checkpoint_id)
-        if not (await self.graph.aget_state(_thread(conversation_id, checkpoint_id))).next:
+        at = await self.graph.aget_state(_thread(conversation_id, checkpoint_id))
+        if not at.next:
             raise ReplayError(
                 "nothing runs after that checkpoint (a turn's end): pick an earlier one,"
                 " or fork the next turn with a message"
             )
         _check_state_edit(state)
         guarded = _Dry(self.graph)
-        writer = await self._writer_of(conversation_id, checkpoint_id) if state else None
+        writer = await self._writer_of(at) if state else None
         async with self._copy(source, context) as (config, replay_context):
             if state:
                 await self.graph.aupdate_state(config, dict(state), as_node=writer)
@@ -300,11 +301,10 @@ class Replayer:
             raise ReplayNotFound(f"no checkpoint {checkpoint_id} in this conversation")
         return saved
 
-    async def _writer_of(self, conversation_id: str, checkpoint_id: str) -> str | None:
-        """The node an edit at this checkpoint is written as. Of several run in one step
-        (recall and summarize beside the router), the one whose edges lead on: written as
-        a node without edges, the edit would end the run there. None: LangGraph tells."""
-        snapshot = await self.graph.aget_state(_thread(conversation_id, checkpoint_id))
+    async def _writer_of(self, snapshot: StateSnapshot) -> str | None:
+        """The node an edit at `snapshot` is written as. Of several run in one step (recall
+        and summarize beside the router), the one whose edges lead on: written as a node
+        without edges, the edit would end the run there. None: LangGraph tells."""
         if snapshot.parent_config is None:
             return None
         parent = await self.graph.aget_state(snapshot.parent_config)

@@ -27,7 +27,13 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
-from nodes.routing.tfidf_rows import Scores, TfidfRows, linear_scores, logistic_probabilities
+from nodes.routing.tfidf_rows import (
+    Scores,
+    TfidfRows,
+    linear_scores,
+    logistic_probabilities,
+    softmax,
+)
 
 Matrix = NDArray[np.float32]
 Probabilities = NDArray[np.float64]
@@ -116,10 +122,7 @@ class LocalIntentClassifier:
 
     def _neighbour_proba(self, queries: Matrix) -> Probabilities:
         per_label = self._neighbours.mean_of_nearest(queries, self.parameters.neighbours)
-        scaled = (per_label - per_label.max(axis=1, keepdims=True)) / self.parameters.temperature
-        weights = np.exp(scaled)
-        result: Probabilities = weights / weights.sum(axis=1, keepdims=True)
-        return result
+        return softmax(per_label / self.parameters.temperature)
 
 
 @dataclass(frozen=True)
