@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import functools
 import gc
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -28,36 +26,18 @@ from server.abuse import AbuseProtection, open_abuse_protection
 from server.abuse.tool_limits import open_tool_limiter
 from server.media import build_media_understanding
 from server.operations.conversation_replay import Replays
-from server.operations.retention import RetentionOptions, register_retention_task
-from server.outcomes.alerts import AlertMonitor, AlertOptions, register_alert_task
-from server.outcomes.escalation_notices import register_notice_task
-from server.outcomes.hooks import OutcomeHooks, build_outcome_hooks, register_outcome_tasks
-from server.outcomes.reminders import BookingReminders, ReminderOptions, register_reminder_task
+from server.outcomes.hooks import OutcomeHooks, build_outcome_hooks
 from server.outcomes.template_catalog import declare_templates
 from server.runner.accounting import Accounting, AccountingOptions
 from server.runner.conversation_runner import ConversationRunner, RunnerOptions
 from server.runner.customer_language import CustomerVoice
 from server.runner.graph_phase import GraphPhase
-from server.runner.healing import HealingOptions, JobWatch, keep_healing
-from server.runner.memory_jobs import (
-    MaintenanceOptions,
-    MemoryJobs,
-    enqueue_remember,
-    register_memory_tasks,
-)
-from server.runner.operators import OperatorDesk
+from server.runner.memory_jobs import enqueue_remember
 from server.runner.partial_delivery import PartialOptions
-from server.runner.queue import (
-    WorkerOptions,
-    create_queue_app,
-    register_answer_task,
-    register_operator_tasks,
-    run_worker,
-    schedule_answer,
-)
+from server.runner.queue import create_queue_app, schedule_answer
 from server.runner.transport import DEFAULT_QUEUE, WEB, Channels, Stored, Transport
-from server.runner.turn_lock import register_stream_turn_task
 from server.whatsapp.numbers import ApiOptions, NumberSecrets, WhatsAppNumbers
+from server.worker_tasks import register_worker_tasks, stop_worker, work_and_heal
 
 log = structlog.get_logger(__name__)
 
@@ -217,7 +197,7 @@ async def _open_services_once(
         runner, outcomes = _answering(
             settings, pool, queue, conversation_graphs, numbers, abuse, flags, accounting, channels
         )
-        _register_tasks(queue, settings, runner, outcomes, flags, conversation_graphs.memory)
+        register_worker_tasks(queue, settings, runner, outcomes, flags, conversation_graphs.memory)
         async with queue.open_async(), _metered_jobs(accounting):
             services = Services(
                 settings,
@@ -235,13 +215,13 @@ async def _open_services_once(
             if run_worker_here:
                 await conversation_graphs.warm_up()
                 services.worker_task = asyncio.create_task(
-                    _work_and_heal(queue, pool, settings, worker_queues), name="worker"
+                    work_and_heal(queue, pool, settings, worker_queues), name="worker"
                 )
             freeze_startup_objects()
             try:
                 yield services
             finally:
-                await _stop_worker(services.worker_task)
+                await stop_worker(services.worker_task)
                 await asyncio.to_thread(flush_tracing, tracing)
 
 
@@ -291,86 +271,6 @@ def _answering(
     return runner, outcomes
 
 
-def _register_tasks(
-    queue: procrastinate.App,
-    settings: Settings,
-    runner: ConversationRunner,
-    outcomes: OutcomeHooks,
-    flags: FeatureFlags,
-    memory: ConversationMemory,
-) -> None:
-    """Every task this process's worker may run: turns, and the jobs beside them."""
-    pool, transports = runner.pool, runner.channels
-    register_answer_task(queue, runner.answer)
-    _register_chores(queue, pool, settings, OperatorDesk(pool, runner.graphs, transports))
-    register_reminder_task(queue, _booking_reminders(pool, transports, flags, settings))
-    register_outcome_tasks(
-        queue,
-        outcomes,
-        sweep_cron=settings.episode_sweep_cron,
-        purge_cron=settings.maintenance_cron,
-    )
-    maintenance = MaintenanceOptions.from_settings(settings)
-    register_memory_tasks(queue, MemoryJobs(pool, maintenance, memory))
-
-
-def _register_chores(
-    queue: procrastinate.App, pool: Pool, settings: Settings, desk: OperatorDesk
-) -> None:
-    """The tasks beside the turns: operator actions, alerts, retention, stream turns."""
-    register_operator_tasks(queue, desk, max_attempts=settings.job_max_attempts)
-    register_alert_task(queue, AlertMonitor(pool, AlertOptions.from_settings(settings)))
-    register_retention_task(
-        queue,
-        pool,
-        RetentionOptions.from_settings(settings),
-        cron=settings.retention_cron if settings.retention_enabled else None,
-    )
-    register_stream_turn_task(queue)
-    register_notice_task(queue, settings.escalation_webhook_url)
-
-
-def _booking_reminders(
-    pool: Pool, channels: Channels, flags: FeatureFlags, settings: Settings
-) -> list[BookingReminders]:
-    """The reminder before a booking and the nudge for its open payment."""
-    zone = settings.business_timezone
-    kinds = [
-        ReminderOptions.parse(
-            "booking", settings.booking_reminder_template, settings.booking_reminder_hours, zone
-        ),
-        ReminderOptions.parse(
-            "payment", settings.payment_nudge_template, settings.payment_nudge_hours, zone
-        ),
-    ]
-    return [BookingReminders(pool, channels, flags, options) for options in kinds]
-
-
-async def _work_and_heal(
-    queue: procrastinate.App, pool: Pool, settings: Settings, queues: tuple[str, ...]
-) -> None:
-    """The queue's worker, restarted whenever it stops, with the self-healing sweeps
-    beside it; both until cancelled."""
-    watch = JobWatch()
-    healing = HealingOptions(
-        every_seconds=settings.heal_interval_seconds,
-        stalled_seconds=settings.stalled_job_seconds,
-        grace_seconds=max(5.0, settings.heal_interval_seconds),
-    )
-    sweeps = asyncio.create_task(keep_healing(queue, pool, watch, healing), name="healing")
-    try:
-        await run_worker(
-            queue,
-            dataclasses.replace(WorkerOptions.from_settings(settings), queues=queues),
-            name=f"wa-agent-{os.getpid()}",
-            middleware=[watch.middleware],
-        )
-    finally:
-        sweeps.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sweeps
-
-
 @asynccontextmanager
 async def _metered_jobs(accounting: Accounting | None) -> AsyncIterator[None]:
     """The accounting's writer runs while the services do, and jobs the worker runs
@@ -404,15 +304,3 @@ def freeze_startup_objects() -> None:
     the process anyway."""
     gc.collect()
     gc.freeze()
-
-
-async def _stop_worker(task: asyncio.Task[None] | None) -> None:
-    if task is None:
-        return
-    task.cancel()
-    try:
-        await task
-    except asyncio.CancelledError:
-        pass
-    except Exception:
-        log.exception("worker.stopped_with_error")

@@ -17,7 +17,7 @@ from tests.support import REPO
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("server.app", "server.cli", "server.terminal"),
     ("server.http",),
-    ("server.services",),
+    ("server.services", "server.worker_tasks"),
     ("server.operations",),
     ("server.outcomes",),
     ("server.runner",),

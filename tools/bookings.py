@@ -80,15 +80,15 @@ class ListMyBookingsArgs(CustomerToolArgs):
 
 
 @dataclass(frozen=True)
-class _Desk:
-    """What the booking tools do, for one customer at a time: the tools below are the
-    model's doors to these methods."""
+class BookingDesk:
+    """What the booking tools do, for the customer of the run: each method is one tool,
+    its parameters the tool's (the runtime names the customer)."""
 
     pool: Pool
     zone: ZoneInfo
     max_upcoming: int
 
-    async def free(self, date: dt.date, kind: str) -> str:
+    async def check_availability(self, date: dt.date, kind: str = "any") -> str:
         today = dt.datetime.now(self.zone).date()
         if date < today:
             raise ToolFailure(f"{date.isoformat()} is in the past; today is {today.isoformat()}.")
@@ -98,7 +98,11 @@ class _Desk:
         heading = f"Free slots on {_day(date)} ({self.zone.key} time), as name (slot id) at price:"
         return "\n".join([heading, *_free_lines(rows, self.zone)])
 
-    async def book(self, wa_id: str, key: str, slot_id: int, notes: str) -> ToolAnswer:
+    async def create_booking(
+        self, slot_id: int, runtime: ToolRuntime[Any, Any], notes: str = ""
+    ) -> ToolAnswer:
+        wa_id = customer_wa_id(runtime)
+        key = idempotency_key(runtime, "booking", wa_id)
         booking_id = await store.booking_by_key(self.pool, key)
         if booking_id is None:  # not made yet: ask, then book
             async with self.pool.connection() as conn:
@@ -121,7 +125,10 @@ class _Desk:
         shown = f"Booking #{booking_id}: {_offer(booking, self.zone)}."
         return "Booked: " + _booking_line(booking, self.zone), receipt(shown)
 
-    async def reschedule(self, wa_id: str, booking_id: int, new_slot_id: int) -> ToolAnswer:
+    async def reschedule_booking(
+        self, booking_id: int, new_slot_id: int, runtime: ToolRuntime[Any, Any]
+    ) -> ToolAnswer:
+        wa_id = customer_wa_id(runtime)
         booking = await store.customer_booking(self.pool, wa_id, booking_id)
         note = ""
         if booking["slot_id"] != new_slot_id:  # else moved already (a re-run), or no change
@@ -147,7 +154,10 @@ class _Desk:
             shown += " Its unpaid payment link no longer works."
         return "Rescheduled: " + _booking_line(booking, self.zone) + note, receipt(shown)
 
-    async def cancel(self, wa_id: str, booking_id: int, reason: str) -> ToolAnswer:
+    async def cancel_booking(
+        self, booking_id: int, runtime: ToolRuntime[Any, Any], reason: str = ""
+    ) -> ToolAnswer:
+        wa_id = customer_wa_id(runtime)
         booking = await store.customer_booking(self.pool, wa_id, booking_id)
         if booking["status"] == "cancelled":
             return f"Booking #{booking_id} is already cancelled.", []
@@ -168,7 +178,10 @@ class _Desk:
             shown += " Its unpaid payment link no longer works."
         return f"Booking #{booking_id} is cancelled.{note}", receipt(shown)
 
-    async def mine(self, wa_id: str, include_past: bool) -> str:
+    async def list_my_bookings(
+        self, runtime: ToolRuntime[Any, Any], include_past: bool = False
+    ) -> str:
+        wa_id = customer_wa_id(runtime)
         where = "" if include_past else " AND b.status = 'confirmed' AND s.ends_at > now()"
         async with self.pool.connection() as conn:
             cur = await conn.execute(
@@ -188,58 +201,35 @@ def make_booking_tools(
     """`check_availability`, `create_booking`, `reschedule_booking`, `cancel_booking`
     (the three that change something ask for confirmation) and `list_my_bookings`, for
     the customer of the run."""
-    desk = _Desk(pool, ZoneInfo(timezone), max_upcoming_per_customer)
-
-    async def check_availability(date: dt.date, kind: str = "any") -> str:
-        return await desk.free(date, kind)
-
-    async def create_booking(
-        slot_id: int, runtime: ToolRuntime[Any, Any], notes: str = ""
-    ) -> ToolAnswer:
-        wa_id = customer_wa_id(runtime)
-        return await desk.book(wa_id, idempotency_key(runtime, "booking", wa_id), slot_id, notes)
-
-    async def reschedule_booking(
-        booking_id: int, new_slot_id: int, runtime: ToolRuntime[Any, Any]
-    ) -> ToolAnswer:
-        return await desk.reschedule(customer_wa_id(runtime), booking_id, new_slot_id)
-
-    async def cancel_booking(
-        booking_id: int, runtime: ToolRuntime[Any, Any], reason: str = ""
-    ) -> ToolAnswer:
-        return await desk.cancel(customer_wa_id(runtime), booking_id, reason)
-
-    async def list_my_bookings(runtime: ToolRuntime[Any, Any], include_past: bool = False) -> str:
-        return await desk.mine(customer_wa_id(runtime), include_past)
-
+    desk = BookingDesk(pool, ZoneInfo(timezone), max_upcoming_per_customer)
     return [
         business_tool(
-            check_availability,
+            desk.check_availability,
             name="check_availability",
             description="Free rental and workshop slots of a day: slot ids, prices.",
             args_schema=CheckAvailabilityArgs,
         ),
         showing_tool(
-            create_booking,
+            desk.create_booking,
             name="create_booking",
             description="Book a free slot; the customer confirms with a button.",
             args_schema=CreateBookingArgs,
         ),
         showing_tool(
-            reschedule_booking,
+            desk.reschedule_booking,
             name="reschedule_booking",
             description="Move a booking to another free slot (another bike costs its own "
             "price); the customer confirms with a button.",
             args_schema=RescheduleBookingArgs,
         ),
         showing_tool(
-            cancel_booking,
+            desk.cancel_booking,
             name="cancel_booking",
             description="Cancel a booking; the customer confirms with a button.",
             args_schema=CancelBookingArgs,
         ),
         business_tool(
-            list_my_bookings,
+            desk.list_my_bookings,
             name="list_my_bookings",
             description="The customer's upcoming bookings.",
             args_schema=ListMyBookingsArgs,
