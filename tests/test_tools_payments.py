@@ -25,7 +25,7 @@ from graph.context import ConversationContext
 from graph.infra.database import Pool, create_checkpointer, open_pool
 from tests.fakes.payment_provider import FakePaymentProvider
 from tests.support import query, service_settings
-from tests.test_tools_bookings import slot_ids
+from tests.support_availability import slot_ids
 from tools.bookings import make_booking_tools
 from tools.catalog import make_catalog_tools
 from tools.demo import seed_demo

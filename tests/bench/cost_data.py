@@ -24,6 +24,8 @@ from typing import Any
 
 import yaml
 
+from tests.support_availability import LISTED_SLOT
+
 REPO = Path(__file__).resolve().parents[2]
 DATA_DIR = REPO / "tests" / "data" / "cost_conversations"
 AGENTS_DIR = REPO / "prompts" / "agents"
@@ -183,7 +185,7 @@ def _listed_slots(text: str) -> list[tuple[str, str]]:
             found.append((one.group(1), line))
             continue
         span = line.split(" ", 1)[0]
-        for listed in re.finditer(r"(?:: |, |; )([^,;:]+?) \(slot (\d+)\)", line):
+        for listed in LISTED_SLOT.finditer(line):
             found.append((listed.group(2), f"{span} {listed.group(1)}"))
     return found
 

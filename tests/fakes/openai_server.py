@@ -25,15 +25,13 @@ from __future__ import annotations
 
 import collections
 import itertools
-import json
-import socket
 import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any, Literal
+from typing import Literal
 
+from tests.fakes.openai_http import OpenAIHandler, OpenAIHTTPServer
 from tests.fakes.openai_media import FakeTranscriptions
 from tests.fakes.openai_stream import (
     JSON,
@@ -45,9 +43,6 @@ from tests.fakes.openai_stream import (
     ToolCall,
     completion_body,
     default_reply,
-    embeddings_body,
-    error_body,
-    stream_events,
 )
 from tests.fakes.openai_usage import PromptCache, default_tokenizer, openai_usage
 
@@ -108,7 +103,7 @@ class FakeOpenAIServer:
         self._outage_status = 500
         self._waiting = 0
         self._seq = itertools.count(1)
-        self._httpd: _HTTPServer | None = None
+        self._httpd: OpenAIHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
     # -- lifecycle -------------------------------------------------------------------
@@ -116,7 +111,7 @@ class FakeOpenAIServer:
     def start(self) -> FakeOpenAIServer:
         """Bind an ephemeral port and serve from a daemon thread; idempotent."""
         if self._httpd is None:
-            self._httpd = _HTTPServer(("127.0.0.1", 0), _Handler)
+            self._httpd = OpenAIHTTPServer(("127.0.0.1", 0), OpenAIHandler)
             self._httpd.fake = self
             self._thread = threading.Thread(
                 target=self._httpd.serve_forever,
@@ -235,22 +230,22 @@ class FakeOpenAIServer:
         self.prompt_cache.clear()
         self.transcriptions.reset()
 
-    # -- used by the request handler threads -----------------------------------------
+    # -- used by the request handler threads (tests/fakes/openai_http.py) ------------
 
-    def _authorized(self, header: str | None) -> bool:
+    def authorized(self, header: str | None) -> bool:
         return self.api_key is None or header == f"Bearer {self.api_key}"
 
-    def _record(self, body: JSON) -> int:
+    def record_chat(self, body: JSON) -> int:
         with self._arrived:
             self.requests.append(body)
             self._arrived.notify_all()
             return next(self._seq)
 
-    def _record_embedding(self, body: JSON) -> None:
+    def record_embedding(self, body: JSON) -> None:
         with self._lock:
             self.embedding_requests.append(body)
 
-    def _wait_turn(self, client_gone: Callable[[], bool]) -> bool:
+    def wait_turn(self, client_gone: Callable[[], bool]) -> bool:
         """Apply hold() and delay; False when the client hung up meanwhile."""
         waited = False
         if not self._gate.is_set():
@@ -269,7 +264,7 @@ class FakeOpenAIServer:
             time.sleep(self.delay)
         return not (waited and client_gone())
 
-    def _next_reply(self, body: JSON) -> Reply | Error:
+    def next_reply(self, body: JSON) -> Reply | Error:
         with self._lock:
             if self._fail_remaining > 0:
                 self._fail_remaining -= 1
@@ -281,7 +276,7 @@ class FakeOpenAIServer:
             scripted = self.responder(body)
         return default_reply(body) if scripted is None else scripted
 
-    def _usage(self, body: JSON, reply: Reply, streamed: bool) -> JSON | None:
+    def record_exchange(self, body: JSON, reply: Reply, streamed: bool) -> JSON | None:
         """OpenAI-like usage in "openai" mode (None: the wire builders' estimate), and
         the exchange recorded either way."""
         usage = None
@@ -292,128 +287,12 @@ class FakeOpenAIServer:
             self.exchanges.append(Exchange(body, reply, recorded, streamed))
         return usage
 
+    def record_completion_usage(self, usage: JSON) -> None:
+        """Kept in `usages` for tests that check what a non-streamed answer reported."""
+        with self._lock:
+            self.usages.append(usage)
 
-class _HTTPServer(ThreadingHTTPServer):
-    """Thread per request (held requests never block others), deep accept backlog."""
-
-    daemon_threads = True
-    request_queue_size = 512
-    fake: FakeOpenAIServer
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """Clients hanging up (killed workers, timeouts) is expected; stay quiet."""
-
-
-class _Handler(BaseHTTPRequestHandler):
-    """HTTP/1.1 keep-alive handler: every response has a length or is chunked."""
-
-    protocol_version = "HTTP/1.1"
-    # Headers and body go out in separate writes; with Nagle on, delayed ACKs cap a
-    # keep-alive connection at ~25 requests/s.
-    disable_nagle_algorithm = True
-    server: _HTTPServer
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Per-request stderr logging would swamp benchmark output."""
-
-    def do_GET(self) -> None:
-        self._read_body()
-        self._send_json(404, error_body(Error(404, f"Unknown path {self.path}")))
-
-    def do_POST(self) -> None:
-        try:
-            raw = self._read_body()
-            fake = self.server.fake
-            path = self.path.split("?", 1)[0].removeprefix("/v1")
-            if not fake._authorized(self.headers.get("Authorization")):
-                err = Error(401, "Incorrect API key provided.", code="invalid_api_key")
-                self._send_json(401, error_body(err))
-                return
-            if path == "/audio/transcriptions":  # multipart, not JSON
-                content_type = self.headers.get("Content-Type", "")
-                self._send_json(*fake.transcriptions.answer(content_type, raw))
-                return
-            try:
-                body = json.loads(raw or b"{}")
-            except ValueError:
-                self._send_json(400, error_body(Error(400, "Request body is not JSON.")))
-                return
-            if path == "/chat/completions":
-                self._chat(fake, body)
-            elif path == "/embeddings":
-                fake._record_embedding(body)
-                self._send_json(200, embeddings_body(body))
-            else:
-                self._send_json(404, error_body(Error(404, f"Unknown path {self.path}")))
-        except OSError:
-            self.close_connection = True
-
-    def _chat(self, fake: FakeOpenAIServer, body: JSON) -> None:
-        seq = fake._record(body)
-        if not fake._wait_turn(self._client_gone):
-            self.close_connection = True
-            return
-        reply = fake._next_reply(body)
-        if isinstance(reply, Error) and reply.status == 0:
-            self.close_connection = True  # hung up without an answer
-            return
-        if isinstance(reply, Error):
-            headers = {}
-            if fake.retry_after_ms is not None:
-                headers["retry-after-ms"] = str(fake.retry_after_ms)
-            self._send_json(reply.status, error_body(reply), headers)
-        elif body.get("stream"):
-            usage = fake._usage(body, reply, streamed=True)
-            self._send_stream(stream_events(body, reply, seq, usage))
-        else:
-            completion = completion_body(body, reply, seq, fake._usage(body, reply, False))
-            with fake._lock:
-                fake.usages.append(completion["usage"])
-            self._send_json(200, completion)
-
-    def _read_body(self) -> bytes:
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
-
-    def _send_json(self, status: int, payload: JSON, headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(payload, separators=(",", ":")).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _send_stream(self, events: list[bytes]) -> None:
-        """SSE over chunked transfer encoding, one HTTP chunk (one write) per event."""
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream; charset=utf-8")
-        self.send_header("Cache-Control", "no-cache")
-        self.send_header("Transfer-Encoding", "chunked")
-        self.end_headers()
-        fake = self.server.fake
-        for index, event in enumerate(events):
-            if fake.stream_cut_after is not None and index >= fake.stream_cut_after:
-                self.close_connection = True  # no last chunk: the client sees a broken body
-                return
-            if index and fake.stream_interval > 0:
-                time.sleep(fake.stream_interval)
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
-        self.wfile.write(b"0\r\n\r\n")
-        with fake._lock:
-            fake.streams_done.append(time.perf_counter())
-
-    def _client_gone(self) -> bool:
-        """Peek at the socket: EOF or reset means the client hung up while we waited."""
-        sock: socket.socket = self.connection
-        previous = sock.gettimeout()
-        try:
-            sock.settimeout(0)
-            return sock.recv(1, socket.MSG_PEEK) == b""
-        except (BlockingIOError, InterruptedError):
-            return False
-        except OSError:
-            return True
-        finally:
-            sock.settimeout(previous)
+    def record_stream_done(self) -> None:
+        """Stamped as the last chunk left, so benchmarks can time whole streams."""
+        with self._lock:
+            self.streams_done.append(time.perf_counter())
