@@ -300,7 +300,7 @@ def _remember_later(
 def freeze_startup_objects() -> None:
     """Move what start-up built (~200k objects of imported libraries, models, graphs)
     out of the garbage collector's reach: a full collection traversing them paused the
-    process for 100-120 ms, the webhook's p99 (BENCHMARKS.md §1). They live as long as
+    process for 100-120 ms, the webhook's p99 (docs/performance.md). They live as long as
     the process anyway."""
     gc.collect()
     gc.freeze()

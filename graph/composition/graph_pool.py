@@ -2,7 +2,7 @@
 
 `AsyncPostgresSaver` serialises every read and write of one instance behind an
 asyncio lock, so a single saver shared by all slots turns concurrent conversations
-into a queue (see BENCHMARKS.md). Each slot therefore borrows a graph of its own,
+into a queue (see docs/performance.md). Each slot therefore borrows a graph of its own,
 with its own saver, over the one shared connection pool.
 """
 

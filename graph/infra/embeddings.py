@@ -145,7 +145,7 @@ class LocalMiniLMEmbeddings(Embeddings):
 
     The last `recent` texts' vectors are kept: a turn embeds the customer's words for
     memory recall and again for the router (and the answer cache), and the model run was
-    the largest single cost of a worker's turn (py-spy, BENCHMARKS.md §2). The key is the
+    the largest single cost of a worker's turn (py-spy, docs/performance.md). The key is the
     text with its whitespace collapsed, which the tokenizer ignores anyway.
     """
 

@@ -92,7 +92,7 @@ class Settings(
     # on a machine they share with `serve` and Postgres, the webhook — which Meta times —
     # gets the CPU first; a turn waits on its model far longer than on a busy core. With
     # two workers on two cores, webhook p99 at 300/s: 78 ms at 0, 30–41 ms at 10, 18–27
-    # ms at 19 (BENCHMARKS.md); the workers still take every idle cycle. 0 = as the rest.
+    # ms at 19 (docs/performance.md); the workers still take every idle cycle. 0 = as the rest.
     worker_nice: int = Field(default=19, ge=0, le=19, validation_alias="WA_AGENT_WORKER_NICE")
     # Double texting: 0 (the default) answers at once, and messages that come while the
     # model thinks, before any of the reply went out, are answered together with the

@@ -3,7 +3,7 @@
 The WhatsApp client speaks httpx (requests, responses, redirects, streamed media), but
 httpx's own connection layer (httpcore, h11, anyio) is slow: a read receipt cost
 0.8–0.9 ms of CPU sent one at a time and 2.0–2.3 ms with ~30 in flight, against
-0.64–0.68 and 0.96–1.04 ms over aiohttp (BENCHMARKS.md), and a turn sends two (the
+0.64–0.68 and 0.96–1.04 ms over aiohttp (docs/performance.md), and a turn sends two (the
 typing indicator and the reply). This transport keeps httpx above, aiohttp below.
 
 Its one duty beyond moving bytes is naming failures the way the send-once logic reads
