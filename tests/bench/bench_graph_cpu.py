@@ -1,14 +1,17 @@
 """CPU of one plain turn through the production graph, as a worker runs it, in this process.
 
-    .venv/bin/python -m tests.bench.bench_graph_cpu [--turns 200] [--rounds 5]
+    .venv/bin/python -m tests.bench.bench_graph_cpu [--turns 200] [--rounds 5] [--history 0]
 
 The graph is the one `wa-agent serve` compiles (router, memory, answer cache, tools) on
 the real checkpointer, and each turn goes through `run_turn` as a worker's does (the
 thread read, one run saved at its end, the accounting meter attached), for a new
 customer, with the zero-latency fake model (served from a child process, so that its CPU
-is not counted). No webhook, queue or outbox: those are bench_load's. Printed per round,
-per turn: CPU of the event loop's thread (the graph's own Python), CPU of the whole
-process (adds the router's thread: the embedding), and wall time.
+is not counted). `--history N`: each measured turn is instead a returning customer's
+(N+1)-th, its N earlier turns run before the round and not counted, to see what grows
+with a conversation's length (its checkpoint, the history the model reads). No webhook,
+queue or outbox: those are bench_load's. Printed per round, per turn: CPU of the event
+loop's thread (the graph's own Python), CPU of the whole process (adds the router's
+thread: the embedding), and wall time.
 
 Why: the service-level figures (bench_load, bench_ab) move by more from one hour to the
 next than a change to the graph does; CPU in one process moves less (about ±0.5 ms from
@@ -77,7 +80,7 @@ def bench_settings(db_url: str, openai_url: str) -> Settings:
     )
 
 
-async def measure(turns: int, rounds: int) -> list[tuple[float, float, float]]:
+async def measure(turns: int, rounds: int, history: int) -> list[tuple[float, float, float]]:
     """(loop thread CPU ms, process CPU ms, wall ms) per turn, one row per round."""
     with fake_model_elsewhere() as openai_url:
         async with bench_postgres() as postgres:
@@ -93,11 +96,11 @@ async def measure(turns: int, rounds: int) -> list[tuple[float, float, float]]:
                 records: list[Record] = []  # the meter every worker run carries
                 meter = AccountingHandler(PriceTable(settings.model_prices), records.append)
 
-                async def turn(number: int) -> None:
-                    conversation, run_id = str(uuid.uuid4()), str(uuid.uuid4())
-                    wa_id = f"25079{number:07d}"
+                async def turn(number: int, part: int = 0) -> None:
+                    conversation = str(uuid.uuid5(uuid.NAMESPACE_URL, f"bench/{number}"))
+                    run_id, wa_id = str(uuid.uuid4()), f"25079{number:07d}"
                     message = customer_message(
-                        f"graph question {number}", wamid=f"wamid.{run_id}", kind="text"
+                        f"graph question {number} part {part}", wamid=f"wamid.{run_id}", kind="text"
                     )
                     context = ConversationContext(
                         conversation_id=conversation, wa_id=wa_id, agents=agents
@@ -113,10 +116,14 @@ async def measure(turns: int, rounds: int) -> list[tuple[float, float, float]]:
                     await turn(number)
                 rows = []
                 for round_number in range(rounds):
+                    numbers = [(round_number + 1) * 100_000 + n for n in range(turns)]
+                    for number in numbers:
+                        for part in range(history):
+                            await turn(number, part)
                     thread, process = time.thread_time(), time.process_time()
                     wall = time.perf_counter()
-                    for number in range(turns):
-                        await turn((round_number + 1) * 100_000 + number)
+                    for number in numbers:
+                        await turn(number, history)
                     rows.append(
                         (
                             (time.thread_time() - thread) * 1000 / turns,
@@ -131,16 +138,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--turns", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--history", type=int, default=0)
     args = parser.parse_args()
-    if not (1 <= args.turns <= 5000 and 1 <= args.rounds <= 20):
-        parser.error("turns must be in [1, 5000] and rounds in [1, 20]")
+    if not (1 <= args.turns <= 5000 and 1 <= args.rounds <= 20 and 0 <= args.history <= 100):
+        parser.error("turns must be in [1, 5000], rounds in [1, 20], history in [0, 100]")
     tune_benchmark_process()
     single_threaded_numerics()  # as in every service process
     print_header(
         "One plain turn through the production graph: CPU per turn, in this process",
-        [f"{args.rounds} rounds of {args.turns} new customers, after {WARM_UP_TURNS} warm-up"],
+        [
+            f"{args.rounds} rounds of {args.turns} "
+            + (f"turns after {args.history} earlier ones each" if args.history else "new customers")
+            + f", after {WARM_UP_TURNS} warm-up"
+        ],
     )
-    rows = asyncio.run(measure(args.turns, args.rounds))
+    rows = asyncio.run(measure(args.turns, args.rounds, args.history))
     table: list[list[object]] = [
         [f"round {i + 1}", f"{loop:.2f}", f"{process:.2f}", f"{wall:.2f}"]
         for i, (loop, process, wall) in enumerate(rows)
