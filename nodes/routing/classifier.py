@@ -61,8 +61,9 @@ class LocalIntentClassifier:
         self._rows: TfidfRows | None = None
         self._weights: Scores = np.zeros((0, 0))
         self._bias: Scores = np.zeros(0)
-        self._vectors: Matrix = np.zeros((0, 0), dtype=np.float32)
-        self._neighbours = LabelledNeighbours.of(self._vectors, np.zeros(0, dtype=np.int64), 0)
+        self._neighbours = LabelledNeighbours.of(
+            np.zeros((0, 0), dtype=np.float32), np.zeros(0, dtype=np.int64), 0
+        )
 
     def fit(
         self, texts: Sequence[str], labels: Sequence[str], vectors: Matrix
@@ -91,15 +92,9 @@ class LocalIntentClassifier:
         self._rows = TfidfRows(vectorizer)
         self._weights = np.asarray(regression.coef_, dtype=np.float64).T
         self._bias = np.asarray(regression.intercept_, dtype=np.float64)
-        self._vectors = _unit_rows(vectors)
         label_index = np.array([self.labels.index(label) for label in labels], dtype=np.int64)
-        self._neighbours = LabelledNeighbours.of(self._vectors, label_index, len(self.labels))
+        self._neighbours = LabelledNeighbours.of(_unit_rows(vectors), label_index, len(self.labels))
         return self
-
-    @property
-    def example_vectors(self) -> Matrix:
-        """The examples' unit vectors, in training order (for cross-validation)."""
-        return self._vectors
 
     def lexical_proba(self, texts: Sequence[str]) -> Probabilities:
         """The n-gram half alone: no embedding needed."""

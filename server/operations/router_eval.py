@@ -50,7 +50,7 @@ from nodes.routing.classifier import (
     tune_threshold,
 )
 from nodes.routing.intents import DEFAULT_INTENT, FOLLOWUP, INTENTS
-from nodes.routing.router import IntentRouter
+from nodes.routing.router import IntentRouter, embed_texts
 
 # Target precisions of the local path, from the issue's goal (95 %): the plain
 # threshold for a first message, a stricter one to take a conversation from its agent.
@@ -229,10 +229,12 @@ def _local_errors(local: Sequence[Outcome], limit: int = 25) -> list[str]:
     return lines
 
 
-def tune_report(router: IntentRouter) -> list[str]:
-    """Recommended thresholds from out-of-fold predictions on the examples alone."""
+def tune_report(router: IntentRouter, vectors_cache: Path | None = None) -> list[str]:
+    """Recommended thresholds from out-of-fold predictions on the examples alone. The
+    examples' vectors are read again (from `vectors_cache`, where the router's start
+    left them): a running router keeps only the copy grouped by label."""
     texts, labels = router.examples.training_set()
-    vectors = router.classifier.example_vectors
+    vectors = embed_texts(router.embeddings, texts, cache=vectors_cache)
     out_of_fold = cross_validated_proba(texts, labels, vectors)
     names, proba = out_of_fold.labels, out_of_fold.combined
     best = proba.argmax(axis=1)
@@ -351,17 +353,18 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     items = read_labelled(args.file)
     use_llm = not args.no_llm and settings.router_llm
     model = build_chat_model(settings) if use_llm else None
+    vectors_cache = settings.data_dir / "cache"
     router = IntentRouter.create(
         build_embeddings(settings),
         model=model,
         config=router_config(settings),
-        vectors_cache=settings.data_dir / "cache",
+        vectors_cache=vectors_cache,
     )
     report = asyncio.run(evaluate(router, items, use_llm=use_llm))
     print(f"thresholds: {router.config.threshold} / switch {router.config.switch_threshold}")
     print("\n".join(format_report(report)))
     if args.tune:
-        print("\n" + "\n".join(tune_report(router)))
+        print("\n" + "\n".join(tune_report(router, vectors_cache)))
     if args.conversations:
         print("\nzero-token menu, typed turns of scripted conversations:")
         print("\n".join(actions_report(router, args.conversations)))
