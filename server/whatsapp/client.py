@@ -22,15 +22,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 
 from graph.state import Reply
 from server.whatsapp.aiohttp_transport import graph_api_client
-from server.whatsapp.graph_errors import (
-    RETRYABLE_ERROR_CODES,
-    WhatsAppError,
-    dict_at,
-    int_or_none,
-    json_object,
-    json_or_none,
-    retry_after_seconds,
-)
+from server.whatsapp.graph_errors import WhatsAppError, dict_at, error_from, json_object
 from server.whatsapp.media_fetch import (
     MEDIA_HARD_CAP,
     FetchedBody,
@@ -276,7 +268,7 @@ class WhatsAppClient:
                 try:
                     return await fetch_capped(self._media, url, cap)
                 except MediaHTTPError as exc:
-                    raise self._error_from(exc.response) from None
+                    raise error_from(exc.response, self._redact) from None
                 except httpx.HTTPError as exc:  # idempotent: a transport error is retried
                     raise WhatsAppError(
                         title=f"media download error: {type(exc).__name__}",
@@ -354,27 +346,7 @@ class WhatsAppClient:
             ) from None
         if response.is_success:
             return response
-        raise self._error_from(response)
-
-    def _error_from(self, response: httpx.Response) -> WhatsAppError:
-        """Turn Graph's ``{"error": {...}}`` into a WhatsAppError, deciding retryability."""
-        error = dict_at(json_or_none(response), "error")
-        code = int_or_none(error.get("code"))
-        retryable = (
-            response.status_code == 429
-            or response.status_code >= 500
-            or code in RETRYABLE_ERROR_CODES
-        )
-        return WhatsAppError(
-            title=self._redact(str(error.get("message") or response.reason_phrase or "error")),
-            status_code=response.status_code,
-            code=code,
-            details=self._redact(str(dict_at(error, "error_data").get("details") or "")),
-            retryable=retryable,
-            subcode=int_or_none(error.get("error_subcode")),
-            fbtrace_id=str(error["fbtrace_id"]) if error.get("fbtrace_id") else None,
-            retry_after=retry_after_seconds(response.headers.get("retry-after")),
-        )
+        raise error_from(response, self._redact)
 
     def _wait_before_retry(self, state: RetryCallState) -> float:
         """Meta's Retry-After when given, else exponential backoff with jitter; capped."""

@@ -7,6 +7,7 @@ reader here tolerates any shape and answers with something the caller can act on
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -82,3 +83,23 @@ def json_object(response: httpx.Response) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise WhatsAppError(title="response is not a JSON object", status_code=response.status_code)
     return data
+
+
+def error_from(response: httpx.Response, redact: Callable[[str], str]) -> WhatsAppError:
+    """Graph's `{"error": {...}}` as a WhatsAppError, deciding whether waiting could help;
+    `redact` hides the access token in whatever Meta echoed back."""
+    error = dict_at(json_or_none(response), "error")
+    code = int_or_none(error.get("code"))
+    retryable = (
+        response.status_code == 429 or response.status_code >= 500 or code in RETRYABLE_ERROR_CODES
+    )
+    return WhatsAppError(
+        title=redact(str(error.get("message") or response.reason_phrase or "error")),
+        status_code=response.status_code,
+        code=code,
+        details=redact(str(dict_at(error, "error_data").get("details") or "")),
+        retryable=retryable,
+        subcode=int_or_none(error.get("error_subcode")),
+        fbtrace_id=str(error["fbtrace_id"]) if error.get("fbtrace_id") else None,
+        retry_after=retry_after_seconds(response.headers.get("retry-after")),
+    )
