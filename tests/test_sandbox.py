@@ -9,7 +9,10 @@ The last test runs it through a real agent turn (webhook → worker → fake mod
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
+import subprocess
+import time
 import uuid
 from dataclasses import replace
 from pathlib import Path
@@ -28,7 +31,15 @@ from tools.sandbox import (
     cgroup_problem,
     make_code_interpreter_tool,
 )
-from tools.sandbox_cgroup import RUN_PREFIX
+from tools.sandbox_cgroup import (
+    RUN_PREFIX,
+    STALE_AFTER_S,
+    CgroupLimits,
+    RunCgroup,
+    joining_command,
+    open_run_cgroup,
+    remove_stale_runs,
+)
 
 LIMITS = SandboxLimits(wall_seconds=8.0, cpu_seconds=4)
 
@@ -274,6 +285,40 @@ def _needs_cgroups() -> None:
 
 def _sandbox_cgroups_left() -> list[str]:
     return [str(p) for p in Path("/sys/fs/cgroup").rglob(RUN_PREFIX + "*")]
+
+
+def test_the_groups_a_dead_process_left_behind_are_deleted() -> None:
+    """A service killed mid-run leaves its run's group behind, empty once the run's
+    processes died with it; the next process to offer the tool deletes it. A recent
+    group (another process's run) and one with a process in it are left alone."""
+    _needs_cgroups()
+    limits = CgroupLimits(memory_bytes=64 * 2**20, max_processes=4, cpu_cores=0.5)
+    dead, recent, busy = (open_run_cgroup(limits) for _ in range(3))
+    sleeper = subprocess.Popen(joining_command(busy, ["sleep", "60"]))
+    try:
+        deadline = time.monotonic() + 10
+        while not all(Path(procs).read_text().strip() for procs in busy.procs_files):
+            assert time.monotonic() < deadline, "the sleeper never joined its group"
+            time.sleep(0.01)
+        _age(dead)
+        _age(busy)
+        removed = remove_stale_runs()
+        assert removed >= len(dead.directories)
+        assert not any(directory.exists() for directory in dead.directories.values())
+        assert all(directory.exists() for directory in recent.directories.values())
+        assert all(directory.exists() for directory in busy.directories.values())
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        for run in (dead, recent, busy):
+            run.discard()
+
+
+def _age(run: RunCgroup) -> None:
+    """As if created before the stale age (a run's group is never older than minutes)."""
+    then = time.time() - STALE_AFTER_S - 60
+    for directory in run.directories.values():
+        os.utime(directory, (then, then))
 
 
 def test_without_bubblewrap_the_tool_is_not_offered() -> None:

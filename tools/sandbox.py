@@ -49,6 +49,7 @@ from tools.sandbox_cgroup import (
     RunCgroup,
     joining_command,
     open_run_cgroup,
+    remove_stale_runs,
 )
 from tools.sandbox_process import converse, exit_code, kill_group
 from tools.sandbox_root import InterpreterUnusable, python_binds
@@ -207,7 +208,8 @@ def cgroup_problem(limits: SandboxLimits) -> str | None:
         log.warning("code_interpreter.no_cgroup", reason=str(exc)[:300])
         return str(exc)
     trial.discard()
-    log.info("code_interpreter.cgroup", version=trial.version)
+    stale = remove_stale_runs(_cgroup_parent(limits))
+    log.info("code_interpreter.cgroup", version=trial.version, stale_groups_removed=stale)
     return None
 
 

@@ -44,6 +44,8 @@ RUN_PREFIX = "wa-agent-sandbox-"
 POLL_SECONDS = 0.02
 # A group still busy after the run's own wait is retried this long in the background.
 _LATE_REMOVAL_S = 120.0
+# A run's group older than this is nobody's: runs last seconds, a late removal minutes.
+STALE_AFTER_S = 600.0
 _LATE_REMOVALS: set[asyncio.Task[bool]] = set()
 
 
@@ -149,6 +151,35 @@ def open_run_cgroup(limits: CgroupLimits, parent: str | None = None) -> RunCgrou
         base = Path(parent) if parent else CGROUP_ROOT / _own_path("")
         return _open_v2(base, name, limits)
     return _open_v1(name, limits)
+
+
+def remove_stale_runs(parent: str | None = None, *, older_than_s: float = STALE_AFTER_S) -> int:
+    """Delete the empty run groups that a process which died mid-run left where this one
+    makes its own (a crashed service, a killed test session: their late removal died
+    with them); returns how many. A group with a process in it is left alone."""
+    removed = 0
+    cutoff = time.time() - older_than_s
+    for base in _run_bases(parent):
+        for directory in base.glob(RUN_PREFIX + "*"):
+            with contextlib.suppress(OSError):  # gone meanwhile, or not empty
+                if (
+                    directory.stat().st_mtime < cutoff
+                    and not _read(directory / "cgroup.procs").strip()
+                ):
+                    directory.rmdir()
+                    removed += 1
+    return removed
+
+
+def _run_bases(parent: str | None) -> list[Path]:
+    """The directories `open_run_cgroup` creates runs' groups in, from this process."""
+    try:
+        if (CGROUP_ROOT / "cgroup.controllers").exists() or parent is not None:
+            return [Path(parent) if parent else CGROUP_ROOT / _own_path("")]
+        hierarchies = [CGROUP_ROOT / c for c in ("memory", "pids", "cpu")]
+        return [h / _own_path(h.name) for h in hierarchies if (h / "cgroup.procs").exists()]
+    except CgroupUnavailable:
+        return []
 
 
 def _open_v2(base: Path, name: str, limits: CgroupLimits) -> RunCgroup:
