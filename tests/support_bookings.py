@@ -1,6 +1,6 @@
 """The business tools (catalog, bookings, tickets, payments) driven through a LangGraph
 tool node exactly as the agents call them, on a freshly seeded demo database: the
-customers and fixtures that the booking tests and the catalog and ticket tests share."""
+customers and fixtures that the booking, payment, catalog and ticket tests share."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import pytest
 from langchain_core.messages import AIMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool
+from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.graph.state import CompiledStateGraph
@@ -40,17 +41,25 @@ class Outcome:
     config: RunnableConfig
     text: str = ""
     interrupt: Interrupt | None = None
+    shown: Any = None  # what the tool gave to show the customer (the ToolMessage's artifact)
 
 
 class Customer:
-    """One AI tool call per run, with the customer in the runtime context."""
+    """Drives tools the way an agent's tool node does: one AI tool call per run, with the
+    customer (and the business number they wrote to) in the runtime context, every call
+    in the customer's one thread, so a call id sent again is the same call re-run."""
 
-    def __init__(self, graph: CompiledStateGraph[Any, Any, Any, Any], wa_id: str) -> None:
+    def __init__(
+        self, graph: CompiledStateGraph[Any, Any, Any, Any], wa_id: str, phone_number_id: str = ""
+    ) -> None:
         self.graph = graph
-        self.context = ConversationContext(conversation_id="c-" + wa_id, wa_id=wa_id)
+        self.context = ConversationContext(
+            conversation_id="c-" + wa_id, wa_id=wa_id, phone_number_id=phone_number_id
+        )
+        self.thread = f"thread-{wa_id}-{phone_number_id}"
 
     async def call(self, name: str, args: dict[str, Any], *, call_id: str = "") -> Outcome:
-        config: RunnableConfig = {"configurable": {"thread_id": f"thread-{self.context.wa_id}"}}
+        config: RunnableConfig = {"configurable": {"thread_id": self.thread}}
         call = {"name": name, "args": args, "id": call_id or f"call_{uuid.uuid4().hex[:8]}"}
         return await self._run({"messages": [AIMessage(content="", tool_calls=[call])]}, config)
 
@@ -68,15 +77,17 @@ class Customer:
             return Outcome(config, interrupt=result["__interrupt__"][0])
         last = result["messages"][-1]
         assert isinstance(last, ToolMessage)
-        return Outcome(config, text=str(last.content))
+        return Outcome(config, text=str(last.content), shown=last.artifact)
 
 
-def tool_graph(tools: Sequence[BaseTool]) -> CompiledStateGraph[Any, Any, Any, Any]:
+def tool_graph(
+    tools: Sequence[BaseTool], checkpointer: BaseCheckpointSaver[Any] | None = None
+) -> CompiledStateGraph[Any, Any, Any, Any]:
     builder = StateGraph(MessagesState, context_schema=ConversationContext)
     builder.add_node("tools", ToolNode(list(tools)))
     builder.add_edge(START, "tools")
     builder.add_edge("tools", END)
-    return builder.compile(checkpointer=InMemorySaver())
+    return builder.compile(checkpointer=checkpointer or InMemorySaver())
 
 
 @pytest.fixture

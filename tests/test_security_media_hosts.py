@@ -8,12 +8,10 @@ host and records everything it receives. Same address, other port: another origi
 
 from __future__ import annotations
 
-from typing import Any
-
 import httpx
 import pytest
 
-from server.whatsapp.client import UntrustedMediaHost, WhatsAppClient
+from server.whatsapp.client import UntrustedMediaHost
 from server.whatsapp.media_fetch import trusted_media_url
 from tests.fakes.graph_api import FakeGraphAPI
 from tests.fakes.openai_server import FakeOpenAIServer
@@ -28,18 +26,7 @@ from tests.support_media import (
     reply_to,
     send,
 )
-
-
-def make_client(graph: FakeGraphAPI, **overrides: Any) -> WhatsAppClient:
-    options: dict[str, Any] = {
-        "base_url": graph.base_url,
-        "access_token": graph.access_token,
-        "phone_number_id": "PNID",
-        "timeout": 2.0,
-        "max_attempts": 2,
-        "backoff_base": 0.001,
-    }
-    return WhatsAppClient(**{**options, **overrides})
+from tests.support_whatsapp_client import make_client
 
 
 def token_seen_by(host: ForeignHost, token: str) -> bool:
@@ -49,7 +36,7 @@ def token_seen_by(host: ForeignHost, token: str) -> bool:
 async def test_a_media_url_on_a_foreign_host_is_never_contacted(graph_api: FakeGraphAPI) -> None:
     with ForeignHost() as foreign:
         graph_api.add_media("m-1", JPEG, "image/jpeg", url=f"{foreign.base_url}/photo.jpg")
-        async with make_client(graph_api) as client:
+        async with make_client(graph_api, max_attempts=2) as client:
             with pytest.raises(Exception) as caught:
                 await client.download_media("m-1", max_bytes=1_000_000)
         assert not token_seen_by(foreign, graph_api.access_token)
@@ -63,7 +50,7 @@ async def test_a_redirect_to_a_foreign_host_is_not_followed(graph_api: FakeGraph
         graph_api.add_media(
             "m-2", JPEG, "image/jpeg", redirect_to=f"{foreign.base_url}/elsewhere.jpg"
         )
-        async with make_client(graph_api) as client:
+        async with make_client(graph_api, max_attempts=2) as client:
             with pytest.raises(Exception) as caught:
                 await client.download_media("m-2", max_bytes=1_000_000)
         assert not token_seen_by(foreign, graph_api.access_token)
@@ -76,7 +63,7 @@ async def test_a_redirect_within_the_api_origin_is_followed(graph_api: FakeGraph
     graph_api.add_media(
         "hop", JPEG, "image/jpeg", redirect_to=f"{graph_api.base_url}/media-download/real"
     )
-    async with make_client(graph_api) as client:
+    async with make_client(graph_api, max_attempts=2) as client:
         media = await client.download_media("hop", max_bytes=1_000_000)
     assert media.content == JPEG
     assert [r["path"] for r in graph_api.requests][-2:] == [

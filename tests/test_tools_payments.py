@@ -4,31 +4,18 @@ customer's "yes", and no resume, re-run or replay ever pays twice."""
 from __future__ import annotations
 
 import datetime as dt
-import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pytest
-from langchain_core.messages import AIMessage, ToolMessage
-from langchain_core.runnables import RunnableConfig
-from langchain_core.tools import BaseTool
-from langgraph.checkpoint.base import BaseCheckpointSaver
-from langgraph.checkpoint.memory import InMemorySaver
-from langgraph.graph import END, START, MessagesState, StateGraph
-from langgraph.graph.state import CompiledStateGraph
-from langgraph.prebuilt import ToolNode
-from langgraph.types import Command, Interrupt
 
-from graph.context import ConversationContext
-from graph.infra.database import Pool, create_checkpointer, open_pool
+from graph.infra.database import Pool, create_checkpointer
 from tests.fakes.payment_provider import FakePaymentProvider
-from tests.support import query, service_settings
+from tests.support import query
 from tests.support_availability import slot_ids
+from tests.support_bookings import ALICE, Customer, open_day, pool, tool_graph
 from tools.bookings import make_booking_tools
 from tools.catalog import make_catalog_tools
-from tools.demo import seed_demo
 from tools.payment_providers import (
     HttpPaymentLinkProvider,
     ManualBankTransferProvider,
@@ -36,62 +23,7 @@ from tools.payment_providers import (
 )
 from tools.payments import make_payment_tools, mark_payment_paid
 
-ALICE = "250788000111"
-KIGALI = ZoneInfo("Africa/Kigali")
-
-
-@dataclass
-class Outcome:
-    config: RunnableConfig
-    text: str = ""
-    interrupt: Interrupt | None = None
-    shown: Any = None  # what the tool gave to show the customer (the ToolMessage's artifact)
-
-
-class Customer:
-    """Drives tools the way an agent's tool node does: one AI tool call per run."""
-
-    def __init__(
-        self, graph: CompiledStateGraph[Any, Any, Any, Any], wa_id: str, phone_number_id: str = ""
-    ) -> None:
-        self.graph = graph
-        self.context = ConversationContext(
-            conversation_id="c-" + wa_id, wa_id=wa_id, phone_number_id=phone_number_id
-        )
-
-    async def call(self, name: str, args: dict[str, Any], *, call_id: str = "") -> Outcome:
-        config: RunnableConfig = {"configurable": {"thread_id": str(uuid.uuid4())}}
-        call = {"name": name, "args": args, "id": call_id or f"call_{uuid.uuid4().hex[:8]}"}
-        message = AIMessage(content="", tool_calls=[call])
-        return await self._run({"messages": [message]}, config)
-
-    async def resume(self, outcome: Outcome, answer: object) -> Outcome:
-        return await self._run(Command(resume=answer), outcome.config)
-
-    async def _run(self, payload: Any, config: RunnableConfig) -> Outcome:
-        result = await self.graph.ainvoke(payload, config, context=self.context)
-        if result.get("__interrupt__"):
-            return Outcome(config, interrupt=result["__interrupt__"][0])
-        last = result["messages"][-1]
-        assert isinstance(last, ToolMessage)
-        return Outcome(config, text=str(last.content), shown=last.artifact)
-
-
-def tool_graph(
-    tools: Sequence[BaseTool], checkpointer: BaseCheckpointSaver[Any] | None = None
-) -> CompiledStateGraph[Any, Any, Any, Any]:
-    builder = StateGraph(MessagesState, context_schema=ConversationContext)
-    builder.add_node("tools", ToolNode(list(tools)))
-    builder.add_edge(START, "tools")
-    builder.add_edge("tools", END)
-    return builder.compile(checkpointer=checkpointer or InMemorySaver())
-
-
-@pytest.fixture
-async def pool(db_url: str) -> AsyncIterator[Pool]:
-    async with open_pool(db_url, service_settings(db_url)) as pool:
-        await seed_demo(pool)
-        yield pool
+__all__ = ["pool"]  # the fixture, used by name below
 
 
 @pytest.fixture
@@ -121,10 +53,7 @@ def customer(pool: Pool, provider: PaymentProvider, wa_id: str = ALICE, **graph:
 
 
 async def book_a_rental(who: Customer) -> int:
-    day = dt.datetime.now(KIGALI).date() + dt.timedelta(days=1)
-    if day.weekday() == 6:
-        day += dt.timedelta(days=1)
-    rows = await query_slots(who, day)
+    rows = await query_slots(who, open_day())
     asked = await who.call("create_booking", {"slot_id": rows})
     assert asked.interrupt is not None  # a booking asks the customer first
     booked = await who.resume(asked, "confirm:yes")

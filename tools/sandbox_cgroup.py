@@ -39,7 +39,8 @@ from pathlib import Path
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CPU_PERIOD_US = 100_000
-V2_CONTROLLERS = ("memory", "pids", "cpu")
+# What bounds a run: delegated to its group (v2), or one hierarchy each (v1).
+CONTROLLERS = ("memory", "pids", "cpu")
 RUN_PREFIX = "wa-agent-sandbox-"
 POLL_SECONDS = 0.02
 # A group still busy after the run's own wait is retried this long in the background.
@@ -147,10 +148,24 @@ def joining_command(run: RunCgroup | None, command: list[str]) -> list[str]:
 def open_run_cgroup(limits: CgroupLimits, parent: str | None = None) -> RunCgroup:
     """Create a run's group with its limits written, or raise `CgroupUnavailable`."""
     name = RUN_PREFIX + secrets.token_hex(6)
-    if (CGROUP_ROOT / "cgroup.controllers").exists() or parent is not None:
-        base = Path(parent) if parent else CGROUP_ROOT / _own_path("")
-        return _open_v2(base, name, limits)
+    if _unified(parent):
+        return _open_v2(_unified_base(parent), name, limits)
     return _open_v1(name, limits)
+
+
+def _unified(parent: str | None) -> bool:
+    """Runs' groups go in one cgroup v2 directory (else one per v1 hierarchy)."""
+    return (CGROUP_ROOT / "cgroup.controllers").exists() or parent is not None
+
+
+def _unified_base(parent: str | None) -> Path:
+    return Path(parent) if parent else CGROUP_ROOT / _own_path("")
+
+
+def _v1_base(controller: str) -> Path | None:
+    """Where runs' groups go in a v1 hierarchy; None when it is not mounted."""
+    hierarchy = CGROUP_ROOT / controller
+    return hierarchy / _own_path(controller) if (hierarchy / "cgroup.procs").exists() else None
 
 
 def remove_stale_runs(parent: str | None = None, *, older_than_s: float = STALE_AFTER_S) -> int:
@@ -174,17 +189,16 @@ def remove_stale_runs(parent: str | None = None, *, older_than_s: float = STALE_
 def _run_bases(parent: str | None) -> list[Path]:
     """The directories `open_run_cgroup` creates runs' groups in, from this process."""
     try:
-        if (CGROUP_ROOT / "cgroup.controllers").exists() or parent is not None:
-            return [Path(parent) if parent else CGROUP_ROOT / _own_path("")]
-        hierarchies = [CGROUP_ROOT / c for c in ("memory", "pids", "cpu")]
-        return [h / _own_path(h.name) for h in hierarchies if (h / "cgroup.procs").exists()]
+        if _unified(parent):
+            return [_unified_base(parent)]
+        return [base for c in CONTROLLERS if (base := _v1_base(c)) is not None]
     except CgroupUnavailable:
         return []
 
 
 def _open_v2(base: Path, name: str, limits: CgroupLimits) -> RunCgroup:
     delegated = set(_read(base / "cgroup.subtree_control").split())
-    missing = [c for c in V2_CONTROLLERS if c not in delegated]
+    missing = [c for c in CONTROLLERS if c not in delegated]
     if missing:
         try:
             (base / "cgroup.subtree_control").write_text(" ".join(f"+{c}" for c in missing))
@@ -211,11 +225,11 @@ def _open_v1(name: str, limits: CgroupLimits) -> RunCgroup:
     directories: dict[str, Path] = {}
     run = RunCgroup(1, directories)
     try:
-        for controller in ("memory", "pids", "cpu"):
-            hierarchy = CGROUP_ROOT / controller
-            if not (hierarchy / "cgroup.procs").exists():
-                raise CgroupUnavailable(f"no cgroup v1 {controller} hierarchy at {hierarchy}")
-            directories[controller] = _make(hierarchy / _own_path(controller) / name)
+        for controller in CONTROLLERS:
+            base = _v1_base(controller)
+            if base is None:
+                raise CgroupUnavailable(f"no cgroup v1 {controller} hierarchy under {CGROUP_ROOT}")
+            directories[controller] = _make(base / name)
         memory = directories["memory"]
         _write(memory / "memory.limit_in_bytes", str(limits.memory_bytes))
         _write(memory / "memory.memsw.limit_in_bytes", str(limits.memory_bytes), optional=True)
