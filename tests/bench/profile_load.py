@@ -11,6 +11,9 @@ install it apart (`pip install --target /tmp/pyspy py-spy`) and pass its path.
 
 The collapsed stacks go to `--out`; the summary printed groups each sample by the first
 frame of ours or of a library it passes through, so the figures read as "router 25 %".
+With `--gil` (a sample is then CPU) it also prints the CPU per turn of the whole service
+and of our own code's frames alone, against the 15 ms budget; use a rate the service
+keeps up with, so that the turns offered are the turns done while it samples.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from tests.bench.e2e import conversations, wait_for_replies
 from tests.bench.loadgen import WebhookClient, open_loop
 from tests.fakes.openai_server import FakeOpenAIServer
 
+# py-spy's sampling rate: with `--gil`, a sample is 1/SAMPLES_PER_S s of CPU.
+SAMPLES_PER_S = 200
 # Postgres publishes a backend's statistics at most once a second.
 STATS_FLUSH_S = 2.0
 
@@ -112,8 +117,16 @@ def process_of(stack: str) -> str:
     return roles[-1] if roles else "other"
 
 
-def summarise(collapsed: Path, top: int) -> None:
+def runs_in_ours(stack: str) -> bool:
+    """The sample's innermost frame is our own code: time spent in it, not below it."""
+    return _is_ours(stack.rsplit(";", 1)[-1])
+
+
+def summarise(collapsed: Path, top: int, turns: int | None = None) -> None:
+    """Samples by process and area; with `turns` (and `--gil`, so that a sample is CPU)
+    also the CPU per turn, of the whole service and of our own code alone."""
     by_process: dict[str, tuple[collections.Counter[str], collections.Counter[str]]] = {}
+    in_ours = 0
     for line in collapsed.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         if not count.isdigit():
@@ -123,6 +136,21 @@ def summarise(collapsed: Path, top: int) -> None:
         )
         areas[area_of(stack)] += int(count)
         ours[ours_frame(stack)] += int(count)
+        in_ours += int(count) if runs_in_ours(stack) else 0
+    _print_processes(by_process, top)
+    total = sum(sum(areas.values()) for areas, _ in by_process.values())
+    print(f"\nin our own code (innermost frame ours): {100 * in_ours / max(total, 1):.1f} %")
+    if turns:
+        per_turn = 1000 / SAMPLES_PER_S / turns
+        print(
+            f"CPU per turn, {turns} turns (valid with --gil): the service {total * per_turn:.1f}"
+            f" ms, of it in our own code {in_ours * per_turn:.1f} ms (budget: 15 ms)"
+        )
+
+
+def _print_processes(
+    by_process: dict[str, tuple[collections.Counter[str], collections.Counter[str]]], top: int
+) -> None:
     for process, (areas, ours) in sorted(by_process.items()):
         total = sum(areas.values())
         print(f"\n{process}: {total} busy samples")
@@ -144,7 +172,14 @@ async def profile(args: argparse.Namespace) -> None:
             committed = await transactions(server.db_url)
             recorder = await asyncio.create_subprocess_exec(
                 *[args.py_spy, "record", "--pid", str(server.group.pids[0]), "--subprocesses"],
-                *["--format", "raw", "--rate", "200", "--nonblocking", "--full-filenames"],
+                *[
+                    "--format",
+                    "raw",
+                    "--rate",
+                    str(SAMPLES_PER_S),
+                    "--nonblocking",
+                    "--full-filenames",
+                ],
                 *["--duration", str(int(args.duration)), "--output", str(args.out)],
                 *(["--gil"] if args.gil else []),
                 stdout=asyncio.subprocess.DEVNULL,
@@ -156,7 +191,7 @@ async def profile(args: argparse.Namespace) -> None:
             await asyncio.sleep(STATS_FLUSH_S)
             committed = await transactions(server.db_url) - committed
     print(f"\nPostgres transactions per turn (webhook and worker): {committed / len(messages):.1f}")
-    summarise(args.out, args.top)
+    summarise(args.out, args.top, len(messages) if args.gil else None)
 
 
 async def transactions(db_url: str) -> int:
@@ -192,8 +227,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    if args.summarise_only:
-        summarise(args.out, args.top)
+    if args.summarise_only:  # the per-turn figures need the run's --rate and --duration
+        summarise(args.out, args.top, int(args.rate * args.duration) if args.gil else None)
         return
     tune_benchmark_process()
     print_header(
