@@ -143,7 +143,7 @@ def summarise(collapsed: Path, top: int, turns: int | None = None) -> None:
     if turns:
         per_turn = 1000 / SAMPLES_PER_S / turns
         print(
-            f"CPU per turn, {turns} turns (valid with --gil): the service {total * per_turn:.1f}"
+            f"CPU per turn over {turns} turns: the service {total * per_turn:.1f}"
             f" ms, of it in our own code {in_ours * per_turn:.1f} ms (budget: 15 ms)"
         )
 
@@ -172,14 +172,8 @@ async def profile(args: argparse.Namespace) -> None:
             committed = await transactions(server.db_url)
             recorder = await asyncio.create_subprocess_exec(
                 *[args.py_spy, "record", "--pid", str(server.group.pids[0]), "--subprocesses"],
-                *[
-                    "--format",
-                    "raw",
-                    "--rate",
-                    str(SAMPLES_PER_S),
-                    "--nonblocking",
-                    "--full-filenames",
-                ],
+                *["--format", "raw", "--rate", str(SAMPLES_PER_S), "--nonblocking"],
+                *["--full-filenames"],
                 *["--duration", str(int(args.duration)), "--output", str(args.out)],
                 *(["--gil"] if args.gil else []),
                 stdout=asyncio.subprocess.DEVNULL,
