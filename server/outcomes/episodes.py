@@ -118,29 +118,21 @@ class Episodes:
         self.idle = idle
 
     async def record_turn(self, turn: TurnRecord) -> ClosedEpisode | None:
-        """Add the turn to the open episode; returns the episode when a goodbye closed it."""
+        """Add the turn to the open episode; returns the episode when a goodbye closed it.
+        A turn that may close it is recorded in one transaction with the close, so that
+        nobody (the console, the satisfaction question) reads the goodbye counted and the
+        episode still open; any other turn is recorded in one statement."""
+        ends = turn.goodbye and turn.replied and not turn.failed and turn.waiting is None
         async with self.pool.connection() as conn:
-            cur = await conn.execute(
-                _RECORD_TURN,
-                {
-                    "run_id": turn.run_id,
-                    "conversation_id": turn.conversation_id,
-                    "wa_id": turn.wa_id,
-                    "replied": turn.replied,
-                    "agents": list(dict.fromkeys(turn.agents)),
-                    "handoffs": turn.handoffs,
-                    "failed_n": int(turn.failed),
-                    "failed": turn.failed,
-                    "waiting": turn.waiting,
-                    "tokens": turn.tokens,
-                },
-            )
-            episode = await cur.fetchone()
-            assert episode is not None
-            ends = turn.goodbye and turn.replied and not turn.failed and turn.waiting is None
-            if not ends or episode["escalated_now"] or episode["turns"] < 2:
+            if not ends:
+                await conn.execute(_RECORD_TURN, _turn_values(turn))
                 return None
             async with conn.transaction():
+                cur = await conn.execute(_RECORD_TURN, _turn_values(turn))
+                episode = await cur.fetchone()
+                assert episode is not None
+                if episode["escalated_now"] or episode["turns"] < 2:
+                    return None
                 return await _close(conn, episode, "goodbye", episode["now"])
 
     async def close_idle(
@@ -156,6 +148,21 @@ class Episodes:
         if closed:
             log.info("episodes.closed_idle", count=len(closed))
         return closed
+
+
+def _turn_values(turn: TurnRecord) -> dict[str, Any]:
+    return {
+        "run_id": turn.run_id,
+        "conversation_id": turn.conversation_id,
+        "wa_id": turn.wa_id,
+        "replied": turn.replied,
+        "agents": list(dict.fromkeys(turn.agents)),
+        "handoffs": turn.handoffs,
+        "failed_n": int(turn.failed),
+        "failed": turn.failed,
+        "waiting": turn.waiting,
+        "tokens": turn.tokens,
+    }
 
 
 # Read when an episode closes: did an operator answer in it, is a person still awaited,
