@@ -4,11 +4,13 @@ one turn through a real SSE client (httpx-sse), read back what the turn stored."
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-from httpx_sse import aconnect_sse
+from httpx_sse import EventSource, aconnect_sse
 
 from tests.fakes.graph_api import FakeGraphAPI
 from tests.fakes.openai_server import FakeOpenAIServer
@@ -47,10 +49,11 @@ async def web_conversation(service: RunningService, visitor: str | None = None) 
     return created
 
 
-async def stream(
+@contextlib.asynccontextmanager
+async def open_stream(
     service: RunningService, conversation: dict[str, str], text: str, token: str | None = None
-) -> list[tuple[str, Any]]:
-    """Every event of one streamed turn, as (event, data)."""
+) -> AsyncIterator[EventSource]:
+    """One turn's SSE stream, open: for a client that reads only part of it."""
     async with (
         httpx.AsyncClient(base_url=service.base_url, timeout=30) as client,
         aconnect_sse(
@@ -61,6 +64,14 @@ async def stream(
             headers={"Authorization": f"Bearer {token or conversation['token']}"},
         ) as source,
     ):
+        yield source
+
+
+async def stream(
+    service: RunningService, conversation: dict[str, str], text: str, token: str | None = None
+) -> list[tuple[str, Any]]:
+    """Every event of one streamed turn, as (event, data)."""
+    async with open_stream(service, conversation, text, token) as source:
         assert source.response.status_code == 200
         return [(event.event, json.loads(event.data)) async for event in source.aiter_sse()]
 

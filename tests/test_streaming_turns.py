@@ -8,14 +8,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import httpx
-from httpx_sse import aconnect_sse
-
 from tests.fakes.graph_api import FakeGraphAPI
 from tests.fakes.openai_server import FakeOpenAIServer, ToolCall
 from tests.support import RunningService, eventually, running_service
 from tests.support_streaming import (
     answered_once,
+    open_stream,
     stream,
     stream_settings,
     transcript_of,
@@ -98,16 +96,7 @@ async def test_a_client_that_leaves_mid_stream_does_not_cut_the_turn(
         answer = " ".join(f"word{i}" for i in range(60))
         openai_server.stream_interval = 0.02
         openai_server.script(answer)
-        async with (
-            httpx.AsyncClient(base_url=service.base_url, timeout=30) as client,
-            aconnect_sse(
-                client,
-                "POST",
-                f"/v1/conversations/{conversation['conversation_id']}/stream",
-                json={"text": "Saturday"},
-                headers={"Authorization": f"Bearer {conversation['token']}"},
-            ) as source,
-        ):
+        async with open_stream(service, conversation, "Saturday") as source:
             async for event in source.aiter_sse():
                 if event.event == "token":
                     break  # the browser tab closes after the first word

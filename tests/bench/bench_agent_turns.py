@@ -36,10 +36,17 @@ from graph.infra.database import open_pool
 from graph.infra.embeddings import build_embeddings
 from graph.settings import Settings
 from graph.state import ConversationState, customer_message, text_reply
-from tests.bench.common import bench_postgres, ms, percentile, print_header, print_table
+from tests.bench.common import (
+    bench_postgres,
+    demo_business_tools,
+    ms,
+    percentile,
+    print_header,
+    print_table,
+)
 from tests.bench.common import tune_benchmark_process as tune
 from tests.fakes.openai_server import FakeOpenAIServer, ToolCall
-from tools import ManualBankTransferProvider, make_business_tools, seed_demo
+from tools import seed_demo
 
 CUSTOMER = "250788000123"
 SCRIPTED_CONVERSATION: list[tuple[str, list[Any]]] = [
@@ -192,13 +199,7 @@ async def run(turns: int) -> None:
                 model = build_chat_model(settings)
                 assert model is not None
                 prompts = load_prompts(settings.business_name)
-                tools = make_business_tools(
-                    pool,
-                    payment_provider=ManualBankTransferProvider(
-                        bank_name="Bank", account_name="Shop", account_number="000"
-                    ),
-                    knowledge=None,
-                )
+                tools = demo_business_tools(pool)
                 multi = build_graph(
                     model,
                     prompts,

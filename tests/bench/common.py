@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from langchain_core.tools import BaseTool
 
-from graph.infra.database import apply_migrations, start_embedded_postgres
+from graph.infra.database import Pool, apply_migrations, start_embedded_postgres
 from tests.fakes import graph_api as graph_api_module
 from tests.fakes.meta_payloads import envelope, sign, text_message
 from tests.support import (
@@ -33,6 +34,7 @@ from tests.support import (
     create_database,
     unique_name,
 )
+from tools import ManualBankTransferProvider, make_business_tools
 
 # A thread (a fake's request handler) holding the GIL delays the benchmark's event loop
 # by up to the switch interval (5 ms by default): too coarse for millisecond figures.
@@ -210,3 +212,10 @@ def signed_text(wa_id: str, text: str, wamid: str) -> SignedMessage:
 def customer_id(run: int, index: int) -> str:
     """A WhatsApp-looking number, unique per (run, index)."""
     return f"2557{run:02d}{index:06d}"
+
+
+def demo_business_tools(pool: Pool) -> dict[str, BaseTool]:
+    """The business tools as the benchmarks' graphs offer them: payments by manual bank
+    transfer, no knowledge base."""
+    manual = ManualBankTransferProvider(bank_name="Bank", account_name="Shop", account_number="000")
+    return make_business_tools(pool, payment_provider=manual, knowledge=None)

@@ -27,9 +27,9 @@ from graph.infra.database import Pool, create_checkpointer, open_pool
 from graph.infra.embeddings import build_embeddings
 from graph.settings import Settings
 from graph.state import customer_message
+from tests.bench.common import demo_business_tools
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.support import service_settings
-from tools import ManualBankTransferProvider, make_business_tools
 
 CUSTOMER = "250788000777"
 
@@ -127,13 +127,7 @@ async def bench_graph(
         open_memory(pool, db_url, settings, chat_model(writer)) as parts,
     ):
         model = chat_model(agents)
-        tools = make_business_tools(
-            pool,
-            payment_provider=ManualBankTransferProvider(
-                bank_name="Bank", account_name="Shop", account_number="000"
-            ),
-            knowledge=None,
-        )
+        tools = demo_business_tools(pool)
         graph = build_graph(
             model,
             load_prompts(settings.business_name),
